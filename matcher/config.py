@@ -1,0 +1,67 @@
+"""Settings, read from the environment (prefix `MATCHER_`) through one cached `get_settings()`.
+
+Every field carries a description; the README's settings table is checked against this class by a
+test. Tests build their own `Settings(...)` and pass it in: nothing patches globals.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPORA = PROJECT_ROOT / "corpora"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MATCHER_", extra="ignore", frozen=True)
+
+    db: Path = Field(Path("matcher.db"), description="SQLite database file.")
+    index_dir: Path | None = Field(
+        None, description="Folder of the saved index; default: `<db>.index` beside the database."
+    )
+    corpora_dir: Path = Field(
+        DEFAULT_CORPORA, description="Folder with the domain dictionary, stopwords, synonyms and demo corpus."
+    )
+    max_text_chars: int = Field(20_000, description="Longest demand text accepted, in characters.")
+    default_top_k: int = Field(10, description="How many experts a match returns when not told.")
+    bm25_k1: float = Field(1.2, description="BM25 term-frequency saturation.")
+    bm25_b: float = Field(0.75, description="BM25 length normalisation.")
+    doc_top_k: int = Field(3, description="How many of an expert's best documents add up to its document score.")
+    weight_docs: float = Field(1.0, description="Fusion weight of the document-level word BM25 signal.")
+    weight_profile: float = Field(0.6, description="Fusion weight of the whole-profile word BM25 signal.")
+    weight_fields: float = Field(0.5, description="Fusion weight of the research-fields/keywords BM25 signal.")
+    weight_chars: float = Field(0.4, description="Fusion weight of the character n-gram TF-IDF signal.")
+    weight_semantic: float = Field(0.3, description="Fusion weight of the LSA semantic signal.")
+    weight_prior: float = Field(0.0, description="Fusion weight of the activity prior (0 switches it off).")
+    query_keyword_boost: float = Field(2.0, description="Weight of a demand's keywords and title terms.")
+    generic_term_weight: float = Field(0.3, description="Weight of generic words (研究, 技术, 问题…).")
+    lsa_dims: int = Field(128, description="Dimensions of the LSA (TruncatedSVD) semantic space.")
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), description="API keys accepted in `X-API-Key` for writes and contact details (comma-separated)."
+    )
+    max_body_bytes: int = Field(1_000_000, description="Largest HTTP request body accepted, in bytes.")
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field((), description="Origins allowed by CORS; empty keeps CORS closed.")
+    max_per_expert: int = Field(5, description="Nightly batch: most recommendations one expert receives a run.")
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # Environment variables hold lists as "a,b,c"; JSON would be unfriendly for a key list.
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @property
+    def resolved_index_dir(self) -> Path:
+        return self.index_dir if self.index_dir is not None else Path(f"{self.db}.index")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

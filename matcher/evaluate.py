@@ -1,0 +1,164 @@
+"""Benchmark protocol: rank a folder's queries against its experts and score against its qrels.
+
+A benchmark folder holds `experts.jsonl` ({id, research_fields, documents: [{title, keywords,
+abstract}]}), `queries.jsonl` ({id, title, keywords, description}) and `qrels.tsv` (query_id,
+expert_id, relevance, with a header line). The project's ranker and a BM25 reference (bm25 over the
+expert's whole text concatenated, on the very same tokens) run side by side. Metrics follow the
+usual definitions (binary relevance, cut-offs in the names); MRR and MAP look at the top 100.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from matcher.errors import InputError
+from matcher.index import TermIndex
+from matcher.models import Demand, Expert
+from matcher.rank import ExpertIndex, Query
+
+METRICS: tuple[str, ...] = ("nDCG@10", "MRR", "Recall@10", "Recall@50", "Hit@1", "Hit@10", "MAP@100")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    experts: list[Expert]
+    queries: list[Demand]
+    qrels: dict[str, set[str]]
+
+
+def load_benchmark(folder: Path | str) -> Benchmark:
+    folder = Path(folder)
+    for name in ("experts.jsonl", "queries.jsonl", "qrels.tsv"):
+        if not (folder / name).exists():
+            raise InputError(f"{folder} is not a benchmark folder: {name} is missing")
+    experts = [Expert.from_dict(json.loads(line)) for line in _lines(folder / "experts.jsonl")]
+    queries = [Demand.from_dict(json.loads(line)) for line in _lines(folder / "queries.jsonl")]
+    qrels: dict[str, set[str]] = defaultdict(set)
+    for i, line in enumerate(_lines(folder / "qrels.tsv")):
+        parts = line.split("\t") if "\t" in line else line.split()
+        if i == 0 and not parts[-1].strip().lstrip("-").isdigit():
+            continue  # header
+        if len(parts) < 3:
+            raise InputError(f"qrels.tsv line {i + 1}: expected query_id, expert_id, relevance")
+        if int(parts[2]) > 0:
+            qrels[parts[0]].add(parts[1])
+    return Benchmark(experts, queries, dict(qrels))
+
+
+def _lines(path: Path) -> list[str]:
+    return [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def metrics_for(ranked: Sequence[str], relevant: set[str]) -> dict[str, float]:
+    gains = [1.0 if e in relevant else 0.0 for e in ranked[:100]]
+    dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains[:10]))
+    idcg = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
+    first = next((i + 1 for i, g in enumerate(gains) if g), None)
+    hits, ap = 0, 0.0
+    for i, g in enumerate(gains):
+        if g:
+            hits += 1
+            ap += hits / (i + 1)
+    n = len(relevant)
+    return {
+        "nDCG@10": dcg / idcg if idcg else 0.0,
+        "MRR": 1.0 / first if first else 0.0,
+        "Recall@10": sum(gains[:10]) / n,
+        "Recall@50": sum(gains[:50]) / n,
+        "Hit@1": gains[0] if gains else 0.0,
+        "Hit@10": float(any(gains[:10])),
+        "MAP@100": ap / n,
+    }
+
+
+def mean_metrics(runs: Mapping[str, Sequence[str]], qrels: Mapping[str, set[str]]) -> dict[str, float]:
+    """Mean of each metric over the judged queries; a query missing from `runs` scores zero."""
+    sums: dict[str, float] = defaultdict(float)
+    judged = [q for q, rel in qrels.items() if rel]
+    for q in judged:
+        for k, v in metrics_for(list(runs.get(q, [])), qrels[q]).items():
+            sums[k] += v
+    return {k: round(sums[k] / len(judged), 4) if judged else 0.0 for k in METRICS}
+
+
+def expert_text(expert: Expert) -> str:
+    parts = [*expert.research_fields, expert.bio]
+    for d in expert.documents:
+        parts.extend([d.title, " ".join(d.keywords), d.abstract])
+    return "\n".join(p for p in parts if p)
+
+
+@dataclass
+class EvalResult:
+    ranker: dict[str, float]
+    bm25: dict[str, float]
+    queries: int
+    seconds: float
+    runs: dict[str, list[tuple[str, float]]] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict[str, object]:
+        return {"ranker": self.ranker, "bm25": self.bm25, "queries": self.queries, "seconds": round(self.seconds, 2)}
+
+
+def evaluate(
+    bench: Benchmark,
+    tokenize: Callable[[str], list[str]],
+    make_index: Callable[[], ExpertIndex],
+    make_query: Callable[[str, str], Query],
+    *,
+    top: int = 100,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    start = time.perf_counter()
+    cached = lru_cache(maxsize=None)(tokenize)
+    tok = lambda s: list(cached(s))  # noqa: E731 - callers must not mutate the cached lists
+    index = make_index().fit(bench.experts, tok)
+    reference = TermIndex("bm25").fit([tok(expert_text(e)) for e in bench.experts])
+    ids = np.asarray([e.id for e in bench.experts])
+    ranker_runs: dict[str, list[tuple[str, float]]] = {}
+    bm25_runs: dict[str, list[str]] = {}
+    for n, q in enumerate(bench.queries, start=1):
+        emphasis = " ".join([q.title, *q.keywords])
+        query = make_query(q.text, emphasis)
+        total = index.score(query).total
+        order = np.argsort(-total, kind="stable")[:top]
+        ranker_runs[q.id] = [(str(ids[i]), float(total[i])) for i in order if total[i] > 0]
+        ref = reference.score(list(query.tokens))
+        ref_order = np.argsort(-ref, kind="stable")[:top]
+        bm25_runs[q.id] = [str(ids[i]) for i in ref_order if ref[i] > 0]
+        if progress:
+            progress(n, len(bench.queries))
+    judged = {q.id for q in bench.queries}
+    qrels = {q: r for q, r in bench.qrels.items() if q in judged}
+    return EvalResult(
+        ranker=mean_metrics({q: [e for e, _ in r] for q, r in ranker_runs.items()}, qrels),
+        bm25=mean_metrics(bm25_runs, qrels),
+        queries=len(qrels),
+        seconds=time.perf_counter() - start,
+        runs=ranker_runs,
+    )
+
+
+def write_trec_run(path: Path | str, runs: Mapping[str, Sequence[tuple[str, float]]], tag: str = "matcher") -> None:
+    with Path(path).open("w", encoding="utf-8") as f:
+        for qid, ranked in runs.items():
+            for rank, (eid, score) in enumerate(ranked, start=1):
+                f.write(f"{qid} Q0 {eid} {rank} {score:.6f} {tag}\n")
+
+
+def format_table(result: EvalResult) -> str:
+    head = f"{'ranker':<10}" + "".join(f"{m:>11}" for m in METRICS)
+    rows = [head]
+    for name, vals in (("matcher", result.ranker), ("bm25", result.bm25)):
+        rows.append(f"{name:<10}" + "".join(f"{vals[m]:>11.4f}" for m in METRICS))
+    rows.append(f"{result.queries} queries, {result.seconds:.1f} s")
+    return "\n".join(rows)

@@ -1,0 +1,264 @@
+"""Typed records that cross module boundaries: experts, demands, and explained matches.
+
+Records are frozen dataclasses: cheap to build in bulk (a province has 100k experts) and safe to
+share between threads of the API. `from_dict` accepts the loose shapes found in the wild (the
+benchmark's `research_fields` string, keywords as a list or a 、-separated string) and normalises
+them; `to_dict` gives the canonical JSON shape used by the store, the exports and the API.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from matcher.errors import InputError
+
+DocumentKind = Literal["paper", "patent", "project", "achievement"]
+DOCUMENT_KINDS: tuple[str, ...] = ("paper", "patent", "project", "achievement")
+DEMAND_STATUSES: tuple[str, ...] = ("new", "matched", "closed")
+VERDICTS: tuple[str, ...] = ("accepted", "declined", "contacted", "succeeded")
+
+# Separators staff use inside one spreadsheet cell for a list: 、 ， , ； ; / | and line breaks.
+_LIST_SPLIT = re.compile(r"[、，,；;|/\n\r\t]+")
+
+
+def split_list(value: Any) -> tuple[str, ...]:
+    """A list-valued field from a list, a tuple or a separated string; blanks and repeats dropped."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: Iterable[Any] = _LIST_SPLIT.split(value)
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        items = [value]
+    out: list[str] = []
+    for item in items:
+        text = str(item).strip()
+        if text and text not in out:
+            out.append(text)
+    return tuple(out)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _year(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        year = int(str(value).strip()[:4])
+    except ValueError:
+        return None
+    return year if 1900 <= year <= 2100 else None
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One piece of an expert's record: a paper, a patent, a project or an achievement."""
+
+    title: str
+    kind: str = "paper"
+    keywords: tuple[str, ...] = ()
+    abstract: str = ""
+    year: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Document:
+        kind = _text(data.get("kind")) or "paper"
+        if kind not in DOCUMENT_KINDS:
+            raise InputError(f"document kind {kind!r} is not one of {', '.join(DOCUMENT_KINDS)}")
+        return cls(
+            title=_text(data.get("title")),
+            kind=kind,
+            keywords=split_list(data.get("keywords")),
+            abstract=_text(data.get("abstract")),
+            year=_year(data.get("year")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["keywords"] = list(self.keywords)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """Private: shown only to callers holding an API key."""
+
+    phone: str = ""
+    email: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Contact:
+        data = data or {}
+        return cls(phone=_text(data.get("phone")), email=_text(data.get("email")))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"phone": self.phone, "email": self.email}
+
+
+@dataclass(frozen=True, slots=True)
+class Expert:
+    id: str
+    name: str = ""
+    title: str = ""
+    institution: str = ""
+    region: str = ""
+    research_fields: tuple[str, ...] = ()
+    bio: str = ""
+    documents: tuple[Document, ...] = ()
+    tags: tuple[str, ...] = ()
+    contact: Contact = field(default_factory=Contact)
+
+    @property
+    def is_academician(self) -> bool:
+        return "院士" in self.title
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Expert:
+        expert_id = _text(data.get("id"))
+        if not expert_id:
+            raise InputError("expert has no id")
+        docs = data.get("documents") or ()
+        if not isinstance(docs, list | tuple):
+            raise InputError(f"expert {expert_id}: documents must be a list")
+        contact = data.get("contact")
+        if contact is None and ("phone" in data or "email" in data):
+            contact = {"phone": data.get("phone"), "email": data.get("email")}
+        return cls(
+            id=expert_id,
+            name=_text(data.get("name")),
+            title=_text(data.get("title")),
+            institution=_text(data.get("institution")),
+            region=_text(data.get("region")),
+            research_fields=split_list(data.get("research_fields")),
+            bio=_text(data.get("bio")),
+            documents=tuple(Document.from_dict(d) for d in docs),
+            tags=split_list(data.get("tags")),
+            contact=Contact.from_dict(contact if isinstance(contact, Mapping) else None),
+        )
+
+    def to_dict(self, *, include_contact: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "title": self.title,
+            "institution": self.institution,
+            "region": self.region,
+            "research_fields": list(self.research_fields),
+            "bio": self.bio,
+            "documents": [doc.to_dict() for doc in self.documents],
+            "tags": list(self.tags),
+        }
+        if include_contact:
+            d["contact"] = self.contact.to_dict()
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    id: str
+    title: str = ""
+    description: str = ""
+    enterprise: str = ""
+    region: str = ""
+    industry: str = ""
+    keywords: tuple[str, ...] = ()
+    created_at: str = ""
+    status: str = "new"
+    avoid_institutions: tuple[str, ...] = ()
+    avoid_experts: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The text that is matched: title, keywords and description."""
+        return "\n".join(p for p in (self.title, " ".join(self.keywords), self.description) if p)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Demand:
+        demand_id = _text(data.get("id"))
+        if not demand_id:
+            raise InputError("demand has no id")
+        status = _text(data.get("status")) or "new"
+        if status not in DEMAND_STATUSES:
+            raise InputError(f"demand {demand_id}: status {status!r} is not one of {DEMAND_STATUSES}")
+        return cls(
+            id=demand_id,
+            title=_text(data.get("title")),
+            description=_text(data.get("description")),
+            enterprise=_text(data.get("enterprise")),
+            region=_text(data.get("region")),
+            industry=_text(data.get("industry")),
+            keywords=split_list(data.get("keywords")),
+            created_at=_text(data.get("created_at")) or now_iso(),
+            status=status,
+            avoid_institutions=split_list(data.get("avoid_institutions")),
+            avoid_experts=split_list(data.get("avoid_experts")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("keywords", "avoid_institutions", "avoid_experts"):
+            d[key] = list(d[key])
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A piece of the expert's record that matched: where it is and the text shown to staff."""
+
+    field: str  # e.g. "research_fields", "paper", "patent", "project", "bio"
+    text: str
+    terms: tuple[str, ...] = ()
+    score: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    terms: tuple[str, ...]
+    evidence: tuple[Evidence, ...]
+    signals: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "terms": list(self.terms),
+            "evidence": [
+                {"field": e.field, "text": e.text, "terms": list(e.terms), "score": round(e.score, 4)}
+                for e in self.evidence
+            ],
+            "signals": {k: round(float(v), 4) for k, v in self.signals.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    rank: int
+    expert: Expert
+    score: float
+    explanation: Explanation
+
+    @property
+    def expert_id(self) -> str:
+        return self.expert.id
+
+    def to_dict(self, *, include_contact: bool = False) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "expert_id": self.expert.id,
+            "name": self.expert.name,
+            "title": self.expert.title,
+            "institution": self.expert.institution,
+            "region": self.expert.region,
+            "score": round(self.score, 6),
+            "explanation": self.explanation.to_dict(),
+            **({"contact": self.expert.contact.to_dict()} if include_contact else {}),
+        }

@@ -1,0 +1,239 @@
+"""Chinese-first text handling: normalisation and a tokenizer that owns its own jieba instance.
+
+Normalisation (`normalize`) makes the same term look the same wherever it comes from:
+  * control characters dropped, every run of white space folded into one space;
+  * Unicode NFKC, which maps full-width letters, digits and punctuation to half-width
+    (`ＰＬＣ` -> `PLC`, `，` -> `,`);
+  * traditional -> simplified Chinese with OpenCC's `t2s` profile (character level plus its phrase
+    table; we avoid `tw2sp`, whose Taiwan vocabulary mapping rewrites simplified 程序 to 进程);
+  * Latin lower-cased, so `SiC`, `SIC` and `sic` are one term.
+
+`ChineseTokenizer` never touches jieba's module-level tokenizer: one caller's `add_word` would
+change everybody's segmentation. It builds its own `jieba.Tokenizer`, loads the domain dictionary
+into it (normalised, so dictionary entries meet normalised text), drops stopwords and punctuation,
+and glues Latin compounds that jieba splits (`li-ion`, `nb-iot`). It pickles without its jieba
+state (jieba's RLock cannot be pickled) and rebuilds it lazily in the receiving process.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jieba
+import opencc
+
+from matcher.config import DEFAULT_CORPORA
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202f\u2060\ufeff]")
+_SPACE = re.compile(r"\s+")
+# A token worth keeping has at least one letter, digit or CJK character.
+_WORDLIKE = re.compile(r"[0-9a-z\u3400-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"^[0-9a-z][0-9a-z+#.]*$")
+_JOINERS = {"-", "_", "/", "."}
+# Variant characters OpenCC's t2s keeps but mainland technical writing never uses.
+_VARIANTS = str.maketrans({"矽": "硅", "綫": "线"})
+
+
+@lru_cache(maxsize=1)
+def _t2s() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def normalize(text: str) -> str:
+    """Return `text` normalised for matching (see the module docstring). Never raises on a str."""
+    if not isinstance(text, str):
+        raise TypeError(f"normalize() takes a str, not {type(text).__name__}")
+    if not text:
+        return ""
+    text = _CONTROL.sub(" ", text)
+    text = unicodedata.normalize("NFKC", text)
+    # Lone surrogates (from broken decoders) cannot be encoded anywhere downstream.
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    text = _t2s().convert(text).translate(_VARIANTS)
+    text = text.lower()
+    return _SPACE.sub(" ", text).strip()
+
+
+def read_wordlist(path: Path) -> list[str]:
+    """Lines of a UTF-8 word list, normalised; blank lines and `#` comments skipped."""
+    words: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            words.append(normalize(line))
+    return words
+
+
+def read_jieba_dict(path: Path) -> list[tuple[str, int | None, str | None]]:
+    """Entries of a jieba user dictionary (`word [freq] [tag]`), the word normalised."""
+    entries: list[tuple[str, int | None, str | None]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.strip().split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        word = normalize(parts[0])
+        freq = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        tag = parts[2] if len(parts) > 2 else None
+        if word:
+            entries.append((word, freq, tag))
+    return entries
+
+
+class ChineseTokenizer:
+    """Normalise and segment text into index terms.
+
+    Parameters are stored as given (scikit-learn style); the jieba instance is built on first use.
+    `user_dict`, `stopwords`: files in the corpora folder by default; pass `None` to go without.
+    """
+
+    def __init__(
+        self,
+        user_dict: Path | str | None = DEFAULT_CORPORA / "domain_dict.txt",
+        stopwords: Path | str | None = DEFAULT_CORPORA / "stopwords.txt",
+        extra_words: Sequence[str] = (),
+        hmm: bool = True,
+    ) -> None:
+        self.user_dict = user_dict
+        self.stopwords = stopwords
+        self.extra_words = tuple(extra_words)
+        self.hmm = hmm
+        self._jieba: jieba.Tokenizer | None = None
+        self._stop: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _ensure(self) -> jieba.Tokenizer:
+        if self._jieba is not None:
+            return self._jieba
+        with self._lock:
+            if self._jieba is None:
+                tk = jieba.Tokenizer()
+                tk.initialize()
+                if self.user_dict is not None and Path(self.user_dict).exists():
+                    for word, freq, tag in read_jieba_dict(Path(self.user_dict)):
+                        tk.add_word(word, freq, tag)
+                for word in self.extra_words:
+                    tk.add_word(normalize(word))
+                stop: set[str] = set()
+                if self.stopwords is not None and Path(self.stopwords).exists():
+                    stop.update(read_wordlist(Path(self.stopwords)))
+                self._stop = frozenset(stop)
+                self._jieba = tk
+        return self._jieba
+
+    def initialize(self) -> ChineseTokenizer:
+        """Load jieba and the dictionaries now (at start-up) instead of on the first call."""
+        self._ensure()
+        return self
+
+    def add_word(self, word: str, freq: int | None = None) -> None:
+        """Teach this tokenizer (and only this one) a new term."""
+        self._ensure().add_word(normalize(word), freq)
+
+    @property
+    def stopword_set(self) -> frozenset[str]:
+        self._ensure()
+        return self._stop
+
+    # -- use -----------------------------------------------------------------------------------
+    def tokenize(self, text: str, *, normalized: bool = False) -> list[str]:
+        """Index terms of `text`, in order, repeats kept (term frequency matters)."""
+        tk = self._ensure()
+        if not normalized:
+            text = normalize(text)
+        if not text:
+            return []
+        raw = tk.lcut(text, HMM=self.hmm)
+        return [t for t in _glue_latin(raw) if _WORDLIKE.search(t) and t not in self._stop]
+
+    __call__ = tokenize
+
+    def tokenize_many(self, texts: Iterable[str]) -> list[list[str]]:
+        return [self.tokenize(t) for t in texts]
+
+    # -- pickling: jieba's Tokenizer holds an RLock ---------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_jieba"] = None
+        state["_lock"] = None
+        state["_stop"] = frozenset()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ChineseTokenizer(user_dict={self.user_dict!r}, stopwords={self.stopwords!r}, hmm={self.hmm})"
+
+
+def _glue_latin(tokens: list[str]) -> list[str]:
+    """Join Latin pieces jieba split at a joiner: ['li', '-', 'ion'] -> ['li-ion']; strip spaces."""
+    out: list[str] = []
+    i = 0
+    n = len(tokens)
+    while i < n:
+        tok = tokens[i].strip()
+        if not tok:
+            i += 1
+            continue
+        if _LATIN.match(tok):
+            while i + 2 < n and tokens[i + 1] in _JOINERS and _LATIN.match(tokens[i + 2]):
+                tok = f"{tok}{tokens[i + 1]}{tokens[i + 2]}"
+                i += 2
+        out.append(tok.strip(".") if _LATIN.match(tok) else tok)
+        i += 1
+    return [t for t in out if t]
+
+
+class Synonyms:
+    """Groups of equivalent terms (`corpora/synonyms.txt`: one group a line, comma-separated)."""
+
+    def __init__(self, groups: Iterable[Sequence[str]] = ()) -> None:
+        self._group_of: dict[str, int] = {}
+        self._groups: list[tuple[str, ...]] = []
+        for group in groups:
+            members = tuple(dict.fromkeys(normalize(t) for t in group if normalize(t)))
+            if len(members) < 2:
+                continue
+            gid = len(self._groups)
+            self._groups.append(members)
+            for term in members:
+                self._group_of.setdefault(term, gid)
+
+    @classmethod
+    def load(cls, path: Path | str | None = DEFAULT_CORPORA / "synonyms.txt") -> Synonyms:
+        if path is None or not Path(path).exists():
+            return cls()
+        groups = []
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                groups.append([t.strip() for t in re.split(r"[,，]", line)])
+        return cls(groups)
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def equivalents(self, term: str) -> tuple[str, ...]:
+        """The other members of `term`'s group (empty when it has none)."""
+        gid = self._group_of.get(term)
+        if gid is None:
+            return ()
+        return tuple(t for t in self._groups[gid] if t != term)
+
+    def canonical(self, term: str) -> str:
+        gid = self._group_of.get(term)
+        return term if gid is None else self._groups[gid][0]
+
+
+@lru_cache(maxsize=4)
+def default_tokenizer(corpora_dir: Path = DEFAULT_CORPORA) -> ChineseTokenizer:
+    """The process-wide tokenizer for a corpora folder (built once, initialised on first use)."""
+    return ChineseTokenizer(corpora_dir / "domain_dict.txt", corpora_dir / "stopwords.txt")

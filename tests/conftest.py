@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import jieba
+import pytest
+
+from matcher.config import DEFAULT_CORPORA, Settings
+from matcher.engine import Engine
+from matcher.text import ChineseTokenizer
+
+jieba.setLogLevel(logging.WARNING)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+BENCH = SHARED / "bench" / "cdl"
+THERMOS = "我司生产不锈钢保温杯，真空层激光焊接合格率低，寻求焊接工艺改进方案"
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> ChineseTokenizer:
+    return ChineseTokenizer(DEFAULT_CORPORA / "domain_dict.txt", DEFAULT_CORPORA / "stopwords.txt").initialize()
+
+
+def make_settings(tmp: Path, **kw: object) -> Settings:
+    return Settings(db=tmp / "matcher.db", **kw)
+
+
+@pytest.fixture(scope="session")
+def demo_engine(tmp_path_factory: pytest.TempPathFactory, tokenizer: ChineseTokenizer) -> Engine:
+    """One engine over the demo corpus for read-only tests (building it costs a second)."""
+    tmp = tmp_path_factory.mktemp("demo")
+    engine = Engine(make_settings(tmp), tokenizer=tokenizer)
+    assert engine.load_demo()
+    engine.ensure_index()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture()
+def engine(tmp_path: Path, tokenizer: ChineseTokenizer) -> Engine:
+    """A fresh, empty engine on a real SQLite file."""
+    e = Engine(make_settings(tmp_path), tokenizer=tokenizer)
+    yield e
+    e.close()
