@@ -148,6 +148,18 @@ class Engine:
     def add_experts(self, experts: Iterable[Expert]) -> WriteSummary:
         return self.store.upsert_experts(experts)
 
+    def upsert_experts(self, experts: Iterable[Expert]) -> WriteSummary:
+        """Write experts and make them findable at once (the index follows the store)."""
+        summary = self.store.upsert_experts(experts)
+        if summary.inserted or summary.updated:
+            self.rebuild()
+        return summary
+
+    def delete_expert(self, expert_id: str) -> None:
+        """Remove an expert from the store and from the results at once."""
+        self.store.delete_expert(expert_id)
+        self.rebuild()
+
     def add_demands(self, demands: Iterable[Demand]) -> WriteSummary:
         return self.store.upsert_demands(demands)
 
