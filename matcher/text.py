@@ -174,7 +174,7 @@ class ChineseTokenizer:
 
 
 def _glue_latin(tokens: list[str]) -> list[str]:
-    """Join Latin pieces jieba split at a joiner: ['li', '-', 'ion'] -> ['li-ion']; strip spaces."""
+    """Join Latin pieces jieba split: ['li', '-', 'ion'] -> ['li-ion'], ['ba', 'sic'] -> ['basic']."""
     out: list[str] = []
     i = 0
     n = len(tokens)
@@ -184,9 +184,17 @@ def _glue_latin(tokens: list[str]) -> list[str]:
             i += 1
             continue
         if _LATIN.match(tok):
-            while i + 2 < n and tokens[i + 1] in _JOINERS and _LATIN.match(tokens[i + 2]):
-                tok = f"{tok}{tokens[i + 1]}{tokens[i + 2]}"
-                i += 2
+            while True:
+                # jieba cuts inside Latin words when a short dictionary entry fits ('basic' ->
+                # 'ba' + 'sic'): pieces that touch in the text are one word again.
+                if i + 1 < n and _LATIN.match(tokens[i + 1]):
+                    tok = f"{tok}{tokens[i + 1]}"
+                    i += 1
+                elif i + 2 < n and tokens[i + 1] in _JOINERS and _LATIN.match(tokens[i + 2]):
+                    tok = f"{tok}{tokens[i + 1]}{tokens[i + 2]}"
+                    i += 2
+                else:
+                    break
         out.append(tok.strip(".") if _LATIN.match(tok) else tok)
         i += 1
     return [t for t in out if t]

@@ -93,3 +93,9 @@ def test_shipped_synonyms_load() -> None:
     syn = Synonyms.load()
     assert len(syn) >= 250
     assert "锂离子电池" in syn.equivalents("锂电") or "锂电" in syn.equivalents("锂离子电池")
+
+
+def test_latin_words_are_not_cut_by_short_dictionary_entries(tokenizer: ChineseTokenizer) -> None:
+    # the dictionary has 'sic' and 'ai'; neither may split an English word
+    assert tokenizer.tokenize("basic research on SiC") == ["basic", "research", "sic"]
+    assert "maintenance" in tokenizer.tokenize("PLC maintenance")

@@ -1,0 +1,52 @@
+"""The docs are part of the product: the README's commands, settings and the public API are checked."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matcher
+from matcher.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def readme_commands() -> list[str]:
+    """The two set-up commands: the first two ```bash blocks of the README."""
+    blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
+    return [b.strip() for b in blocks[:2]]
+
+
+def test_ci_runs_the_readme_commands() -> None:
+    install_and_run, test_cmd = readme_commands()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    install, run = (part.strip() for part in install_and_run.split("&&", 1))
+    assert install in ci
+    assert run in ci
+    assert re.search(rf"^{re.escape(test_cmd)}$", ci, re.M), "CI must end with the README's test command"
+
+
+def test_every_setting_is_documented() -> None:
+    documented = set(re.findall(r"`MATCHER_([A-Z0-9_]+)`", README))
+    fields = {name.upper() for name in Settings.model_fields}
+    assert fields == documented, f"undocumented: {fields - documented}; stale: {documented - fields}"
+    for name, f in Settings.model_fields.items():
+        assert f.description, f"setting {name} has no description"
+
+
+def test_public_api_is_small_sorted_and_importable() -> None:
+    assert matcher.__all__ == sorted(matcher.__all__)
+    for name in matcher.__all__:
+        assert hasattr(matcher, name), name
+    assert set(matcher.__all__) == {
+        "AuthError", "ChineseTokenizer", "DataImportError", "Demand", "Document", "Engine", "Evidence",
+        "Expert", "Explanation", "Filters", "IndexStateError", "InputError", "Match", "MatcherError",
+        "NotFoundError", "PayloadTooLargeError", "Settings", "StoreError", "get_settings", "normalize",
+    }
+
+
+def test_library_never_imports_the_faces() -> None:
+    for path in (ROOT / "matcher").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"^\s*(from|import) (fastapi|api)\b", text, re.M), path.name

@@ -1,0 +1,140 @@
+"""The facade on the demo corpus: golden rankings, conflict rules, index freshness, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from matcher.config import DEFAULT_CORPORA
+from matcher.engine import Engine
+from matcher.errors import InputError
+from matcher.rank import Filters
+
+from .conftest import THERMOS, make_settings
+
+# Demo experts written about stainless laser welding / vacuum insulation of thermos cups
+# (corpora/README.md lists them); the distractors only mention 焊接 or 不锈钢 in passing.
+WELDING_VACUUM = {"X0001", "X0002", "X0003", "X0004", "X0005", "X0006", "X0007"}
+
+
+def demands() -> dict[str, dict]:
+    lines = (DEFAULT_CORPORA / "demo" / "demands.jsonl").read_text(encoding="utf-8").splitlines()
+    return {d["id"]: d for d in map(json.loads, lines)}
+
+
+def test_thermos_demand_finds_the_welding_and_vacuum_experts(demo_engine: Engine) -> None:
+    matches = demo_engine.match(THERMOS, top_k=10)
+    top5 = [m.expert_id for m in matches[:5]]
+    assert set(top5) <= WELDING_VACUUM, top5
+    for m in matches[:3]:
+        assert {"激光焊接", "焊接"} & set(m.explanation.terms), m.explanation.terms
+        assert m.explanation.evidence
+    scores = [m.score for m in matches]
+    assert scores == sorted(scores, reverse=True)
+    assert [m.rank for m in matches] == list(range(1, len(matches) + 1))
+
+
+def test_explanations_name_real_evidence(demo_engine: Engine) -> None:
+    q_tokens = set(demo_engine.tokenizer.tokenize(THERMOS))
+    for m in demo_engine.match(THERMOS, top_k=5):
+        assert set(m.explanation.terms) <= q_tokens | {t for x in q_tokens for t in demo_engine.synonyms.equivalents(x)}
+        for ev in m.explanation.evidence:
+            assert ev.terms and ev.field in {"research_fields", "bio", "paper", "patent", "project", "achievement"}
+            texts = [*m.expert.research_fields, m.expert.bio, *(d.title for d in m.expert.documents)]
+            assert any(ev.text in t or t in ev.text for t in texts if t)
+
+
+@pytest.mark.parametrize(
+    "text,expected_any",
+    [
+        ("锂电池包BMS均衡策略不成熟，电芯一致性差", "bms"),
+        ("家蚕养殖病害多，蚕茧产量下降", "蚕"),
+        ("智能门锁指纹识别误识率高", "指纹识别"),
+    ],
+)
+def test_other_industries_rank_experts_who_share_the_terms(demo_engine: Engine, text, expected_any) -> None:
+    top = demo_engine.match(text, top_k=3)
+    assert top
+    assert any(expected_any in t for t in top[0].explanation.terms), top[0].explanation.terms
+
+
+def test_conflict_of_interest_rules(demo_engine: Engine) -> None:
+    d = demands()
+    store = demo_engine.store
+    q2 = store.get_demand("Q0002")
+    assert "X0003" not in [m.expert_id for m in demo_engine.match_demand(q2, top_k=20)]
+    assert "X0003" in [m.expert_id for m in demo_engine.match(q2.text, top_k=20)], "the rule, not the text, excludes"
+    q19 = store.get_demand("Q0019")
+    assert d["Q0019"]["enterprise"] == demo_engine.get_expert("X0032").institution
+    assert "X0032" not in [m.expert_id for m in demo_engine.match_demand(q19, top_k=20)]
+    q26 = store.get_demand("Q0026")
+    assert "X0041" not in [m.expert_id for m in demo_engine.match_demand(q26, top_k=20)]
+    reasons = dict((e.id, why) for e, why in Engine.conflicts(q19, list(store.iter_experts())))
+    assert "X0032" in reasons and "enterprise" in reasons["X0032"]
+
+
+def test_filters(demo_engine: Engine) -> None:
+    academicians = demo_engine.match("激光焊接 不锈钢", top_k=10, filters=Filters(title="院士"))
+    assert academicians and all("院士" in m.expert.title for m in academicians)
+    hz = demo_engine.match("激光焊接 不锈钢", top_k=10, filters=Filters(region="杭州"))
+    assert hz and all("杭州" in m.expert.region for m in hz)
+    first = demo_engine.match(THERMOS, top_k=1)[0].expert
+    rest = demo_engine.match(THERMOS, top_k=10, filters=Filters(exclude_institutions=(first.institution,)))
+    assert first.institution not in {m.expert.institution for m in rest}
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t", "x" * 20_001])
+def test_bad_text(demo_engine: Engine, text: str) -> None:
+    with pytest.raises(InputError):
+        demo_engine.match(text)
+
+
+def test_text_without_known_terms_gives_no_matches(demo_engine: Engine) -> None:
+    assert demo_engine.match("，。！？") == []
+    with pytest.raises(InputError):
+        demo_engine.match(THERMOS, top_k=0)
+
+
+def test_saved_index_is_reused_and_refreshed(tmp_path, tokenizer) -> None:
+    settings = make_settings(tmp_path)
+    with Engine(settings, tokenizer=tokenizer) as e1:
+        e1.load_demo()
+        before = [m.expert_id for m in e1.match(THERMOS)]
+    meta = tmp_path / "matcher.db.index" / "meta.json"
+    stamp = meta.stat().st_mtime_ns
+    with Engine(settings, tokenizer=tokenizer) as e2:
+        assert [m.expert_id for m in e2.match(THERMOS)] == before
+        assert meta.stat().st_mtime_ns == stamp, "a fresh saved index must be loaded, not rebuilt"
+        e2.add_experts([e2.get_expert("X0001").__class__.from_dict(
+            {"id": "NEW1", "name": "新专家", "research_fields": ["保温杯真空层激光焊接", "激光焊接"],
+             "documents": [{"kind": "paper", "title": "不锈钢保温杯真空层激光焊接合格率提升", "keywords": ["激光焊接", "保温杯"]}]}
+        )])
+        assert "NEW1" in [m.expert_id for m in e2.match(THERMOS)]
+
+
+def test_damaged_index_is_rebuilt(tmp_path, tokenizer) -> None:
+    settings = make_settings(tmp_path)
+    with Engine(settings, tokenizer=tokenizer) as e1:
+        e1.load_demo()
+        expected = [m.expert_id for m in e1.match(THERMOS)]
+    (tmp_path / "matcher.db.index" / "units.npz").write_bytes(b"garbage")
+    with Engine(settings, tokenizer=tokenizer) as e2:
+        assert [m.expert_id for m in e2.match(THERMOS)] == expected
+
+
+def test_dictionary_change_triggers_rebuild(tmp_path) -> None:
+    corpora = tmp_path / "corpora"
+    shutil.copytree(DEFAULT_CORPORA, corpora)
+    settings = make_settings(tmp_path, corpora_dir=corpora)
+    with Engine(settings) as e1:
+        e1.load_demo()
+        e1.match(THERMOS)
+    meta = tmp_path / "matcher.db.index" / "meta.json"
+    fp = json.loads(meta.read_text(encoding="utf-8"))["fingerprint"]
+    with (corpora / "domain_dict.txt").open("a", encoding="utf-8") as f:
+        f.write("杯体旋压减薄 3000 nz\n")
+    with Engine(settings) as e2:
+        e2.match(THERMOS)
+    assert json.loads(meta.read_text(encoding="utf-8"))["fingerprint"] != fp
