@@ -6,7 +6,8 @@ import json
 import logging
 import sys
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -114,21 +115,173 @@ def match(
         typer.echo(format_matches(matches))
 
 
+@contextmanager
+def _progress(label: str, *, at_least: int = 200) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr, fed (done, total) by the library; none for short work."""
+    bar: Any = None
+    shown = 0
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar, shown
+        if bar is None:
+            if total < at_least:
+                return
+            bar = typer.progressbar(length=total, label=label, file=sys.stderr).__enter__()
+        bar.update(done - shown)
+        shown = done
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def _format_merge(m: Any, source: str, *, dry_run: bool) -> str:
+    verb = "would merge into" if dry_run else "merged into"
+    new = m.merged
+    kept = m.before
+    nothing = "" if m.changes else " (nothing new)"
+    return (f"{source}: 第{m.row}行 {new.name}（{new.institution or '—'}）{verb} {m.kept_id} "
+            f"{kept.name}（{kept.institution or '—'}）: {m.reason}{nothing}")
+
+
 @app.command("import")
 @_fail_cleanly
 def import_(
     kind: Annotated[str, typer.Argument(help="What the file holds: experts or demands.")],
     file: Annotated[Path, typer.Argument(help="A .jsonl, .csv (UTF-8 or GBK) or .xlsx file.")],
+    mapping: Annotated[Path | None, typer.Option(
+        "--mapping", help="A .json or .csv file naming the field of each unusual header (see the README).",
+        show_default=False)] = None,
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", help="Import the valid rows; write the invalid ones to a rejects file.")] = False,
+    rejects: Annotated[Path | None, typer.Option(
+        "--rejects", help="Where --skip-invalid writes rejected rows (default: FILE.rejects.EXT beside it).",
+        show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Check the file, show what would be inserted, updated and merged; write nothing.",
+    )] = False,
+    no_dedupe: Annotated[bool, typer.Option("--no-dedupe", help="Do not merge duplicate experts.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Import experts or demands from a file, all rows or none."""
+    """Import experts or demands: every row checked, duplicate experts merged, one transaction."""
+    from matcher import io as mio
+
     if kind not in ("experts", "demands"):
         raise typer.BadParameter("must be 'experts' or 'demands'", param_hint="KIND")
     with _engine(db) as engine:
-        summary = engine.import_experts(file) if kind == "experts" else engine.import_demands(file)
-        if kind == "experts" and (summary.inserted or summary.updated):
-            engine.rebuild()
-    typer.echo(f"{kind}: {summary.inserted} inserted, {summary.updated} updated, {summary.unchanged} unchanged")
+        columns = mio.load_mapping(mapping, kind) if mapping is not None else None
+        with _progress(f"checking {file.name}") as progress:
+            if kind == "experts":
+                report = engine.import_experts(file, mapping=columns, skip_invalid=skip_invalid,
+                                               dedupe=not no_dedupe, dry_run=dry_run, progress=progress)
+            else:
+                report = engine.import_demands(file, mapping=columns, skip_invalid=skip_invalid,
+                                               dry_run=dry_run, progress=progress)
+        if kind == "experts" and not dry_run and (report.inserted or report.updated):
+            if report.inserted + report.updated >= 200:
+                typer.echo("updating the search index…", err=True)
+            engine.ensure_index()  # only the new and changed experts are indexed
+    for m in report.merges:
+        typer.echo(_format_merge(m, report.source, dry_run=dry_run))
+    if report.rejects:
+        for err in report.errors[:20]:
+            typer.echo(f"rejected: {err}", err=True)
+        if len(report.errors) > 20:
+            typer.echo(f"rejected: … and {len(report.errors) - 20} more", err=True)
+        target = rejects or mio.rejects_path(file)
+        mio.write_rejects(target, report.rejects)
+        typer.echo(f"{report.rejected} rejected row(s) written to {target}", err=True)
+    if report.ignored_columns:
+        typer.echo(f"columns not imported: {', '.join(report.ignored_columns)}", err=True)
+    typer.echo(report.summary())
+
+
+@app.command()
+@_fail_cleanly
+def export(
+    kind: Annotated[str, typer.Argument(help="What to export: experts, demands or matches.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, csv or xlsx.")] = "jsonl",
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="File to write (default: stdout; xlsx needs a file).", show_default=False,
+    )] = None,
+    status: Annotated[str, typer.Option(
+        help="demands and matches: only demands with this status (new, matched, closed).")] = "",
+    top: Annotated[int, typer.Option("--top", "-n", help="matches: how many experts per demand.")] = 10,
+    contact: Annotated[bool | None, typer.Option(
+        "--contact/--no-contact", help="Include phone and e-mail (default: yes for experts, no for matches).",
+        show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Export experts, demands or matches; `matcher import` reads an export back unchanged."""
+    from matcher import io as mio
+
+    if kind not in ("experts", "demands", "matches"):
+        raise typer.BadParameter("must be 'experts', 'demands' or 'matches'", param_hint="KIND")
+    if fmt not in mio.FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(mio.FORMATS)}", param_hint="--format")
+    if fmt == "xlsx" and out is None:
+        raise typer.BadParameter("an .xlsx export needs --out FILE", param_hint="--out")
+    target = out if out is not None else sys.stdout
+    with _engine(db) as engine:
+        store = engine.store
+        if kind == "experts":
+            n = mio.export_experts(store.iter_experts(), fmt, target, include_contact=contact is not False)
+        elif kind == "demands":
+            n = mio.export_demands(store.iter_demands(status or None), fmt, target)
+        else:
+            demands = [d for d in store.iter_demands(status or None) if d.text.strip()]
+            with _progress("matching demands", at_least=20) as progress:
+                results = []
+                for i, d in enumerate(demands, start=1):
+                    results.append((d, engine.match_demand(d, top_k=top)))
+                    progress(i, len(demands))
+            n = mio.export_matches(results, fmt, target, include_contact=bool(contact))
+    typer.echo(f"exported {n} {kind if kind != 'matches' else 'demands with their matches'}"
+               f"{f' to {out}' if out else ''}", err=True)
+
+
+merges_app = typer.Typer(help="Merged duplicate experts: list the log, undo a merge.", no_args_is_help=True)
+app.add_typer(merges_app, name="merges")
+
+
+@merges_app.command("list")
+@_fail_cleanly
+def merges_list(
+    expert: Annotated[str, typer.Option("--expert", help="Only merges into or of this expert id.")] = "",
+    include_undone: Annotated[bool, typer.Option("--all", help="Also merges that were undone.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+    db: DbOption = None,
+) -> None:
+    """List the merges made by imports, newest first."""
+    with _engine(db) as engine:
+        entries = engine.store.list_merges(expert or None, include_undone=include_undone)
+    for m in entries:
+        if as_json:
+            record = {"id": m.id, "kept_id": m.kept_id, "merged_id": m.merged_id, "reason": m.reason,
+                      "score": m.score, "source": m.source, "row": m.row, "created_at": m.created_at,
+                      "undone_at": m.undone_at, "merged": m.merged.to_dict(include_contact=False)}
+            typer.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            undone = f"  [undone {m.undone_at}]" if m.undone_at else ""
+            typer.echo(f"{m.id:>5}  {m.created_at}  {m.kept_id} ← {m.merged_id} {m.merged.name}"
+                       f"（{m.merged.institution or '—'}）  {m.source} 第{m.row}行: {m.reason}{undone}")
+    if not entries and not as_json:
+        typer.echo("no merges")
+
+
+@merges_app.command("undo")
+@_fail_cleanly
+def merges_undo(
+    merge_id: Annotated[int, typer.Argument(help="The merge's id, as `matcher merges list` shows it.")],
+    db: DbOption = None,
+) -> None:
+    """Undo a merge: the kept expert back as it was, the merged record its own expert again."""
+    with _engine(db) as engine:
+        entry = engine.undo_merge(merge_id)
+    typer.echo(f"merge {merge_id} undone: {entry.kept_id} restored, {entry.merged_id} {entry.merged.name} "
+               f"is its own expert again (and will not be merged with {entry.kept_id} again)")
 
 
 @app.command()
@@ -139,6 +292,39 @@ def index(db: DbOption = None) -> None:
         idx = engine.rebuild()
         typer.echo(f"index rebuilt: {idx.n_experts} experts, {idx.units_.n_docs_} documents, "
                    f"{idx.units_.n_terms} terms -> {engine.index_dir}")
+
+
+@app.command()
+@_fail_cleanly
+def backup(
+    path: Annotated[Path, typer.Argument(help="The backup file to write, or a folder for a time-stamped file.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite PATH if it exists.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Copy the database to PATH, consistent, while the server keeps running (SQLite online backup)."""
+    from matcher.backup import backup as run_backup
+
+    info = run_backup(_settings(db), path, overwrite=force)
+    typer.echo(f"backed up {info.experts} experts and {info.demands} demands "
+               f"({info.size_bytes / 1024:.0f} KiB, integrity ok) -> {info.path}")
+
+
+@app.command()
+@_fail_cleanly
+def restore(
+    path: Annotated[Path, typer.Argument(help="A backup written by `matcher backup`.")],
+    db: DbOption = None,
+) -> None:
+    """Replace the database with the backup PATH (checked first; the old database is kept aside)."""
+    from matcher.backup import restore as run_restore
+
+    result = run_restore(_settings(db), path)
+    if result.aside is not None:
+        typer.echo(f"the previous database is kept at {result.aside}", err=True)
+    with _engine(db) as engine:
+        engine.ensure_index()
+    typer.echo(f"restored {result.restored.experts} experts and {result.restored.demands} demands "
+               f"from {path}; the index was rebuilt")
 
 
 @app.command("eval")
@@ -162,6 +348,124 @@ def eval_(
     typer.echo(format_table(result))
     if as_json:
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+
+
+@app.command()
+@_fail_cleanly
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: the network).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
+    db: DbOption = None,
+) -> None:
+    """Serve the HTTP API (/api/v1, docs at /docs) and the staff page (/) with uvicorn."""
+    import importlib
+
+    import uvicorn
+
+    # The CLI and the API are both faces. `api` is imported by name, and only here, so the library's
+    # modules never import it (tests/test_docs.py checks) and `matcher --help` stays fast.
+    create_app = importlib.import_module("api").create_app
+    typer.echo(f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl+C stops", err=True)
+    uvicorn.run(create_app(_settings(db), demo_if_empty=True), host=host, port=port)
+
+
+@app.command()
+@_fail_cleanly
+def batch(
+    run_key: Annotated[str | None, typer.Option(
+        "--run-key", help="Name of this run (default: today's date, e.g. 2024-05-01). A key that is done "
+        "is not run again; one that was killed is finished.", show_default=False)] = None,
+    top: Annotated[int, typer.Option("--top", "-n", help="Most experts recommended per demand.")] = 10,
+    max_per_expert: Annotated[int | None, typer.Option(
+        "--max-per-expert", help="Most recommendations one expert receives in this run "
+        "(default: $MATCHER_MAX_PER_EXPERT, else 5).", show_default=False)] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Recompute a run key that is done: its recommendations are replaced.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Also write the results to PATH: .xlsx (recommendations; exclusions and unfilled "
+        "demands) or .csv (PATH, and PATH's .exclusions.csv beside it).", show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Match every new demand in one nightly run, for cron or a systemd timer.
+
+    Demands with status `new` are ranked as `matcher match` ranks them,
+    leaving out the experts their 回避 rules exclude. One joint assignment
+    then gives each demand at most --top experts and each expert at most
+    --max-per-expert recommendations, with the largest total score.
+    Results go to the `matches` table.
+
+    Exit code 0: the run is done. 2: bad input or database. 1: the run
+    failed; run the same command again to finish it.
+    """
+    import time
+    from datetime import datetime
+
+    from matcher.batch import BatchOptions, check_report_path, default_run_key, run_batch, write_report
+
+    if report is not None:
+        check_report_path(report)
+    key = run_key or default_run_key()
+    tty = sys.stderr.isatty()
+    library_log = logging.getLogger("matcher")
+    old_level = library_log.level
+    if not tty:  # cron, systemd: plain log lines, the library's included
+        library_log.setLevel(logging.INFO)
+    bars: dict[str, Any] = {}
+    last_line = [0.0]
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase == "assign" and done == 0:
+            for bar in bars.values():
+                bar.__exit__(None, None, None)
+            bars.clear()
+            stamp = "" if tty else datetime.now().replace(microsecond=0).isoformat(sep=" ") + " "
+            typer.echo(f"{stamp}run {key}: assigning the experts jointly and writing the matches", err=True)
+        if phase != "score" or total == 0:
+            return
+        if tty:
+            bar = bars.get(phase)
+            if bar is None:
+                bar = bars[phase] = typer.progressbar(length=total, label=f"run {key}: scoring demands",
+                                                      file=sys.stderr).__enter__()
+                bar.update(done)
+            else:
+                bar.update(1)
+            return
+        now = time.monotonic()
+        if done in (0, total) or now - last_line[0] >= 10 or done % max(1, total // 10) == 0:
+            last_line[0] = now
+            stamp = datetime.now().replace(microsecond=0).isoformat(sep=" ")
+            typer.echo(f"{stamp} run {key}: scored {done}/{total} demands", err=True)
+
+    with _engine(db) as engine:
+        options = BatchOptions(
+            run_key=key, top=top, force=force,
+            max_per_expert=max_per_expert if max_per_expert is not None else engine.settings.max_per_expert,
+            candidates=max(engine.settings.batch_candidates, top),
+        )
+        try:
+            result = run_batch(engine, options, progress=progress)
+        except MatcherError:
+            raise
+        except Exception as exc:  # the run is marked failed; cron mails this line
+            typer.secho(f"error: batch run {key} failed ({type(exc).__name__}: {exc}); it is resumable: "
+                        "run the same command again", err=True, fg=typer.colors.RED)
+            raise typer.Exit(1) from exc
+        finally:
+            library_log.setLevel(old_level)
+            for bar in bars.values():
+                bar.__exit__(None, None, None)
+        r = result.run
+        if result.reused:
+            typer.echo(f"run {r.run_key} was done already ({r.finished_at}): nothing recomputed "
+                       "(--force recomputes it)")
+        typer.echo(f"run {r.run_key}: {r.status}; {r.demands} demands, {r.matched} matched, "
+                   f"{r.recommendations} recommendations, {r.unfilled} not filled to --top, "
+                   f"{r.exclusions} experts excluded by 回避 rules"
+                   + ("" if result.reused else f" ({r.seconds:.1f} s)"))
+        if report is not None:
+            for path in write_report(engine.store, r, report):
+                typer.echo(f"report: {path}")
 
 
 def main() -> None:

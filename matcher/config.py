@@ -42,12 +42,31 @@ class Settings(BaseSettings):
     query_keyword_boost: float = Field(2.0, description="Weight of a demand's keywords and title terms.")
     generic_term_weight: float = Field(0.3, description="Weight of generic words (研究, 技术, 问题…).")
     lsa_dims: int = Field(128, description="Dimensions of the LSA (TruncatedSVD) semantic space.")
+    index_max_drift: float = Field(
+        0.10, description="Share of indexed documents changed incrementally before the index is compacted "
+        "and its semantic space refitted."
+    )
+    dedupe_threshold: float = Field(
+        88.0, description="Import de-duplication: rapidfuzz ratio (0-100) at which two institutions "
+        "of a same-named expert count as one."
+    )
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (), description="API keys accepted in `X-API-Key` for writes and contact details (comma-separated)."
     )
     max_body_bytes: int = Field(1_000_000, description="Largest HTTP request body accepted, in bytes.")
+    busy_timeout: float = Field(
+        10.0, description="Seconds a database write waits for another writer's lock before it fails."
+    )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field((), description="Origins allowed by CORS; empty keeps CORS closed.")
     max_per_expert: int = Field(5, description="Nightly batch: most recommendations one expert receives a run.")
+    batch_candidates: int = Field(
+        300, description="Nightly batch: how many of each demand's best experts are kept as candidates for "
+        "the joint assignment under capacities."
+    )
+    batch_test_delay: float = Field(
+        0.0, description="Test hook: seconds the nightly batch waits after storing each demand's candidates, "
+        "so a test can kill it mid-run. Leave at 0."
+    )
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

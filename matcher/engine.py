@@ -2,11 +2,17 @@
 
     engine = Engine(settings)            # opens the database; the index loads on first use
     engine.match("我司生产不锈钢保温杯…", top_k=10) -> list[Match]
-    engine.import_experts(path)          # transactional; the index is rebuilt afterwards
+    engine.import_experts(path)          # validated, de-duplicated, one transaction
+    engine.upsert_experts([...])         # written, and findable at once (incremental index update)
 
-The index is saved as a folder beside the database and reused while it is fresh: it records the
-store's `data_version` and a fingerprint of the dictionaries, and is rebuilt when either changed.
-A rebuilt index replaces the old one in one assignment, so readers on other threads always see a
+The index is saved as a folder beside the database and reused while it is fresh. It follows the
+store incrementally: every expert in it carries a digest of its record, so when the store's
+`data_version` moved (a write here, an import by another process) the changed experts alone are
+re-indexed (`ExpertIndex.updated`) and the change is saved as a small delta beside the base. When the
+documents changed since the last fit exceed `index_max_drift`, the index is compacted (refitted from
+its stored counts, no tokenising). It is rebuilt from scratch only when the dictionaries or the
+index parameters changed, when the saved one is unusable, or on `rebuild()` (`matcher index`).
+A new index replaces the old one in one assignment, so readers on other threads always see a
 consistent (index, experts) pair.
 """
 
@@ -16,18 +22,20 @@ import hashlib
 import logging
 import shutil
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from matcher import dedupe as dd
 from matcher import io as mio
 from matcher.config import Settings, get_settings
-from matcher.errors import IndexStateError, InputError
-from matcher.models import Demand, Expert, Match
-from matcher.rank import ExpertIndex, Filters, Query, same_institution
-from matcher.store import Store, WriteSummary
+from matcher.errors import DataImportError, IndexStateError, InputError, NotFoundError
+from matcher.models import Demand, Expert, Explanation, Match
+from matcher.rank import ExpertIndex, Filters, Query, Scored, same_institution
+from matcher.store import MergeEntry, Store, WriteSummary
 from matcher.text import ChineseTokenizer, Synonyms, read_wordlist
 
 log = logging.getLogger(__name__)
@@ -36,7 +44,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     index: ExpertIndex
-    experts: tuple[Expert, ...]
+    experts: tuple[Expert | None, ...]  # by index position; None where an expert was removed
     data_version: int
 
 
@@ -51,7 +59,7 @@ class Engine:
         self.settings = settings or get_settings()
         corpora = self.settings.corpora_dir
         self.tokenizer = tokenizer or ChineseTokenizer(corpora / "domain_dict.txt", corpora / "stopwords.txt")
-        self.store = store or Store(self.settings.db)
+        self.store = store or Store(self.settings.db, busy_timeout=self.settings.busy_timeout)
         generic = corpora / "generic_terms.txt"
         self.generic_terms = frozenset(read_wordlist(generic)) if generic.exists() else frozenset()
         self.synonyms = Synonyms.load(corpora / "synonyms.txt")
@@ -98,13 +106,16 @@ class Engine:
     def rebuild(self) -> ExpertIndex:
         """Fit the index on every expert in the store and save it (replacing the old one)."""
         with self._build_lock:
-            version = self.store.data_version
-            experts = tuple(self.store.iter_experts())
-            log.info("building the index over %d experts", len(experts))
-            index = self.new_index().fit(experts, self.tokenizer)
-            self._save(index, version)
-            self._loaded = _Loaded(index, experts, version)
-            return index
+            return self._rebuild_locked().index
+
+    def _rebuild_locked(self) -> _Loaded:
+        version = self.store.data_version
+        experts = tuple(self.store.iter_experts())
+        log.info("building the index over %d experts", len(experts))
+        index = self.new_index().fit(experts, self.tokenizer)
+        self._save(index, version)
+        self._loaded = _Loaded(index, experts, version)
+        return self._loaded
 
     def _save(self, index: ExpertIndex, version: int) -> None:
         target = self.index_dir
@@ -118,56 +129,202 @@ class Engine:
         tmp.rename(target)
         shutil.rmtree(old, ignore_errors=True)
 
+    def _save_delta(self, index: ExpertIndex, version: int) -> None:
+        try:
+            index.save_delta(self.index_dir, extra_meta={"data_version": version,
+                                                         "fingerprint": self._fingerprint()})
+        except IndexStateError:  # the folder holds another base (or none): write the whole index
+            self._save(index, version)
+
     def ensure_index(self) -> _Loaded:
-        """The loaded index, fresh for the store: loaded from disk or rebuilt as needed."""
+        """The loaded index, fresh for the store: loaded from disk, updated incrementally, or rebuilt."""
         loaded = self._loaded
-        version = self.store.data_version
-        if loaded is not None and loaded.data_version == version:
+        if loaded is not None and loaded.data_version == self.store.data_version:
             return loaded
-        experts = tuple(self.store.iter_experts())
+        with self._build_lock:
+            loaded = self._loaded
+            version = self.store.data_version
+            if loaded is not None and loaded.data_version == version:
+                return loaded
+            index = loaded.index if loaded is not None else self._load_saved()
+            if index is None:
+                return self._rebuild_locked()
+            return self._sync_locked(index, version)
+
+    def _load_saved(self) -> ExpertIndex | None:
+        """The saved index when it was built with today's dictionaries and parameters."""
         try:
             index = ExpertIndex.load(self.index_dir)
-            meta = index.meta_
-            fresh = (
-                meta.get("data_version") == version
-                and meta.get("fingerprint") == self._fingerprint()
-                and index.expert_ids_ == [e.id for e in experts]
-                and index.weights == self._weights()
-            )
         except IndexStateError as exc:
             log.info("index not usable (%s); rebuilding", exc)
-            fresh = False
-        if fresh:
-            self._loaded = _Loaded(index, experts, version)
-        else:
-            self.rebuild()
-        assert self._loaded is not None
+            return None
+        if (index.meta_.get("fingerprint") != self._fingerprint() or index.weights != self._weights()
+                or index.params != self.new_index().params):
+            log.info("the saved index was built with other dictionaries or parameters; rebuilding")
+            return None
+        return index
+
+    def _sync_locked(self, index: ExpertIndex, version: int) -> _Loaded:
+        """Bring `index` up to the store by comparing every record's digest (changes by anyone)."""
+        experts = tuple(self.store.iter_experts())
+        upserts, removed = index.diff(experts)
+        saved = index.meta_.get("data_version") if hasattr(index, "meta_") else None
+        return self._apply_locked(index, upserts, removed, version, {e.id: e for e in experts},
+                                  save=bool(upserts or removed) or saved != version)
+
+    def _apply_locked(self, index: ExpertIndex, upserts: Sequence[Expert], removed: Sequence[str],
+                      version: int, records: Mapping[str, Expert], *, save: bool = True) -> _Loaded:
+        new = index.updated(upserts, removed, self.tokenizer)
+        if new.drift > self.settings.index_max_drift:
+            log.info("%.0f%% of the documents changed since the index was fitted; compacting",
+                     100 * new.drift)
+            new = new.compacted()
+        if new.base_id_ != index.base_id_:
+            self._save(new, version)
+        elif save:
+            self._save_delta(new, version)
+        self._loaded = _Loaded(new, new.align(records), version)
         return self._loaded
+
+    def _after_write_locked(self, before: int, upserts: Sequence[Expert], removed: Sequence[str]) -> None:
+        """Follow a write made under the lock: incrementally when it is the only change since the
+        index was loaded, else by comparing the whole store."""
+        loaded = self._loaded
+        version = self.store.data_version
+        if loaded is None or loaded.data_version != before or version != before + 1:
+            index = loaded.index if loaded is not None else self._load_saved()
+            if index is None:
+                self._rebuild_locked()
+            else:
+                self._sync_locked(index, version)
+            return
+        records = {e.id: e for e in loaded.experts if e is not None}
+        records.update((e.id, e) for e in upserts)
+        self._apply_locked(loaded.index, upserts, removed, version, records)
 
     # -- data in --------------------------------------------------------------------------------
     def add_experts(self, experts: Iterable[Expert]) -> WriteSummary:
         return self.store.upsert_experts(experts)
 
     def upsert_experts(self, experts: Iterable[Expert]) -> WriteSummary:
-        """Write experts and make them findable at once (the index follows the store)."""
-        summary = self.store.upsert_experts(experts)
-        if summary.inserted or summary.updated:
-            self.rebuild()
+        """Write experts and make them findable at once (the index is updated, not rebuilt)."""
+        experts = list(experts)
+        with self._build_lock:
+            before = self.store.data_version
+            summary = self.store.upsert_experts(experts)
+            if summary.inserted or summary.updated:
+                self._after_write_locked(before, experts, ())
         return summary
 
     def delete_expert(self, expert_id: str) -> None:
         """Remove an expert from the store and from the results at once."""
-        self.store.delete_expert(expert_id)
-        self.rebuild()
+        with self._build_lock:
+            before = self.store.data_version
+            self.store.delete_expert(expert_id)
+            self._after_write_locked(before, (), (expert_id,))
 
     def add_demands(self, demands: Iterable[Demand]) -> WriteSummary:
         return self.store.upsert_demands(demands)
 
-    def import_experts(self, path: Path | str) -> WriteSummary:
-        return self.add_experts(mio.read_experts(path))
+    def import_experts(self, path: Path | str, *, mapping: Mapping[str, str] | None = None,
+                       skip_invalid: bool = False, dedupe: bool = True, dry_run: bool = False,
+                       progress: mio.Progress | None = None) -> mio.ImportReport:
+        """Import a file of experts in one transaction. Every row is checked: with any bad row nothing
+        is written, unless `skip_invalid` (the report carries the rejects). The same person met twice
+        is merged (`matcher.dedupe`); each merge is logged and can be undone. The index follows at
+        the next match (`ensure_index`), incrementally."""
+        source = Path(path).name
+        parsed = mio.parse_file(path, "experts", mapping=mapping, progress=progress)
+        self._refuse_invalid(parsed, source, skip_invalid)
+        names = {dd.name_key(e.name) for e in parsed.records} - {""}
+        candidates = [i for i, n in self.store.expert_names() if dd.name_key(n) in names]
+        existing = self.store.get_experts([*candidates, *(e.id for e in parsed.records)])
+        plan = dd.plan_import(parsed.records, parsed.rows, existing, explicit_ids=parsed.explicit_ids,
+                              distinct=self.store.undone_merge_pairs(), dedupe=dedupe,
+                              threshold=self.settings.dedupe_threshold)
+        report = partial(mio.ImportReport, "experts", source, merges=plan.merges,
+                         rejects=tuple(parsed.rejects), ignored_columns=parsed.ignored_columns)
+        if dry_run:
+            stored = {e.id: e for e in existing}
+            new = sum(1 for r in plan.records if r.id not in stored)
+            same = sum(1 for r in plan.records if stored.get(r.id) == r)
+            updated = len(plan.records) - new - same
+            return report(inserted=new, updated=updated, unchanged=same, dry_run=True)
+        with self.store.transaction():
+            summary = self.store.upsert_experts(plan.records)
+            import_id = self.store.log_import(
+                "experts", source, inserted=summary.inserted, updated=summary.updated,
+                unchanged=summary.unchanged, merged=len(plan.merges), rejected=len(parsed.rejects),
+            )
+            for m in plan.merges:
+                if m.changes:  # a duplicate that brought nothing new leaves nothing to undo
+                    self.store.log_merge(import_id=import_id, kept_id=m.kept_id, merged=m.merged,
+                                         before=m.before, after=m.after, reason=m.reason, score=m.score,
+                                         source=source, row=m.row)
+        return report(inserted=summary.inserted, updated=summary.updated, unchanged=summary.unchanged,
+                      import_id=import_id)
 
-    def import_demands(self, path: Path | str) -> WriteSummary:
-        return self.add_demands(mio.read_demands(path))
+    def import_demands(self, path: Path | str, *, mapping: Mapping[str, str] | None = None,
+                       skip_invalid: bool = False, dry_run: bool = False,
+                       progress: mio.Progress | None = None) -> mio.ImportReport:
+        """Import a file of demands in one transaction (checked as `import_experts`; no merging)."""
+        source = Path(path).name
+        parsed = mio.parse_file(path, "demands", mapping=mapping, progress=progress)
+        self._refuse_invalid(parsed, source, skip_invalid)
+        report = partial(mio.ImportReport, "demands", source, rejects=tuple(parsed.rejects),
+                         ignored_columns=parsed.ignored_columns)
+        if dry_run:
+            new = same = 0
+            for d in parsed.records:
+                try:
+                    same += self.store.get_demand(d.id) == d
+                except NotFoundError:
+                    new += 1
+            updated = len(parsed.records) - new - same
+            return report(inserted=new, updated=updated, unchanged=same, dry_run=True)
+        with self.store.transaction():
+            summary = self.store.upsert_demands(parsed.records)
+            import_id = self.store.log_import(
+                "demands", source, inserted=summary.inserted, updated=summary.updated,
+                unchanged=summary.unchanged, merged=0, rejected=len(parsed.rejects),
+            )
+        return report(inserted=summary.inserted, updated=summary.updated, unchanged=summary.unchanged,
+                      import_id=import_id)
+
+    @staticmethod
+    def _refuse_invalid(parsed: mio.Parsed, source: str, skip_invalid: bool) -> None:
+        if parsed.errors and not skip_invalid:
+            raise DataImportError(
+                f"{source}: {len(parsed.errors)} problem(s) in {len(parsed.rejects)} row(s); nothing was "
+                "imported (fix them, or import the valid rows with --skip-invalid)",
+                sorted(parsed.errors, key=lambda e: e.row),
+            )
+
+    def undo_merge(self, merge_id: int) -> MergeEntry:
+        """Split a logged merge: the kept expert as it was before, the merged-away one on its own again.
+        Refused when the kept expert changed since (undo the later merges first)."""
+        with self._build_lock:
+            entry = self.store.get_merge(merge_id)
+            if entry.undone_at:
+                raise InputError(f"merge {merge_id} was undone already ({entry.undone_at})")
+            try:
+                current = self.store.get_expert(entry.kept_id)
+            except NotFoundError:
+                raise InputError(
+                    f"expert {entry.kept_id} was deleted after merge {merge_id}; nothing to split"
+                ) from None
+            if current != entry.after:
+                raise InputError(f"expert {entry.kept_id} changed after merge {merge_id}; undo the later "
+                                 f"merges first (`matcher merges list --expert {entry.kept_id}`)")
+            if self.store.get_experts([entry.merged_id]):
+                raise InputError(f"an expert with id {entry.merged_id} exists again; merge {merge_id} "
+                                 "cannot be undone")
+            before = self.store.data_version
+            with self.store.transaction():
+                self.store.upsert_experts([entry.before, entry.merged])
+                self.store.mark_merge_undone(merge_id)
+            self._after_write_locked(before, [entry.before, entry.merged], ())
+        return entry
 
     def load_demo(self) -> bool:
         """Load the demo corpus when the store has no experts. True when it loaded it."""
@@ -237,7 +394,7 @@ class Engine:
             if total[i] <= 0 or len(matches) >= top_k:
                 break
             expert = loaded.experts[i]
-            if not filters.allows(expert):
+            if expert is None or not filters.allows(expert):
                 continue
             expl = loaded.index.explain(int(i), q, scored)
             matches.append(Match(rank=len(matches) + 1, expert=expert, score=float(total[i]), explanation=expl))
@@ -258,3 +415,67 @@ class Engine:
             elif e.id in demand.avoid_experts or (e.name and e.name in demand.avoid_experts):
                 out.append((e, "named on the demand's avoid list"))
         return out
+
+    # -- nightly batch --------------------------------------------------------------------------
+    def demand_candidates(self, demand: Demand, limit: int, *, explain: int = 0) -> Candidates:
+        """The ranking `match_demand` makes, deeper, for the nightly batch's joint assignment.
+
+        Up to `limit` allowed experts, best first; the first `explain` carry their explanation, the
+        others `UNEXPLAINED` (explaining costs far more than scoring: `explain_demand` explains the
+        few the batch assigns later). `excluded` lists the experts that the demand's 回避 rules
+        removed from this ranking, each with its reason from `conflicts`.
+        """
+        if limit < 1:
+            raise InputError(f"limit must be at least 1, not {limit}")
+        loaded = self.ensure_index()
+        q, scored = self._score_demand(loaded, demand)
+        total = scored.total
+        has_rules = bool(demand.enterprise or demand.avoid_institutions or demand.avoid_experts)
+        ranked: list[Match] = []
+        excluded: list[Exclusion] = []
+        for i in np.argsort(-total, kind="stable"):
+            if total[i] <= 0 or len(ranked) >= limit:
+                break
+            expert = loaded.experts[i]
+            if expert is None:
+                continue
+            conflict = self.conflicts(demand, [expert]) if has_rules else []
+            if conflict:
+                excluded.append(Exclusion(expert, conflict[0][1], float(total[i])))
+                continue
+            expl = loaded.index.explain(int(i), q, scored) if len(ranked) < explain else UNEXPLAINED
+            ranked.append(Match(rank=len(ranked) + 1, expert=expert, score=float(total[i]), explanation=expl))
+        return Candidates(demand.id, tuple(ranked), tuple(excluded))
+
+    def explain_demand(self, demand: Demand, expert_ids: Iterable[str]) -> dict[str, Explanation]:
+        """Why each of these experts matches the demand; experts no longer indexed are left out."""
+        loaded = self.ensure_index()
+        q, scored = self._score_demand(loaded, demand)
+        wanted = set(expert_ids)
+        return {e.id: loaded.index.explain(i, q, scored) for i, e in enumerate(loaded.experts)
+                if e is not None and e.id in wanted}
+
+    def _score_demand(self, loaded: _Loaded, demand: Demand) -> tuple[Query, Scored]:
+        q = self.query(self.check_text(demand.text), " ".join([demand.title, *demand.keywords]))
+        return q, loaded.index.score(q)
+
+
+UNEXPLAINED = Explanation(terms=(), evidence=())
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """An expert the ranker scored for a demand but its 回避 rules removed, and why."""
+
+    expert: Expert
+    reason: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """A demand's ranking for the nightly batch: allowed experts best first, and the excluded ones."""
+
+    demand_id: str
+    ranked: tuple[Match, ...]
+    excluded: tuple[Exclusion, ...]

@@ -1,27 +1,41 @@
 """Fitted sparse term indexes: BM25 and TF-IDF over token lists, and an LSA space.
 
-A `TermIndex` maps a corpus of token lists to a sparse (documents x terms) matrix of per-term
-weights, so that scoring a query is one sparse column slice and a dot product:
+A `TermIndex` keeps the term counts of a corpus as a sparse (documents x terms) matrix and the
+corpus statistics (document frequencies, document lengths, N), and weighs the entries a query
+touches when it scores, so that scoring is one sparse column slice and a weighted sum:
 
   * `weighting="bm25"`: Lucene's BM25 (the `bm25s` "lucene" variant, checked against it in the
     tests): idf = ln(1 + (N - df + 0.5) / (df + 0.5)), tf part = tf / (tf + k1 (1 - b + b dl/avgdl)).
   * `weighting="tfidf"`: sublinear tf (1 + ln tf) x smooth idf, rows L2-normalised, so a query
     vector normalised the same way gives the cosine.
 
-`LsaSpace` is a TruncatedSVD of a TF-IDF matrix: a semantic signal that needs no download.
+Weighing at query time is what makes the index incremental. `updated(add=..., remove=...)`
+returns a new index with documents appended (new terms extend the vocabulary) and documents
+masked out, and the statistics brought up to date exactly (df, N, avgdl, the TF-IDF row norms),
+without touching the stored counts of the other documents. Scores after any sequence of updates
+therefore equal those of a fresh `fit` on the live documents up to float32 rounding (the tests
+hold them to rtol 1e-5); only term ids and row positions differ. The counts live in two
+segments, a large column-compressed base and a small delta of the rows added since, so an update
+costs O(size of the delta) plus one vectorised pass over the base for the TF-IDF row norms.
+`compacted(rows)` folds the delta in, drops masked rows and unused terms: an index equal to a
+fresh fit, without re-tokenising anything. `n_changed_` counts rows added or removed since then.
+
+`LsaSpace` is a TruncatedSVD of a TF-IDF matrix: a semantic signal that needs no download. Its
+basis does not follow updates (new documents are projected onto it); see `matcher.rank`.
 
 Estimators follow scikit-learn: `__init__` stores parameters, `fit(corpus) -> self`, learned state
 ends in `_`, an unfitted index raises `IndexStateError`, and a bare `str` where a corpus is expected
-raises `ValueError`. `save(folder)` writes plain files (JSON + .npz/.npy) that `load` reads with
-`allow_pickle=False`.
+raises `ValueError`. `save(folder, name)` writes plain files (JSON + .npz/.npy) that `load` reads
+with `allow_pickle=False`; `save_delta` writes only what changed since the base segment was made.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +44,7 @@ import scipy.sparse as sp
 
 from matcher.errors import IndexStateError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _RUNS = re.compile(r"[0-9a-z][0-9a-z+#\-.]*|[\u3400-\u9fff\uf900-\ufaff]+")
 
 
@@ -44,8 +58,36 @@ def _check_tokens(tokens: Any) -> None:
         raise ValueError("expected a list of tokens, got a single string; tokenize it first")
 
 
+def _count(corpus: Sequence[Sequence[str]], vocab: dict[str, int], *, grow: bool = True) -> sp.csr_matrix:
+    """Term counts of token lists. With `grow`, unseen terms are appended to `vocab` (in place)."""
+    rows: list[int] = []
+    cols: list[int] = []
+    for i, doc in enumerate(corpus):
+        _check_tokens(doc)
+        for tok in doc:
+            j = vocab.setdefault(tok, len(vocab)) if grow else vocab.get(tok)
+            if j is not None:
+                rows.append(i)
+                cols.append(j)
+    coords = (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
+    tf = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), coords),
+        shape=(len(corpus), len(vocab)),
+        dtype=np.float32,
+    )
+    tf.sum_duplicates()
+    return tf
+
+
+def _widen(m: sp.csr_matrix, n_cols: int) -> sp.csr_matrix:
+    """The same rows with more (empty) columns: new terms added to the vocabulary since."""
+    if m.shape[1] == n_cols:
+        return m
+    return sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], n_cols))
+
+
 class TermIndex:
-    """A sparse document-term weight matrix (see the module docstring)."""
+    """Sparse term counts plus corpus statistics, weighed at query time (see the module docstring)."""
 
     def __init__(self, weighting: str = "bm25", k1: float = 1.2, b: float = 0.75) -> None:
         self.weighting = weighting
@@ -55,54 +97,72 @@ class TermIndex:
     # -- fitting --------------------------------------------------------------------------------
     def fit(self, corpus: Sequence[Sequence[str]]) -> TermIndex:
         _check_corpus(corpus)
+        self._check_params()
+        vocab: dict[str, int] = {}
+        tf = _count(corpus, vocab)
+        return self._fit_counts(tf, list(vocab))
+
+    def _check_params(self) -> None:
         if self.weighting not in ("bm25", "tfidf"):
             raise ValueError(f"weighting must be 'bm25' or 'tfidf', not {self.weighting!r}")
-        vocab: dict[str, int] = {}
-        rows: list[int] = []
-        cols: list[int] = []
-        for i, doc in enumerate(corpus):
-            _check_tokens(doc)
-            for tok in doc:
-                j = vocab.setdefault(tok, len(vocab))
-                rows.append(i)
-                cols.append(j)
-        n_docs = len(corpus)
-        tf = sp.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (np.asarray(rows, dtype=np.int64), np.asarray(cols))),
-            shape=(n_docs, len(vocab)),
-            dtype=np.float32,
-        )
-        tf.sum_duplicates()
-        self.vocabulary_ = vocab
-        self.n_docs_ = n_docs
+
+    def _fit_counts(self, tf: sp.csr_matrix, terms: list[str]) -> TermIndex:
+        n_docs, n_terms = tf.shape
+        self.vocabulary_ = {t: j for j, t in enumerate(terms)}
+        self.terms_ = list(terms)
+        self._base = tf.tocsc()
+        self._base.sort_indices()
+        self._set_delta(sp.csr_matrix((0, n_terms), dtype=np.float32))
+        self.alive_ = np.ones(n_docs, dtype=bool)
         self.doc_len_ = np.asarray(tf.sum(axis=1)).ravel().astype(np.float32)
-        self.df_ = np.bincount(tf.indices, minlength=len(vocab)).astype(np.float32)
-        self.avgdl_ = float(self.doc_len_.mean()) if n_docs else 0.0
-        self.idf_ = self._idf(self.df_, n_docs)
-        self.matrix_ = self._weigh(tf).tocsc()
+        self.df_ = np.bincount(tf.indices, minlength=n_terms).astype(np.float32)
+        self.n_docs_ = n_docs
+        self.n_changed_ = 0
+        self._total_len = float(self.doc_len_.sum(dtype=np.float64))
+        self._prepare_base()
+        self._refresh()
         return self
+
+    def _set_delta(self, delta: sp.csr_matrix) -> None:
+        self._delta = delta
+        self._delta_c = delta.tocsc()
+        self._delta_c.sort_indices()
+
+    def _prepare_base(self) -> None:
+        # The squared sublinear tf of the base, kept so the TF-IDF row norms can be refreshed after
+        # an update in one sparse mat-vec instead of re-weighing the whole base.
+        self._base_sq = (1.0 + np.log(self._base.data)) ** 2 if self.weighting == "tfidf" else None
+
+    def _refresh(self) -> None:
+        """Derived statistics from the counts: avgdl, idf and (TF-IDF) the row norms."""
+        self.avgdl_ = self._total_len / self.n_docs_ if self.n_docs_ else 0.0
+        self.idf_ = self._idf(self.df_, self.n_docs_)
+        if self.weighting == "tfidf":
+            self._norm = self._row_norms()
 
     def _idf(self, df: np.ndarray, n_docs: int) -> np.ndarray:
         if self.weighting == "bm25":
             return np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
         return (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float32)
 
-    def _weigh(self, tf: sp.csr_matrix) -> sp.csr_matrix:
-        w = tf.copy()
-        if self.weighting == "bm25":
-            dl = np.repeat(self.doc_len_, np.diff(w.indptr))
-            denom = w.data + self.k1 * (1.0 - self.b + self.b * dl / max(self.avgdl_, 1e-9))
-            w.data = (w.data / denom) * self.idf_[w.indices]
-        else:
-            w.data = (1.0 + np.log(w.data)) * self.idf_[w.indices]
-            norms = np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel())
-            norms[norms == 0] = 1.0
-            w = sp.diags(1.0 / norms) @ w
-        return sp.csr_matrix(w, dtype=np.float32)
+    def _row_norms(self) -> np.ndarray:
+        idf2 = self.idf_.astype(np.float64) ** 2
+        out = np.zeros(self.n_rows_, dtype=np.float64)
+        nb = self._base.shape[0]
+        if nb and self._base.nnz:
+            sq = sp.csc_matrix((self._base_sq, self._base.indices, self._base.indptr), shape=self._base.shape)
+            out[:nb] = sq @ idf2[: self._base.shape[1]]
+        d = self._delta
+        if d.shape[0] and d.nnz:
+            sq_d = sp.csr_matrix(((1.0 + np.log(d.data)) ** 2, d.indices, d.indptr), shape=d.shape)
+            out[nb:] = sq_d @ idf2[: d.shape[1]]
+        out = np.sqrt(out)
+        out[out == 0] = 1.0
+        return out.astype(np.float32)
 
-    # -- querying -------------------------------------------------------------------------------
+    # -- state ----------------------------------------------------------------------------------
     def _require_fitted(self) -> None:
-        if not hasattr(self, "matrix_"):
+        if not hasattr(self, "_base"):
             raise IndexStateError("this index is not fitted yet: call fit() or load a saved one")
 
     @property
@@ -110,24 +170,44 @@ class TermIndex:
         self._require_fitted()
         return len(self.vocabulary_)
 
+    @property
+    def n_rows_(self) -> int:
+        """Rows, masked ones included: the length of `score()`'s result (`n_docs_` counts live rows)."""
+        return self._base.shape[0] + self._delta.shape[0]
+
+    @property
+    def n_base_rows_(self) -> int:
+        return self._base.shape[0]
+
+    # -- querying -------------------------------------------------------------------------------
     def query_vector(self, weights: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
-        """(term ids, weights) of the query terms known to the index."""
+        """(term ids, weights) of the query terms present in the live documents.
+
+        For TF-IDF the weights are multiplied by idf and L2-normalised (the query side of the cosine).
+        """
         self._require_fitted()
-        ids, ws = [], []
-        for term, w in weights.items():
-            j = self.vocabulary_.get(term)
-            if j is not None and w:
-                ids.append(j)
-                ws.append(w)
-        ids_a = np.asarray(ids, dtype=np.int64)
-        ws_a = np.asarray(ws, dtype=np.float32)
+        vocab = self.vocabulary_
+        pairs = [(j, w) for term, w in weights.items() if w and (j := vocab.get(term)) is not None]
+        ids_a = np.fromiter((j for j, _ in pairs), dtype=np.int64, count=len(pairs))
+        ws_a = np.fromiter((w for _, w in pairs), dtype=np.float32, count=len(pairs))
+        # df 0: every document with the term was removed; a fresh fit would not know the term.
+        live = self.df_[ids_a] > 0
+        if not live.all():
+            ids_a, ws_a = ids_a[live], ws_a[live]
         if self.weighting == "tfidf" and len(ws_a):
             ws_a = ws_a * self.idf_[ids_a]
             ws_a = ws_a / max(float(np.linalg.norm(ws_a)), 1e-9)
         return ids_a, ws_a
 
+    def _entry_weights(self, tf: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Weights of count entries `tf` in rows `rows`, without the idf factor."""
+        if self.weighting == "bm25":
+            dl = self.doc_len_[rows]
+            return tf / (tf + self.k1 * (1.0 - self.b + self.b * dl / max(self.avgdl_, 1e-9)))
+        return (1.0 + np.log(tf)) / self._norm[rows]
+
     def score(self, query: Sequence[str] | Mapping[str, float]) -> np.ndarray:
-        """Scores of every document for a query given as tokens or as {term: weight}.
+        """Scores of every row for a query given as tokens or as {term: weight}; masked rows score 0.
 
         A token repeated in the query counts as often as it occurs (as in bm25s and Lucene);
         pass a mapping to weight terms otherwise.
@@ -137,81 +217,241 @@ class TermIndex:
             _check_tokens(query)
             query = Counter(query)
         ids, ws = self.query_vector(query)
+        out = np.zeros(self.n_rows_, dtype=np.float32)
         if not len(ids):
-            return np.zeros(self.n_docs_, dtype=np.float32)
-        return np.asarray(self.matrix_[:, ids] @ ws).ravel()
+            return out
+        mult = ws * self.idf_[ids]  # the document side's idf (the query side's is in `ws` for TF-IDF)
+        offset = 0
+        for seg in (self._base, self._delta_c):
+            n = seg.shape[0]
+            inside = ids < seg.shape[1]
+            if n and inside.any():
+                sub = seg[:, ids[inside]]
+                if sub.nnz:
+                    w = self._entry_weights(sub.data, sub.indices + offset)
+                    w = w * np.repeat(mult[inside], np.diff(sub.indptr))
+                    per_row = np.bincount(sub.indices, weights=w, minlength=n)
+                    out[offset : offset + n] += per_row.astype(np.float32)
+            offset += n
+        if self.n_docs_ < self.n_rows_:
+            out[~self.alive_] = 0.0
+        return out
 
     def contributions(self, doc: int, terms: Sequence[str]) -> dict[str, float]:
         """How much each query term adds to document `doc`'s score (for explanations)."""
         self._require_fitted()
         out: dict[str, float] = {}
+        if not self.alive_[doc]:
+            return out
+        nb = self._base.shape[0]
+        seg, r = (self._base, doc) if doc < nb else (self._delta_c, doc - nb)
+        rows = np.asarray([doc])
         for term in terms:
             j = self.vocabulary_.get(term)
-            if j is None:
+            if j is None or j >= seg.shape[1]:
                 continue
-            col = self.matrix_[:, j]
-            v = float(col[doc, 0]) if col.nnz else 0.0
-            if v > 0:
-                out[term] = v
+            lo, hi = int(seg.indptr[j]), int(seg.indptr[j + 1])
+            k = lo + int(np.searchsorted(seg.indices[lo:hi], r))
+            if k < hi and seg.indices[k] == r:
+                v = float(self._entry_weights(seg.data[k : k + 1], rows)[0] * self.idf_[j])
+                if v > 0:
+                    out[term] = v
         return out
 
+    def _weigh(self, tf: sp.csr_matrix, doc_len: np.ndarray) -> sp.csr_matrix:
+        """Weights of count rows under the current statistics (rows given with their lengths)."""
+        w = sp.csr_matrix(tf, dtype=np.float32, copy=True)
+        if self.weighting == "bm25":
+            dl = np.repeat(doc_len, np.diff(w.indptr))
+            denom = w.data + self.k1 * (1.0 - self.b + self.b * dl / max(self.avgdl_, 1e-9))
+            w.data = (w.data / denom) * self.idf_[w.indices]
+        else:
+            w.data = (1.0 + np.log(w.data)) * self.idf_[w.indices]
+            norms = np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel())
+            norms[norms == 0] = 1.0
+            w = sp.diags(1.0 / norms) @ w
+        return sp.csr_matrix(w, dtype=np.float32)
+
     def transform(self, corpus: Sequence[Sequence[str]]) -> sp.csr_matrix:
-        """Weighted vectors of new documents in this index's space (unknown terms dropped)."""
+        """Vectors of new documents in this index's space (unknown terms dropped): TF-IDF weights,
+        or the raw term counts for BM25 (whose weights depend on the document's own length)."""
         self._require_fitted()
         _check_corpus(corpus)
-        rows, cols = [], []
-        for i, doc in enumerate(corpus):
-            _check_tokens(doc)
-            for tok in doc:
-                j = self.vocabulary_.get(tok)
-                if j is not None:
-                    rows.append(i)
-                    cols.append(j)
-        tf = sp.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(corpus), self.n_terms)
-        )
-        tf.sum_duplicates()
+        tf = _count(corpus, self.vocabulary_, grow=False)
         if self.weighting == "tfidf":
-            return self._weigh(tf)
+            return self._weigh(tf, np.asarray(tf.sum(axis=1)).ravel())
         return tf
 
+    def counts(self, rows: Sequence[int] | np.ndarray | None = None) -> sp.csr_matrix:
+        """The term counts of `rows` (default: all rows, masked ones included), as CSR."""
+        self._require_fitted()
+        v = len(self.vocabulary_)
+        nb = self._base.shape[0]
+        if rows is None:
+            rows = np.arange(self.n_rows_)
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and rows.min() >= nb:
+            return _widen(self._delta, v)[rows - nb]
+        stacked = sp.vstack([_widen(self._base.tocsr(), v), _widen(self._delta, v)], format="csr")
+        return stacked[rows]
+
+    def weighted(self, rows: Sequence[int] | np.ndarray | None = None) -> sp.csr_matrix:
+        """The weight matrix of `rows` under the current statistics (masked rows are zero)."""
+        if rows is None:
+            rows = np.arange(self.n_rows_)
+        rows = np.asarray(rows, dtype=np.int64)
+        w = self._weigh(self.counts(rows), self.doc_len_[rows])
+        dead = ~self.alive_[rows]
+        if dead.any():
+            w = sp.csr_matrix(sp.diags((~dead).astype(np.float32)) @ w)
+        return w
+
+    @property
+    def matrix_(self) -> sp.csc_matrix:
+        """The full weight matrix (computed on demand: the index stores counts, not weights)."""
+        return self.weighted().tocsc()
+
+    # -- incremental updates --------------------------------------------------------------------
+    def updated(self, add: Sequence[Sequence[str]] = (), remove: Iterable[int] = ()) -> TermIndex:
+        """A new index with the documents `add` appended and the rows `remove` masked out.
+
+        `self` is left as it was (readers on other threads may be using it); the base segment is
+        shared, not copied. Appended documents get the next row numbers, in order.
+        """
+        self._require_fitted()
+        _check_corpus(add)
+        gone = np.unique(np.fromiter((int(r) for r in remove), dtype=np.int64))
+        if len(gone) and (gone[0] < 0 or gone[-1] >= self.n_rows_):
+            raise IndexError(f"row {int(gone[0] if gone[0] < 0 else gone[-1])} is not in this index")
+        gone = gone[self.alive_[gone]]
+        if not len(add) and not len(gone):
+            return self
+        new = copy.copy(self)
+        unseen = {t for doc in add for t in doc if t not in self.vocabulary_}
+        vocab = self.vocabulary_
+        if unseen:
+            # Copy before growing: the old index keeps its own vocabulary.
+            vocab = dict(self.vocabulary_)
+        added = _count(add, vocab)
+        n_terms = len(vocab)
+        if unseen:
+            new.vocabulary_ = vocab
+            new.terms_ = [*self.terms_, *list(vocab)[len(self.terms_) :]]
+        new._set_delta(sp.vstack([_widen(self._delta, n_terms), added], format="csr"))
+        added_len = np.asarray(added.sum(axis=1)).ravel().astype(np.float32)
+        alive = np.concatenate([self.alive_, np.ones(len(add), dtype=bool)])
+        alive[gone] = False
+        new.alive_ = alive
+        new.doc_len_ = np.concatenate([self.doc_len_, added_len])
+        df = np.zeros(n_terms, dtype=np.float32)
+        df[: len(self.df_)] = self.df_
+        df += np.bincount(added.indices, minlength=n_terms).astype(np.float32)
+        df[: len(self.df_)] -= self._df_of(gone)
+        new.df_ = df
+        new.n_docs_ = self.n_docs_ - len(gone) + len(add)
+        removed_len = float(self.doc_len_[gone].sum(dtype=np.float64))
+        new._total_len = self._total_len - removed_len + float(added_len.sum(dtype=np.float64))
+        new.n_changed_ = self.n_changed_ + len(add) + len(gone)
+        new._refresh()
+        return new
+
+    def _df_of(self, rows: np.ndarray) -> np.ndarray:
+        """How many of `rows` contain each term (over this index's current vocabulary)."""
+        out = np.zeros(len(self.vocabulary_), dtype=np.float32)
+        nb = self._base.shape[0]
+        in_base = rows[rows < nb]
+        if len(in_base):
+            mask = np.zeros(nb, dtype=bool)
+            mask[in_base] = True
+            hits = np.flatnonzero(mask[self._base.indices])
+            cols = np.searchsorted(self._base.indptr, hits, side="right") - 1
+            out[: self._base.shape[1]] += np.bincount(cols, minlength=self._base.shape[1]).astype(np.float32)
+        in_delta = rows[rows >= nb] - nb
+        if len(in_delta):
+            sub = self._delta[in_delta]
+            out[: sub.shape[1]] += np.bincount(sub.indices, minlength=sub.shape[1]).astype(np.float32)
+        return out
+
+    def compacted(self, rows: Sequence[int] | np.ndarray | None = None) -> TermIndex:
+        """A freshly fitted index over `rows` (default: the live rows, in order), from the stored
+        counts: no delta, no masked rows, no unused terms; terms numbered by first appearance."""
+        self._require_fitted()
+        rows = np.flatnonzero(self.alive_) if rows is None else np.asarray(rows, dtype=np.int64)
+        tf = self.counts(rows)
+        tf.sort_indices()
+        used, first = np.unique(tf.indices, return_index=True)
+        keep = used[np.argsort(first, kind="stable")]
+        remap = np.full(len(self.vocabulary_), -1, dtype=np.int64)
+        remap[keep] = np.arange(len(keep))
+        tf = sp.csr_matrix((tf.data, remap[tf.indices], tf.indptr), shape=(len(rows), len(keep)),
+                           dtype=np.float32)
+        tf.sort_indices()
+        fresh = TermIndex(self.weighting, self.k1, self.b)
+        return fresh._fit_counts(tf, [self.terms_[j] for j in keep])
+
     # -- persistence ----------------------------------------------------------------------------
+    def _stats_meta(self) -> dict[str, Any]:
+        return {"n_docs": self.n_docs_, "total_len": self._total_len, "n_changed": self.n_changed_,
+                "n_base_rows": self._base.shape[0], "n_base_terms": self._base.shape[1]}
+
+    def _stats_arrays(self) -> dict[str, np.ndarray]:
+        d = self._delta
+        return {"delta_data": d.data, "delta_indices": d.indices, "delta_indptr": d.indptr,
+                "delta_shape": np.asarray(d.shape), "alive": self.alive_, "doc_len": self.doc_len_,
+                "df": self.df_}
+
     def save(self, folder: Path | str, name: str) -> None:
+        """Everything, as `name.json` (parameters, terms, statistics) and `name.npz` (arrays)."""
         self._require_fitted()
         folder = Path(folder)
-        terms = [""] * len(self.vocabulary_)
-        for t, j in self.vocabulary_.items():
-            terms[j] = t
-        meta = {
-            "weighting": self.weighting,
-            "k1": self.k1,
-            "b": self.b,
-            "n_docs": self.n_docs_,
-            "avgdl": self.avgdl_,
-            "terms": terms,
-        }
+        meta = {"weighting": self.weighting, "k1": self.k1, "b": self.b, "avgdl": self.avgdl_,
+                "terms": self.terms_, **self._stats_meta()}
         (folder / f"{name}.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-        m = self.matrix_
-        np.savez(
-            folder / f"{name}.npz",
-            data=m.data, indices=m.indices, indptr=m.indptr, shape=np.asarray(m.shape),
-            idf=self.idf_, df=self.df_, doc_len=self.doc_len_,
-        )
+        m = self._base
+        np.savez(folder / f"{name}.npz", data=m.data, indices=m.indices, indptr=m.indptr,
+                 shape=np.asarray(m.shape), **self._stats_arrays())
+
+    def save_delta(self, folder: Path | str, name: str) -> None:
+        """Only what changed since the base segment was made: the delta rows, the terms they
+        added, the masks and statistics. `load(base_folder, name, delta=folder)` reads it back."""
+        self._require_fitted()
+        folder = Path(folder)
+        meta = {**self._stats_meta(), "new_terms": self.terms_[self._base.shape[1] :]}
+        (folder / f"{name}.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        np.savez(folder / f"{name}.npz", **self._stats_arrays())
 
     @classmethod
-    def load(cls, folder: Path | str, name: str) -> TermIndex:
+    def load(cls, folder: Path | str, name: str, *, delta: Path | str | None = None) -> TermIndex:
         folder = Path(folder)
         meta = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
         self = cls(meta["weighting"], meta["k1"], meta["b"])
         with np.load(folder / f"{name}.npz", allow_pickle=False) as z:
             shape = tuple(int(x) for x in z["shape"])
-            self.matrix_ = sp.csc_matrix((z["data"], z["indices"], z["indptr"]), shape=shape)
-            self.idf_ = z["idf"]
-            self.df_ = z["df"]
-            self.doc_len_ = z["doc_len"]
-        self.vocabulary_ = {t: j for j, t in enumerate(meta["terms"])}
-        self.n_docs_ = int(meta["n_docs"])
-        self.avgdl_ = float(meta["avgdl"])
+            self._base = sp.csc_matrix((z["data"], z["indices"], z["indptr"]), shape=shape)
+            arrays = {k: z[k] for k in z.files if k not in ("data", "indices", "indptr", "shape")}
+        stats, terms = meta, list(meta["terms"])
+        if delta is not None:
+            dmeta = json.loads((Path(delta) / f"{name}.json").read_text(encoding="utf-8"))
+            if (dmeta["n_base_rows"], dmeta["n_base_terms"]) != shape:
+                raise IndexStateError(f"the update of {name} in {delta} belongs to another base index")
+            with np.load(Path(delta) / f"{name}.npz", allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            stats, terms = dmeta, terms[: shape[1]] + list(dmeta["new_terms"])
+        dshape = tuple(int(x) for x in arrays["delta_shape"])
+        self.terms_ = terms
+        self.vocabulary_ = {t: j for j, t in enumerate(terms)}
+        self._set_delta(sp.csr_matrix((arrays["delta_data"], arrays["delta_indices"], arrays["delta_indptr"]),
+                                      shape=dshape))
+        self.alive_ = arrays["alive"].astype(bool)
+        self.doc_len_ = arrays["doc_len"]
+        self.df_ = arrays["df"]
+        self.n_docs_ = int(stats["n_docs"])
+        self.n_changed_ = int(stats["n_changed"])
+        self._total_len = float(stats["total_len"])
+        if len(self.alive_) != self.n_rows_ or len(self.df_) != len(terms) or dshape[1] != len(terms):
+            raise IndexStateError(f"the saved index {name} in {folder} is inconsistent; rebuild it")
+        self._prepare_base()
+        self._refresh()
         return self
 
 
@@ -225,7 +465,7 @@ class LsaSpace:
     def fit(self, tfidf: TermIndex) -> LsaSpace:
         from sklearn.decomposition import TruncatedSVD
 
-        x = tfidf.matrix_.tocsr()
+        x = tfidf.weighted()
         k = max(1, min(self.n_components, min(x.shape) - 1))
         svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=5, random_state=self.random_state)
         emb = svd.fit_transform(x).astype(np.float32)
@@ -234,9 +474,20 @@ class LsaSpace:
         return self
 
     def embed(self, x: sp.spmatrix) -> np.ndarray:
+        """L2-normalised embeddings of TF-IDF rows; terms the space was not fitted on are ignored."""
         if not hasattr(self, "components_"):
             raise IndexStateError("the LSA space is not fitted yet")
+        n_features = self.components_.shape[1]
+        x = sp.csr_matrix(x)
+        if x.shape[1] != n_features:
+            x = x[:, :n_features] if x.shape[1] > n_features else _widen(x, n_features)
         return _l2(np.asarray(x @ self.components_.T, dtype=np.float32))
+
+    def with_embeddings(self, embeddings: np.ndarray) -> LsaSpace:
+        """The same space holding other document embeddings (after an incremental update)."""
+        new = copy.copy(self)
+        new.embeddings_ = embeddings
+        return new
 
     def save(self, folder: Path | str, name: str) -> None:
         np.save(Path(folder) / f"{name}.components.npy", self.components_)

@@ -1,9 +1,19 @@
 """Reading and writing records: JSONL, CSV (UTF-8 or GBK/GB18030) and XLSX.
 
-Staff spreadsheets have Chinese headers (姓名, 工作单位, 研究方向 …); `HEADER_ALIASES` maps the
-common ones, and English ones, onto our fields. Every problem is reported with its file, row and
-column, and a file with any bad row is rejected whole by default: `read_experts`/`read_demands`
-raise `DataImportError` listing every `RowError`, before anything is written.
+Reading. Staff spreadsheets have Chinese headers (姓名, 工作单位, 研究方向 …), often below a title
+row; `EXPERT_HEADERS`/`DEMAND_HEADERS` map the common ones and English ones onto our fields, a
+`--mapping` file (`load_mapping`) the rest. The header row is the first of the first ten rows that
+names at least two known columns. Cells are read as text (an Excel number 13800138000 stays
+13800138000, a date becomes 2024-05-01). Every problem is a `RowError` with its file, row (as
+Excel numbers it: header = 1 on a sheet) and column as written in the file. `parse_file` returns
+the valid records and the rejected rows; `read_experts`/`read_demands` reject a file with any bad
+row, before anything is written.
+
+Writing. `export_experts`/`export_demands` write records as JSONL (the canonical nested shape),
+CSV (UTF-8 with BOM, so Excel opens it) or XLSX, with the same Chinese headers the reader maps, so
+an export re-imports unchanged. List cells are joined with 、, or written as a JSON array when an item
+itself holds a separator; documents travel whole as JSON in 成果明细 (their titles also in 代表性成果
+for people to read). `export_matches` writes ranked matches per demand.
 """
 
 from __future__ import annotations
@@ -12,30 +22,39 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterator, Mapping
+import re
+import unicodedata
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from matcher.dedupe import Merge
 from matcher.errors import DataImportError, InputError, MatcherError, RowError
-from matcher.models import Demand, Expert
+from matcher.models import DEMAND_STATUSES, Demand, Expert, Match, split_list
 
 SUPPORTED = (".jsonl", ".json", ".csv", ".xlsx")
+FORMATS = ("jsonl", "csv", "xlsx")
+Progress = Callable[[int, int], None]  # (rows done, rows in all)
 
 EXPERT_HEADERS: dict[str, tuple[str, ...]] = {
     "id": ("id", "编号", "专家编号", "expert_id"),
     "name": ("name", "姓名", "专家姓名"),
     "title": ("title", "职称", "职务", "职称/职务"),
-    "institution": ("institution", "工作单位", "单位", "所在单位", "单位名称", "affiliation"),
+    "institution": ("institution", "工作单位", "单位", "所在单位", "单位名称", "affiliation", "organization"),
     "region": ("region", "所在地区", "地区", "所在地", "城市"),
     "research_fields": ("research_fields", "研究方向", "研究领域", "专业特长", "专业领域", "fields"),
     "bio": ("bio", "简介", "个人简介", "专家简介", "biography"),
     "achievements": ("achievements", "代表性成果", "主要成果", "代表成果"),
+    "documents": ("documents", "成果明细"),
     "tags": ("tags", "标签", "人才类别"),
-    "phone": ("phone", "联系电话", "电话", "手机", "手机号"),
-    "email": ("email", "邮箱", "电子邮箱", "e-mail"),
+    "phone": ("phone", "联系电话", "电话", "手机", "手机号", "mobile"),
+    "email": ("email", "邮箱", "电子邮箱", "e-mail", "mail"),
     "academician": ("academician", "是否院士"),
     "gender": ("gender", "性别"),
+    "contact": ("contact",),
 }
 DEMAND_HEADERS: dict[str, tuple[str, ...]] = {
     "id": ("id", "编号", "需求编号", "demand_id"),
@@ -45,21 +64,55 @@ DEMAND_HEADERS: dict[str, tuple[str, ...]] = {
     "industry": ("industry", "技术领域", "所属行业", "行业"),
     "region": ("region", "所在地区", "地区"),
     "keywords": ("keywords", "关键词"),
-    "budget": ("budget", "预算", "预算(万元)"),
-    "deadline": ("deadline", "截止日期"),
+    "budget": ("budget", "预算", "预算(万元)", "预算金额"),
+    "deadline": ("deadline", "截止日期", "截止时间"),
     "created_at": ("created_at", "提交日期", "创建时间"),
     "status": ("status", "状态"),
     "avoid_institutions": ("avoid_institutions", "回避单位"),
     "avoid_experts": ("avoid_experts", "回避专家"),
 }
+HEADERS = {"experts": EXPERT_HEADERS, "demands": DEMAND_HEADERS}
+# Checked, then not kept: the records have no place for them (yet).
+UNSTORED = {"experts": ("gender",), "demands": ("budget", "deadline")}
+
+# Export columns: (field, header). The headers are the readers' first Chinese aliases.
+EXPERT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "编号"), ("name", "姓名"), ("title", "职称"), ("institution", "工作单位"), ("region", "所在地区"),
+    ("research_fields", "研究方向"), ("bio", "简介"), ("achievements", "代表性成果"), ("tags", "标签"),
+    ("phone", "联系电话"), ("email", "邮箱"), ("documents", "成果明细"),
+)
+DEMAND_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "编号"), ("enterprise", "企业名称"), ("title", "需求名称"), ("description", "需求描述"),
+    ("industry", "技术领域"), ("region", "所在地区"), ("keywords", "关键词"), ("created_at", "提交日期"),
+    ("status", "状态"), ("avoid_institutions", "回避单位"), ("avoid_experts", "回避专家"),
+)
+MATCH_COLUMNS = ("需求编号", "企业名称", "需求名称", "排名", "专家编号", "姓名", "职称", "单位", "地区",
+                 "得分", "匹配词", "依据")
+# How a field is named in messages when the file has no column for it: its first Chinese header.
+_LABELS = {kind: {f: al[min(1, len(al) - 1)] for f, al in h.items()} for kind, h in HEADERS.items()}
+
+_YES = {"是", "1", "true", "yes", "y", "院士"}
+_NO = {"否", "0", "false", "no", "n", ""}
+_GENDERS = {"男", "女", "m", "f", "male", "female"}
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_LIST_SEPARATORS = re.compile(r"[、，,；;|/\n\r\t]")
 
 
 @dataclass(frozen=True)
 class RawRow:
-    """A record as read from a file, with its row number (header = row 1 in sheets, 1-based lines in JSONL)."""
+    """A record as read from a file, with its row number (header = 1 in sheets; lines count in JSONL)."""
 
     row: int
     data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A row left out of an import, as it was in the file, with everything wrong with it."""
+
+    row: int
+    data: Mapping[str, Any]
+    errors: tuple[RowError, ...]
 
 
 @dataclass
@@ -67,8 +120,46 @@ class Parsed:
     records: list[Any] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)  # the source row of each record
     errors: list[RowError] = field(default_factory=list)
+    explicit_ids: list[bool] = field(default_factory=list)  # the row carried its own id
+    rejects: list[Reject] = field(default_factory=list)
+    ignored_columns: tuple[str, ...] = ()
+    total_rows: int = 0
 
 
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did (or, with `dry_run`, would do)."""
+
+    kind: str
+    source: str
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    merges: tuple[Merge, ...] = ()
+    rejects: tuple[Reject, ...] = ()
+    ignored_columns: tuple[str, ...] = ()
+    dry_run: bool = False
+    import_id: int | None = None
+
+    @property
+    def merged(self) -> int:
+        return len(self.merges)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.rejects)
+
+    @property
+    def errors(self) -> list[RowError]:
+        return [e for r in self.rejects for e in r.errors]
+
+    def summary(self) -> str:
+        verb = "would be " if self.dry_run else ""
+        return (f"{self.kind}: {self.inserted} {verb}inserted, {self.updated} {verb}updated, "
+                f"{self.unchanged} unchanged, {self.merged} {verb}merged, {self.rejected} rejected")
+
+
+# -- reading --------------------------------------------------------------------------------------
 def decode_bytes(raw: bytes, source: str = "") -> str:
     """UTF-8 (with or without BOM), else GB18030 (a superset of GBK and GB2312); else a clear error."""
     for enc in ("utf-8-sig", "gb18030"):
@@ -77,23 +168,37 @@ def decode_bytes(raw: bytes, source: str = "") -> str:
         except UnicodeDecodeError:
             continue
     raise DataImportError(
-        f"{source or 'file'}: the text is neither UTF-8 nor GBK/GB18030; save it as UTF-8 (CSV UTF-8 in Excel)"
+        f"{source or 'file'}: the text is neither UTF-8 nor GBK/GB18030; "
+        "save it as UTF-8 (CSV UTF-8 in Excel)"
     )
 
 
-def read_rows(path: Path | str) -> Iterator[RawRow]:
+def _header_key(header: Any) -> str:
+    """Headers compare without case, width, spaces, required-markers (*) or trailing colons."""
+    text = unicodedata.normalize("NFKC", str(header)).strip().lower()
+    return re.sub(r"[\s*:]", "", text)
+
+
+_KNOWN_HEADERS = frozenset(_header_key(a) for h in HEADERS.values() for al in h.values() for a in al)
+
+
+def read_rows(path: Path | str, known_headers: Collection[str] = ()) -> Iterator[RawRow]:
+    """The rows of a file as {header: cell text}. `known_headers` help find the header row."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
-        raise InputError(f"{path.name}: unsupported file type {suffix or '(none)'}; use .jsonl, .csv or .xlsx")
+        raise InputError(
+            f"{path.name}: unsupported file type {suffix or '(none)'}; use .jsonl, .csv or .xlsx"
+        )
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    known = _KNOWN_HEADERS | {_header_key(h) for h in known_headers}
     if suffix in (".jsonl", ".json"):
         yield from _read_jsonl(path)
     elif suffix == ".csv":
-        yield from _read_csv(path)
+        yield from _with_header(_csv_values(path), path.name, known)
     else:
-        yield from _read_xlsx(path)
+        yield from _with_header(_xlsx_values(path), path.name, known)
 
 
 def _read_jsonl(path: Path) -> Iterator[RawRow]:
@@ -124,24 +229,18 @@ def _read_jsonl(path: Path) -> Iterator[RawRow]:
         raise DataImportError(f"{path.name}: {len(bad)} unreadable line(s); nothing was imported", bad)
 
 
-def _read_csv(path: Path) -> Iterator[RawRow]:
+def _csv_values(path: Path) -> Iterator[tuple[int, list[Any]]]:
     text = decode_bytes(path.read_bytes(), path.name)
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",\t;")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
-    header = next(reader, None)
-    if not header:
-        raise DataImportError(f"{path.name}: the file is empty")
-    header = [h.strip() for h in header]
-    for i, values in enumerate(reader, start=2):
-        if not any(v.strip() for v in values):
-            continue
-        yield RawRow(i, dict(zip(header, values, strict=False)))
+    first = text.split("\n", 1)[0]
+    # The delimiter is the one the header line uses most; sniffing the body misfires on cells full
+    # of commas (documents as JSON, lists written with commas).
+    counts = {d: first.count(d) for d in (",", "\t", ";")}
+    delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    yield from enumerate(reader, start=1)
 
 
-def _read_xlsx(path: Path) -> Iterator[RawRow]:
+def _xlsx_values(path: Path) -> Iterator[tuple[int, list[Any]]]:
     import openpyxl
 
     try:
@@ -150,29 +249,128 @@ def _read_xlsx(path: Path) -> Iterator[RawRow]:
         raise DataImportError(f"{path.name}: not a readable .xlsx workbook ({exc})") from exc
     try:
         ws = wb.worksheets[0]
-        rows = ws.iter_rows(values_only=True)
-        header = next(rows, None)
-        if not header:
-            raise DataImportError(f"{path.name}: the first sheet is empty")
-        names = ["" if h is None else str(h).strip() for h in header]
-        for i, values in enumerate(rows, start=2):
-            if not any(v not in (None, "") for v in values):
-                continue
-            yield RawRow(i, {n: v for n, v in zip(names, values, strict=False) if n})
+        for i, values in enumerate(ws.iter_rows(values_only=True), start=1):
+            yield i, list(values)
     finally:
         wb.close()
 
 
-def _map_headers(data: Mapping[str, Any], aliases: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
-    """Rename known headers to field names; unknown columns are kept as they are."""
-    lookup = {alias.lower(): name for name, alist in aliases.items() for alias in alist}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = lookup.get(str(key).strip().lower(), key)
-        if isinstance(value, str):
-            value = value.strip()
-        out.setdefault(name, value)
+def cell_text(value: Any) -> str | None:
+    """A spreadsheet cell as text: numbers without a spurious .0, dates in ISO form, blanks None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time(0) else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value).strip()
+    return text or None
+
+
+def _with_header(values: Iterator[tuple[int, list[Any]]], source: str,
+                 known: Collection[str]) -> Iterator[RawRow]:
+    header: list[str] | None = None
+    leading: list[tuple[int, list[Any]]] = []
+    for i, row in values:
+        cells = [cell_text(v) for v in row]
+        if header is None:
+            if not any(cells):
+                continue
+            leading.append((i, cells))
+            hits = sum(1 for c in cells if c and _header_key(c) in known)
+            if hits >= 2:
+                header = [c or "" for c in cells]
+            elif len(leading) >= 10:
+                header = [c or "" for c in leading[0][1]]  # no known header: trust the first row
+                for j, rest in leading[1:]:
+                    if any(rest):
+                        yield RawRow(j, _cells(header, rest))
+            continue
+        if any(cells):
+            yield RawRow(i, _cells(header, cells))
+    if header is None:
+        if not leading:
+            raise DataImportError(f"{source}: the file is empty")
+        header = [c or "" for c in leading[0][1]]
+        for j, rest in leading[1:]:
+            if any(rest):
+                yield RawRow(j, _cells(header, rest))
+
+
+def _cells(header: Sequence[str], cells: Sequence[str | None]) -> dict[str, str | None]:
+    # Every column of the header, empty cells included: a column empty in every row still exists
+    # (and a rejected row is written back with all its columns).
+    padded = [*cells, *([None] * (len(header) - len(cells)))]
+    return {h: v for h, v in zip(header, padded, strict=False) if h}
+
+
+def load_mapping(path: Path | str, kind: str) -> dict[str, str]:
+    """A column mapping file: {header in the file: field}.
+
+    `.json`: one object, e.g. {"导师姓名": "name", "所在院系": "institution"}. `.csv`/`.txt`: one pair a
+    line, `header,field` (a first line `header,field` or `表头,字段` is skipped). Fields are the
+    names in the README's table (name, institution, research_fields …) or their Chinese headers.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such mapping file")
+    text = decode_bytes(path.read_bytes(), path.name)
+    pairs: list[tuple[str, str]] = []
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path.name}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+        if not isinstance(data, dict):
+            raise InputError(f"{path.name}: a mapping must be one JSON object {{\"header\": \"field\"}}")
+        pairs = [(str(k), str(v)) for k, v in data.items()]
+    else:
+        for values in csv.reader(io.StringIO(text)):
+            if len(values) >= 2 and values[0].strip():
+                pairs.append((values[0].strip(), values[1].strip()))
+        if pairs and {pairs[0][1].lower(), pairs[0][1]} & {"field", "字段"}:
+            pairs = pairs[1:]
+    aliases = HEADERS[kind]
+    by_alias = {_header_key(a): f for f, al in aliases.items() for a in al}
+    mapping: dict[str, str] = {}
+    for header, target in pairs:
+        fld = by_alias.get(_header_key(target))
+        if fld is None:
+            raise InputError(f"{path.name}: {target!r} (for column {header!r}) is not a field of {kind}; "
+                             f"use one of {', '.join(aliases)}")
+        mapping[header] = fld
+    return mapping
+
+
+def _column_map(headers: Iterable[str], kind: str, mapping: Mapping[str, str]) -> dict[str, str]:
+    """{header as in the file: field} for the headers we know; the mapping wins over the aliases."""
+    by_alias = {_header_key(a): f for f, al in HEADERS[kind].items() for a in al}
+    by_mapping = {_header_key(h): f for h, f in mapping.items()}
+    out: dict[str, str] = {}
+    for h in headers:
+        key = _header_key(h)
+        fld = by_mapping.get(key) or by_alias.get(key) or by_alias.get(re.sub(r"\(.*\)$", "", key))
+        if fld:
+            out[h] = fld
     return out
+
+
+def _cell_list(value: Any) -> Any:
+    """A list cell: a JSON array as written by our exports, else left for `split_list`."""
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        try:
+            items = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        if isinstance(items, list) and all(isinstance(x, str) for x in items):
+            return items
+    return value
 
 
 def _stable_id(prefix: str, *parts: str) -> str:
@@ -180,100 +378,408 @@ def _stable_id(prefix: str, *parts: str) -> str:
     return f"{prefix}{digest}"
 
 
-def _flat_expert(d: dict[str, Any]) -> dict[str, Any]:
-    """A spreadsheet row (one cell per field) into the nested expert shape."""
-    if "documents" not in d and d.get("achievements"):
-        from matcher.models import split_list
+class _Row:
+    """One row being parsed: fields by name, and errors named after the file's own columns."""
 
-        titles = [t for t in split_list(str(d["achievements"]).replace("；", "\n")) if t]
-        d["documents"] = [{"kind": "achievement", "title": t} for t in titles]
-    if isinstance(d.get("documents"), str):
+    def __init__(self, raw: RawRow, kind: str, columns: Mapping[str, str], source: str) -> None:
+        self.raw, self.kind, self.source = raw, kind, source
+        self.errors: list[RowError] = []
+        self.data: dict[str, Any] = {}
+        self.header_of: dict[str, str] = {}
+        for h, fld in columns.items():
+            self.header_of.setdefault(fld, h)  # the file's own name for the column, even where empty
+        for h, v in raw.data.items():
+            fld = columns.get(h, h)
+            if isinstance(v, str):
+                v = v.strip()
+            if v in (None, "", [], {}):
+                continue
+            if fld not in self.data:
+                self.data[fld] = v
+                self.header_of[fld] = h
+
+    def label(self, fld: str) -> str:
+        return self.header_of.get(fld) or _LABELS[self.kind].get(fld, fld)
+
+    def error(self, fld: str, message: str) -> None:
+        self.errors.append(RowError(self.raw.row, self.label(fld) if fld else "", message, self.source))
+
+    def text(self, fld: str) -> str:
+        v = self.data.get(fld)
+        return "" if v is None else str(v).strip()
+
+
+def _expert_row(row: _Row) -> Expert | None:
+    d = row.data
+    explicit = bool(row.text("id"))
+    if not explicit and not row.text("name"):
+        row.error("name", "is empty (a row needs an id or a name)")
+    for fld in ("research_fields", "tags"):
+        if fld in d:
+            d[fld] = _cell_list(d[fld])
+    docs = d.get("documents")
+    if isinstance(docs, str):
         try:
-            d["documents"] = json.loads(d["documents"])
+            docs = json.loads(docs)
         except json.JSONDecodeError:
-            d["documents"] = [{"kind": "achievement", "title": d["documents"]}]
-    if "contact" not in d and (d.get("phone") or d.get("email")):
-        d["contact"] = {"phone": d.get("phone") or "", "email": d.get("email") or ""}
+            docs = [{"kind": "achievement", "title": t} for t in split_list(docs.replace("；", "\n"))]
+    if docs is not None and not isinstance(docs, list):
+        row.error("documents", "must be a list of documents")
+        docs = None
+    if not docs and d.get("achievements"):
+        titles = split_list(str(d["achievements"]).replace("；", "\n"))
+        docs = [{"kind": "achievement", "title": t} for t in titles]
+    d["documents"] = docs or []
+    phone, email = row.text("phone"), row.text("email")
+    if phone and len(re.sub(r"\D", "", phone)) < 7:
+        row.error("phone", f"{phone!r} is not a phone number")
+    if email and not _EMAIL.fullmatch(email):
+        row.error("email", f"{email!r} is not an e-mail address")
     if isinstance(d.get("contact"), str):
         try:
             d["contact"] = json.loads(d["contact"])
         except json.JSONDecodeError:
-            d["contact"] = None
-    if str(d.get("academician", "")).strip() in ("是", "1", "true", "yes", "Y") and "院士" not in str(d.get("title", "")):
-        d["title"] = f"院士 {d.get('title') or ''}".strip()
-    return d
+            row.error("contact", "is not valid JSON")
+    if "contact" not in d and (phone or email):
+        d["contact"] = {"phone": phone, "email": email}
+    acad = row.text("academician").lower()
+    if acad and acad not in _YES | _NO:
+        row.error("academician", f"{row.text('academician')!r} is neither 是 nor 否")
+    elif acad in _YES and "院士" not in row.text("title"):
+        d["title"] = f"院士 {row.text('title')}".strip()
+    gender = row.text("gender").lower()
+    if gender and gender not in _GENDERS:
+        row.error("gender", f"{row.text('gender')!r} is neither 男 nor 女")
+    if not (d.get("research_fields") or row.text("bio") or d["documents"]):
+        row.error("research_fields", "is empty, and there is no bio or document to match on")
+    if row.errors:
+        return None
+    if not explicit:
+        d["id"] = _stable_id("E", row.text("name"), row.text("institution"))
+    try:
+        return Expert.from_dict(d)
+    except MatcherError as exc:
+        row.error("", exc.message)
+        return None
 
 
-def parse_experts(rows: Iterator[RawRow] | list[RawRow], source: str = "") -> Parsed:
-    out = Parsed()
-    for raw in rows:
-        d = _flat_expert(_map_headers(raw.data, EXPERT_HEADERS))
-        if not d.get("id"):
-            if not d.get("name"):
-                out.errors.append(RowError(raw.row, "姓名/name", "is empty (a row needs an id or a name)", source))
-                continue
-            d["id"] = _stable_id("E", str(d.get("name", "")), str(d.get("institution", "")))
-        has_content = d.get("research_fields") or d.get("bio") or d.get("documents")
-        if not has_content:
-            out.errors.append(
-                RowError(raw.row, "研究方向/research_fields", "is empty, and there is no bio or document to match on", source)
+_BUDGET = re.compile(r"^\d+(\.\d+)?$")
+_BUDGET_WORDS = {"面议", "待定", "不限", "无", "-"}
+_DATE = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?([ t].*)?$")
+
+
+def _demand_row(row: _Row) -> Demand | None:
+    d = row.data
+    if not (row.text("title") or row.text("description")):
+        row.error("description", f"is empty (and so is {row.label('title')})")
+    for fld in ("keywords", "avoid_institutions", "avoid_experts"):
+        if fld in d:
+            d[fld] = _cell_list(d[fld])
+    budget = row.text("budget")
+    amount = re.sub(r"[,，\s]|万元|万|元$", "", budget)
+    if budget and budget not in _BUDGET_WORDS and not _BUDGET.match(amount):
+        row.error("budget", f"{budget!r} is not an amount")
+    deadline = row.text("deadline")
+    if deadline:
+        m = _DATE.match(deadline.lower())
+        try:
+            if m is None:
+                raise ValueError
+            date(int(m[1]), int(m[2]), int(m[3]))
+        except ValueError:
+            row.error("deadline", f"{deadline!r} is not a date (2025-06-30)")
+    status = row.text("status")
+    if status and status not in DEMAND_STATUSES:
+        row.error("status", f"{status!r} is not one of {', '.join(DEMAND_STATUSES)}")
+    if row.errors:
+        return None
+    if not row.text("id"):
+        d["id"] = _stable_id("D", row.text("enterprise"), row.text("title"), row.text("description"))
+    try:
+        return Demand.from_dict(d)
+    except MatcherError as exc:
+        row.error("", exc.message)
+        return None
+
+
+def _parse(kind: str, rows: Iterable[RawRow], source: str, mapping: Mapping[str, str] | None,
+           progress: Progress | None) -> Parsed:
+    rows = list(rows)
+    out = Parsed(total_rows=len(rows))
+    headers = list(dict.fromkeys(h for r in rows for h in r.data))
+    columns = _column_map(headers, kind, mapping or {})
+    _check_columns(kind, headers, columns, source)
+    unstored = set(UNSTORED[kind])
+    out.ignored_columns = tuple(h for h in headers if h not in columns or columns[h] in unstored)
+    make = _expert_row if kind == "experts" else _demand_row
+    for n, raw in enumerate(rows, start=1):
+        row = _Row(raw, kind, columns, source)
+        explicit = bool(row.text("id"))
+        record = make(row)
+        if record is None:
+            out.errors.extend(row.errors)
+            out.rejects.append(Reject(raw.row, raw.data, tuple(row.errors)))
+        else:
+            out.records.append(record)
+            out.rows.append(raw.row)
+            out.explicit_ids.append(explicit)
+        if progress is not None and (n % 100 == 0 or n == len(rows)):
+            progress(n, len(rows))
+    return out
+
+
+def _check_columns(kind: str, headers: Sequence[str], columns: Mapping[str, str], source: str) -> None:
+    """A file none of whose rows could be valid is refused whole, with what to do."""
+    if not headers:
+        return
+    have = set(columns.values())
+    if kind == "experts":
+        needs = [("name", "id"), ("research_fields", "bio", "achievements", "documents")]
+    else:
+        needs = [("title", "description")]
+    for alternatives in needs:
+        if not have & set(alternatives):
+            wanted = " or ".join(f"{_LABELS[kind][f]} ({f})" for f in alternatives)
+            raise DataImportError(
+                f"{source}: no column for {wanted}; the columns are {', '.join(headers)}. "
+                "Rename a header or map it with --mapping"
             )
-            continue
-        try:
-            out.records.append(Expert.from_dict(d))
-            out.rows.append(raw.row)
-        except MatcherError as exc:
-            out.errors.append(RowError(raw.row, "", exc.message, source))
-    _check_duplicate_ids(out, source)
-    return out
 
 
-def parse_demands(rows: Iterator[RawRow] | list[RawRow], source: str = "") -> Parsed:
-    out = Parsed()
-    for raw in rows:
-        d = _map_headers(raw.data, DEMAND_HEADERS)
-        if not (str(d.get("title") or "").strip() or str(d.get("description") or "").strip()):
-            out.errors.append(RowError(raw.row, "需求描述/description", "is empty (and so is 需求名称/title)", source))
-            continue
-        if not d.get("id"):
-            d["id"] = _stable_id("D", str(d.get("enterprise", "")), str(d.get("title", "")), str(d.get("description", "")))
-        if d.get("created_at") is not None and not isinstance(d["created_at"], str):
-            d["created_at"] = d["created_at"].isoformat() if hasattr(d["created_at"], "isoformat") else str(d["created_at"])
-        try:
-            out.records.append(Demand.from_dict(d))
-            out.rows.append(raw.row)
-        except MatcherError as exc:
-            out.errors.append(RowError(raw.row, "", exc.message, source))
-    _check_duplicate_ids(out, source)
-    return out
+def parse_experts(rows: Iterable[RawRow], source: str = "", *, mapping: Mapping[str, str] | None = None,
+                  progress: Progress | None = None) -> Parsed:
+    return _parse("experts", rows, source, mapping, progress)
 
 
-def _check_duplicate_ids(parsed: Parsed, source: str) -> None:
+def parse_demands(rows: Iterable[RawRow], source: str = "", *, mapping: Mapping[str, str] | None = None,
+                  progress: Progress | None = None) -> Parsed:
+    return _parse("demands", rows, source, mapping, progress)
+
+
+def parse_file(path: Path | str, kind: str, *, mapping: Mapping[str, str] | None = None,
+               progress: Progress | None = None) -> Parsed:
+    """Every row of a file checked: the valid records, and the rejected rows with their errors.
+
+    Ids given twice in the file are errors (for rows without an id, two rows of one person are the
+    de-duplication's business, not an error)."""
+    if kind not in HEADERS:
+        raise InputError(f"kind must be experts or demands, not {kind!r}")
+    path = Path(path)
+    parsed = _parse(kind, read_rows(path, known_headers=(mapping or {}).keys()), path.name, mapping, progress)
+    check_duplicate_ids(parsed, path.name, computed=kind == "demands")
+    return parsed
+
+
+def check_duplicate_ids(parsed: Parsed, source: str, *, computed: bool = True) -> None:
+    """Flag a repeated id as an error of its later rows (and move those rows to the rejects)."""
     seen: dict[str, int] = {}
-    for rec, row in zip(parsed.records, parsed.rows, strict=True):
-        if rec.id in seen:
-            parsed.errors.append(RowError(row, "id", f"duplicate id {rec.id!r} (first on row {seen[rec.id]})", source))
+    keep: list[int] = []
+    triples = zip(parsed.records, parsed.rows, parsed.explicit_ids, strict=True)
+    for k, (rec, row, explicit) in enumerate(triples):
+        if (explicit or computed) and rec.id in seen:
+            message = f"duplicate id {rec.id!r} (first on row {seen[rec.id]})"
+            err = RowError(row, "id" if explicit else "", message, source)
+            parsed.errors.append(err)
+            parsed.rejects.append(Reject(row, {"id": rec.id}, (err,)))
+            continue
         seen.setdefault(rec.id, row)
+        keep.append(k)
+    if len(keep) != len(parsed.records):
+        parsed.records = [parsed.records[k] for k in keep]
+        parsed.rows = [parsed.rows[k] for k in keep]
+        parsed.explicit_ids = [parsed.explicit_ids[k] for k in keep]
 
 
-def read_experts(path: Path | str) -> list[Expert]:
+def _strict(parsed: Parsed, source: str) -> list[Any]:
+    if parsed.errors:
+        raise DataImportError(f"{source}: {len(parsed.errors)} invalid row(s); nothing was imported",
+                              sorted(parsed.errors, key=lambda e: e.row))
+    return parsed.records
+
+
+def read_experts(path: Path | str, *, mapping: Mapping[str, str] | None = None) -> list[Expert]:
     """All experts of a file, or `DataImportError` naming every bad row (nothing partial)."""
     path = Path(path)
-    parsed = parse_experts(read_rows(path), path.name)
-    if parsed.errors:
-        raise DataImportError(f"{path.name}: {len(parsed.errors)} invalid row(s); nothing was imported", parsed.errors)
-    return parsed.records
+    parsed = parse_experts(read_rows(path, (mapping or {}).keys()), path.name, mapping=mapping)
+    check_duplicate_ids(parsed, path.name, computed=True)
+    return _strict(parsed, path.name)
 
 
-def read_demands(path: Path | str) -> list[Demand]:
+def read_demands(path: Path | str, *, mapping: Mapping[str, str] | None = None) -> list[Demand]:
     path = Path(path)
-    parsed = parse_demands(read_rows(path), path.name)
-    if parsed.errors:
-        raise DataImportError(f"{path.name}: {len(parsed.errors)} invalid row(s); nothing was imported", parsed.errors)
-    return parsed.records
+    parsed = parse_demands(read_rows(path, (mapping or {}).keys()), path.name, mapping=mapping)
+    check_duplicate_ids(parsed, path.name, computed=True)
+    return _strict(parsed, path.name)
 
 
-def write_jsonl(path: Path | str, records: list[Mapping[str, Any]]) -> None:
-    with Path(path).open("w", encoding="utf-8") as f:
+# -- writing --------------------------------------------------------------------------------------
+def _join(items: Sequence[str]) -> str:
+    """A list as one cell: 、-joined, or a JSON array when an item would be split on re-import."""
+    if any(_LIST_SEPARATORS.search(i) for i in items) or (items and items[0].startswith("[")):
+        return json.dumps(list(items), ensure_ascii=False)
+    return "、".join(items)
+
+
+def expert_row(expert: Expert, *, include_contact: bool = True) -> dict[str, str]:
+    """An expert as one spreadsheet row {header: cell} that `parse_experts` reads back unchanged."""
+    values = {
+        "id": expert.id, "name": expert.name, "title": expert.title, "institution": expert.institution,
+        "region": expert.region, "research_fields": _join(expert.research_fields), "bio": expert.bio,
+        "achievements": "；".join(d.title for d in expert.documents if d.title),
+        "tags": _join(expert.tags), "phone": expert.contact.phone, "email": expert.contact.email,
+        "documents": json.dumps([d.to_dict() for d in expert.documents], ensure_ascii=False)
+        if expert.documents else "",
+    }
+    return {h: values[f] for f, h in EXPERT_COLUMNS if include_contact or f not in ("phone", "email")}
+
+
+def demand_row(demand: Demand) -> dict[str, str]:
+    d = demand.to_dict()
+    for key in ("keywords", "avoid_institutions", "avoid_experts"):
+        d[key] = _join(d[key])
+    return {h: d[f] for f, h in DEMAND_COLUMNS}
+
+
+def match_rows(demand: Demand, matches: Sequence[Match], *,
+               include_contact: bool = False) -> list[dict[str, Any]]:
+    out = []
+    for m in matches:
+        e = m.expert
+        row: dict[str, Any] = {
+            "需求编号": demand.id, "企业名称": demand.enterprise, "需求名称": demand.title, "排名": m.rank,
+            "专家编号": e.id, "姓名": e.name, "职称": e.title, "单位": e.institution, "地区": e.region,
+            "得分": round(m.score, 4), "匹配词": "、".join(m.explanation.terms),
+            "依据": "\n".join(f"{ev.field}: {ev.text}" for ev in m.explanation.evidence),
+        }
+        if include_contact:
+            row.update({"联系电话": e.contact.phone, "邮箱": e.contact.email})
+        out.append(row)
+    return out
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise InputError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+
+def write_jsonl(out: Path | str | IO[str], records: Iterable[Mapping[str, Any]]) -> int:
+    n = 0
+    with _open_text(out) as f:
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+@contextmanager
+def _open_text(out: Path | str | IO[str], *, bom: bool = False) -> Iterator[IO[str]]:
+    """A path opened for writing text, or a stream (stdout) used as it is and left open."""
+    if not isinstance(out, str | Path):
+        yield out
+        return
+    with Path(out).open("w", encoding="utf-8-sig" if bom else "utf-8", newline="") as f:
+        yield f
+
+
+def write_table(out: Path | str | IO[str], fmt: str, header: Sequence[str], rows: Iterable[Mapping[str, Any]],
+                *, sheet: str = "Sheet1") -> int:
+    """Rows {header: value} as CSV (UTF-8 with BOM on files, for Excel) or XLSX (`out` a path)."""
+    _check_format(fmt)
+    n = 0
+    if fmt == "csv":
+        with _open_text(out, bom=True) as f:
+            w = csv.writer(f, lineterminator="\r\n")
+            w.writerow(header)
+            for row in rows:
+                w.writerow(["" if row.get(h) is None else row.get(h) for h in header])
+                n += 1
+        return n
+    if fmt != "xlsx":
+        raise InputError(f"write_table writes csv or xlsx, not {fmt}")
+    if not isinstance(out, str | Path):
+        raise InputError("an .xlsx export needs a file: give --out PATH")
+    from openpyxl import Workbook
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = sheet
+    ws.append(list(header))
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+    for r, row in enumerate(rows, start=2):
+        for c, h in enumerate(header, start=1):
+            value = row.get(h)
+            cell = ws.cell(row=r, column=c)
+            if isinstance(value, str):
+                cell.value = ILLEGAL_CHARACTERS_RE.sub("", value)
+                cell.data_type = "s"  # text stays text: "=1+1" and "0571…" are not formulas or numbers
+            else:
+                cell.value = value
+        n += 1
+    ws.freeze_panes = "A2"
+    wb.save(out)
+    return n
+
+
+def export_experts(experts: Iterable[Expert], fmt: str, out: Path | str | IO[str], *,
+                   include_contact: bool = True) -> int:
+    """Experts in a format `matcher import experts` reads back unchanged; returns how many."""
+    _check_format(fmt)
+    if fmt == "jsonl":
+        return write_jsonl(out, (e.to_dict(include_contact=include_contact) for e in experts))
+    header = [h for f, h in EXPERT_COLUMNS if include_contact or f not in ("phone", "email")]
+    rows = (expert_row(e, include_contact=include_contact) for e in experts)
+    return write_table(out, fmt, header, rows, sheet="专家")
+
+
+def export_demands(demands: Iterable[Demand], fmt: str, out: Path | str | IO[str]) -> int:
+    """Demands in a format `matcher import demands` reads back unchanged; returns how many."""
+    _check_format(fmt)
+    if fmt == "jsonl":
+        return write_jsonl(out, (d.to_dict() for d in demands))
+    header = [h for _, h in DEMAND_COLUMNS]
+    return write_table(out, fmt, header, (demand_row(d) for d in demands), sheet="需求")
+
+
+def export_matches(results: Iterable[tuple[Demand, Sequence[Match]]], fmt: str, out: Path | str | IO[str], *,
+                   include_contact: bool = False) -> int:
+    """Ranked matches per demand: JSONL one line per demand, CSV/XLSX one row per match."""
+    _check_format(fmt)
+    if fmt == "jsonl":
+        return write_jsonl(out, ({"demand_id": d.id, "enterprise": d.enterprise, "title": d.title,
+                                  "matches": [m.to_dict(include_contact=include_contact) for m in ms]}
+                                 for d, ms in results))
+    header = [*MATCH_COLUMNS, *(("联系电话", "邮箱") if include_contact else ())]
+    rows = (row for d, ms in results for row in match_rows(d, ms, include_contact=include_contact))
+    return write_table(out, fmt, header, rows, sheet="匹配结果")
+
+
+def write_rejects(path: Path | str, rejects: Sequence[Reject]) -> None:
+    """The rejected rows as they were, plus 原行号 (their row in the file) and 错误 (what is wrong),
+    in the format of `path`'s suffix: fix them there and import that file."""
+    path = Path(path)
+    fmt = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".xlsx": "xlsx"}.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"{path.name}: the rejects file must end in .csv, .xlsx or .jsonl")
+    if fmt == "jsonl":
+        write_jsonl(path, ({**r.data, "原行号": r.row, "错误": [str(e) for e in r.errors]} for r in rejects))
+        return
+    header = list(dict.fromkeys(h for r in rejects for h in r.data))
+    header += ["原行号", "错误"]
+    rows = ({**{k: _cell_out(v) for k, v in r.data.items()}, "原行号": r.row,
+             "错误": "；".join(e.message if not e.column else f"{e.column} {e.message}" for e in r.errors)}
+            for r in rejects)
+    write_table(path, fmt, header, rows, sheet="未导入")
+
+
+def _cell_out(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
+
+
+def rejects_path(source: Path | str) -> Path:
+    """Where rejects go by default: beside the file, `name.rejects.ext` (JSON files as .jsonl)."""
+    source = Path(source)
+    suffix = ".jsonl" if source.suffix.lower() in (".json", ".jsonl") else source.suffix.lower()
+    return source.with_name(f"{source.stem}.rejects{suffix}")

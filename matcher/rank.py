@@ -16,15 +16,30 @@ so the weights in `Settings` are comparable across signals and queries (document
 ablation table). Query terms are weighted: keywords and title terms count `query_keyword_boost`
 times, generic words (corpora/generic_terms.txt) `generic_term_weight` times, and a synonym of a
 query term (corpora/synonyms.txt) is added at half weight.
+
+Incremental updates. `ExpertIndex.updated(upserts, removed, tokenize)` returns a new index in which
+changed experts are re-indexed and removed ones masked out, tokenising only the changed experts.
+The lexical signals (docs, profile, fields, chars) are then equal to those of a fresh `fit` on the
+same experts up to float32 rounding (`matcher.index` keeps exact statistics). The semantic signal is
+the one approximation: new documents are projected onto the LSA basis fitted before. `drift` is
+the share of documents added or removed since that fit; above a threshold the owner calls
+`compacted()`, which refits from the stored counts (no tokenising). Each expert carries a digest of
+its record, so `diff(experts)` tells which experts a store holds that the index does not reflect.
+An index is saved as a base folder plus, after updates, a small `delta-*` folder (`save_delta`).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import math
+import os
 import re
+import shutil
+import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +79,16 @@ def expert_units(expert: Expert, position: int) -> list[Unit]:
         if body:
             units.append(Unit(position, doc.kind, text, body))
     return units
+
+
+def expert_digest(expert: Expert) -> str:
+    """A fingerprint of everything in the record (contact included: matches carry the record)."""
+    text = json.dumps(expert.to_dict(include_contact=True), ensure_ascii=False, sort_keys=True)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
+
+
+def _prior(n_documents: np.ndarray) -> np.ndarray:
+    return np.log1p(n_documents) / max(float(np.log1p(n_documents).max(initial=0.0)), 1e-9)
 
 
 def declared_text(expert: Expert) -> str:
@@ -167,17 +192,24 @@ class ExpertIndex:
         self.profile_ = TermIndex("bm25", self.k1, self.b).fit(profile_tokens)
         self.fields_ = TermIndex("bm25", self.k1, self.b).fit([tokenize(declared_text(e)) for e in experts])
         self.chars_ = TermIndex("tfidf").fit([char_ngrams(normalize(u.body)) for u in units])
-        word_tfidf = TermIndex("tfidf").fit(unit_tokens)
-        self.word_tfidf_ = word_tfidf
-        if len(units) > 2 and word_tfidf.n_terms > 2:
-            self.lsa_ = LsaSpace(self.lsa_dims).fit(word_tfidf)
+        self.word_tfidf_ = TermIndex("tfidf").fit(unit_tokens)
+        self._fit_semantic()
+        ndocs = np.asarray([len(e.documents) for e in experts], dtype=np.float32)
+        self.prior_ = _prior(ndocs)
+        self.n_documents_ = ndocs
+        self.digests_ = [expert_digest(e) for e in experts]
+        self.expert_alive_ = np.ones(n, dtype=bool)
+        self.base_id_ = uuid.uuid4().hex[:12]
+        return self
+
+    def _fit_semantic(self) -> None:
+        n_units, n = len(self.unit_expert_), len(self.expert_ids_)
+        if n_units > 2 and self.word_tfidf_.n_terms > 2:
+            self.lsa_ = LsaSpace(self.lsa_dims).fit(self.word_tfidf_)
             self.expert_emb_ = self._centroids(self.lsa_.embeddings_)
         else:
             self.lsa_ = None
             self.expert_emb_ = np.zeros((n, 1), dtype=np.float32)
-        ndocs = np.asarray([len(e.documents) for e in experts], dtype=np.float32)
-        self.prior_ = np.log1p(ndocs) / max(float(np.log1p(ndocs).max(initial=0.0)), 1e-9)
-        return self
 
     def _centroids(self, unit_emb: np.ndarray) -> np.ndarray:
         n = len(self.expert_ids_)
@@ -189,8 +221,131 @@ class ExpertIndex:
 
     @property
     def n_experts(self) -> int:
+        """Experts in the index (removed ones not counted; positions run to `len(expert_ids_)`)."""
         self._require_fitted()
-        return len(self.expert_ids_)
+        return int(self.expert_alive_.sum())
+
+    # -- incremental updates --------------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, object]:
+        """What the index was built with (fusion weights apart): a change needs a rebuild."""
+        return {"k1": self.k1, "b": self.b, "doc_top_k": self.doc_top_k, "lsa_dims": self.lsa_dims}
+
+    @property
+    def drift(self) -> float:
+        """Documents added or removed since the semantic space was fitted, as a share of those it was
+        fitted on. Lexical scores stay exact whatever the drift; the LSA basis ages with it."""
+        self._require_fitted()
+        return self.units_.n_changed_ / max(self.units_.n_base_rows_, 1)
+
+    def positions(self) -> dict[str, int]:
+        """Expert id -> position, for the experts in the index."""
+        self._require_fitted()
+        return {self.expert_ids_[i]: int(i) for i in np.flatnonzero(self.expert_alive_)}
+
+    def diff(self, experts: Iterable[Expert]) -> tuple[list[Expert], list[str]]:
+        """(experts new or changed relative to the index, ids in the index but not in `experts`)."""
+        live = {self.expert_ids_[i]: self.digests_[i] for i in np.flatnonzero(self.expert_alive_)}
+        changed: list[Expert] = []
+        seen: set[str] = set()
+        for e in experts:
+            seen.add(e.id)
+            if live.get(e.id) != expert_digest(e):
+                changed.append(e)
+        return changed, [i for i in live if i not in seen]
+
+    def align(self, experts: Mapping[str, Expert]) -> tuple[Expert | None, ...]:
+        """The records by position (None where an expert was removed), for turning scores into matches."""
+        try:
+            return tuple(
+                experts[eid] if alive else None
+                for eid, alive in zip(self.expert_ids_, self.expert_alive_, strict=True)
+            )
+        except KeyError as exc:
+            raise IndexStateError(f"expert {exc} is in the index but not in the records given") from None
+
+    def updated(self, upserts: Iterable[Expert], removed: Iterable[str], tokenize: Tokenize) -> ExpertIndex:
+        """A new index with `upserts` (new or changed experts) indexed and `removed` ids dropped.
+
+        `self` is not modified: readers on other threads keep a consistent index. An expert whose
+        record is unchanged is skipped; a changed one is masked at its old position and appended.
+        Unknown ids in `removed` are ignored.
+        """
+        self._require_fitted()
+        if isinstance(upserts, str | bytes):
+            raise ValueError("expected experts, got a string")
+        pos = self.positions()
+        latest = {e.id: e for e in upserts}
+        changed = [e for e in latest.values()
+                   if e.id not in pos or self.digests_[pos[e.id]] != expert_digest(e)]
+        dead = sorted({pos[i] for i in removed if i in pos} | {pos[e.id] for e in changed if e.id in pos})
+        if not changed and not dead:
+            return self
+        n0, u0 = len(self.expert_ids_), len(self.unit_expert_)
+        units = [u for k, e in enumerate(changed) for u in expert_units(e, n0 + k)]
+        unit_tokens = [tokenize(u.body) for u in units]
+        profile_tokens: list[list[str]] = [[] for _ in changed]
+        for u, toks in zip(units, unit_tokens, strict=True):
+            profile_tokens[u.expert - n0].extend(toks)
+        dead_units = np.flatnonzero(np.isin(self.unit_expert_, dead))
+
+        new = copy.copy(self)
+        new.units_ = self.units_.updated(unit_tokens, dead_units)
+        new.profile_ = self.profile_.updated(profile_tokens, dead)
+        new.fields_ = self.fields_.updated([tokenize(declared_text(e)) for e in changed], dead)
+        new.chars_ = self.chars_.updated([char_ngrams(normalize(u.body)) for u in units], dead_units)
+        new.word_tfidf_ = self.word_tfidf_.updated(unit_tokens, dead_units)
+        new.expert_ids_ = [*self.expert_ids_, *(e.id for e in changed)]
+        new.digests_ = [*self.digests_, *(expert_digest(e) for e in changed)]
+        alive = np.concatenate([self.expert_alive_, np.ones(len(changed), dtype=bool)])
+        alive[dead] = False
+        new.expert_alive_ = alive
+        local = np.asarray([u.expert - n0 for u in units], dtype=np.int64)
+        new.unit_expert_ = np.concatenate([self.unit_expert_, local + n0])
+        new.unit_field_ = [*self.unit_field_, *(u.field for u in units)]
+        new.unit_text_ = [*self.unit_text_, *(u.text for u in units)]
+        ndocs = np.asarray([len(e.documents) for e in changed], dtype=np.float32)
+        new.n_documents_ = np.concatenate([self.n_documents_, ndocs])
+        new.prior_ = _prior(new.n_documents_ * alive)
+        centroids = np.zeros((len(changed), self.expert_emb_.shape[1]), dtype=np.float32)
+        if self.lsa_ is not None and units:
+            emb = self.lsa_.embed(new.word_tfidf_.weighted(np.arange(u0, u0 + len(units))))
+            new.lsa_ = self.lsa_.with_embeddings(np.concatenate([self.lsa_.embeddings_, emb]))
+            np.add.at(centroids, local, emb)
+            norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            centroids /= norms
+        expert_emb = np.concatenate([self.expert_emb_, centroids])
+        expert_emb[dead] = 0.0
+        new.expert_emb_ = expert_emb
+        return new
+
+    def compacted(self) -> ExpertIndex:
+        """The live experts re-indexed from the stored term counts, in id order (as a fresh fit over a
+        store would be), with the semantic space refitted: what a full rebuild gives, without
+        tokenising. Drift starts again from zero."""
+        self._require_fitted()
+        ids = self.expert_ids_
+        order = np.asarray(sorted(np.flatnonzero(self.expert_alive_), key=lambda i: ids[i]), dtype=np.int64)
+        newpos = np.full(len(ids), -1, dtype=np.int64)
+        newpos[order] = np.arange(len(order))
+        rows = np.flatnonzero(self.expert_alive_[self.unit_expert_])
+        rows = rows[np.lexsort((rows, newpos[self.unit_expert_[rows]]))]
+        new = copy.copy(self)
+        for name, keep in (("units", rows), ("chars", rows), ("word_tfidf", rows), ("profile", order),
+                           ("fields", order)):
+            setattr(new, f"{name}_", getattr(self, f"{name}_").compacted(keep))
+        new.expert_ids_ = [ids[i] for i in order]
+        new.digests_ = [self.digests_[i] for i in order]
+        new.expert_alive_ = np.ones(len(order), dtype=bool)
+        new.unit_expert_ = newpos[self.unit_expert_[rows]]
+        new.unit_field_ = [self.unit_field_[r] for r in rows]
+        new.unit_text_ = [self.unit_text_[r] for r in rows]
+        new.n_documents_ = self.n_documents_[order]
+        new.prior_ = _prior(new.n_documents_)
+        new._fit_semantic()
+        new.base_id_ = uuid.uuid4().hex[:12]
+        return new
 
     def _require_fitted(self) -> None:
         if not hasattr(self, "units_"):
@@ -237,7 +392,8 @@ class ExpertIndex:
             if len(ids):
                 q = np.zeros(self.word_tfidf_.n_terms, dtype=np.float32)
                 q[ids] = ws
-                qe = q @ self.lsa_.components_.T
+                # Terms added by incremental updates lie outside the fitted space.
+                qe = q[: self.lsa_.components_.shape[1]] @ self.lsa_.components_.T
                 norm = float(np.linalg.norm(qe))
                 sem = (self.expert_emb_ @ (qe / norm)) if norm > 0 else np.zeros(len(self.expert_ids_))
                 sig["semantic"] = np.clip(sem, 0.0, None).astype(np.float32)
@@ -288,6 +444,12 @@ class ExpertIndex:
         )
 
     # -- persistence ----------------------------------------------------------------------------
+    # A saved index is a base folder (meta.json, the arrays, the term indexes) written by `save`, and
+    # after incremental updates a `delta-*` sub-folder holding what changed since the base was made,
+    # named by `state.json`. Writing a delta never touches the base files; `state.json` is replaced
+    # atomically, and the previous delta is kept for one more round for readers mid-load.
+    _TERM_INDEXES = ("units", "profile", "fields", "chars", "word_tfidf")
+
     def save(self, folder: Path | str, *, extra_meta: Mapping[str, object] | None = None) -> None:
         self._require_fitted()
         folder = Path(folder)
@@ -296,20 +458,63 @@ class ExpertIndex:
             "format_version": FORMAT_VERSION,
             "params": {"k1": self.k1, "b": self.b, "doc_top_k": self.doc_top_k, "lsa_dims": self.lsa_dims,
                        "weights": self.weights},
+            "base_id": self.base_id_,
+            "n_base_experts": self.profile_.n_base_rows_,
+            "n_base_units": self.units_.n_base_rows_,
             "expert_ids": self.expert_ids_,
+            "digests": self.digests_,
             "unit_field": self.unit_field_,
             "unit_text": self.unit_text_,
             "has_lsa": self.lsa_ is not None,
             **(dict(extra_meta) if extra_meta else {}),
         }
         (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-        np.save(folder / "unit_expert.npy", self.unit_expert_)
-        np.save(folder / "prior.npy", self.prior_)
-        np.save(folder / "expert_emb.npy", self.expert_emb_)
-        for name in ("units", "profile", "fields", "chars", "word_tfidf"):
+        for name in ("unit_expert", "n_documents", "expert_alive", "expert_emb"):
+            np.save(folder / f"{name}.npy", getattr(self, f"{name}_"))
+        for name in self._TERM_INDEXES:
             getattr(self, f"{name}_").save(folder, name)
         if self.lsa_ is not None:
             self.lsa_.save(folder, "lsa")
+        _write_state(folder, {"base_id": self.base_id_, "delta": None, **dict(extra_meta or {})})
+
+    def save_delta(self, folder: Path | str, *, extra_meta: Mapping[str, object] | None = None) -> None:
+        """Record the changes since the base in `folder`, which must hold this index's base (else
+        `IndexStateError`: save the whole index instead)."""
+        self._require_fitted()
+        folder = Path(folder)
+        try:
+            base = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise IndexStateError(f"no saved base index at {folder} ({exc})") from exc
+        if base.get("base_id") != self.base_id_ or base.get("format_version") != FORMAT_VERSION:
+            raise IndexStateError(f"the index at {folder} is another base; save the whole index")
+        ne, nu = self.profile_.n_base_rows_, self.units_.n_base_rows_
+        name = f"delta-{uuid.uuid4().hex[:12]}"
+        tmp = folder / f"{name}.tmp"
+        tmp.mkdir()
+        meta = {
+            "base_id": self.base_id_,
+            "expert_ids": self.expert_ids_[ne:],
+            "digests": self.digests_[ne:],
+            "unit_field": self.unit_field_[nu:],
+            "unit_text": self.unit_text_[nu:],
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        np.save(tmp / "unit_expert.npy", self.unit_expert_[nu:])
+        np.save(tmp / "n_documents.npy", self.n_documents_[ne:])
+        np.save(tmp / "expert_emb.npy", self.expert_emb_[ne:])
+        np.save(tmp / "expert_alive.npy", self.expert_alive_)
+        for tname in self._TERM_INDEXES:
+            getattr(self, f"{tname}_").save_delta(tmp, tname)
+        if self.lsa_ is not None:
+            np.save(tmp / "lsa.embeddings.npy", self.lsa_.embeddings_[nu:])
+        tmp.rename(folder / name)
+        _write_state(folder, {"base_id": self.base_id_, "delta": name, **dict(extra_meta or {})})
+        keep = {name, state.get("delta")}
+        for old in folder.glob("delta-*"):
+            if old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
     def load(cls, folder: Path | str) -> ExpertIndex:
@@ -319,8 +524,12 @@ class ExpertIndex:
             raise IndexStateError(f"no index at {folder}: run `matcher index` to build it")
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            state_path = folder / "state.json"
+            state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else {}
         except (OSError, ValueError) as exc:
-            raise IndexStateError(f"the index at {folder} is unreadable ({exc}); run `matcher index`") from exc
+            raise IndexStateError(
+                f"the index at {folder} is unreadable ({exc}); run `matcher index`"
+            ) from exc
         if meta.get("format_version") != FORMAT_VERSION:
             raise IndexStateError(
                 f"the index at {folder} has format {meta.get('format_version')}, this version reads "
@@ -329,19 +538,59 @@ class ExpertIndex:
         p = meta["params"]
         self = cls(k1=p["k1"], b=p["b"], doc_top_k=p["doc_top_k"], lsa_dims=p["lsa_dims"], weights=p["weights"])
         try:
-            self.expert_ids_ = list(meta["expert_ids"])
-            self.unit_field_ = list(meta["unit_field"])
-            self.unit_text_ = list(meta["unit_text"])
-            self.unit_expert_ = np.load(folder / "unit_expert.npy", allow_pickle=False)
-            self.prior_ = np.load(folder / "prior.npy", allow_pickle=False)
-            self.expert_emb_ = np.load(folder / "expert_emb.npy", allow_pickle=False)
-            for name in ("units", "profile", "fields", "chars", "word_tfidf"):
-                setattr(self, f"{name}_", TermIndex.load(folder, name))
-            self.lsa_ = LsaSpace.load(folder, "lsa") if meta.get("has_lsa") else None
+            if state and state.get("base_id") != meta["base_id"]:
+                raise ValueError("state.json names another base")
+            delta = folder / state["delta"] if state.get("delta") else None
+            ne, nu = int(meta["n_base_experts"]), int(meta["n_base_units"])
+            dmeta = json.loads((delta / "meta.json").read_text(encoding="utf-8")) if delta else None
+
+            def part(name: str, base_len: int) -> np.ndarray:
+                arr = np.load(folder / f"{name}.npy", allow_pickle=False)
+                if delta is None:
+                    return arr
+                return np.concatenate([arr[:base_len], np.load(delta / f"{name}.npy", allow_pickle=False)])
+
+            def listed(key: str, base_len: int) -> list:  # type: ignore[type-arg]
+                return list(meta[key]) if dmeta is None else [*meta[key][:base_len], *dmeta[key]]
+
+            self.base_id_ = meta["base_id"]
+            self.expert_ids_ = listed("expert_ids", ne)
+            self.digests_ = listed("digests", ne)
+            self.unit_field_ = listed("unit_field", nu)
+            self.unit_text_ = listed("unit_text", nu)
+            self.unit_expert_ = part("unit_expert", nu)
+            self.n_documents_ = part("n_documents", ne)
+            self.expert_emb_ = part("expert_emb", ne)
+            src = delta if delta is not None else folder
+            self.expert_alive_ = np.load(src / "expert_alive.npy", allow_pickle=False).astype(bool)
+            for name in cls._TERM_INDEXES:
+                setattr(self, f"{name}_", TermIndex.load(folder, name, delta=delta))
+            if meta.get("has_lsa"):
+                lsa = LsaSpace.load(folder, "lsa")
+                if delta is not None:
+                    extra = np.load(delta / "lsa.embeddings.npy", allow_pickle=False)
+                    lsa = lsa.with_embeddings(np.concatenate([lsa.embeddings_[:nu], extra]))
+                self.lsa_ = lsa
+            else:
+                self.lsa_ = None
+            n_experts, n_units = self.profile_.n_rows_, self.units_.n_rows_
+            if not (len(self.expert_ids_) == len(self.expert_alive_) == len(self.digests_) == n_experts
+                    and len(self.unit_expert_) == len(self.unit_text_) == n_units):
+                raise ValueError("its parts disagree in length")
         except (OSError, ValueError, KeyError) as exc:
-            raise IndexStateError(f"the index at {folder} is damaged ({exc}); rebuild it with `matcher index`") from exc
-        self.meta_ = meta
+            raise IndexStateError(
+                f"the index at {folder} is damaged ({exc}); rebuild it with `matcher index`"
+            ) from exc
+        self.expert_emb_ = np.where(self.expert_alive_[:, None], self.expert_emb_, 0.0).astype(np.float32)
+        self.prior_ = _prior(self.n_documents_ * self.expert_alive_)
+        self.meta_ = {**meta, **state}
         return self
+
+
+def _write_state(folder: Path, state: Mapping[str, object]) -> None:
+    tmp = folder / "state.json.tmp"
+    tmp.write_text(json.dumps(dict(state), ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, folder / "state.json")
 
 
 # -- filters -------------------------------------------------------------------------------------

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlite_utils
 
 from matcher.errors import NotFoundError, StoreError
-from matcher.models import VERDICTS, Demand, Expert, now_iso
+from matcher.models import VERDICTS, Demand, Evidence, Expert, Explanation, now_iso
 
 _EXPERT_JSON = ("research_fields", "documents", "tags", "contact")
 _DEMAND_JSON = ("keywords", "avoid_institutions", "avoid_experts")
@@ -56,6 +58,158 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial]
 
 
+def _m2_batch(db: sqlite_utils.Database) -> None:
+    """The nightly batch: its runs, each run's demands and their stored candidates (what makes a
+    killed run resumable), the experts its 回避 rules excluded, and the recommendations (`matches`)."""
+    db["batch_runs"].create(
+        {"id": int, "run_key": str, "status": str, "top": int, "max_per_expert": int, "candidates": int,
+         "started_at": str, "finished_at": str, "attempts": int, "demands": int, "matched": int,
+         "unfilled": int, "recommendations": int, "exclusions": int, "total_score": float,
+         "seconds": float, "method": str, "message": str},
+        pk="id", not_null={"run_key", "status"},
+    )
+    db["batch_runs"].create_index(["run_key"], unique=True)
+    run_fk = [("run_id", "batch_runs", "id")]
+    db["batch_demands"].create(
+        {"run_id": int, "demand_id": str, "position": int, "scored_at": str, "candidates": int,
+         "excluded": int, "assigned": int, "error": str, "unfilled_reason": str},
+        pk=("run_id", "demand_id"), foreign_keys=run_fk,
+    )
+    db["batch_candidates"].create(
+        {"run_id": int, "demand_id": str, "expert_id": str, "rank": int, "score": float, "explanation": str},
+        pk=("run_id", "demand_id", "expert_id"), foreign_keys=run_fk,
+    )
+    db["batch_exclusions"].create(
+        {"run_id": int, "demand_id": str, "expert_id": str, "reason": str, "score": float},
+        pk=("run_id", "demand_id", "expert_id"), foreign_keys=run_fk,
+    )
+    db["matches"].create(
+        {"id": int, "run_id": int, "demand_id": str, "expert_id": str, "rank": int, "score": float,
+         "candidate_rank": int, "explanation": str, "created_at": str},
+        pk="id", foreign_keys=run_fk,
+    )
+    db["matches"].create_index(["run_id", "demand_id", "expert_id"], unique=True)
+    db["matches"].create_index(["demand_id"])
+
+
+MIGRATIONS.append(_m2_batch)
+
+
+def _m3_imports(db: sqlite_utils.Database) -> None:
+    """A log of imports, and of the expert merges they made (each reversible)."""
+    db["imports"].create(
+        {"id": int, "kind": str, "source": str, "inserted": int, "updated": int, "unchanged": int,
+         "merged": int, "rejected": int, "created_at": str},
+        pk="id",
+    )
+    db["merges"].create(
+        {"id": int, "import_id": int, "kept_id": str, "merged_id": str, "reason": str, "score": float,
+         "source": str, "row": int, "merged_record": str, "kept_before": str, "kept_after": str,
+         "created_at": str, "undone_at": str},
+        pk="id",
+    )
+    db["merges"].create_index(["kept_id"])
+
+
+MIGRATIONS.append(_m3_imports)  # after every migration above
+
+RUN_STATUSES: tuple[str, ...] = ("running", "done", "failed", "interrupted")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRun:
+    """One nightly run (one per run key) and its counts; counts are 0 until it is done."""
+
+    id: int
+    run_key: str
+    status: str  # running | done | failed | interrupted
+    top: int
+    max_per_expert: int
+    candidates: int
+    started_at: str
+    finished_at: str | None
+    attempts: int
+    demands: int
+    matched: int
+    unfilled: int
+    recommendations: int
+    exclusions: int
+    total_score: float
+    seconds: float
+    method: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCandidate:
+    """One expert of a demand's stored ranking; `explanation` is None until one is needed."""
+
+    demand_id: str
+    expert_id: str
+    rank: int
+    score: float
+    explanation: Explanation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchExclusion:
+    """An expert a demand's 回避 rules removed from its ranking, and why."""
+
+    demand_id: str
+    expert_id: str
+    reason: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class BatchMatch:
+    """A recommendation written by a run: `rank` within the demand, `candidate_rank` in its ranking."""
+
+    run_id: int
+    demand_id: str
+    expert_id: str
+    rank: int
+    score: float
+    candidate_rank: int
+    explanation: Explanation
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What a run did with one demand; `reason` says why it got fewer than `top` experts."""
+
+    demand_id: str
+    candidates: int
+    excluded: int
+    assigned: int
+    error: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CandidateTable:
+    """A run's stored candidates as columns (a night holds hundreds of thousands of them)."""
+
+    demand_ids: list[str]
+    expert_ids: list[str]
+    ranks: np.ndarray
+    scores: np.ndarray
+
+
+def _explanation_json(expl: Explanation) -> str:
+    return json.dumps(expl.to_dict(), ensure_ascii=False)
+
+
+def _explanation_from_json(text: str) -> Explanation:
+    d = json.loads(text)
+    evidence = tuple(
+        Evidence(field=e["field"], text=e["text"], terms=tuple(e.get("terms", ())),
+                 score=float(e.get("score", 0.0)))
+        for e in d.get("evidence", ())
+    )
+    return Explanation(terms=tuple(d.get("terms", ())), evidence=evidence, signals=dict(d.get("signals", {})))
+
+
 @dataclass(frozen=True, slots=True)
 class WriteSummary:
     inserted: int = 0
@@ -63,20 +217,126 @@ class WriteSummary:
     unchanged: int = 0
 
 
-class Store:
-    """One SQLite database. Open with a path (or ":memory:")."""
+@dataclass(frozen=True, slots=True)
+class MergeEntry:
+    """A logged merge: `merged` was folded into `kept_id`, turning `before` into `after`."""
 
-    def __init__(self, path: Path | str) -> None:
+    id: int
+    import_id: int | None
+    kept_id: str
+    merged: Expert
+    before: Expert
+    after: Expert
+    reason: str
+    score: float
+    source: str
+    row: int | None
+    created_at: str
+    undone_at: str | None
+
+    @property
+    def merged_id(self) -> str:
+        return self.merged.id
+
+
+def _write_error(exc: sqlite3.Error, busy_timeout: float) -> StoreError:
+    """A failed write as a message that says what happened and what to do."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"the database is locked by another writer (an import, the nightly batch, a restore) and stayed "
+            f"locked for more than {busy_timeout:g} s (setting MATCHER_BUSY_TIMEOUT); nothing was written. "
+            "Try again when that job has finished"
+        )
+    if "full" in text:
+        return StoreError("the disk holding the database is full; nothing was written. "
+                          "Free some space (old backups, logs) and try again")
+    return StoreError(f"database write failed ({exc}); nothing was written")
+
+
+_MATCHER_TABLES = frozenset({"experts", "demands", "meta"})
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseInfo:
+    """What `check_database` found in a sound matcher database."""
+
+    path: Path
+    schema_version: int
+    experts: int
+    demands: int
+    size_bytes: int
+
+
+def check_database(path: Path | str) -> DatabaseInfo:
+    """Check that `path` is a sound matcher database (read-only); `StoreError` says why it is not."""
+    p = Path(path)
+    if not p.is_file():
+        raise StoreError(f"{p} does not exist or is not a file")
+    with p.open("rb") as f:
+        if f.read(16) != b"SQLite format 3\x00":
+            raise StoreError(f"{p} is not a SQLite database (it does not start with the SQLite header)")
+    try:
+        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {p}: {exc}") from exc
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+        if problems != ["ok"]:
+            lines = [ln for ln in "\n".join(problems).splitlines() if ln and not ln.startswith("***")]
+            more = f" (and {len(lines) - 3} more)" if len(lines) > 3 else ""
+            raise StoreError(f"{p} fails SQLite's integrity check: {'; '.join(lines[:3])}{more}")
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = sorted(_MATCHER_TABLES - tables)
+        if version < 1 or missing:
+            raise StoreError(f"{p} is a SQLite database but not a matcher database "
+                             f"(schema version {version}, missing tables: {', '.join(missing) or 'none'})")
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{p} was written by a newer matcher (schema version {version}; this one knows "
+                             f"{len(MIGRATIONS)}): upgrade the matcher first")
+        experts = int(conn.execute("SELECT count(*) FROM experts").fetchone()[0])
+        demands = int(conn.execute("SELECT count(*) FROM demands").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{p} is not a readable SQLite database ({exc})") from exc
+    finally:
+        conn.close()
+    return DatabaseInfo(p, version, experts, demands, p.stat().st_size)
+
+
+class _GaveUp(Exception):
+    pass
+
+
+def _give_up_when_busy(seconds: float) -> Callable[[int, int, int], None]:
+    """A backup progress callback: Python's backup() retries a locked database forever; we do not."""
+    deadline = time.monotonic() + seconds
+
+    def progress(status: int, remaining: int, total: int) -> None:
+        if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) and time.monotonic() > deadline:
+            raise _GaveUp("database is locked")
+
+    return progress
+
+
+class Store:
+    """One SQLite database. Open with a path (or ":memory:").
+
+    `busy_timeout`: seconds a write waits for another connection's write lock before it fails.
+    """
+
+    def __init__(self, path: Path | str, *, busy_timeout: float = 10.0) -> None:
         self.path = str(path)
+        self.busy_timeout = busy_timeout
         try:
             if self.path == ":memory:":
                 self.db = sqlite_utils.Database(memory=True)
             else:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
+                conn = sqlite3.connect(self.path, timeout=busy_timeout, check_same_thread=False)
                 self.db = sqlite_utils.Database(conn)
                 self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA busy_timeout=10000")
+                self.db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.migrate()
         except sqlite3.DatabaseError as exc:
@@ -91,22 +351,108 @@ class Store:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> None:
-        current = self.schema_version
+        if self.schema_version >= len(MIGRATIONS):
+            return  # the common case takes no write lock, so opening works while another process writes
         for version, step in enumerate(MIGRATIONS, start=1):
-            if version <= current:
-                continue
-            with self.db.atomic():
+            with self.transaction():
+                # Read again under the write lock: another process may have migrated meanwhile.
+                if version <= self.schema_version:
+                    continue
                 step(self.db)
                 self.db.execute(f"PRAGMA user_version = {version}")
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
-        """All writes inside commit together or not at all (nested: a savepoint)."""
+        """All writes inside commit together or not at all (nested: a savepoint).
+
+        The outermost block starts with BEGIN IMMEDIATE: it takes the write lock first, waiting up to
+        `busy_timeout`. A deferred BEGIN that reads before it writes fails at once, without waiting,
+        when another connection committed in between (a stale WAL snapshot cannot be upgraded).
+        """
+        conn = self.db.conn
         try:
-            with self.db.atomic():
+            if conn.in_transaction:
+                with self.db.atomic():
+                    yield self
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
                 yield self
+            except BaseException:
+                conn.rollback()
+                raise
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.rollback()
+                raise
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"database write failed ({exc}); nothing was written") from exc
+            raise _write_error(exc, self.busy_timeout) from exc
+
+    # -- backup and restore ---------------------------------------------------------------------
+    def backup_to(self, target: Path | str) -> DatabaseInfo:
+        """Copy the database to `target`, consistent as of one instant, while others keep working.
+
+        SQLite's online backup API in one step (`pages=-1`) reads under a single snapshot; in WAL
+        mode writers on other connections carry on meanwhile. The copy is a single file (rollback
+        journal, no `-wal` beside it), written next to `target` and renamed into place only after
+        it passed `integrity_check`: a failed backup never leaves a half-written file at `target`.
+        """
+        target = Path(target)
+        partial = target.with_name(target.name + ".partial")
+        partial.unlink(missing_ok=True)
+        memory = self.path == ":memory:"
+        try:
+            src = self.db.conn if memory else sqlite3.connect(self.path, timeout=self.busy_timeout)
+            try:
+                dst = sqlite3.connect(partial)
+                try:
+                    src.backup(dst, pages=-1, progress=_give_up_when_busy(self.busy_timeout))
+                    dst.execute("PRAGMA journal_mode=DELETE")
+                finally:
+                    dst.close()
+            finally:
+                if not memory:
+                    src.close()
+        except (sqlite3.Error, _GaveUp) as exc:
+            partial.unlink(missing_ok=True)
+            if "full" in str(exc).lower():
+                raise StoreError(f"the disk holding {target} is full; no backup was written. "
+                                 "Free some space or back up elsewhere") from exc
+            raise StoreError(f"the backup to {target} failed ({exc}); nothing was written there") from exc
+        try:
+            check_database(partial)
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return check_database(target)
+
+    def restore_from(self, source: Path | str) -> DatabaseInfo:
+        """Replace the whole database with the matcher database `source`, checked first.
+
+        The copy into the live file goes through the backup API too, as one write transaction:
+        other connections (a running server) see either the old or the restored data, never a mix.
+        `data_version` moves past both the old and the restored value, so every saved index and
+        every index a server holds in memory is stale and gets rebuilt. Keep a copy of the old
+        database first (`backup_to`): the restore overwrites it.
+        """
+        info = check_database(source)
+        old_version = self.data_version
+        src = sqlite3.connect(f"{Path(source).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            src.backup(self.db.conn, pages=-1, progress=_give_up_when_busy(self.busy_timeout))
+        except (sqlite3.Error, _GaveUp) as exc:
+            raise _write_error(sqlite3.OperationalError(str(exc)), self.busy_timeout) from exc
+        finally:
+            src.close()
+        self.migrate()
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO meta(key, value) VALUES('data_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [str(max(old_version, self.data_version) + 1)],
+            )
+        return info
 
     # -- meta -----------------------------------------------------------------------------------
     def get_meta(self, key: str, default: str = "") -> str:
@@ -244,7 +590,7 @@ class Store:
 
     def set_demand_status(self, demand_ids: Sequence[str], status: str) -> None:
         with self.transaction():
-            self.db.executemany(
+            self.db.conn.executemany(
                 "UPDATE demands SET status = ?, updated_at = ? WHERE id = ?",
                 [(status, now_iso(), d) for d in demand_ids],
             )
@@ -263,3 +609,328 @@ class Store:
     def list_feedback(self, demand_id: str | None = None) -> list[dict[str, Any]]:
         where, params = (None, None) if demand_id is None else ("demand_id = ?", [demand_id])
         return list(self.db["feedback"].rows_where(where, params, order_by="id"))
+
+    # -- imports, merges ------------------------------------------------------------------------
+    def expert_names(self) -> list[tuple[str, str]]:
+        """(id, name) of every expert: cheap, for finding possible duplicates."""
+        return [(r[0], r[1] or "") for r in self.db.execute("SELECT id, name FROM experts")]
+
+    def get_experts(self, ids: Iterable[str]) -> list[Expert]:
+        """The experts with these ids that exist, in id order."""
+        wanted = list(dict.fromkeys(ids))
+        out: list[Expert] = []
+        for i in range(0, len(wanted), 500):  # SQLite caps the number of parameters
+            chunk = wanted[i : i + 500]
+            where = f"id IN ({', '.join('?' * len(chunk))})"
+            out.extend(self._expert_from_row(r) for r in self.db["experts"].rows_where(where, chunk))
+        return sorted(out, key=lambda e: e.id)
+
+    def log_import(self, kind: str, source: str, *, inserted: int, updated: int, unchanged: int,
+                   merged: int, rejected: int) -> int:
+        with self.transaction():
+            table = self.db["imports"].insert(
+                {"kind": kind, "source": source, "inserted": inserted, "updated": updated,
+                 "unchanged": unchanged, "merged": merged, "rejected": rejected, "created_at": now_iso()}
+            )
+            return int(table.last_pk)
+
+    def log_merge(self, *, import_id: int | None, kept_id: str, merged: Expert, before: Expert, after: Expert,
+                  reason: str, score: float, source: str = "", row: int | None = None) -> int:
+        def dump(e: Expert) -> str:
+            return json.dumps(e.to_dict(include_contact=True), ensure_ascii=False)
+
+        with self.transaction():
+            table = self.db["merges"].insert(
+                {"import_id": import_id, "kept_id": kept_id, "merged_id": merged.id, "reason": reason,
+                 "score": score, "source": source, "row": row, "merged_record": dump(merged),
+                 "kept_before": dump(before), "kept_after": dump(after), "created_at": now_iso(),
+                 "undone_at": None}
+            )
+            return int(table.last_pk)
+
+    @staticmethod
+    def _merge_from_row(r: dict[str, Any]) -> MergeEntry:
+        def load(text: str) -> Expert:
+            return Expert.from_dict(json.loads(text))
+
+        return MergeEntry(
+            id=int(r["id"]), import_id=r["import_id"], kept_id=r["kept_id"], merged=load(r["merged_record"]),
+            before=load(r["kept_before"]), after=load(r["kept_after"]), reason=r["reason"] or "",
+            score=float(r["score"] or 0.0), source=r["source"] or "", row=r["row"],
+            created_at=r["created_at"], undone_at=r["undone_at"],
+        )
+
+    def list_merges(self, expert_id: str | None = None, *, include_undone: bool = True) -> list[MergeEntry]:
+        """Merges, newest first; of one expert (kept or merged away) when `expert_id` is given."""
+        clauses, params = [], []
+        if expert_id is not None:
+            clauses.append("(kept_id = ? OR merged_id = ?)")
+            params += [expert_id, expert_id]
+        if not include_undone:
+            clauses.append("undone_at IS NULL")
+        where = " AND ".join(clauses) or None
+        rows = self.db["merges"].rows_where(where, params or None, order_by="id DESC")
+        return [self._merge_from_row(r) for r in rows]
+
+    def get_merge(self, merge_id: int) -> MergeEntry:
+        rows = list(self.db["merges"].rows_where("id = ?", [merge_id]))
+        if not rows:
+            raise NotFoundError(f"no merge with id {merge_id}; `matcher merges list` shows them")
+        return self._merge_from_row(rows[0])
+
+    def mark_merge_undone(self, merge_id: int) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE merges SET undone_at = ? WHERE id = ?", [now_iso(), merge_id])
+
+    def undone_merge_pairs(self) -> set[frozenset[str]]:
+        """Pairs of expert ids whose merge was undone: staff said they are two people."""
+        rows = self.db.execute("SELECT kept_id, merged_id FROM merges WHERE undone_at IS NOT NULL")
+        return {frozenset(r) for r in rows}
+
+    # -- batch runs -----------------------------------------------------------------------------
+    _RUN_COLUMNS = tuple(BatchRun.__dataclass_fields__)
+
+    def _run_from_row(self, row: Sequence[Any]) -> BatchRun:
+        d = dict(zip(self._RUN_COLUMNS, row, strict=True))
+        for key in ("demands", "matched", "unfilled", "recommendations", "exclusions", "attempts"):
+            d[key] = int(d[key] or 0)
+        d["total_score"] = float(d["total_score"] or 0.0)
+        d["seconds"] = float(d["seconds"] or 0.0)
+        d["method"] = d["method"] or ""
+        d["message"] = d["message"] or ""
+        return BatchRun(**d)
+
+    def _select_runs(self, where: str, params: Sequence[Any]) -> list[BatchRun]:
+        cols = ", ".join(self._RUN_COLUMNS)
+        rows = self.db.execute(f"SELECT {cols} FROM batch_runs WHERE {where} ORDER BY id", list(params))
+        return [self._run_from_row(r) for r in rows.fetchall()]
+
+    def get_batch_run(self, run_key: str) -> BatchRun | None:
+        runs = self._select_runs("run_key = ?", [run_key])
+        return runs[0] if runs else None
+
+    def get_batch_run_by_id(self, run_id: int) -> BatchRun:
+        runs = self._select_runs("id = ?", [run_id])
+        if not runs:
+            raise NotFoundError(f"no batch run with id {run_id}")
+        return runs[0]
+
+    def list_batch_runs(self) -> list[BatchRun]:
+        return self._select_runs("1 = 1", [])
+
+    def last_done_batch_start(self) -> str | None:
+        """When the last successful run started: demands created after it are selected too."""
+        row = self.db.execute("SELECT max(started_at) FROM batch_runs WHERE status = 'done'").fetchone()
+        return row[0] if row else None
+
+    def create_batch_run(self, run_key: str, *, top: int, max_per_expert: int, candidates: int) -> BatchRun:
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO batch_runs (run_key, status, top, max_per_expert, candidates, started_at, "
+                "attempts) VALUES (?, 'running', ?, ?, ?, ?, 1)",
+                [run_key, top, max_per_expert, candidates, now_iso()],
+            )
+        run = self.get_batch_run(run_key)
+        assert run is not None
+        return run
+
+    def restart_batch_run(self, run_id: int, *, top: int, max_per_expert: int, candidates: int,
+                          discard: bool) -> BatchRun:
+        """Mark a run running again. `discard` forgets everything it did: its recommendations are
+        deleted and their demands become `new` again, its selection and candidates are dropped."""
+        with self.transaction():
+            if discard:
+                self.db.execute(
+                    "UPDATE demands SET status = 'new', updated_at = ? WHERE status = 'matched' "
+                    "AND id IN (SELECT demand_id FROM matches WHERE run_id = ?)",
+                    [now_iso(), run_id],
+                )
+                for table in ("matches", "batch_candidates", "batch_exclusions", "batch_demands"):
+                    self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            self.db.execute(
+                "UPDATE batch_runs SET status = 'running', top = ?, max_per_expert = ?, candidates = ?, "
+                "started_at = CASE WHEN ? THEN ? ELSE started_at END, finished_at = NULL, "
+                "attempts = attempts + 1, message = NULL WHERE id = ?",
+                [top, max_per_expert, candidates, int(discard), now_iso(), run_id],
+            )
+        return self.get_batch_run_by_id(run_id)
+
+    def interrupt_batch_runs(self, except_id: int) -> list[str]:
+        """Runs left `running` by a process that died: mark them `interrupted` (their run keys)."""
+        with self.transaction():
+            keys = [r[0] for r in self.db.execute(
+                "SELECT run_key FROM batch_runs WHERE status = 'running' AND id != ?", [except_id])]
+            self.db.execute(
+                "UPDATE batch_runs SET status = 'interrupted', message = 'the process stopped before the "
+                "run finished; run it again with the same run key to finish it' "
+                "WHERE status = 'running' AND id != ?",
+                [except_id],
+            )
+        return keys
+
+    def select_batch_demands(self, run_id: int, since: str | None) -> int:
+        """Pin the run's demands: status `new`, and demands created after `since` that are marked
+        `matched` but no run recommended anything for. Returns how many were added."""
+        with self.transaction():
+            before = self._count("SELECT count(*) FROM batch_demands WHERE run_id = ?", [run_id])
+            start = self._count("SELECT coalesce(max(position), 0) FROM batch_demands WHERE run_id = ?",
+                                [run_id])
+            self.db.execute(
+                "INSERT OR IGNORE INTO batch_demands (run_id, demand_id, position) "
+                "SELECT ?, id, ? + row_number() OVER (ORDER BY created_at, id) FROM demands "
+                "WHERE status = 'new' OR (status = 'matched' AND ? IS NOT NULL AND created_at > ? "
+                "AND id NOT IN (SELECT demand_id FROM matches)) ORDER BY created_at, id",
+                [run_id, start, since, since],
+            )
+            return self._count("SELECT count(*) FROM batch_demands WHERE run_id = ?", [run_id]) - before
+
+    def drop_settled_batch_demands(self, run_id: int) -> int:
+        """Unpin demands closed, deleted or recommended by another run since this run pinned them."""
+        settled = (
+            "SELECT b.demand_id FROM batch_demands b LEFT JOIN demands d ON d.id = b.demand_id "
+            "WHERE b.run_id = ? AND (d.id IS NULL OR d.status = 'closed' OR EXISTS "
+            "(SELECT 1 FROM matches m WHERE m.demand_id = b.demand_id AND m.run_id != b.run_id))"
+        )
+        with self.transaction():
+            ids = [r[0] for r in self.db.execute(settled, [run_id])]
+            for table in ("batch_candidates", "batch_exclusions", "batch_demands"):
+                self.db.conn.executemany(f"DELETE FROM {table} WHERE run_id = ? AND demand_id = ?",
+                                    [(run_id, d) for d in ids])
+        return len(ids)
+
+    def _count(self, sql: str, params: Sequence[Any]) -> int:
+        return int(self.db.execute(sql, list(params)).fetchone()[0] or 0)
+
+    def pending_batch_demands(self, run_id: int) -> list[Demand]:
+        """The run's demands whose candidates are not stored yet, in selection order."""
+        rows = self.db.execute(
+            "SELECT d.* FROM batch_demands b JOIN demands d ON d.id = b.demand_id "
+            "WHERE b.run_id = ? AND b.scored_at IS NULL ORDER BY b.position",
+            [run_id],
+        )
+        cols = [c[0] for c in rows.description]
+        return [self._demand_from_row(dict(zip(cols, r, strict=True))) for r in rows.fetchall()]
+
+    def count_batch_demands(self, run_id: int, *, scored: bool | None = None) -> int:
+        cond = {None: "", True: " AND scored_at IS NOT NULL", False: " AND scored_at IS NULL"}[scored]
+        return self._count(f"SELECT count(*) FROM batch_demands WHERE run_id = ?{cond}", [run_id])
+
+    def save_batch_scores(self, run_id: int, demand_id: str, ranked: Sequence[BatchCandidate],
+                          excluded: Sequence[BatchExclusion], error: str = "") -> None:
+        """Store one demand's ranking for a run, all or nothing: a run killed later skips it."""
+        with self.transaction():
+            for table in ("batch_candidates", "batch_exclusions"):
+                self.db.execute(f"DELETE FROM {table} WHERE run_id = ? AND demand_id = ?",
+                                [run_id, demand_id])
+            self.db.conn.executemany(
+                "INSERT INTO batch_candidates (run_id, demand_id, expert_id, rank, score, explanation) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, demand_id, c.expert_id, c.rank, c.score,
+                  None if c.explanation is None else _explanation_json(c.explanation)) for c in ranked],
+            )
+            self.db.conn.executemany(
+                "INSERT INTO batch_exclusions (run_id, demand_id, expert_id, reason, score) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(run_id, demand_id, x.expert_id, x.reason, x.score) for x in excluded],
+            )
+            self.db.execute(
+                "UPDATE batch_demands SET scored_at = ?, candidates = ?, excluded = ?, error = ? "
+                "WHERE run_id = ? AND demand_id = ?",
+                [now_iso(), len(ranked), len(excluded), error or None, run_id, demand_id],
+            )
+
+    def batch_candidate_table(self, run_id: int) -> CandidateTable:
+        rows = self.db.execute(
+            "SELECT c.demand_id, c.expert_id, c.rank, c.score FROM batch_candidates c "
+            "JOIN batch_demands b ON b.run_id = c.run_id AND b.demand_id = c.demand_id "
+            "WHERE c.run_id = ? ORDER BY b.position, c.rank",
+            [run_id],
+        ).fetchall()
+        return CandidateTable(
+            demand_ids=[r[0] for r in rows], expert_ids=[r[1] for r in rows],
+            ranks=np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows)),
+            scores=np.fromiter((r[3] for r in rows), dtype=np.float64, count=len(rows)),
+        )
+
+    def batch_explanations(self, run_id: int, demand_id: str) -> dict[str, Explanation]:
+        """The stored explanations of a demand's candidates (only those explained in phase 1)."""
+        rows = self.db.execute(
+            "SELECT expert_id, explanation FROM batch_candidates WHERE run_id = ? AND demand_id = ? "
+            "AND explanation IS NOT NULL",
+            [run_id, demand_id],
+        )
+        return {r[0]: _explanation_from_json(r[1]) for r in rows.fetchall()}
+
+    def finish_batch_run(self, run_id: int, matches: Sequence[BatchMatch], outcomes: Sequence[BatchOutcome],
+                         *, total_score: float, seconds: float, method: str) -> BatchRun:
+        """Write a run's recommendations, mark their demands `matched` and the run `done`: one transaction."""
+        now = now_iso()
+        with self.transaction():
+            self.db.execute("DELETE FROM matches WHERE run_id = ?", [run_id])
+            self.db.conn.executemany(
+                "INSERT INTO matches (run_id, demand_id, expert_id, rank, score, candidate_rank, "
+                "explanation, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, m.demand_id, m.expert_id, m.rank, m.score, m.candidate_rank,
+                  _explanation_json(m.explanation), now) for m in matches],
+            )
+            self.db.conn.executemany(
+                "UPDATE batch_demands SET assigned = ?, unfilled_reason = ? "
+                "WHERE run_id = ? AND demand_id = ?",
+                [(o.assigned, o.reason or None, run_id, o.demand_id) for o in outcomes],
+            )
+            matched = sorted({m.demand_id for m in matches})
+            self.db.conn.executemany(
+                "UPDATE demands SET status = 'matched', updated_at = ? WHERE id = ? AND status = 'new'",
+                [(now, d) for d in matched],
+            )
+            self.db.execute(
+                "UPDATE batch_runs SET status = 'done', finished_at = ?, demands = ?, matched = ?, "
+                "unfilled = ?, recommendations = ?, exclusions = ?, total_score = ?, seconds = ?, "
+                "method = ?, message = NULL WHERE id = ?",
+                [now, len(outcomes), len(matched), sum(1 for o in outcomes if o.reason),
+                 len(matches), sum(o.excluded for o in outcomes), total_score, seconds, method, run_id],
+            )
+        return self.get_batch_run_by_id(run_id)
+
+    def fail_batch_run(self, run_id: int, message: str) -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE batch_runs SET status = 'failed', finished_at = ?, message = ? WHERE id = ?",
+                [now_iso(), message, run_id],
+            )
+
+    def list_batch_matches(self, run_id: int | None = None, demand_id: str | None = None) -> list[BatchMatch]:
+        """Recommendations, by demand then rank; of one run and/or one demand when given."""
+        clauses, params = ["1 = 1"], []
+        if run_id is not None:
+            clauses.append("m.run_id = ?")
+            params.append(run_id)
+        if demand_id is not None:
+            clauses.append("m.demand_id = ?")
+            params.append(demand_id)
+        rows = self.db.execute(
+            "SELECT m.run_id, m.demand_id, m.expert_id, m.rank, m.score, m.candidate_rank, m.explanation "
+            "FROM matches m LEFT JOIN batch_demands b ON b.run_id = m.run_id AND b.demand_id = m.demand_id "
+            f"WHERE {' AND '.join(clauses)} ORDER BY m.run_id, b.position, m.demand_id, m.rank",
+            params,
+        )
+        return [BatchMatch(int(r[0]), r[1], r[2], int(r[3]), float(r[4]), int(r[5]),
+                           _explanation_from_json(r[6])) for r in rows.fetchall()]
+
+    def list_batch_exclusions(self, run_id: int) -> list[BatchExclusion]:
+        rows = self.db.execute(
+            "SELECT x.demand_id, x.expert_id, x.reason, x.score FROM batch_exclusions x "
+            "JOIN batch_demands b ON b.run_id = x.run_id AND b.demand_id = x.demand_id "
+            "WHERE x.run_id = ? ORDER BY b.position, x.score DESC, x.expert_id",
+            [run_id],
+        )
+        return [BatchExclusion(r[0], r[1], r[2], float(r[3])) for r in rows.fetchall()]
+
+    def list_batch_outcomes(self, run_id: int) -> list[BatchOutcome]:
+        rows = self.db.execute(
+            "SELECT demand_id, candidates, excluded, assigned, error, unfilled_reason FROM batch_demands "
+            "WHERE run_id = ? ORDER BY position",
+            [run_id],
+        )
+        return [BatchOutcome(r[0], int(r[1] or 0), int(r[2] or 0), int(r[3] or 0), r[4] or "", r[5] or "")
+                for r in rows.fetchall()]

@@ -1,0 +1,160 @@
+"""Exports: experts, demands and matches as JSONL, CSV and XLSX; an export re-imports unchanged."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import openpyxl
+import pytest
+from typer.testing import CliRunner
+
+from matcher.cli import app
+from matcher.config import DEFAULT_CORPORA
+from matcher.engine import Engine
+from matcher.io import export_demands, export_experts, export_matches, read_demands, read_experts
+from matcher.models import Demand, Expert
+
+from .conftest import make_settings
+
+FORMATS = ("jsonl", "csv", "xlsx")
+
+# Values that break naive exports: separators inside list items, line breaks and commas in cells,
+# text that looks like a formula or a number, an academician, documents with every field.
+TRICKY = [
+    Expert.from_dict({
+        "id": "T1", "name": "欧阳·明", "title": "院士 教授", "institution": "浙江大学, 机械学院",
+        "region": "浙江省杭州市", "research_fields": ["CAD/CAM", "激光焊接、切割", "5G"],
+        "bio": "第一行\n第二行, 含逗号；和\"引号\"", "tags": ["=1+1", "金桥工程"],
+        "documents": [{"kind": "patent", "title": "一种保温杯", "keywords": ["真空", "焊接"],
+                       "abstract": "摘要, 有逗号\n和换行", "year": 2021},
+                      {"kind": "achievement", "title": "省科技进步奖"}],
+        "contact": {"phone": "0571-88880000", "email": "ouyang@example.org"},
+    }),
+    Expert.from_dict({"id": "T2", "name": "李四", "research_fields": "[方括号开头]", "bio": "00123",
+                      "contact": {"phone": "013800000000"}}),
+    Expert.from_dict({"id": "T3", "name": "王五", "bio": "只有简介"}),
+]
+
+
+def demo(name: str) -> list[str]:
+    return (DEFAULT_CORPORA / "demo" / name).read_text(encoding="utf-8").splitlines()
+
+
+@pytest.fixture()
+def stocked(engine: Engine) -> Engine:
+    """An engine holding the demo corpus plus the tricky experts."""
+    engine.load_demo()
+    engine.add_experts(TRICKY)
+    return engine
+
+
+def records_of(path) -> list[Expert]:
+    return sorted(read_experts(path), key=lambda e: e.id)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_experts_round_trip(stocked: Engine, tmp_path, tokenizer, fmt: str) -> None:
+    original = sorted(stocked.store.iter_experts(), key=lambda e: e.id)
+    first = tmp_path / f"a.{fmt}"
+    assert export_experts(original, fmt, first) == len(original)
+    # import the export into a new database, export again: the same records, the same file
+    fresh = Engine(make_settings(tmp_path / "fresh"), tokenizer=tokenizer)
+    report = fresh.import_experts(first)
+    assert (report.inserted, report.merged, report.rejected) == (len(original), 0, 0)
+    again = sorted(fresh.store.iter_experts(), key=lambda e: e.id)
+    assert again == original
+    second = tmp_path / f"b.{fmt}"
+    export_experts(again, fmt, second)
+    if fmt == "xlsx":
+        assert records_of(second) == records_of(first) == original
+    else:
+        assert second.read_bytes() == first.read_bytes()
+    # and importing it back into the first database changes nothing
+    assert stocked.import_experts(second).unchanged == len(original)
+    fresh.close()
+
+
+def test_the_sheet_reads_like_a_staff_sheet(tmp_path) -> None:
+    export_experts(TRICKY, "xlsx", tmp_path / "e.xlsx")
+    ws = openpyxl.load_workbook(tmp_path / "e.xlsx").active
+    header = [c.value for c in ws[1]]
+    assert header[:7] == ["编号", "姓名", "职称", "工作单位", "所在地区", "研究方向", "简介"]
+    row = dict(zip(header, (c.value for c in ws[2]), strict=True))
+    assert row["研究方向"] == '["CAD/CAM", "激光焊接、切割", "5G"]'  # items with separators: a JSON list
+    assert row["代表性成果"] == "一种保温杯；省科技进步奖"
+    tags = ws.cell(row=2, column=header.index("标签") + 1)
+    assert tags.value == "=1+1、金桥工程" and tags.data_type == "s"  # text, not a formula
+    row3 = dict(zip(header, (c.value for c in ws[3]), strict=True))
+    assert row3["联系电话"] == "013800000000" and row3["简介"] == "00123"  # text stays text
+    export_experts(TRICKY, "csv", tmp_path / "e.csv", include_contact=False)
+    raw = (tmp_path / "e.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # a BOM: Excel opens UTF-8 CSV correctly
+    assert "联系电话" not in raw.decode("utf-8-sig") and "ouyang" not in raw.decode("utf-8-sig")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_demands_round_trip(tmp_path, fmt: str) -> None:
+    demands = [Demand.from_dict(json.loads(x)) for x in demo("demands.jsonl") if x.strip()]
+    demands.append(Demand.from_dict({"id": "D-X", "title": "涂层/镀层", "description": "多行\n描述, 逗号",
+                                     "keywords": ["PVD/CVD", "耐磨"], "avoid_experts": ["X0001"],
+                                     "created_at": "2026-01-02T03:04:05", "status": "matched"}))
+    export_demands(demands, fmt, tmp_path / f"d.{fmt}")
+    assert read_demands(tmp_path / f"d.{fmt}") == demands
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_matches_export(demo_engine: Engine, tmp_path, fmt: str) -> None:
+    demands = list(demo_engine.store.iter_demands())[:3]
+    results = [(d, demo_engine.match_demand(d, top_k=5)) for d in demands]
+    out = tmp_path / f"m.{fmt}"
+    assert export_matches(results, fmt, out) == (3 if fmt == "jsonl" else sum(len(m) for _, m in results))
+    if fmt == "jsonl":
+        lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+        assert [x["demand_id"] for x in lines] == [d.id for d in demands]
+        assert [m["expert_id"] for m in lines[0]["matches"]] == [m.expert.id for m in results[0][1]]
+        assert "contact" not in lines[0]["matches"][0]
+        return
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+    else:
+        ws = openpyxl.load_workbook(out).active
+        header = [c.value for c in ws[1]]
+        rows = [dict(zip(header, (c.value for c in r), strict=True)) for r in ws.iter_rows(min_row=2)]
+    first = results[0][1]
+    assert [str(r["专家编号"]) for r in rows[: len(first)]] == [m.expert.id for m in first]
+    assert str(rows[0]["排名"]) == "1" and rows[0]["需求编号"] == demands[0].id
+    assert rows[0]["匹配词"] and rows[0]["依据"] and "联系电话" not in rows[0]
+
+
+def test_the_cli_exports_to_stdout_and_files(tmp_path) -> None:
+    runner = CliRunner()
+    db = str(tmp_path / "m.db")
+    (tmp_path / "e.jsonl").write_text(
+        "\n".join(json.dumps(e.to_dict(), ensure_ascii=False) for e in TRICKY) + "\n", encoding="utf-8")
+    assert runner.invoke(app, ["import", "experts", str(tmp_path / "e.jsonl"), "--db", db]).exit_code == 0
+    res = runner.invoke(app, ["export", "experts", "--db", db])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [Expert.from_dict(x) for x in lines] == TRICKY
+    assert res.stdout == (tmp_path / "e.jsonl").read_text(encoding="utf-8")
+    res = runner.invoke(app, ["export", "experts", "--format", "csv", "--no-contact", "--db", db])
+    header = "编号,姓名,职称,工作单位,所在地区,研究方向,简介,代表性成果,标签,成果明细"
+    assert res.stdout.splitlines()[0] == header
+    res = runner.invoke(app, ["export", "experts", "--format", "xlsx", "--db", db])
+    assert res.exit_code != 0 and "--out" in res.output
+    res = runner.invoke(app, ["export", "experts", "-f", "xlsx", "-o", str(tmp_path / "x.xlsx"), "--db", db])
+    assert res.exit_code == 0 and records_of(tmp_path / "x.xlsx") == TRICKY
+    res = runner.invoke(app, ["export", "people", "--db", db])
+    assert res.exit_code != 0
+
+
+def test_the_cli_exports_matches(tmp_path) -> None:
+    runner = CliRunner()
+    db = str(tmp_path / "m.db")
+    runner.invoke(app, ["match", "保温杯激光焊接", "--db", db])  # loads the demo corpus
+    res = runner.invoke(app, ["export", "matches", "--status", "new", "--top", "3", "-f", "csv", "--db", db])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert rows and {r["排名"] for r in rows} <= {"1", "2", "3"}
