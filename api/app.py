@@ -1,0 +1,148 @@
+"""`create_app(settings)`: the FastAPI application over one `Engine`.
+
+The engine (tokenizer, store, fitted index) is built once in the lifespan and shared by every
+request; routes that rank are plain `def`, so FastAPI runs them in its thread pool. Middleware,
+outermost first: security headers, body limit, then CORS (only when origins are configured).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import matcher
+from api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from api.routes import demands, experts, feedback, health, match, pages
+from matcher.config import Settings, get_settings
+from matcher.engine import Engine
+from matcher.errors import MatcherError
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+API_PREFIX = "/api/v1"
+
+
+def error_response(
+    status: int,
+    type_: str,
+    message: str,
+    details: list[dict] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict = {"type": type_, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+async def matcher_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MatcherError)
+    if exc.status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc.message)
+    headers = {"WWW-Authenticate": "APIKey"} if exc.status == 401 else None
+    return error_response(exc.status, type(exc).__name__, exc.message, headers=headers)
+
+
+def _where(loc: tuple) -> str:
+    # ("body", "filters", "region") -> "filters.region"; the "body"/"query" prefix says little.
+    if len(loc) > 1 and loc[0] in ("body", "query", "path"):
+        loc = loc[1:]
+    return ".".join(map(str, loc)) or "body"
+
+
+def _readable(error: dict) -> str:
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        at = f" at character {loc[1]}" if len(loc) > 1 else ""
+        return f'the body is not valid JSON{at}; send a JSON object such as {{"text": "…"}}'
+    return f"{_where(loc)}: {error.get('msg', '')}"
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    details = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors
+    ]
+    message = "; ".join(_readable(e) for e in errors[:5])
+    return error_response(422, "InputError", f"invalid request: {message}", details)
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return error_response(exc.status_code, "HTTPError", str(exc.detail), headers=exc.headers)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "InternalError", "internal error; the server log has the details")
+
+
+def create_app(
+    settings: Settings | None = None, *, engine: Engine | None = None, demo_if_empty: bool = False
+) -> FastAPI:
+    """The application. Pass `engine` to share one (tests); otherwise the lifespan opens its own.
+
+    `demo_if_empty` loads the fictional demo corpus into an empty database, like `matcher match`.
+    """
+    settings = settings or (engine.settings if engine is not None else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = engine is None
+        eng = Engine(settings) if own else engine
+        try:
+            eng.tokenizer.initialize()
+            if demo_if_empty and eng.load_demo():
+                log.warning(
+                    "the database %s was empty: loaded the demo corpus (%d fictional experts)",
+                    settings.db,
+                    eng.store.count_experts(),
+                )
+            if eng.store.count_experts():
+                eng.ensure_index()
+            app.state.engine = eng
+            app.state.settings = settings
+            app.state.write_lock = threading.Lock()
+            yield
+        finally:
+            if own:
+                eng.close()
+
+    app = FastAPI(
+        title="金桥 Matcher",
+        version=matcher.__version__,
+        description="Match enterprises' technical demands with experts. Writes and contact details need "
+        "an API key in `X-API-Key`.",
+        lifespan=lifespan,
+    )
+    for router in (match.router, experts.router, demands.router, feedback.router, health.router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    app.add_exception_handler(MatcherError, matcher_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Content-Type", "X-API-Key"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
+    return app

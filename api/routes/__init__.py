@@ -1,0 +1,1 @@
+"""One APIRouter per resource; `api.app.create_app` mounts them under /api/v1."""

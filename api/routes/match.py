@@ -1,0 +1,58 @@
+"""POST /match: rank experts for a pasted demand; POST /match.xlsx: the same list as a workbook."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Response
+
+from api.deps import EngineDep, HasKey
+from api.export import matches_xlsx
+from api.schemas import ErrorOut, MatchIn, MatchList, match_list
+from matcher.models import Match
+from matcher.rank import Filters
+
+router = APIRouter(tags=["match"])
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "A wrong API key."},
+    413: {"model": ErrorOut, "description": "The body is over MATCHER_MAX_BODY_BYTES."},
+    422: {"model": ErrorOut, "description": "Empty or oversized text, top_k out of 1..100, unknown fields."},
+}
+
+
+def _match(engine: EngineDep, body: MatchIn) -> list[Match]:
+    f = body.filters
+    filters = Filters(
+        region=f.region.strip(),
+        title=f.title.strip(),
+        exclude_institutions=tuple(i.strip() for i in f.exclude_institutions if i.strip()),
+    )
+    return engine.match(body.text, top_k=body.top_k, filters=filters)
+
+
+@router.post("/match", response_model=MatchList, response_model_exclude_unset=True, responses=ERRORS)
+def match(body: MatchIn, engine: EngineDep, has_key: HasKey) -> dict[str, Any]:
+    """Rank experts for an enterprise's problem, each with the matched terms and the evidence.
+
+    Contact details (phone, e-mail) are included only when a valid `X-API-Key` is sent.
+    """
+    return match_list(_match(engine, body), include_contact=has_key)
+
+
+@router.post(
+    "/match.xlsx",
+    response_class=Response,
+    responses={200: {"content": {XLSX: {}}, "description": "An .xlsx workbook."}, **ERRORS},
+)
+def match_xlsx(body: MatchIn, engine: EngineDep, has_key: HasKey) -> Response:
+    """The same ranking as `/match`, as an .xlsx workbook (sheet 匹配结果, and the demand in sheet 需求)."""
+    data = matches_xlsx(body.text, _match(engine, body), include_contact=has_key)
+    name = quote("专家匹配结果.xlsx")
+    return Response(
+        content=data,
+        media_type=XLSX,
+        headers={"Content-Disposition": f"attachment; filename=\"matches.xlsx\"; filename*=UTF-8''{name}"},
+    )

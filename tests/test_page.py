@@ -1,0 +1,294 @@
+"""The staff page in a real headless Chromium (Debian's, driven by Playwright) against a real
+uvicorn server on loopback, on the demo corpus. Also the body limit over a real socket.
+
+CI installs `chromium` with apt; the browser tests skip only when /usr/bin/chromium is absent.
+The screenshot lands in test-artifacts/page.png (git-ignored) for a human to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openpyxl
+import pytest
+import uvicorn
+
+from api import create_app
+from matcher.config import DEFAULT_CORPORA, Settings
+from matcher.text import normalize
+
+from .conftest import THERMOS
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+KEY = "page-test-key-41c2"
+BODY_LIMIT = 200_000
+
+XSS_NAME = "<script>window.__pwned = 1; alert(1)</script>林瓷"
+XSS_EXPERT = {
+    "id": "x-xss",
+    "name": XSS_NAME,
+    "title": "<b>副教授</b>",
+    "institution": "<i>景德镇</i>陶瓷大学",
+    "region": "江西省",
+    "research_fields": ["窑变釉", '<img src=x onerror="window.__pwned = 2">'],
+    "documents": [{"kind": "paper", "title": '窑变釉呈色<img src=y onerror="window.__pwned = 3">机理'}],
+}
+XSS_DEMAND = '<script>window.__pwned = 4; alert(4)</script>窑变釉颜色不稳定<img src=z onerror="alert(5)">'
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Live:
+    url: str
+    port: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """A real uvicorn server in a thread, on a fresh database filled with the demo corpus."""
+    db = tmp_path_factory.mktemp("live") / "live.db"
+    settings = Settings(db=db, api_keys=(KEY,), max_body_bytes=BODY_LIMIT)
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, demo_if_empty=True),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120  # jieba and the demo index load during start-up
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            pytest.fail("the uvicorn test server did not start")
+        time.sleep(0.05)
+    try:
+        yield Live(f"http://127.0.0.1:{port}", port)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        assert not thread.is_alive(), "the uvicorn test server did not stop"
+
+
+def welding_experts() -> set[str]:
+    """Demo experts whose declared fields are about welding or vacuum insulation."""
+    out = set()
+    for line in (DEFAULT_CORPORA / "demo" / "experts.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            e = json.loads(line)
+            if any("焊接" in f or "真空" in f or "保温" in f for f in e.get("research_fields", [])):
+                out.add(e["id"])
+    return out
+
+
+# -- the body limit over a real socket -----------------------------------------------------------
+def read_response(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data
+
+
+def test_a_chunked_body_over_the_limit_is_cut_off_with_413(live: Live) -> None:
+    head = (
+        b"POST /api/v1/match HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"a" * 16_384
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        sock.sendall(head)
+        try:
+            for _ in range(4 * BODY_LIMIT // len(chunk)):  # never ends the body: only counting stops it
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed while we were still sending
+        raw = read_response(sock)
+    status_line, _, rest = raw.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 413"), raw[:300]
+    body = json.loads(rest.split(b"\r\n\r\n", 1)[1])
+    assert body["error"]["type"] == "PayloadTooLargeError"
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_reading(live: Live) -> None:
+    res = httpx.post(f"{live.url}/api/v1/match", json={"text": "焊" * BODY_LIMIT}, timeout=30)
+    assert res.status_code == 413
+    assert "MATCHER_MAX_BODY_BYTES" in res.json()["error"]["message"]
+
+
+# -- the page in a browser -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium: install Debian's chromium (apt-get install chromium); CI does")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture()
+def page(browser, live: Live):  # noqa: ANN001, ANN201 - Playwright types
+    context = browser.new_context(
+        viewport={"width": 1366, "height": 900}, locale="zh-CN", accept_downloads=True
+    )
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    problems: list[str] = []
+    pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    pg.on(
+        "console",
+        lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None,
+    )
+    pg.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    pg.problems = problems
+    yield pg
+    context.close()
+
+
+def run_match(page, live: Live, text: str, **filters: str) -> None:  # noqa: ANN001
+    page.goto(live.url + "/")
+    page.fill("#demand", text)
+    for name, value in filters.items():
+        page.fill(f"#{name}", value)
+    page.get_by_role("button", name="匹配", exact=True).click()
+    # CSS, not a JS predicate: the page's CSP (rightly) forbids the eval Playwright would need.
+    page.wait_for_selector("#status[data-state=done], #status[data-state=error]")
+
+
+def test_the_page_ranks_and_highlights_the_thermos_demand(page, live: Live) -> None:  # noqa: ANN001
+    run_match(page, live, THERMOS)
+    assert "找到" in page.locator("#status").text_content()
+    rows = page.locator("#results-table tbody tr")
+    assert rows.count() == 10
+    header = page.locator("#results-table thead th").all_text_contents()
+    assert header == ["排名", "姓名", "职称", "单位", "地区", "得分", "匹配依据"]
+
+    top_ids = [page.locator("td.name a").nth(i).get_attribute("href").rsplit("/", 1)[1] for i in range(3)]
+    assert set(top_ids) & welding_experts(), f"no welding/vacuum expert in the first rows: {top_ids}"
+
+    api = httpx.post(f"{live.url}/api/v1/match", json={"text": THERMOS, "top_k": 10}, timeout=30).json()[
+        "data"
+    ]
+    assert [r["expert"]["name"] for r in api] == page.locator("td.name a").all_text_contents()
+    first = rows.first
+    assert first.locator("td").first.text_content() == "1"
+    marks = [normalize(m) for m in first.locator("td.evidence mark").all_text_contents()]
+    assert marks, "the evidence of the first expert has no highlighted term"
+    assert any("焊接" in m for m in marks)
+    assert set(marks) <= set(api[0]["explanation"]["terms"])
+
+    # The demand shows every matched term highlighted, each term in its own <mark>.
+    demand_marks = [normalize(m) for m in page.locator("#demand-text mark").all_text_contents()]
+    assert "激光焊接" in demand_marks and "不锈钢" in demand_marks
+    assert set(demand_marks) <= {t for r in api for t in r["explanation"]["terms"]}
+    assert page.locator("#demand-text").text_content() == THERMOS  # marks wrap the text, never change it
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page.png"), full_page=True)
+
+    # "在需求中标出" highlights one expert's terms in the demand.
+    rows.nth(1).get_by_role("button", name="在需求中标出").click()
+    assert "selected" in (rows.nth(1).get_attribute("class") or "")
+    second = [normalize(m) for m in page.locator("#demand-text mark").all_text_contents()]
+    assert second and set(second) <= set(api[1]["explanation"]["terms"])
+
+    # The download is a real workbook holding the rows on screen.
+    with page.expect_download() as info:
+        page.get_by_role("button", name="下载 Excel").click()
+    target = ARTIFACTS / "page-download.xlsx"
+    info.value.save_as(target)
+    table = list(openpyxl.load_workbook(target)["匹配结果"].values)
+    names = page.locator("td.name a").all_text_contents()
+    assert [r[2] for r in table[1:]] == names
+
+    # The profile link opens the expert's full record.
+    href = page.locator("td.name a").first.get_attribute("href")
+    profile = httpx.get(live.url + href, timeout=30)
+    assert profile.status_code == 200 and names[0] in profile.text and "论文、专利与项目" in profile.text
+    assert page.problems == []
+
+
+def test_the_title_filter_narrows_the_list(page, live: Live) -> None:  # noqa: ANN001
+    run_match(page, live, THERMOS, title="院士")
+    titles = page.locator("#results-table tbody tr td:nth-child(3)").all_text_contents()
+    assert titles and all("院士" in t for t in titles)
+    assert page.problems == []
+
+
+def test_the_page_shows_markup_as_text_and_runs_none_of_it(page, live: Live) -> None:  # noqa: ANN001
+    res = httpx.post(f"{live.url}/api/v1/experts", json=XSS_EXPERT, headers={"X-API-Key": KEY}, timeout=60)
+    assert res.status_code in (201, 409), res.text  # 409: a rerun on the same module server
+    run_match(page, live, XSS_DEMAND)
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("#demand-text").text_content() == XSS_DEMAND
+    row = page.locator("#results-table tbody tr").first
+    assert row.locator("td.name a").text_content() == XSS_NAME
+    assert row.locator("td").nth(2).text_content() == "<b>副教授</b>"
+    assert "<img src=x" in row.locator("td.evidence").text_content()
+    # No element was made from the data: no <img>, no <b>, one <script> (app.js).
+    assert page.locator("main img, main b, main i").count() == 0
+    assert page.locator("script").count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-xss.png"), full_page=True)
+
+    page.goto(live.url + row_href(page, live))
+    assert page.locator("h1").text_content() == XSS_NAME
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("main img, main b, main i, main script").count() == 0
+    assert page.problems == []
+
+
+def row_href(page, live: Live) -> str:  # noqa: ANN001
+    run_match(page, live, XSS_DEMAND)
+    href = page.locator("td.name a").first.get_attribute("href")
+    assert re.fullmatch(r"/experts/x-xss", href)
+    return href
+
+
+def test_an_error_is_shown_in_words(page, live: Live) -> None:  # noqa: ANN001
+    page.goto(live.url + "/")
+    page.fill("#demand", "   ")
+    page.get_by_role("button", name="匹配", exact=True).click()
+    assert page.locator("#status.error").text_content() == "请先填写企业需求。"
+    page.fill("#demand", "xyzzy qwerty")  # no word any expert uses
+    page.get_by_role("button", name="匹配", exact=True).click()
+    page.wait_for_selector("#status[data-state=done]")
+    assert "没有专家" in page.locator("#status").text_content()
+    assert page.locator("#results").is_hidden()
+    assert page.problems == []
