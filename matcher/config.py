@@ -32,16 +32,17 @@ class Settings(BaseSettings):
     default_top_k: int = Field(10, description="How many experts a match returns when not told.")
     bm25_k1: float = Field(1.2, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, description="BM25 length normalisation.")
-    doc_top_k: int = Field(3, description="How many of an expert's best documents add up to its document score.")
-    weight_docs: float = Field(1.0, description="Fusion weight of the document-level word BM25 signal.")
-    weight_profile: float = Field(0.6, description="Fusion weight of the whole-profile word BM25 signal.")
-    weight_fields: float = Field(0.5, description="Fusion weight of the research-fields/keywords BM25 signal.")
-    weight_chars: float = Field(0.4, description="Fusion weight of the character n-gram TF-IDF signal.")
-    weight_semantic: float = Field(0.3, description="Fusion weight of the LSA semantic signal.")
+    knn_k: int = Field(50, description="How many of the query's nearest documents vote for their experts.")
+    weight_docs: float = Field(1.0, description="Fusion weight of the word BM25 document vote.")
+    weight_tfidf: float = Field(1.0, description="Fusion weight of the word TF-IDF cosine document vote.")
+    weight_profile: float = Field(0.0, description="Fusion weight of the whole-profile word BM25 signal.")
+    weight_fields: float = Field(0.0, description="Fusion weight of the research-fields/keywords BM25 signal.")
+    weight_chars: float = Field(1.0, description="Fusion weight of the character n-gram TF-IDF document vote.")
+    weight_semantic: float = Field(1.0, description="Fusion weight of the LSA semantic document vote.")
     weight_prior: float = Field(0.0, description="Fusion weight of the activity prior (0 switches it off).")
-    query_keyword_boost: float = Field(2.0, description="Weight of a demand's keywords and title terms.")
+    query_keyword_boost: float = Field(1.0, description="Weight of a demand's keywords and title terms.")
     generic_term_weight: float = Field(0.3, description="Weight of generic words (研究, 技术, 问题…).")
-    lsa_dims: int = Field(128, description="Dimensions of the LSA (TruncatedSVD) semantic space.")
+    lsa_dims: int = Field(100, description="Dimensions of the LSA (TruncatedSVD) semantic space.")
     index_max_drift: float = Field(
         0.10, description="Share of indexed documents changed incrementally before the index is compacted "
         "and its semantic space refitted."
@@ -64,8 +65,8 @@ class Settings(BaseSettings):
         "the joint assignment under capacities."
     )
     batch_test_delay: float = Field(
-        0.0, description="Test hook: seconds the nightly batch waits after storing each demand's candidates, "
-        "so a test can kill it mid-run. Leave at 0."
+        0.0, description="Test hook: seconds the nightly batch waits after storing each demand's candidates "
+        "or explanations, so a test can kill it mid-run. Leave at 0."
     )
 
     @field_validator("api_keys", "cors_origins", mode="before")

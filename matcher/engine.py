@@ -94,13 +94,13 @@ class Engine:
     def _weights(self) -> dict[str, float]:
         s = self.settings
         return {
-            "docs": s.weight_docs, "profile": s.weight_profile, "fields": s.weight_fields,
+            "docs": s.weight_docs, "tfidf": s.weight_tfidf, "profile": s.weight_profile, "fields": s.weight_fields,
             "chars": s.weight_chars, "semantic": s.weight_semantic, "prior": s.weight_prior,
         }
 
     def new_index(self) -> ExpertIndex:
         s = self.settings
-        return ExpertIndex(k1=s.bm25_k1, b=s.bm25_b, doc_top_k=s.doc_top_k, lsa_dims=s.lsa_dims,
+        return ExpertIndex(k1=s.bm25_k1, b=s.bm25_b, knn_k=s.knn_k, lsa_dims=s.lsa_dims,
                            weights=self._weights())
 
     def rebuild(self) -> ExpertIndex:
@@ -153,10 +153,14 @@ class Engine:
 
     def _load_saved(self) -> ExpertIndex | None:
         """The saved index when it was built with today's dictionaries and parameters."""
+        if not self.index_dir.exists():
+            log.info("no saved index at %s yet; building it", self.index_dir)
+            return None
         try:
             index = ExpertIndex.load(self.index_dir)
-        except IndexStateError as exc:
-            log.info("index not usable (%s); rebuilding", exc)
+        except Exception as exc:  # noqa: BLE001 - a damaged index must never stop matching: rebuild it
+            reason = exc.message if isinstance(exc, IndexStateError) else f"{type(exc).__name__}: {exc}"
+            log.warning("%s; rebuilding the index from the database", reason)
             return None
         if (index.meta_.get("fingerprint") != self._fingerprint() or index.weights != self._weights()
                 or index.params != self.new_index().params):

@@ -162,3 +162,36 @@ def format_table(result: EvalResult) -> str:
         rows.append(f"{name:<10}" + "".join(f"{vals[m]:>11.4f}" for m in METRICS))
     rows.append(f"{result.queries} queries, {result.seconds:.1f} s")
     return "\n".join(rows)
+
+
+def ablation(
+    bench: Benchmark,
+    tokenize: Callable[[str], list[str]],
+    make_index: Callable[[], ExpertIndex],
+    make_query: Callable[[str, str], Query],
+    variants: Mapping[str, Mapping[str, float]],
+    *,
+    top: int = 100,
+) -> dict[str, dict[str, float]]:
+    """Metrics of several fusion weightings in one pass: signals are computed once per query.
+
+    `variants` maps a label to fusion weights, e.g. {"docs only": {"docs": 1}, "all": {...}}.
+    The BM25 reference (whole profile concatenated, same tokens) is added as "bm25 reference".
+    """
+    cached = lru_cache(maxsize=None)(tokenize)
+    tok = lambda s: list(cached(s))  # noqa: E731
+    index = make_index().fit(bench.experts, tok)
+    reference = TermIndex("bm25").fit([tok(expert_text(e)) for e in bench.experts])
+    ids = [e.id for e in bench.experts]
+    runs: dict[str, dict[str, list[str]]] = {name: {} for name in [*variants, "bm25 reference"]}
+    for q in bench.queries:
+        query = make_query(q.text, " ".join([q.title, *q.keywords]))
+        for name, weights in variants.items():
+            total = index.score(query, weights).total
+            order = np.argsort(-total, kind="stable")[:top]
+            runs[name][q.id] = [ids[i] for i in order if total[i] > 0]
+        ref = reference.score(list(query.tokens))
+        runs["bm25 reference"][q.id] = [ids[i] for i in np.argsort(-ref, kind="stable")[:top] if ref[i] > 0]
+    judged = {q.id for q in bench.queries}
+    qrels = {q: r for q, r in bench.qrels.items() if q in judged}
+    return {name: mean_metrics(run, qrels) for name, run in runs.items()}

@@ -44,7 +44,7 @@ import scipy.sparse as sp
 
 from matcher.errors import IndexStateError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: character 1-3-grams, kNN document votes
 _RUNS = re.compile(r"[0-9a-z][0-9a-z+#\-.]*|[\u3400-\u9fff\uf900-\ufaff]+")
 
 

@@ -36,8 +36,15 @@ _SPACE = re.compile(r"\s+")
 _WORDLIKE = re.compile(r"[0-9a-z\u3400-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"^[0-9a-z][0-9a-z+#.]*$")
 _JOINERS = {"-", "_", "/", "."}
+# A bare one- or two-digit number ("4", "12") says nothing about expertise; 304, 6061 or 5g do.
+_SHORT_NUMBER = re.compile(r"^[0-9]{1,2}$")
 # Variant characters OpenCC's t2s keeps but mainland technical writing never uses.
 _VARIANTS = str.maketrans({"矽": "硅", "綫": "线"})
+# jieba's HMM (finalseg's Viterbi) copies its path at every step, so it is quadratic in the length of
+# a run of characters it cannot segment: "焊" × 20 000 took 12 s. Runs of the characters jieba keeps
+# together (its re_han_default) are cut at this length; real text has punctuation long before.
+_MAX_RUN = 200
+_LONG_RUN = re.compile(r"[\u4e00-\u9fd5a-zA-Z0-9+#&._%\-]{" + str(_MAX_RUN + 1) + ",}")
 
 
 @lru_cache(maxsize=1)
@@ -149,8 +156,13 @@ class ChineseTokenizer:
             text = normalize(text)
         if not text:
             return []
+        if len(text) > _MAX_RUN:
+            text = _LONG_RUN.sub(_cut_run, text)
         raw = tk.lcut(text, HMM=self.hmm)
-        return [t for t in _glue_latin(raw) if _WORDLIKE.search(t) and t not in self._stop]
+        return [
+            t for t in _glue_latin(raw)
+            if _WORDLIKE.search(t) and t not in self._stop and not _SHORT_NUMBER.match(t)
+        ]
 
     __call__ = tokenize
 
@@ -173,6 +185,11 @@ class ChineseTokenizer:
         return f"ChineseTokenizer(user_dict={self.user_dict!r}, stopwords={self.stopwords!r}, hmm={self.hmm})"
 
 
+def _cut_run(m: re.Match[str]) -> str:
+    run = m.group(0)
+    return " ".join(run[i : i + _MAX_RUN] for i in range(0, len(run), _MAX_RUN))
+
+
 def _glue_latin(tokens: list[str]) -> list[str]:
     """Join Latin pieces jieba split: ['li', '-', 'ion'] -> ['li-ion'], ['ba', 'sic'] -> ['basic']."""
     out: list[str] = []
@@ -184,17 +201,19 @@ def _glue_latin(tokens: list[str]) -> list[str]:
             i += 1
             continue
         if _LATIN.match(tok):
+            parts = [tok]
             while True:
                 # jieba cuts inside Latin words when a short dictionary entry fits ('basic' ->
                 # 'ba' + 'sic'): pieces that touch in the text are one word again.
                 if i + 1 < n and _LATIN.match(tokens[i + 1]):
-                    tok = f"{tok}{tokens[i + 1]}"
+                    parts.append(tokens[i + 1])
                     i += 1
                 elif i + 2 < n and tokens[i + 1] in _JOINERS and _LATIN.match(tokens[i + 2]):
-                    tok = f"{tok}{tokens[i + 1]}{tokens[i + 2]}"
+                    parts += (tokens[i + 1], tokens[i + 2])
                     i += 2
                 else:
                     break
+            tok = "".join(parts)  # one join, not repeated concatenation: "a-a-a-…" stays linear
         out.append(tok.strip(".") if _LATIN.match(tok) else tok)
         i += 1
     return [t for t in out if t]

@@ -138,3 +138,23 @@ def test_dictionary_change_triggers_rebuild(tmp_path) -> None:
     with Engine(settings) as e2:
         e2.match(THERMOS)
     assert json.loads(meta.read_text(encoding="utf-8"))["fingerprint"] != fp
+
+
+def test_a_single_expert_is_found(engine: Engine) -> None:
+    from matcher.models import Expert
+
+    engine.upsert_experts([Expert.from_dict({"id": "S1", "name": "独", "research_fields": ["窑变釉", "陶瓷釉料"]})])
+    (m,) = engine.match("窑变釉呈色不稳定")
+    assert m.expert_id == "S1" and m.score > 0 and "窑变" in m.explanation.terms
+
+
+def test_every_listed_expert_shares_a_word(demo_engine: Engine) -> None:
+    for text in ("窑变釉呈色不稳定", THERMOS, "锂电池BMS"):
+        for m in demo_engine.match(text, top_k=20):
+            assert m.explanation.terms, (text, m.expert_id)
+
+
+def test_bare_small_numbers_are_not_terms(tokenizer) -> None:
+    toks = tokenizer.tokenize("4号线 5台 304不锈钢 2019年 12")
+    assert "4" not in toks and "5" not in toks and "12" not in toks
+    assert "304不锈钢" in toks and "2019" in toks

@@ -240,9 +240,10 @@ def test_edits_and_deletes_are_visible_at_once(engine_copy) -> None:
     edited = Expert.from_dict({**GRAPHENE.to_dict(), "research_fields": ["茶园病虫害绿色防控"]})
     engine.upsert_experts([edited])
     assert all(m.expert.id != "N1" for m in engine.match("石墨烯散热膜", top_k=10))
-    assert engine.match("茶园病虫害绿色防控技术", top_k=3)[0].expert.id == "N1"
-    top = engine.match("茶园病虫害绿色防控技术", top_k=3)[0].expert
-    assert top.research_fields == ("茶园病虫害绿色防控",)
+    # The ranking votes with every matching document, so an expert with several tea-pest documents
+    # may lead; the edited expert must be among the first few, with the edited record.
+    top = {m.expert.id: m.expert for m in engine.match("茶园病虫害绿色防控技术", top_k=3)}
+    assert "N1" in top and top["N1"].research_fields == ("茶园病虫害绿色防控",)
     engine.delete_expert("N1")
     assert all(m.expert.id != "N1" for m in engine.match("茶园病虫害绿色防控技术", top_k=50))
     assert "N1" not in ExpertIndex.load(engine.index_dir).positions()
