@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     default_top_k: int = Field(10, description="How many experts a match returns when not told.")
     bm25_k1: float = Field(1.2, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, description="BM25 length normalisation.")
-    knn_k: int = Field(50, description="How many of the query's nearest documents vote for their experts.")
+    knn_k: int = Field(100, description="How many of the query's nearest documents vote for their experts.")
     weight_docs: float = Field(1.0, description="Fusion weight of the word BM25 document vote.")
     weight_tfidf: float = Field(1.0, description="Fusion weight of the word TF-IDF cosine document vote.")
     weight_profile: float = Field(0.0, description="Fusion weight of the whole-profile word BM25 signal.")

@@ -153,7 +153,7 @@ class ExpertIndex:
         *,
         k1: float = 1.2,
         b: float = 0.75,
-        knn_k: int = 50,
+        knn_k: int = 100,
         lsa_dims: int = 128,
         weights: Mapping[str, float] | None = None,
     ) -> None:
@@ -365,7 +365,7 @@ class ExpertIndex:
         return cached[1]
 
     def _knn_vote(self, unit_scores: np.ndarray) -> np.ndarray:
-        """Balog's document model restricted to the query's neighbourhood: the `knn_k` best
+        """Balog's document model restricted to the query's neighbourhood: the `knn_k` (100) best
         documents each add their similarity to every expert who holds them.
 
         Summing over the neighbourhood (not taking an expert's single best document) counts how
@@ -426,7 +426,11 @@ class ExpertIndex:
         nightly assignment's maximisation needs. Experts with no lexical evidence score 0.
         """
         sig, unit_scores = self.signals(query)
-        weights = self.weights if weights is None else weights
+        total = self.fuse(sig, self.weights if weights is None else weights)
+        return Scored(total=total, signals=sig, unit_scores=unit_scores)
+
+    def fuse(self, sig: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+        """The fused score of every expert from its signals (see `score`)."""
         n = len(self.expert_ids_)
         total = np.zeros(n, dtype=np.float32)
         lexical = np.zeros(n, dtype=bool)
@@ -446,7 +450,7 @@ class ExpertIndex:
         # Only experts sharing at least one word with the query are listed: the prior, the semantic
         # space and single characters may reorder them but must not surface unexplained experts.
         total[~lexical | ~alive] = 0.0
-        return Scored(total=total, signals=sig, unit_scores=unit_scores)
+        return total
 
     # -- explain ---------------------------------------------------------------------------------
     def explain(self, expert: int, query: Query, scored: Scored, *, max_evidence: int = 3) -> Explanation:
@@ -568,7 +572,7 @@ class ExpertIndex:
                 f"{FORMAT_VERSION}: rebuild it with `matcher index`"
             )
         p = meta["params"]
-        self = cls(k1=p["k1"], b=p["b"], knn_k=p.get("knn_k", 50), lsa_dims=p["lsa_dims"], weights=p["weights"])
+        self = cls(k1=p["k1"], b=p["b"], knn_k=p.get("knn_k", 100), lsa_dims=p["lsa_dims"], weights=p["weights"])
         try:
             if state and state.get("base_id") != meta["base_id"]:
                 raise ValueError("state.json names another base")
