@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -366,7 +367,21 @@ def serve(
     # modules never import it (tests/test_docs.py checks) and `matcher --help` stays fast.
     create_app = importlib.import_module("api").create_app
     typer.echo(f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl+C stops", err=True)
-    uvicorn.run(create_app(_settings(db), demo_if_empty=True), host=host, port=port)
+    app_ = create_app(_settings(db), demo_if_empty=True)
+    # Requests in flight when SIGTERM (systemd) or Ctrl+C arrives are finished, for up to 30 s.
+    server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, timeout_graceful_shutdown=30))
+
+    def stop(signum: int, frame: object) -> None:
+        # uvicorn catches the signal, shuts down gracefully, then raises it again to the handler it
+        # found: this one. Then the stop is done and `serve` exits 0, not "killed by a signal".
+        if not server.should_exit:  # it came before uvicorn was listening: stop right away
+            raise SystemExit(0)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    server.run()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn logged why (the port is taken, say)
 
 
 @app.command()
@@ -413,29 +428,29 @@ def batch(
     bars: dict[str, Any] = {}
     last_line = [0.0]
 
+    labels = {"score": "scoring demands", "explain": "explaining the recommendations of demands"}
+
     def progress(phase: str, done: int, total: int) -> None:
-        if phase == "assign" and done == 0:
+        stamp = datetime.now().replace(microsecond=0).isoformat(sep=" ")
+        if phase == "assign":
             for bar in bars.values():
                 bar.__exit__(None, None, None)
             bars.clear()
-            stamp = "" if tty else datetime.now().replace(microsecond=0).isoformat(sep=" ") + " "
-            typer.echo(f"{stamp}run {key}: assigning the experts jointly and writing the matches", err=True)
-        if phase != "score" or total == 0:
+            typer.echo(f"{'' if tty else stamp + ' '}run {key}: assigning experts to {total} demands jointly",
+                       err=True)
+        if phase not in labels or total == 0:
             return
         if tty:
             bar = bars.get(phase)
             if bar is None:
-                bar = bars[phase] = typer.progressbar(length=total, label=f"run {key}: scoring demands",
+                bar = bars[phase] = typer.progressbar(length=total, label=f"run {key}: {labels[phase]}",
                                                       file=sys.stderr).__enter__()
-                bar.update(done)
-            else:
-                bar.update(1)
+            bar.update(done - bar.pos)
             return
         now = time.monotonic()
         if done in (0, total) or now - last_line[0] >= 10 or done % max(1, total // 10) == 0:
             last_line[0] = now
-            stamp = datetime.now().replace(microsecond=0).isoformat(sep=" ")
-            typer.echo(f"{stamp} run {key}: scored {done}/{total} demands", err=True)
+            typer.echo(f"{stamp} run {key}: {labels[phase]} {done}/{total}", err=True)
 
     with _engine(db) as engine:
         options = BatchOptions(
@@ -464,7 +479,13 @@ def batch(
                    f"{r.exclusions} experts excluded by 回避 rules"
                    + ("" if result.reused else f" ({r.seconds:.1f} s)"))
         if report is not None:
-            for path in write_report(engine.store, r, report):
+            try:
+                paths = write_report(engine.store, r, report)
+            except OSError as exc:
+                typer.secho(f"error: cannot write the report {report} ({exc}); the run is done: run "
+                            "the same command again to write it", err=True, fg=typer.colors.RED)
+                raise typer.Exit(1) from exc
+            for path in paths:
                 typer.echo(f"report: {path}")
 
 

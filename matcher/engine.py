@@ -122,11 +122,17 @@ class Engine:
         tmp = target.with_name(target.name + ".tmp")
         old = target.with_name(target.name + ".old")
         shutil.rmtree(tmp, ignore_errors=True)
-        index.save(tmp, extra_meta={"data_version": version, "fingerprint": self._fingerprint()})
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
+        try:
+            index.save(tmp, extra_meta={"data_version": version, "fingerprint": self._fingerprint()})
+            shutil.rmtree(old, ignore_errors=True)
+            if target.exists():
+                target.rename(old)
+            tmp.rename(target)
+        except OSError as exc:
+            self._unsaved(exc)
+            shutil.rmtree(tmp, ignore_errors=True)
+            if old.exists() and not target.exists():
+                old.rename(target)
         shutil.rmtree(old, ignore_errors=True)
 
     def _save_delta(self, index: ExpertIndex, version: int) -> None:
@@ -135,6 +141,17 @@ class Engine:
                                                          "fingerprint": self._fingerprint()})
         except IndexStateError:  # the folder holds another base (or none): write the whole index
             self._save(index, version)
+        except OSError as exc:
+            self._unsaved(exc)
+            for partial in self.index_dir.glob("*.tmp"):
+                shutil.rmtree(partial, ignore_errors=True)
+
+    def _unsaved(self, exc: OSError) -> None:
+        # The database write that led here has committed and the index in memory is up to date:
+        # failing the request would be wrong. The saved index stays as it was (complete, older), and
+        # the next start brings it up to the store.
+        log.error("could not save the index to %s (%s); matching goes on from memory",
+                  self.index_dir, exc.strerror or exc)
 
     def ensure_index(self) -> _Loaded:
         """The loaded index, fresh for the store: loaded from disk, updated incrementally, or rebuilt."""
@@ -160,7 +177,7 @@ class Engine:
             index = ExpertIndex.load(self.index_dir)
         except Exception as exc:  # noqa: BLE001 - a damaged index must never stop matching: rebuild it
             reason = exc.message if isinstance(exc, IndexStateError) else f"{type(exc).__name__}: {exc}"
-            log.warning("%s; rebuilding the index from the database", reason)
+            log.warning("%s (rebuilding it from the database now)", reason)
             return None
         if (index.meta_.get("fingerprint") != self._fingerprint() or index.weights != self._weights()
                 or index.params != self.new_index().params):

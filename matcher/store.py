@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -535,8 +535,10 @@ class Store:
         """Experts whose name, institution, fields or region contain `q` (a page, and the total)."""
         where, params = "1 = 1", []
         if q:
-            where = "(name LIKE ? OR institution LIKE ? OR research_fields LIKE ? OR region LIKE ? OR id = ?)"
-            like = f"%{q}%"
+            where = ("(name LIKE ? ESCAPE '\\' OR institution LIKE ? ESCAPE '\\' "
+                     "OR research_fields LIKE ? ESCAPE '\\' OR region LIKE ? ESCAPE '\\' OR id = ?)")
+            # `%` and `_` in what staff type are literal characters, not LIKE wildcards ("100%", "a_b").
+            like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             params = [like, like, like, like, q]
         total = int(self.db.execute(f"SELECT count(*) FROM experts WHERE {where}", params).fetchone()[0])
         rows = self.db["experts"].rows_where(where, params, order_by="id", limit=limit, offset=offset)
@@ -860,6 +862,16 @@ class Store:
             [run_id, demand_id],
         )
         return {r[0]: _explanation_from_json(r[1]) for r in rows.fetchall()}
+
+    def save_batch_explanations(self, run_id: int, demand_id: str,
+                                explanations: Mapping[str, Explanation]) -> None:
+        """Store explanations of some of a demand's candidates (those the run assigned)."""
+        with self.transaction():
+            self.db.conn.executemany(
+                "UPDATE batch_candidates SET explanation = ? "
+                "WHERE run_id = ? AND demand_id = ? AND expert_id = ?",
+                [(_explanation_json(x), run_id, demand_id, e) for e, x in explanations.items()],
+            )
 
     def finish_batch_run(self, run_id: int, matches: Sequence[BatchMatch], outcomes: Sequence[BatchOutcome],
                          *, total_score: float, seconds: float, method: str) -> BatchRun:

@@ -1,0 +1,448 @@
+"""The nightly batch: match the day's demands jointly, under 回避 and capacity rules, resumably.
+
+    result = run_batch(engine, BatchOptions(run_key="2024-05-01", top=10, max_per_expert=5))
+    write_report(engine.store, result.run, Path("out.xlsx"))
+
+A run is one row of `batch_runs`, one per run key (the date unless told). It goes through:
+
+1. **Start** (one transaction): a new key pins its demands in `batch_demands` — status `new`, plus
+   demands created since the last successful run that are marked `matched` but were never
+   recommended anything. A key that is `done` is left alone (`force` discards it and starts it
+   afresh). A key that is not done (killed, failed) is resumed with the demands it pinned and the
+   options it started with. Another run left `running` by a dead process is marked `interrupted`;
+   its demands are still `new`, so this run takes them.
+2. **Score**: each pinned demand is ranked by the engine (`Engine.demand_candidates`, the ranker of
+   `matcher match`, 回避 rules applied) and its best `candidates` experts and its exclusions are
+   stored in one transaction per demand. A resumed run skips the demands already stored: that is
+   what makes `kill -9` harmless.
+3. **Assign**: all candidates of the night go into one LP (`matcher.assign.solve`): at most `top`
+   experts per demand, at most `max_per_expert` recommendations per expert, total (rank-discounted)
+   score maximal. The assigned experts alone are explained (explaining costs ten times scoring),
+   stored per demand in its own transaction, so a run killed here keeps them (the LP is
+   deterministic: a resumed run assigns the same). Then the recommendations are written to
+   `matches`, their demands marked `matched` and the run `done` in one transaction. A demand that
+   got fewer than `top` experts carries the reason.
+
+Only one batch runs per database at a time (an exclusive `flock` on `<db>.batch.lock`, which the
+kernel releases when the process dies, however it dies).
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from openpyxl import Workbook
+from openpyxl.styles import Font
+
+from matcher import assign
+from matcher.engine import Engine
+from matcher.errors import InputError, NotFoundError, StoreError
+from matcher.models import Demand, Expert, Explanation
+from matcher.store import (
+    BatchCandidate,
+    BatchExclusion,
+    BatchMatch,
+    BatchOutcome,
+    BatchRun,
+    Store,
+)
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+"""Called as `progress(phase, done, total)`: phases "score" (per demand), "assign" (once, as the
+joint assignment starts), "explain" (per demand) and "done"."""
+
+NO_EXPLANATION = Explanation(terms=(), evidence=())
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    run_key: str
+    top: int = 10
+    max_per_expert: int = 5
+    candidates: int = 300
+    force: bool = False
+    rank_decay: float = assign.DEFAULT_RANK_DECAY
+
+    def check(self) -> None:
+        if not self.run_key.strip() or len(self.run_key) > 100:
+            raise InputError("the run key must be 1 to 100 characters, e.g. the date 2024-05-01")
+        if not 1 <= self.top <= 1000:
+            raise InputError(f"--top must be between 1 and 1000, not {self.top}")
+        if self.max_per_expert < 1:
+            raise InputError(f"--max-per-expert must be at least 1, not {self.max_per_expert}")
+        if self.candidates < self.top:
+            raise InputError(f"candidates per demand ({self.candidates}) must be at least --top ({self.top})")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    run: BatchRun
+    reused: bool  # the run key was done already: nothing was recomputed or written
+    resumed: int  # demands whose candidates an earlier, interrupted attempt had stored
+    scored: int  # demands this process scored
+    seconds_scoring: float = 0.0  # phase 1
+    seconds_assigning: float = 0.0  # phase 2: the solver, the explanations, the final write
+    seconds_solving: float = 0.0  # the solver alone
+
+
+def default_run_key(today: date | None = None) -> str:
+    return (today or date.today()).isoformat()
+
+
+@contextmanager
+def exclusive(db: Path | str) -> Iterator[None]:
+    """Hold `<db>.batch.lock` for the block; a second batch on the same database is refused."""
+    if str(db) == ":memory:":
+        yield
+        return
+    path = Path(f"{db}.batch.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(
+                f"another `matcher batch` is running on {db} (it holds {path}); wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def run_batch(engine: Engine, options: BatchOptions, *, progress: Progress | None = None) -> BatchResult:
+    """Run (or resume, or leave alone) the batch of `options.run_key`; see the module docstring."""
+    options.check()
+    store = engine.store
+    if not store.count_experts():
+        raise InputError(f"the database {store.path} has no experts: import them first "
+                         "(`matcher import experts FILE`)")
+    with exclusive(store.path):
+        run, resumed = _start(store, options)
+        if run.status == "done":
+            return BatchResult(run, reused=True, resumed=0, scored=0)
+        try:
+            # Load (or bring up to date) the index before the clock starts: a rebuild takes minutes.
+            engine.ensure_index()
+            started = time.perf_counter()
+            scored = _score(engine, run, progress)
+            t_scored = time.perf_counter()
+            run, solving = _assign(engine, run, options.rank_decay, progress, started)
+        except BaseException as exc:  # KeyboardInterrupt and SystemExit too: the run must say it stopped
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            store.fail_batch_run(run.id, f"{message}; run the same run key again to finish it")
+            raise
+        return BatchResult(run, reused=False, resumed=resumed, scored=scored,
+                           seconds_scoring=t_scored - started,
+                           seconds_assigning=time.perf_counter() - t_scored, seconds_solving=solving)
+
+
+def _start(store: Store, options: BatchOptions) -> tuple[BatchRun, int]:
+    """The run to work on (created, resumed, restarted or done) and how many demands it had scored."""
+    wanted = {"top": options.top, "max_per_expert": options.max_per_expert, "candidates": options.candidates}
+    with store.transaction():
+        run = store.get_batch_run(options.run_key)
+        if run is not None and run.status == "done" and not options.force:
+            log.info("run %s is done already (%d recommendations); --force recomputes it",
+                     run.run_key, run.recommendations)
+            return run, 0
+        fresh = run is None or options.force
+        if run is None:
+            run = store.create_batch_run(options.run_key, **wanted)
+        elif options.force:
+            log.info("run %s: discarding its previous results (--force)", run.run_key)
+            run = store.restart_batch_run(run.id, discard=True, **wanted)
+        else:
+            stored = {"top": run.top, "max_per_expert": run.max_per_expert, "candidates": run.candidates}
+            if stored != wanted:
+                log.warning("run %s resumes with the options it started with (%s); --force restarts it "
+                            "with the new ones", run.run_key, stored)
+            run = store.restart_batch_run(run.id, discard=False, **stored)
+        for key in store.interrupt_batch_runs(run.id):
+            log.warning("run %s had stopped before it finished: marked interrupted; its demands are "
+                        "taken by this run", key)
+        if fresh:
+            added = store.select_batch_demands(run.id, store.last_done_batch_start())
+            log.info("run %s: %d demands selected", run.run_key, added)
+            return run, 0
+        dropped = store.drop_settled_batch_demands(run.id)
+        if dropped:
+            log.info("run %s: %d demands were closed or matched by another run meanwhile",
+                     run.run_key, dropped)
+        resumed = store.count_batch_demands(run.id, scored=True)
+        log.info("run %s: resuming (attempt %d); %d of %d demands were scored already",
+                 run.run_key, run.attempts, resumed, store.count_batch_demands(run.id))
+        return run, resumed
+
+
+def _score(engine: Engine, run: BatchRun, progress: Progress | None) -> int:
+    """Phase 1: store each pending demand's candidates and exclusions, one transaction per demand."""
+    store = engine.store
+    pending = store.pending_batch_demands(run.id)
+    total = store.count_batch_demands(run.id)
+    done = total - len(pending)
+    delay = engine.settings.batch_test_delay
+    if progress:
+        progress("score", done, total)
+    for demand in pending:
+        ranked: list[BatchCandidate] = []
+        excluded: list[BatchExclusion] = []
+        error = ""
+        try:
+            # Explanations cost ten times the scoring: phase 2 makes them for the assigned only.
+            found = engine.demand_candidates(demand, run.candidates)
+        except InputError as exc:  # e.g. a demand with no text: reported, the night goes on
+            error = exc.message
+        else:
+            ranked = [BatchCandidate(demand.id, m.expert.id, m.rank, m.score) for m in found.ranked]
+            excluded = [BatchExclusion(demand.id, x.expert.id, x.reason, x.score) for x in found.excluded]
+        store.save_batch_scores(run.id, demand.id, ranked, excluded, error)
+        done += 1
+        if progress:
+            progress("score", done, total)
+        if delay:
+            time.sleep(delay)
+    return len(pending)
+
+
+def _assign(
+    engine: Engine, run: BatchRun, decay: float, progress: Progress | None, started: float
+) -> tuple[BatchRun, float]:
+    """Phase 2: the joint assignment over every stored candidate; the assigned explained (one
+    transaction per demand, so a killed run keeps them); then everything written in one transaction."""
+    store = engine.store
+    table = store.batch_candidate_table(run.id)
+    outcomes = store.list_batch_outcomes(run.id)
+    if progress:
+        progress("assign", 0, len(outcomes))
+    d_ids = {o.demand_id: i for i, o in enumerate(outcomes)}
+    e_ids: dict[str, int] = {}
+    d_idx = np.fromiter((d_ids[d] for d in table.demand_ids), dtype=np.int64, count=len(table.demand_ids))
+    e_idx = np.fromiter((e_ids.setdefault(e, len(e_ids)) for e in table.expert_ids), dtype=np.int64,
+                        count=len(table.expert_ids))
+    weights = assign.rank_weights(table.scores, table.ranks, decay) if len(table.scores) else table.scores
+    t = time.perf_counter()
+    solved = assign.solve(d_idx, e_idx, weights, per_demand=run.top, per_expert=run.max_per_expert)
+    solving = time.perf_counter() - t
+    log.info("run %s: assigned %d of %d candidates (%s, %.1f s)",
+             run.run_key, solved.n_chosen, len(weights), solved.method, solving)
+
+    chosen_by_demand: dict[str, list[int]] = defaultdict(list)
+    for i in np.flatnonzero(solved.chosen):
+        chosen_by_demand[table.demand_ids[i]].append(int(i))
+
+    matches: list[BatchMatch] = []
+    final: list[BatchOutcome] = []
+    delay = engine.settings.batch_test_delay
+    for n, o in enumerate(outcomes, start=1):
+        edges = sorted(chosen_by_demand.get(o.demand_id, ()),
+                       key=lambda i: (-table.scores[i], table.ranks[i]))
+        explanations, fresh = _explanations(engine, run, o.demand_id, [table.expert_ids[i] for i in edges])
+        for rank, i in enumerate(edges, start=1):
+            e = table.expert_ids[i]
+            matches.append(BatchMatch(run.id, o.demand_id, e, rank, float(table.scores[i]),
+                                      int(table.ranks[i]), explanations.get(e, NO_EXPLANATION)))
+        final.append(BatchOutcome(o.demand_id, o.candidates, o.excluded, len(edges), o.error,
+                                  _why_unfilled(o, len(edges), run)))
+        if progress:
+            progress("explain", n, len(outcomes))
+        if fresh and delay:
+            time.sleep(delay)
+    total_score = float(table.scores[solved.chosen].sum()) if len(table.scores) else 0.0
+    done = store.finish_batch_run(run.id, matches, final, total_score=total_score,
+                                  seconds=time.perf_counter() - started, method=solved.method)
+    if progress:
+        progress("done", 1, 1)
+    log.info("run %s done: %d demands, %d matched, %d recommendations, %d unfilled, %d exclusions",
+             done.run_key, done.demands, done.matched, done.recommendations, done.unfilled, done.exclusions)
+    return done, solving
+
+
+def _explanations(
+    engine: Engine, run: BatchRun, demand_id: str, expert_ids: list[str]
+) -> tuple[dict[str, Explanation], bool]:
+    """The explanations of a demand's assigned experts: stored ones, else made now and stored (in
+    one transaction, so a run killed later reuses them). Also whether any was made now."""
+    if not expert_ids:
+        return {}, False
+    have = engine.store.batch_explanations(run.id, demand_id)
+    missing = [e for e in expert_ids if e not in have]
+    if not missing:
+        return have, False
+    try:
+        made = engine.explain_demand(engine.store.get_demand(demand_id), missing)
+    except (InputError, NotFoundError) as exc:  # the demand was emptied or deleted since it was scored
+        log.warning("demand %s: cannot explain %d recommendations (%s)", demand_id, len(missing), exc)
+        return have, False
+    engine.store.save_batch_explanations(run.id, demand_id, made)
+    return {**have, **made}, True
+
+
+def _why_unfilled(o: BatchOutcome, assigned: int, run: BatchRun) -> str:
+    """Why a demand got fewer than `top` experts ("" when it got them all)."""
+    if assigned >= run.top:
+        return ""
+    if o.error:
+        return f"not matched: {o.error}"
+    if o.candidates == 0:
+        if o.excluded:
+            return f"every expert who matched ({o.excluded}) is excluded by its 回避 rules"
+        return "no expert shares a term with the demand"
+    parts: list[str] = []
+    if o.candidates < run.top:
+        more = f" ({o.excluded} more excluded by its 回避 rules)" if o.excluded else ""
+        parts.append(f"only {o.candidates} experts match{more}")
+    if assigned < min(o.candidates, run.top):
+        parts.append(f"{o.candidates - assigned} of its candidates already have {run.max_per_expert} "
+                     f"recommendations this run (--max-per-expert)")
+    return f"{assigned} of {run.top} filled: " + "; ".join(parts)
+
+
+# -- report --------------------------------------------------------------------------------------
+RECOMMENDATION_COLUMNS = (
+    "需求编号", "需求名称", "企业", "排名", "专家编号", "专家姓名", "单位", "得分", "匹配词",
+)
+PROBLEM_COLUMNS = ("类型", "需求编号", "需求名称", "企业", "专家编号", "专家姓名", "单位", "得分", "原因")
+EXCLUDED, UNFILLED = "回避排除", "未满额"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A run's results as sheet rows: recommendations, and exclusions plus unfilled demands."""
+
+    run: BatchRun
+    recommendations: list[tuple[object, ...]]
+    problems: list[tuple[object, ...]]
+
+
+def build_report(store: Store, run: BatchRun) -> Report:
+    matches = store.list_batch_matches(run_id=run.id)
+    exclusions = store.list_batch_exclusions(run.id)
+    outcomes = store.list_batch_outcomes(run.id)
+    demands: dict[str, Demand] = {}
+    for demand_id in dict.fromkeys([o.demand_id for o in outcomes] + [m.demand_id for m in matches]):
+        try:
+            demands[demand_id] = store.get_demand(demand_id)
+        except NotFoundError:
+            demands[demand_id] = Demand(id=demand_id)
+    wanted = {m.expert_id for m in matches} | {x.expert_id for x in exclusions}
+    experts: dict[str, Expert] = {e.id: e for e in store.get_experts(wanted)}
+
+    def expert_cells(expert_id: str) -> tuple[str, str, str]:
+        e = experts.get(expert_id) or Expert(id=expert_id)
+        return e.id, e.name, e.institution
+
+    recs = [
+        (m.demand_id, demands[m.demand_id].title, demands[m.demand_id].enterprise, m.rank,
+         *expert_cells(m.expert_id), round(m.score, 4), "、".join(m.explanation.terms))
+        for m in matches
+    ]
+    problems: list[tuple[object, ...]] = [
+        (EXCLUDED, x.demand_id, demands[x.demand_id].title, demands[x.demand_id].enterprise,
+         *expert_cells(x.expert_id), round(x.score, 4), x.reason)
+        for x in exclusions
+    ]
+    problems += [
+        (UNFILLED, o.demand_id, demands[o.demand_id].title, demands[o.demand_id].enterprise, "", "", "", None,
+         o.reason)
+        for o in outcomes if o.reason
+    ]
+    return Report(run, recs, problems)
+
+
+def check_report_path(path: Path | str) -> Path:
+    """The report path, if it names a format we write (checked before a run, not after it)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".xlsx", ".csv"):
+        raise InputError(f"the report must be a .xlsx or .csv file, not {path.name!r}")
+    return path
+
+
+def write_report(store: Store, run: BatchRun, path: Path | str) -> list[Path]:
+    """Write the run's report: `.xlsx` (sheets 推荐, 回避与未满额, 运行) or `.csv` (PATH for the
+    recommendations, PATH with `.exclusions.csv` for the rest; UTF-8 with BOM, which Excel reads)."""
+    path = check_report_path(path)
+    suffix = path.suffix.lower()
+    report = build_report(store, run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".xlsx":
+        _atomic_write(path, lambda tmp: _write_xlsx(report, tmp))
+        return [path]
+    other = path.with_name(path.stem + ".exclusions.csv")
+    _atomic_write(path, lambda tmp: _write_csv(tmp, RECOMMENDATION_COLUMNS, report.recommendations))
+    _atomic_write(other, lambda tmp: _write_csv(tmp, PROBLEM_COLUMNS, report.problems))
+    return [path, other]
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    # A half-written report must never be mistaken for last night's: write aside, then rename.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _safe(value: object) -> object:
+    # Spreadsheet programs run a cell that starts with = + - @ as a formula: keep user text as text.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
+
+
+def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows([_safe(v) for v in row] for row in rows)
+
+
+def _write_xlsx(report: Report, path: Path) -> None:
+    wb = Workbook()
+    sheets = [
+        (wb.active, "推荐", RECOMMENDATION_COLUMNS, report.recommendations,
+         (12, 24, 20, 6, 12, 10, 28, 8, 40)),
+        (wb.create_sheet(), "回避与未满额", PROBLEM_COLUMNS, report.problems,
+         (10, 12, 24, 20, 12, 10, 28, 8, 60)),
+    ]
+    for ws, title, header, rows, widths in sheets:
+        ws.title = title
+        ws.append(header)
+        for cell in ws[1]:
+            cell.font = Font(bold=True)
+        for row in rows:
+            ws.append(list(row))
+        for cells in ws.iter_rows(min_row=2):
+            for cell in cells:
+                if isinstance(cell.value, str) and cell.value.startswith("="):
+                    cell.data_type = "s"  # openpyxl would store it as a formula
+        for col, width in enumerate(widths, start=1):
+            ws.column_dimensions[ws.cell(row=1, column=col).column_letter].width = width
+        ws.freeze_panes = "A2"
+    r = report.run
+    info = wb.create_sheet("运行")
+    for key, value in (
+        ("运行编号 run key", r.run_key), ("状态 status", r.status), ("开始 started", r.started_at),
+        ("结束 finished", r.finished_at or ""), ("需求 demands", r.demands), ("已匹配 matched", r.matched),
+        ("推荐 recommendations", r.recommendations), ("未满额 unfilled", r.unfilled),
+        ("回避排除 exclusions", r.exclusions), ("每需求推荐数 top", r.top),
+        ("每专家上限 max per expert", r.max_per_expert), ("总得分 total score", round(r.total_score, 4)),
+    ):
+        info.append([key, value])
+    info.column_dimensions["A"].width = 28
+    info.column_dimensions["B"].width = 28
+    wb.save(path)
