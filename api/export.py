@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from openpyxl import Workbook
-from openpyxl.cell.cell import Cell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Alignment, Font
 
 from matcher.models import Match
@@ -26,6 +26,9 @@ WIDTHS = (6, 14, 10, 16, 28, 12, 8, 30, 60, 16, 24)
 
 
 def _set(cell: Cell, value: object) -> None:
+    if isinstance(value, str):
+        # Control characters (pasted from other programs) are refused by openpyxl: drop them.
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
     cell.value = value
     # openpyxl stores a string starting with "=" as a formula; user text must stay text.
     if isinstance(value, str) and value.startswith("="):

@@ -1,8 +1,10 @@
 """The SQLite store: every SQL statement of the project lives here.
 
 Built on sqlite-utils. The schema is versioned with `PRAGMA user_version` and grows only through
-the `MIGRATIONS` list, each step run once in a transaction. Writes go through `Database.atomic()`
-(nested blocks become savepoints), so an import of a thousand rows is all or nothing.
+the `MIGRATIONS` list, each step run once in a transaction. Writes go through `Store.transaction()`
+(BEGIN IMMEDIATE, waiting up to `busy_timeout` for another writer; nested blocks become savepoints),
+so an import of a thousand rows is all or nothing, and a locked database or a full disk becomes a
+`StoreError` that says so. `backup_to` / `restore_from` use SQLite's online backup API.
 List-valued fields are stored as JSON text. `data_version` in the meta table counts changes to the
 experts, so a saved index knows whether it is stale.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Response, status
 
@@ -35,7 +36,7 @@ def create_demand(body: DemandIn, engine: EngineDep, lock: WriteLock, response: 
             engine.add_demands([demand])
         else:
             raise ConflictError(f"a demand with id {demand.id!r} exists; choose another id")
-    response.headers["Location"] = f"/api/v1/demands/{demand.id}"
+    response.headers["Location"] = f"/api/v1/demands/{quote(demand.id, safe='')}"  # Latin-1 header
     return demand.to_dict()
 
 

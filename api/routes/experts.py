@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Response, status
 
@@ -57,7 +58,8 @@ def create_expert(body: ExpertIn, engine: EngineDep, lock: WriteLock, response: 
             raise ConflictError(
                 f"an expert with id {expert_id!r} exists; use PUT /api/v1/experts/{expert_id} to change them"
             )
-    response.headers["Location"] = f"/api/v1/experts/{expert_id}"
+    # Headers are Latin-1: an id such as 专家-001 goes percent-encoded (it was a 500 after the write).
+    response.headers["Location"] = f"/api/v1/experts/{quote(expert_id, safe='')}"
     return expert_out(expert, include_contact=True)
 
 
