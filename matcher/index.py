@@ -522,7 +522,7 @@ def char_ngrams(text: str, n_min: int = 2, n_max: int = 3) -> list[str]:
         L = len(run)
         for n in range(n_min, n_max + 1):
             grams.extend(run[i : i + n] for i in range(L - n + 1))
-        if L < n_min:
+        if n_min > L:
             grams.append(run)
     return grams
 
