@@ -203,21 +203,11 @@ class ExpertIndex:
         return self
 
     def _fit_semantic(self) -> None:
-        n_units, n = len(self.unit_expert_), len(self.expert_ids_)
+        n_units = len(self.unit_expert_)
         if n_units > 2 and self.word_tfidf_.n_terms > 2:
             self.lsa_ = LsaSpace(self.lsa_dims).fit(self.word_tfidf_)
-            self.expert_emb_ = self._centroids(self.lsa_.embeddings_)
         else:
             self.lsa_ = None
-            self.expert_emb_ = np.zeros((n, 1), dtype=np.float32)
-
-    def _centroids(self, unit_emb: np.ndarray) -> np.ndarray:
-        n = len(self.expert_ids_)
-        out = np.zeros((n, unit_emb.shape[1]), dtype=np.float32)
-        np.add.at(out, self.unit_expert_, unit_emb)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        return out / norms
 
     @property
     def n_experts(self) -> int:
@@ -307,17 +297,9 @@ class ExpertIndex:
         ndocs = np.asarray([len(e.documents) for e in changed], dtype=np.float32)
         new.n_documents_ = np.concatenate([self.n_documents_, ndocs])
         new.prior_ = _prior(new.n_documents_ * alive)
-        centroids = np.zeros((len(changed), self.expert_emb_.shape[1]), dtype=np.float32)
         if self.lsa_ is not None and units:
             emb = self.lsa_.embed(new.word_tfidf_.weighted(np.arange(u0, u0 + len(units))))
             new.lsa_ = self.lsa_.with_embeddings(np.concatenate([self.lsa_.embeddings_, emb]))
-            np.add.at(centroids, local, emb)
-            norms = np.linalg.norm(centroids, axis=1, keepdims=True)
-            norms[norms == 0] = 1.0
-            centroids /= norms
-        expert_emb = np.concatenate([self.expert_emb_, centroids])
-        expert_emb[dead] = 0.0
-        new.expert_emb_ = expert_emb
         return new
 
     def compacted(self) -> ExpertIndex:
@@ -509,7 +491,7 @@ class ExpertIndex:
             **(dict(extra_meta) if extra_meta else {}),
         }
         (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-        for name in ("unit_expert", "n_documents", "expert_alive", "expert_emb"):
+        for name in ("unit_expert", "n_documents", "expert_alive"):
             np.save(folder / f"{name}.npy", getattr(self, f"{name}_"))
         for name in self._TERM_INDEXES:
             getattr(self, f"{name}_").save(folder, name)
@@ -543,7 +525,6 @@ class ExpertIndex:
         (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         np.save(tmp / "unit_expert.npy", self.unit_expert_[nu:])
         np.save(tmp / "n_documents.npy", self.n_documents_[ne:])
-        np.save(tmp / "expert_emb.npy", self.expert_emb_[ne:])
         np.save(tmp / "expert_alive.npy", self.expert_alive_)
         for tname in self._TERM_INDEXES:
             getattr(self, f"{tname}_").save_delta(tmp, tname)
@@ -604,7 +585,6 @@ class ExpertIndex:
             self.unit_text_ = listed("unit_text", nu)
             self.unit_expert_ = part("unit_expert", nu)
             self.n_documents_ = part("n_documents", ne)
-            self.expert_emb_ = part("expert_emb", ne)
             src = delta if delta is not None else folder
             self.expert_alive_ = np.load(src / "expert_alive.npy", allow_pickle=False).astype(bool)
             for name in cls._TERM_INDEXES:
@@ -625,7 +605,6 @@ class ExpertIndex:
             raise IndexStateError(
                 f"the index at {folder} is damaged ({exc}); rebuild it with `matcher index`"
             ) from exc
-        self.expert_emb_ = np.where(self.expert_alive_[:, None], self.expert_emb_, 0.0).astype(np.float32)
         self.prior_ = _prior(self.n_documents_ * self.expert_alive_)
         self.meta_ = {**meta, **state}
         return self
