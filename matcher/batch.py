@@ -14,7 +14,8 @@ A run is one row of `batch_runs`, one per run key (the date unless told). It goe
 2. **Score**: each pinned demand is ranked by the engine (`Engine.demand_candidates`, the ranker of
    `matcher match`, 回避 rules applied) and its best `candidates` experts and its exclusions are
    stored in one transaction per demand. A resumed run skips the demands already stored: that is
-   what makes `kill -9` harmless.
+   what makes `kill -9` harmless. The ranking itself may run elsewhere (`scorer`: e.g.
+   `matcher.distributed.PartitionedScorer` on a Dask cluster); this process stays the only writer.
 3. **Assign**: all candidates of the night go into one LP (`matcher.assign.solve`): at most `top`
    experts per demand, at most `max_per_expert` recommendations per expert, total (rank-discounted)
    score maximal. The assigned experts alone are explained (explaining costs ten times scoring),
@@ -35,7 +36,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -65,6 +66,22 @@ Progress = Callable[[str, int, int], None]
 joint assignment starts), "explain" (per demand) and "done"."""
 
 NO_EXPLANATION = Explanation(terms=(), evidence=())
+
+
+@dataclass(frozen=True, slots=True)
+class DemandScores:
+    """What phase 1 stores for one demand: its candidates best first, its exclusions, or the error
+    that kept it from being ranked. Plain and picklable: a worker on another machine returns it."""
+
+    demand_id: str
+    ranked: tuple[BatchCandidate, ...] = ()
+    excluded: tuple[BatchExclusion, ...] = ()
+    error: str = ""
+
+
+Scorer = Callable[[Engine, BatchRun, Sequence[Demand]], Iterable[DemandScores]]
+"""Phase 1's computation: called as `scorer(engine, run, pending)`, it yields one `DemandScores` per
+pending demand, in any order; the batch stores each as it arrives. `score_locally` is the default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +140,10 @@ def exclusive(db: Path | str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def run_batch(engine: Engine, options: BatchOptions, *, progress: Progress | None = None) -> BatchResult:
-    """Run (or resume, or leave alone) the batch of `options.run_key`; see the module docstring."""
+def run_batch(engine: Engine, options: BatchOptions, *, progress: Progress | None = None,
+              scorer: Scorer | None = None) -> BatchResult:
+    """Run (or resume, or leave alone) the batch of `options.run_key`; see the module docstring.
+    `scorer` ranks the pending demands (default: here, one by one, `score_locally`)."""
     options.check()
     store = engine.store
     if not store.count_experts():
@@ -138,7 +157,7 @@ def run_batch(engine: Engine, options: BatchOptions, *, progress: Progress | Non
             # Load (or bring up to date) the index before the clock starts: a rebuild takes minutes.
             engine.ensure_index()
             started = time.perf_counter()
-            scored = _score(engine, run, progress)
+            scored = _score(engine, run, progress, scorer or score_locally)
             t_scored = time.perf_counter()
             run, solving = _assign(engine, run, options.rank_decay, progress, started)
         except BaseException as exc:  # KeyboardInterrupt and SystemExit too: the run must say it stopped
@@ -188,7 +207,27 @@ def _start(store: Store, options: BatchOptions) -> tuple[BatchRun, int]:
         return run, resumed
 
 
-def _score(engine: Engine, run: BatchRun, progress: Progress | None) -> int:
+def score_demand(engine: Engine, demand: Demand, limit: int) -> DemandScores:
+    """One demand's best `limit` allowed experts and its exclusions (what phase 1 stores)."""
+    try:
+        # Explanations cost ten times the scoring: phase 2 makes them for the assigned only.
+        found = engine.demand_candidates(demand, limit)
+    except InputError as exc:  # e.g. a demand with no text: reported, the night goes on
+        return DemandScores(demand.id, error=exc.message)
+    return DemandScores(
+        demand.id,
+        tuple(BatchCandidate(demand.id, m.expert.id, m.rank, m.score) for m in found.ranked),
+        tuple(BatchExclusion(demand.id, x.expert.id, x.reason, x.score) for x in found.excluded),
+    )
+
+
+def score_locally(engine: Engine, run: BatchRun, pending: Sequence[Demand]) -> Iterator[DemandScores]:
+    """The default `Scorer`: each pending demand in turn, in this process."""
+    for demand in pending:
+        yield score_demand(engine, demand, run.candidates)
+
+
+def _score(engine: Engine, run: BatchRun, progress: Progress | None, scorer: Scorer) -> int:
     """Phase 1: store each pending demand's candidates and exclusions, one transaction per demand."""
     store = engine.store
     pending = store.pending_batch_demands(run.id)
@@ -197,24 +236,26 @@ def _score(engine: Engine, run: BatchRun, progress: Progress | None) -> int:
     delay = engine.settings.batch_test_delay
     if progress:
         progress("score", done, total)
-    for demand in pending:
-        ranked: list[BatchCandidate] = []
-        excluded: list[BatchExclusion] = []
-        error = ""
-        try:
-            # Explanations cost ten times the scoring: phase 2 makes them for the assigned only.
-            found = engine.demand_candidates(demand, run.candidates)
-        except InputError as exc:  # e.g. a demand with no text: reported, the night goes on
-            error = exc.message
-        else:
-            ranked = [BatchCandidate(demand.id, m.expert.id, m.rank, m.score) for m in found.ranked]
-            excluded = [BatchExclusion(demand.id, x.expert.id, x.reason, x.score) for x in found.excluded]
-        store.save_batch_scores(run.id, demand.id, ranked, excluded, error)
-        done += 1
-        if progress:
-            progress("score", done, total)
-        if delay:
-            time.sleep(delay)
+    waiting = {d.id for d in pending}
+    results = scorer(engine, run, pending)
+    try:
+        for scores in results:
+            if scores.demand_id not in waiting:  # a scorer's bug must not write rows for other demands
+                raise RuntimeError(f"the scorer returned demand {scores.demand_id!r}, which is not pending "
+                                   "or was returned twice")
+            waiting.discard(scores.demand_id)
+            store.save_batch_scores(run.id, scores.demand_id, scores.ranked, scores.excluded, scores.error)
+            done += 1
+            if progress:
+                progress("score", done, total)
+            if delay:
+                time.sleep(delay)
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:  # a generator: let it cancel the work still out (a cluster's tasks)
+            close()
+    if waiting:
+        raise RuntimeError(f"the scorer returned no scores for {len(waiting)} demands, e.g. {min(waiting)}")
     return len(pending)
 
 

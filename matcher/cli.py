@@ -399,6 +399,13 @@ def batch(
     report: Annotated[Path | None, typer.Option(
         "--report", help="Also write the results to PATH: .xlsx (recommendations; exclusions and unfilled "
         "demands) or .csv (PATH, and PATH's .exclusions.csv beside it).", show_default=False)] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Rank the demands on the Dask cluster whose scheduler is at ADDRESS "
+        "(tcp://host:8786); its workers must reach the database and index at the same paths. Needs "
+        "pip install 'jinqiao-matcher[scale]'.", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", help="Rank the demands in N local worker processes (a Dask LocalCluster); needs "
+        "pip install 'jinqiao-matcher[scale]'.", show_default=False)] = None,
     db: DbOption = None,
 ) -> None:
     """Match every new demand in one nightly run, for cron or a systemd timer.
@@ -407,7 +414,9 @@ def batch(
     leaving out the experts their 回避 rules exclude. One joint assignment
     then gives each demand at most --top experts and each expert at most
     --max-per-expert recommendations, with the largest total score.
-    Results go to the `matches` table.
+    Results go to the `matches` table. With --scheduler or --workers
+    the demands are ranked in partitions on Dask workers; this process
+    alone writes the database.
 
     Exit code 0: the run is done. 2: bad input or database. 1: the run
     failed; run the same command again to finish it.
@@ -416,6 +425,7 @@ def batch(
     from datetime import datetime
 
     from matcher.batch import BatchOptions, check_report_path, default_run_key, run_batch, write_report
+    from matcher.distributed import PartitionedScorer, connect
 
     if report is not None:
         check_report_path(report)
@@ -452,14 +462,15 @@ def batch(
             last_line[0] = now
             typer.echo(f"{stamp} run {key}: {labels[phase]} {done}/{total}", err=True)
 
-    with _engine(db) as engine:
+    with _engine(db) as engine, connect(scheduler, workers) as client:
         options = BatchOptions(
             run_key=key, top=top, force=force,
             max_per_expert=max_per_expert if max_per_expert is not None else engine.settings.max_per_expert,
             candidates=max(engine.settings.batch_candidates, top),
         )
+        scorer = None if client is None else PartitionedScorer(client)
         try:
-            result = run_batch(engine, options, progress=progress)
+            result = run_batch(engine, options, progress=progress, scorer=scorer)
         except MatcherError:
             raise
         except Exception as exc:  # the run is marked failed; cron mails this line
