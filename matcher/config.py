@@ -36,12 +36,31 @@ class Settings(BaseSettings):
     weight_tfidf: float = Field(1.0, description="Fusion weight of the word TF-IDF cosine document vote.")
     weight_profile: float = Field(0.0, description="Fusion weight of the whole-profile word BM25 signal.")
     weight_fields: float = Field(0.0, description="Fusion weight of the research-fields/keywords BM25 signal.")
-    weight_chars: float = Field(1.0, description="Fusion weight of the character n-gram TF-IDF document vote.")
+    weight_chars: float = Field(2.0, description="Fusion weight of the character n-gram TF-IDF document vote.")
     weight_semantic: float = Field(1.0, description="Fusion weight of the LSA semantic document vote.")
     weight_prior: float = Field(0.0, description="Fusion weight of the activity prior (0 switches it off).")
     query_keyword_boost: float = Field(1.0, description="Weight of a demand's keywords and title terms.")
     generic_term_weight: float = Field(0.3, description="Weight of generic words (研究, 技术, 问题…).")
     lsa_dims: int = Field(100, description="Dimensions of the LSA (TruncatedSVD) semantic space.")
+    char_abstracts: bool = Field(
+        True, description="Index the character n-grams of abstracts and bios too (not only titles, keywords "
+        "and fields): better ranking, but most of the index's memory; switch off beyond ~20,000 experts."
+    )
+    diversify_slots: int = Field(
+        2, description="Places 9-10 of a page (this many) go to the best experts of the TF-IDF centroid view "
+        "not already listed (0: off)."
+    )
+    max_postings: int = Field(
+        2_000_000, description="Query work budget: the least informative query terms are left out once the "
+        "postings to read exceed this (0: no budget). Never reached below ~20,000 experts."
+    )
+    semantic_exhaustive: int = Field(
+        200_000, description="Up to this many indexed documents the LSA signal scans them all; beyond, it "
+        "re-scores the lexical signals' best documents."
+    )
+    tokenize_processes: int = Field(
+        0, description="Processes that tokenise a large index build in parallel (0: one per CPU core)."
+    )
     index_max_drift: float = Field(
         0.10, description="Share of indexed documents changed incrementally before the index is compacted "
         "and its semantic space refitted."

@@ -30,13 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from matcher import dedupe as dd
+from matcher import text as matcher_text
 from matcher import io as mio
 from matcher.config import Settings, get_settings
 from matcher.errors import DataImportError, IndexStateError, InputError, NotFoundError
 from matcher.models import Demand, Expert, Explanation, Match
-from matcher.rank import ExpertIndex, Filters, Query, Scored, same_institution
+from matcher.rank import ExpertIndex, Filters, Query, Scored, best_first, same_institution
 from matcher.store import MergeEntry, Store, WriteSummary
 from matcher.text import ChineseTokenizer, Synonyms, read_wordlist
+from matcher.tokens import TokenSource
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,14 @@ class Engine:
         self.synonyms = Synonyms.load(corpora / "synonyms.txt")
         self._loaded: _Loaded | None = None
         self._build_lock = threading.Lock()
+        # Tokens of indexed texts are cached in the store, keyed by the dictionaries and the
+        # tokenizer's code as well as the text (see matcher.tokens).
+        text_code = Path(matcher_text.__file__).read_bytes()
+        self.tokens = TokenSource(
+            self.tokenizer, store=self.store,
+            fingerprint=hashlib.sha1(self._fingerprint().encode() + text_code).hexdigest()[:16],
+            processes=self.settings.tokenize_processes or None,
+        )
 
     # -- life cycle -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -100,8 +110,16 @@ class Engine:
 
     def new_index(self) -> ExpertIndex:
         s = self.settings
-        return ExpertIndex(k1=s.bm25_k1, b=s.bm25_b, knn_k=s.knn_k, lsa_dims=s.lsa_dims,
-                           weights=self._weights())
+        return self._query_time(ExpertIndex(k1=s.bm25_k1, b=s.bm25_b, knn_k=s.knn_k, lsa_dims=s.lsa_dims,
+                                            weights=self._weights(), char_abstracts=s.char_abstracts))
+
+    def _query_time(self, index: ExpertIndex) -> ExpertIndex:
+        """Settings that act when a query is scored, not when the index is built."""
+        s = self.settings
+        index.max_postings = s.max_postings
+        index.semantic_exhaustive = s.semantic_exhaustive
+        index.diversify_slots = s.diversify_slots
+        return index
 
     def rebuild(self) -> ExpertIndex:
         """Fit the index on every expert in the store and save it (replacing the old one)."""
@@ -112,7 +130,7 @@ class Engine:
         version = self.store.data_version
         experts = tuple(self.store.iter_experts())
         log.info("building the index over %d experts", len(experts))
-        index = self.new_index().fit(experts, self.tokenizer)
+        index = self.new_index().fit(experts, self.tokens)
         self._save(index, version)
         self._loaded = _Loaded(index, experts, version)
         return self._loaded
@@ -183,7 +201,7 @@ class Engine:
                 or index.params != self.new_index().params):
             log.info("the saved index was built with other dictionaries or parameters; rebuilding")
             return None
-        return index
+        return self._query_time(index)
 
     def _sync_locked(self, index: ExpertIndex, version: int) -> _Loaded:
         """Bring `index` up to the store by comparing every record's digest (changes by anyone)."""
@@ -195,7 +213,7 @@ class Engine:
 
     def _apply_locked(self, index: ExpertIndex, upserts: Sequence[Expert], removed: Sequence[str],
                       version: int, records: Mapping[str, Expert], *, save: bool = True) -> _Loaded:
-        new = index.updated(upserts, removed, self.tokenizer)
+        new = index.updated(upserts, removed, self.tokens)
         if new.drift > self.settings.index_max_drift:
             log.info("%.0f%% of the documents changed since the index was fitted; compacting",
                      100 * new.drift)
@@ -409,17 +427,16 @@ class Engine:
     def _rank(self, loaded: _Loaded, q: Query, top_k: int, filters: Filters) -> list[Match]:
         scored = loaded.index.score(q)
         total = scored.total
-        order = np.argsort(-total, kind="stable")
-        matches: list[Match] = []
-        for i in order:
-            if total[i] <= 0 or len(matches) >= top_k:
+        chosen: list[int] = []
+        for i in best_first(total):
+            if len(chosen) >= top_k:
                 break
             expert = loaded.experts[i]
-            if expert is None or not filters.allows(expert):
-                continue
-            expl = loaded.index.explain(int(i), q, scored)
-            matches.append(Match(rank=len(matches) + 1, expert=expert, score=float(total[i]), explanation=expl))
-        return matches
+            if expert is not None and filters.allows(expert):
+                chosen.append(i)
+        explanations = loaded.index.explain_many(chosen, q, scored)
+        return [Match(rank=r, expert=loaded.experts[i], score=float(total[i]), explanation=expl)  # type: ignore[arg-type]
+                for r, (i, expl) in enumerate(zip(chosen, explanations, strict=True), start=1)]
 
     def get_expert(self, expert_id: str) -> Expert:
         return self.store.get_expert(expert_id)
@@ -454,8 +471,9 @@ class Engine:
         has_rules = bool(demand.enterprise or demand.avoid_institutions or demand.avoid_experts)
         ranked: list[Match] = []
         excluded: list[Exclusion] = []
-        for i in np.argsort(-total, kind="stable"):
-            if total[i] <= 0 or len(ranked) >= limit:
+        chosen: list[int] = []
+        for i in best_first(total):
+            if len(chosen) >= limit:
                 break
             expert = loaded.experts[i]
             if expert is None:
@@ -464,8 +482,11 @@ class Engine:
             if conflict:
                 excluded.append(Exclusion(expert, conflict[0][1], float(total[i])))
                 continue
-            expl = loaded.index.explain(int(i), q, scored) if len(ranked) < explain else UNEXPLAINED
-            ranked.append(Match(rank=len(ranked) + 1, expert=expert, score=float(total[i]), explanation=expl))
+            chosen.append(i)
+        explained = loaded.index.explain_many(chosen[:explain], q, scored) if explain else []
+        for r, i in enumerate(chosen, start=1):
+            expl = explained[r - 1] if r <= len(explained) else UNEXPLAINED
+            ranked.append(Match(rank=r, expert=loaded.experts[i], score=float(total[i]), explanation=expl))  # type: ignore[arg-type]
         return Candidates(demand.id, tuple(ranked), tuple(excluded))
 
     def explain_demand(self, demand: Demand, expert_ids: Iterable[str]) -> dict[str, Explanation]:
@@ -473,8 +494,9 @@ class Engine:
         loaded = self.ensure_index()
         q, scored = self._score_demand(loaded, demand)
         wanted = set(expert_ids)
-        return {e.id: loaded.index.explain(i, q, scored) for i, e in enumerate(loaded.experts)
-                if e is not None and e.id in wanted}
+        at = [i for i, e in enumerate(loaded.experts) if e is not None and e.id in wanted]
+        return {loaded.experts[i].id: x  # type: ignore[union-attr]
+                for i, x in zip(at, loaded.index.explain_many(at, q, scored), strict=True)}
 
     def _score_demand(self, loaded: _Loaded, demand: Demand) -> tuple[Query, Scored]:
         q = self.query(self.check_text(demand.text), " ".join([demand.title, *demand.keywords]))

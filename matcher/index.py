@@ -44,7 +44,7 @@ import scipy.sparse as sp
 
 from matcher.errors import IndexStateError
 
-FORMAT_VERSION = 3  # 3: character 1-3-grams, kNN document votes
+FORMAT_VERSION = 4  # 4: base segments as memory-mappable .npy files, shared BM25/TF-IDF counts
 _RUNS = re.compile(r"[0-9a-z][0-9a-z+#\-.]*|[\u3400-\u9fff\uf900-\ufaff]+")
 
 
@@ -106,16 +106,42 @@ class TermIndex:
         if self.weighting not in ("bm25", "tfidf"):
             raise ValueError(f"weighting must be 'bm25' or 'tfidf', not {self.weighting!r}")
 
-    def _fit_counts(self, tf: sp.csr_matrix, terms: list[str]) -> TermIndex:
+    def fit_counts(self, tf: sp.spmatrix, terms: Sequence[str]) -> TermIndex:
+        """Fit on a ready (documents x terms) count matrix whose columns are `terms`: what `fit`
+        does after counting. A CSC matrix is used as it is (not copied), so two indexes can share it."""
+        if tf.shape[1] != len(terms):
+            raise ValueError(f"{tf.shape[1]} columns but {len(terms)} terms")
+        self._check_params()
+        return self._fit_counts(tf, list(terms))
+
+    def sibling(self, weighting: str, *, like: TermIndex | None = None) -> TermIndex:
+        """The same counts and statistics under another weighting (shared, not copied): BM25 and
+        TF-IDF over one corpus cost the memory of one. `like`, an earlier sibling over the same
+        base segment (before an update), lends its precomputed base arrays."""
+        self._require_fitted()
+        new = copy.copy(self)
+        new.weighting = weighting
+        new._check_params()
+        if like is not None and like._base is self._base and like.weighting == weighting:
+            new._base_sq = like._base_sq
+        else:
+            new._prepare_base()
+        new._refresh()
+        return new
+
+    def _fit_counts(self, tf: sp.spmatrix, terms: list[str]) -> TermIndex:
         n_docs, n_terms = tf.shape
         self.vocabulary_ = {t: j for j, t in enumerate(terms)}
         self.terms_ = list(terms)
-        self._base = tf.tocsc()
-        self._base.sort_indices()
+        base = tf.tocsc()
+        if base.dtype != np.float32:
+            base = base.astype(np.float32)
+        base.sort_indices()
+        self._base = base
         self._set_delta(sp.csr_matrix((0, n_terms), dtype=np.float32))
         self.alive_ = np.ones(n_docs, dtype=bool)
-        self.doc_len_ = np.asarray(tf.sum(axis=1)).ravel().astype(np.float32)
-        self.df_ = np.bincount(tf.indices, minlength=n_terms).astype(np.float32)
+        self.doc_len_ = np.asarray(base.sum(axis=1)).ravel().astype(np.float32)
+        self.df_ = np.diff(base.indptr).astype(np.float32)
         self.n_docs_ = n_docs
         self.n_changed_ = 0
         self._total_len = float(self.doc_len_.sum(dtype=np.float64))
@@ -131,7 +157,10 @@ class TermIndex:
     def _prepare_base(self) -> None:
         # The squared sublinear tf of the base, kept so the TF-IDF row norms can be refreshed after
         # an update in one sparse mat-vec instead of re-weighing the whole base.
-        self._base_sq = (1.0 + np.log(self._base.data)) ** 2 if self.weighting == "tfidf" else None
+        if self.weighting == "tfidf":
+            self._base_sq = np.square(1.0 + np.log(self._base.data, dtype=np.float32))
+        else:
+            self._base_sq = None
 
     def _refresh(self) -> None:
         """Derived statistics from the counts: avgdl, idf and (TF-IDF) the row norms."""
@@ -206,35 +235,113 @@ class TermIndex:
             return tf / (tf + self.k1 * (1.0 - self.b + self.b * dl / max(self.avgdl_, 1e-9)))
         return (1.0 + np.log(tf)) / self._norm[rows]
 
-    def score(self, query: Sequence[str] | Mapping[str, float]) -> np.ndarray:
+    def score(self, query: Sequence[str] | Mapping[str, float], *, max_postings: int | None = None) -> np.ndarray:
         """Scores of every row for a query given as tokens or as {term: weight}; masked rows score 0.
 
         A token repeated in the query counts as often as it occurs (as in bm25s and Lucene);
-        pass a mapping to weight terms otherwise.
+        pass a mapping to weight terms otherwise. `max_postings` bounds the work (see `_budget`).
         """
+        return self.score_with((), query, max_postings=max_postings)[0]
+
+    def score_with(
+        self, siblings: Sequence[TermIndex], query: Sequence[str] | Mapping[str, float], *,
+        max_postings: int | None = None,
+    ) -> list[np.ndarray]:
+        """Scores of this index and of `siblings` (the same counts under other weightings, see
+        `sibling`) from one pass over the postings: word BM25 and TF-IDF read the columns once."""
         self._require_fitted()
         if not isinstance(query, Mapping):
             _check_tokens(query)
             query = Counter(query)
-        ids, ws = self.query_vector(query)
-        out = np.zeros(self.n_rows_, dtype=np.float32)
+        views = [self, *siblings]
+        if any(v._base is not self._base or v._delta is not self._delta for v in siblings):
+            raise ValueError("score_with needs siblings sharing this index's counts")
+        outs = [np.zeros(self.n_rows_, dtype=np.float32) for _ in views]
+        vectors = [v.query_vector(query) for v in views]
+        ids = vectors[0][0]
         if not len(ids):
-            return out
-        mult = ws * self.idf_[ids]  # the document side's idf (the query side's is in `ws` for TF-IDF)
+            return outs
+        keep = self._budget(ids, vectors[0][1], max_postings)
         offset = 0
         for seg in (self._base, self._delta_c):
             n = seg.shape[0]
-            inside = ids < seg.shape[1]
+            inside = keep & (ids < seg.shape[1])
             if n and inside.any():
                 sub = seg[:, ids[inside]]
                 if sub.nnz:
-                    w = self._entry_weights(sub.data, sub.indices + offset)
-                    w = w * np.repeat(mult[inside], np.diff(sub.indptr))
-                    per_row = np.bincount(sub.indices, weights=w, minlength=n)
-                    out[offset : offset + n] += per_row.astype(np.float32)
+                    rows = sub.indices + offset
+                    per_entry = np.diff(sub.indptr)
+                    for view, (_, ws), out in zip(views, vectors, outs, strict=True):
+                        # the document side's idf (the query side's is in `ws` for TF-IDF)
+                        mult = (ws * view.idf_[ids])[inside]
+                        w = view._entry_weights(sub.data, rows) * np.repeat(mult, per_entry)
+                        out[offset : offset + n] += np.bincount(sub.indices, weights=w, minlength=n).astype(np.float32)
             offset += n
         if self.n_docs_ < self.n_rows_:
-            out[~self.alive_] = 0.0
+            for out in outs:
+                out[~self.alive_] = 0.0
+        return outs
+
+    def _budget(self, ids: np.ndarray, ws: np.ndarray, max_postings: int | None) -> np.ndarray:
+        """Which query terms are scored. All of them, unless their postings add up to more than
+        `max_postings`: then the most informative terms (query weight x idf) are taken while the
+        postings they add stay within it, and the rest, the most frequent and least informative
+        (a common character, 研究 at a million documents), are left out of this query. A corpus
+        of a few thousand experts never reaches the default budget, so the ranking there is exact."""
+        keep = np.ones(len(ids), dtype=bool)
+        if max_postings is None:
+            return keep
+        df = self.df_[ids]
+        if float(df.sum()) <= max_postings:
+            return keep
+        order = np.argsort(-(ws * self.idf_[ids]), kind="stable")
+        within = np.cumsum(df[order]) <= max_postings
+        within[0] = True
+        keep[:] = False
+        keep[order[within]] = True
+        return keep
+
+    def entry_weights(self, rows: np.ndarray, term_ids: np.ndarray) -> np.ndarray:
+        """Weights (idf included) of terms `term_ids` in documents `rows`, as a dense
+        (rows x terms) array: a binary search per term in its sorted postings, so explaining a
+        match costs the same at a thousand documents as at a million."""
+        self._require_fitted()
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros((len(rows), len(term_ids)), dtype=np.float32)
+        if not len(rows) or not len(term_ids):
+            return out
+        nb = self._base.shape[0]
+        base_rows = rows < nb
+        tf = np.zeros_like(out)
+        if base_rows.any():
+            r = rows[base_rows]
+            order = np.argsort(r, kind="stable")
+            rs = r[order]  # sorted probes: the binary searches walk the postings forwards
+            sub = np.zeros((len(r), len(term_ids)), dtype=np.float32)
+            indptr = self._base.indptr
+            for k, j in enumerate(term_ids):
+                if j >= self._base.shape[1]:
+                    continue
+                lo, hi = int(indptr[j]), int(indptr[j + 1])
+                if lo == hi:
+                    continue
+                postings = self._base.indices[lo:hi]
+                pos = np.searchsorted(postings, rs)
+                found = pos < (hi - lo)
+                found[found] = postings[pos[found]] == rs[found]
+                if found.any():
+                    sub[order[found], k] = self._base.data[lo + pos[found]]
+            tf[base_rows] = sub
+        if (~base_rows).any():
+            d = _widen(self._delta, len(self.vocabulary_))
+            dense = d[rows[~base_rows] - nb][:, np.asarray(term_ids)].toarray()
+            tf[~base_rows] = dense
+        hit = tf > 0
+        if hit.any():
+            ri, ci = np.nonzero(hit)
+            w = self._entry_weights(tf[ri, ci], rows[ri]) * self.idf_[np.asarray(term_ids)[ci]]
+            w[~self.alive_[rows[ri]]] = 0.0
+            out[ri, ci] = w
         return out
 
     def contributions(self, doc: int, terms: Sequence[str]) -> dict[str, float]:
@@ -290,7 +397,9 @@ class TermIndex:
         if rows is None:
             rows = np.arange(self.n_rows_)
         rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) and rows.min() >= nb:
+        if not len(rows):
+            return sp.csr_matrix((0, v), dtype=np.float32)
+        if rows.min() >= nb:
             return _widen(self._delta, v)[rows - nb]
         stacked = sp.vstack([_widen(self._base.tocsr(), v), _widen(self._delta, v)], format="csr")
         return stacked[rows]
@@ -305,6 +414,24 @@ class TermIndex:
         if dead.any():
             w = sp.csr_matrix(sp.diags((~dead).astype(np.float32)) @ w)
         return w
+
+    def weighted_csc(self) -> sp.csc_matrix:
+        """The whole weight matrix, column-compressed like the stored base (no CSR copy of it is
+        made: at a million documents that copy was most of an LSA fit)."""
+        self._require_fitted()
+        if self._delta.shape[0]:
+            return self.weighted().tocsc()
+        base = self._base
+        cols = np.repeat(np.arange(base.shape[1], dtype=np.int32), np.diff(base.indptr))
+        rows = base.indices
+        if self.weighting == "bm25":
+            dl = self.doc_len_[rows]
+            w = base.data / (base.data + self.k1 * (1.0 - self.b + self.b * dl / max(self.avgdl_, 1e-9)))
+        else:
+            w = (1.0 + np.log(base.data)) / self._norm[rows]
+        w = (w * self.idf_[cols]).astype(np.float32)
+        w[~self.alive_[rows]] = 0.0
+        return sp.csc_matrix((w, base.indices, base.indptr), shape=base.shape)
 
     @property
     def matrix_(self) -> sp.csc_matrix:
@@ -408,8 +535,10 @@ class TermIndex:
                 "terms": self.terms_, **self._stats_meta()}
         (folder / f"{name}.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         m = self._base
-        np.savez(folder / f"{name}.npz", data=m.data, indices=m.indices, indptr=m.indptr,
-                 shape=np.asarray(m.shape), **self._stats_arrays())
+        # The base segment's arrays are plain .npy files (memory-mappable); the rest is small.
+        for part in ("data", "indices", "indptr"):
+            np.save(folder / f"{name}.{part}.npy", getattr(m, part))
+        np.savez(folder / f"{name}.npz", shape=np.asarray(m.shape), **self._stats_arrays())
 
     def save_delta(self, folder: Path | str, name: str) -> None:
         """Only what changed since the base segment was made: the delta rows, the terms they
@@ -421,14 +550,24 @@ class TermIndex:
         np.savez(folder / f"{name}.npz", **self._stats_arrays())
 
     @classmethod
-    def load(cls, folder: Path | str, name: str, *, delta: Path | str | None = None) -> TermIndex:
+    def load(cls, folder: Path | str, name: str, *, delta: Path | str | None = None, mmap: bool = False) -> TermIndex:
+        """Read a saved index (and its `delta`). With `mmap`, the base segment's arrays are mapped
+        read-only from their files instead of read into memory."""
         folder = Path(folder)
         meta = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
         self = cls(meta["weighting"], meta["k1"], meta["b"])
+        mode = "r" if mmap else None
+        base = [np.load(folder / f"{name}.{part}.npy", allow_pickle=False, mmap_mode=mode)
+                for part in ("data", "indices", "indptr")]
         with np.load(folder / f"{name}.npz", allow_pickle=False) as z:
             shape = tuple(int(x) for x in z["shape"])
-            self._base = sp.csc_matrix((z["data"], z["indices"], z["indptr"]), shape=shape)
-            arrays = {k: z[k] for k in z.files if k not in ("data", "indices", "indptr", "shape")}
+            arrays = {k: z[k] for k in z.files if k != "shape"}
+        if len(base[2]) != shape[1] + 1 or len(base[0]) != len(base[1]) or len(base[0]) != int(base[2][-1]):
+            raise IndexStateError(f"the saved index {name} in {folder} is inconsistent; rebuild it")
+        self._base = sp.csc_matrix(shape, dtype=np.float32)
+        # Set the arrays directly: the constructor would check (read) every index, and may copy.
+        self._base.data, self._base.indices, self._base.indptr = base
+        self._base.has_sorted_indices = True
         stats, terms = meta, list(meta["terms"])
         if delta is not None:
             dmeta = json.loads((Path(delta) / f"{name}.json").read_text(encoding="utf-8"))
@@ -462,15 +601,27 @@ class LsaSpace:
         self.n_components = n_components
         self.random_state = random_state
 
-    def fit(self, tfidf: TermIndex) -> LsaSpace:
+    def fit(self, tfidf: TermIndex, *, sample: int | None = None, chunk: int = 50_000) -> LsaSpace:
+        """Fit on the live rows of `tfidf` (on `sample` of them, drawn with the random state, when
+        there are more), then embed every row, `chunk` rows at a time: the basis of a large corpus
+        is learned from a sample and the full weighted matrix is never held at once."""
         from sklearn.decomposition import TruncatedSVD
 
-        x = tfidf.weighted()
+        rows = np.arange(tfidf.n_rows_)
+        fit_rows = rows
+        if sample is not None and len(rows) > sample:
+            rng = np.random.default_rng(self.random_state)
+            fit_rows = np.sort(rng.choice(rows, size=sample, replace=False))
+        x = tfidf.weighted(fit_rows)
         k = max(1, min(self.n_components, min(x.shape) - 1))
         svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=5, random_state=self.random_state)
-        emb = svd.fit_transform(x).astype(np.float32)
+        svd.fit(x)
         self.components_ = svd.components_.astype(np.float32)
-        self.embeddings_ = _l2(emb)
+        if len(fit_rows) == len(rows):
+            self.embeddings_ = self.embed(x)
+        else:
+            del x
+            self.embeddings_ = _l2(np.asarray(tfidf.weighted_csc() @ self.components_.T, dtype=np.float32))
         return self
 
     def embed(self, x: sp.spmatrix) -> np.ndarray:

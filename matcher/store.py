@@ -113,7 +113,16 @@ def _m3_imports(db: sqlite_utils.Database) -> None:
     db["merges"].create_index(["kept_id"])
 
 
-MIGRATIONS.append(_m3_imports)  # after every migration above
+MIGRATIONS.append(_m3_imports)
+
+
+def _m4_token_cache(db: sqlite_utils.Database) -> None:
+    """Tokens of every indexed text, keyed by a hash of the tokenizer and the text: a rebuild (or a
+    re-import of unchanged experts) never tokenises the same text twice."""
+    db["token_cache"].create({"key": str, "tokens": str}, pk="key")
+
+
+MIGRATIONS.append(_m4_token_cache)  # after every migration above
 
 RUN_STATUSES: tuple[str, ...] = ("running", "done", "failed", "interrupted")
 
@@ -495,6 +504,7 @@ class Store:
         inserted = updated = unchanged = 0
         now = now_iso()
         with self.transaction():
+            cols = [c[0] for c in self.db.execute("SELECT * FROM experts LIMIT 0").description]
             for expert in experts:
                 row = self._expert_row(expert)
                 old = self.db.execute("SELECT * FROM experts WHERE id = ?", [expert.id]).fetchone()
@@ -502,7 +512,6 @@ class Store:
                     self.db["experts"].insert({**row, "created_at": now, "updated_at": now})
                     inserted += 1
                     continue
-                cols = [c[0] for c in self.db.execute("SELECT * FROM experts LIMIT 0").description]
                 old_row = dict(zip(cols, old, strict=True))
                 if all(old_row.get(k) == v for k, v in row.items()):
                     unchanged += 1
@@ -525,6 +534,29 @@ class Store:
             if cur.rowcount == 0:
                 raise NotFoundError(f"no expert with id {expert_id!r}")
             self._bump_data_version()
+
+    # -- token cache ----------------------------------------------------------------------------
+    def cached_tokens(self, keys: Sequence[str]) -> dict[str, list[str]]:
+        """The cached token lists of those `keys` that are cached (see `matcher.tokens`)."""
+        out: dict[str, list[str]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for key, tokens in self.db.execute(f"SELECT key, tokens FROM token_cache WHERE key IN ({marks})", chunk):
+                out[key] = tokens.split("\t") if tokens else []
+        return out
+
+    def cache_tokens(self, entries: Mapping[str, Sequence[str]]) -> None:
+        """Store token lists by key (tokens never hold a tab: the tokenizer splits on whitespace)."""
+        if not entries:
+            return
+        rows = [(k, "\t".join(v)) for k, v in entries.items()]
+        with self.transaction():
+            self.db.conn.executemany("INSERT OR REPLACE INTO token_cache (key, tokens) VALUES (?, ?)", rows)
+
+    def clear_token_cache(self) -> int:
+        with self.transaction():
+            return self.db.execute("DELETE FROM token_cache").rowcount
 
     def iter_experts(self) -> Iterator[Expert]:
         for row in self.db["experts"].rows_where(order_by="id"):

@@ -70,7 +70,14 @@ def test_save_and_load_round_trip_without_pickle(tmp_path) -> None:
         assert np.array_equal(ix.score(query), loaded.score(query))
     assert loaded.vocabulary_ == ix.vocabulary_
     # plain files only: JSON + npz loaded with allow_pickle=False
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.json", "t.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "t.data.npy", "t.indices.npy", "t.indptr.npy", "t.json", "t.npz"]
+    # Memory-mapped: the base segment stays in its files, and scores are the same.
+    mapped = TermIndex.load(tmp_path, "t", mmap=True)
+    assert isinstance(mapped._base.data, np.memmap) and isinstance(mapped._base.indices, np.memmap)
+    for query in (["焊接"], ["bms", "plc", "焊接"]):
+        assert np.array_equal(ix.score(query), mapped.score(query))
+    assert np.allclose(mapped.sibling("tfidf").score(["焊接"]), TermIndex("tfidf").fit(corpus).score(["焊接"]))
 
 
 def test_lsa_round_trip(tmp_path) -> None:
