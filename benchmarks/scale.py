@@ -1,0 +1,247 @@
+"""Scale benchmark: build, query, batch and update at 1k / 10k / 100k synthetic experts.
+
+    python benchmarks/scale.py                         # 1k, 10k, 100k experts (long: ~1 h)
+    python benchmarks/scale.py --sizes 1000 10000 --json out.json
+
+Each size runs in its own process (so peak RSS is that size's), on a fresh SQLite database in a
+temporary folder, with the corpus of `benchmarks/synth.py` (deterministic). Printed per size, as a
+table and as JSON:
+
+- import: writing the experts into SQLite;
+- build cold / warm: the full index build with an empty token cache, then again with it filled
+  (what `matcher index` costs after a dictionary-neutral change), and the peak RSS;
+- load: reading the saved index (memory-mapped) in a fresh engine;
+- query p50/p95/p99 over `--queries` paste queries through `Engine.match` (tokenising, all
+  signals, fusion, explanations of the top 10: what the API does, minus HTTP);
+- raw: the word-BM25 signal alone on ready tokens, against `bm25s` indexing and querying the very
+  same token lists (both return the top 100); the ratio holds on a noisy machine;
+- add one expert incrementally (write + index update + delta save);
+- batch: `--batch` demands through the nightly batch (score, assign, explain, store);
+- API cold start: `matcher serve` on the built database until /api/v1/health answers, and the
+  first match through HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import synth  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_size(n: int, queries: int, batch: int, workdir: Path, char_abstracts: bool) -> dict[str, object]:
+    from matcher.batch import BatchOptions, run_batch
+    from matcher.config import Settings
+    from matcher.engine import Engine
+    from matcher.models import Document, Expert
+
+    out: dict[str, object] = {"experts": n, "char_abstracts": char_abstracts}
+    db = workdir / "matcher.db"
+    settings = Settings(db=db, char_abstracts=char_abstracts)
+    experts = list(synth.experts(n))
+    out["documents"] = sum(len(e.documents) for e in experts)
+    out["distinct_fields"] = len({t for e in experts for d in e.documents for t in (d.title, d.abstract)})
+
+    engine = Engine(settings)
+    engine.tokenizer.initialize()
+    t = time.perf_counter()
+    engine.store.upsert_experts(experts)
+    out["import_s"] = time.perf_counter() - t
+    rss0 = _rss_mb()
+
+    t = time.perf_counter()
+    index = engine.rebuild()
+    out["build_cold_s"] = time.perf_counter() - t
+    out["tokenised_chars"] = engine.tokens.stats["chars_tokenised"]
+    out["units"] = int(index.units_.n_rows_)
+    out["rss_after_build_mb"] = _rss_mb()
+    out["rss_before_build_mb"] = rss0
+    engine._loaded = None
+    t = time.perf_counter()
+    engine.rebuild()
+    out["build_warm_s"] = time.perf_counter() - t
+    engine.close()
+    del experts, index
+
+    engine = Engine(settings)
+    engine.tokenizer.initialize()
+    t = time.perf_counter()
+    loaded = engine.ensure_index()
+    out["load_s"] = time.perf_counter() - t
+    index = loaded.index
+
+    demands = list(synth.demands(max(queries, batch)))
+    texts = [d.text for d in demands[:queries]]
+    engine.match(texts[0])  # warm-up: first-use allocations
+    lat = []
+    for text in texts:
+        t = time.perf_counter()
+        engine.match(text, top_k=10)
+        lat.append((time.perf_counter() - t) * 1000)
+    out.update(query_p50_ms=_pct(lat, 50), query_p95_ms=_pct(lat, 95), query_p99_ms=_pct(lat, 99))
+
+    # Raw BM25 on ready tokens against bm25s, on the same unit token lists (at most 200,000 units:
+    # bm25s needs the token lists in memory; our side indexes the very same rows).
+    out.update(_raw_vs_bm25s(index, [engine.query(x).tokens for x in texts]))
+
+    # Incremental add of one expert (write, update, delta save).
+    doc = Document(title="真空保温杯激光焊接密封工艺", keywords=("激光焊接", "真空", "保温杯"),
+                   abstract="不锈钢双层真空保温杯的激光焊接与抽真空密封工艺研究。")
+    adds = []
+    for k in range(5):
+        t = time.perf_counter()
+        engine.upsert_experts([Expert(id=f"NEW{k}", name=f"新增专家{k}", research_fields=("激光焊接",),
+                                      documents=(doc,))])
+        adds.append((time.perf_counter() - t) * 1000)
+    out["add_one_ms"] = _pct(adds, 50)
+
+    if batch:
+        engine.add_demands(demands[:batch])
+        t = time.perf_counter()
+        run_batch(engine, BatchOptions(run_key="bench", top=10, max_per_expert=5))
+        secs = time.perf_counter() - t
+        out.update(batch_demands=batch, batch_s=secs, batch_per_s=batch / secs)
+    engine.close()
+    out["peak_rss_mb"] = _rss_mb()
+    out.update(_api_cold_start(db, texts[0], char_abstracts))
+    return out
+
+
+def _raw_vs_bm25s(index, token_lists: list[tuple[str, ...]]) -> dict[str, float]:
+    import bm25s
+
+    from matcher.index import TermIndex
+
+    rows = np.arange(min(index.units_.n_rows_, 200_000))
+    counts = index.units_.counts(rows)
+    terms = index.units_.terms_
+    docs = [[terms[j] for j, c in zip(counts.indices[a:b], counts.data[a:b], strict=True) for _ in range(int(c))]
+            for a, b in zip(counts.indptr[:-1], counts.indptr[1:], strict=True)]
+    ours = TermIndex("bm25", index.k1, index.b).fit(docs)
+    ref = bm25s.BM25(k1=index.k1, b=index.b, method="lucene")
+    ref.index(docs, show_progress=False)
+    vocab = ref.vocab_dict
+    qs = [[t for t in q if t in vocab] for q in token_lists]
+    qs = [q for q in qs if q]
+    t = time.perf_counter()
+    for q in qs:
+        s = ours.score(q)
+        top = np.argpartition(-s, 99)[:100] if len(s) > 100 else np.arange(len(s))
+        top[np.argsort(-s[top])]
+    ours_s = time.perf_counter() - t
+    t = time.perf_counter()
+    for q in qs:
+        ref.retrieve([q], k=min(100, len(docs)), show_progress=False, n_threads=1)
+    ref_s = time.perf_counter() - t
+    return {"raw_units": len(rows), "raw_ms_per_query": ours_s / len(qs) * 1000,
+            "bm25s_ms_per_query": ref_s / len(qs) * 1000, "raw_over_bm25s": ours_s / ref_s}
+
+
+def _api_cold_start(db: Path, text: str, char_abstracts: bool) -> dict[str, float]:
+    port = _free_port()
+    env = {**os.environ, "MATCHER_DB": str(db), "MATCHER_CHAR_ABSTRACTS": str(char_abstracts).lower()}
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "matcher", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        up = None
+        while time.perf_counter() - t < 600:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as r:
+                    if r.status == 200:
+                        up = time.perf_counter() - t
+                        break
+            except OSError:
+                time.sleep(0.1)
+        body = json.dumps({"text": text, "top_k": 10}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/match", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=600) as r:
+            r.read()
+        first = time.perf_counter() - t
+        return {"api_health_s": up if up is not None else float("nan"), "api_first_match_s": first}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+COLUMNS = (
+    ("experts", "{:,}"), ("units", "{:,}"), ("build_cold_s", "{:.1f}"), ("build_warm_s", "{:.1f}"),
+    ("peak_rss_mb", "{:,.0f}"), ("load_s", "{:.2f}"), ("query_p50_ms", "{:.1f}"), ("query_p95_ms", "{:.1f}"),
+    ("query_p99_ms", "{:.1f}"), ("raw_over_bm25s", "{:.2f}"), ("add_one_ms", "{:.0f}"),
+    ("batch_per_s", "{:.1f}"), ("api_first_match_s", "{:.1f}"),
+)
+
+
+def table(results: list[dict[str, object]]) -> str:
+    head = "| " + " | ".join(c for c, _ in COLUMNS) + " |"
+    rule = "|" + "---|" * len(COLUMNS)
+    rows = [head, rule]
+    for r in results:
+        cells = [fmt.format(r[c]) if isinstance(r.get(c), int | float) else "–" for c, fmt in COLUMNS]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    ap.add_argument("--queries", type=int, default=500)
+    ap.add_argument("--batch", type=int, nargs="+", default=[1000],
+                    help="demands in the nightly batch, one per size (the last repeats)")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--char-abstracts", action="store_true",
+                    help="index abstracts' character n-grams (the default for a city; too big at 100k)")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--one-batch", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        with tempfile.TemporaryDirectory(prefix="matcher-scale-") as tmp:
+            print(json.dumps(run_size(args.one, args.queries, args.one_batch, Path(tmp), args.char_abstracts)))
+        return
+    results = []
+    for i, n in enumerate(args.sizes):
+        b = args.batch[min(i, len(args.batch) - 1)]
+        cmd = [sys.executable, __file__, "--one", str(n), "--queries", str(args.queries), "--one-batch", str(b)]
+        proc = subprocess.run(cmd + (["--char-abstracts"] if args.char_abstracts else []),
+                              capture_output=True, text=True, check=False)
+        if proc.returncode:
+            sys.stderr.write(proc.stderr[-4000:])
+            raise SystemExit(f"size {n} failed")
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
