@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     )
     max_postings: int = Field(
         2_000_000, description="Query work budget: the least informative query terms are left out once the "
-        "postings to read exceed this (0: no budget). Never reached below ~20,000 experts."
+        "postings to read exceed this (0: no budget). Not reached on a city's pool."
     )
     semantic_exhaustive: int = Field(
         200_000, description="Up to this many indexed documents the LSA signal scans them all; beyond, it "

@@ -22,8 +22,8 @@ import hashlib
 import logging
 import shutil
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -46,8 +46,22 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     index: ExpertIndex
-    experts: tuple[Expert | None, ...]  # by index position; None where an expert was removed
+    experts: tuple[Expert | None, ...]  # cards by index position; None where an expert was removed
     data_version: int
+
+
+def card(expert: Expert) -> Expert:
+    """What a match carries and the rules need (name, title, institution, region, fields,
+    contact), without the documents and bio: the engine keeps one per expert in memory, and the
+    documents of 100,000 experts would be gigabytes. `Engine.get_expert` reads the whole record."""
+    return replace(expert, documents=(), bio="")
+
+
+def _carding(experts: Iterable[Expert], cards: list[Expert]) -> Iterator[Expert]:
+    """Pass `experts` through, keeping each one's card."""
+    for e in experts:
+        cards.append(card(e))
+        yield e
 
 
 class Engine:
@@ -128,11 +142,11 @@ class Engine:
 
     def _rebuild_locked(self) -> _Loaded:
         version = self.store.data_version
-        experts = tuple(self.store.iter_experts())
-        log.info("building the index over %d experts", len(experts))
-        index = self.new_index().fit(experts, self.tokens)
+        log.info("building the index over %d experts", self.store.count_experts())
+        cards: list[Expert] = []
+        index = self.new_index().fit(_carding(self.store.iter_experts(), cards), self.tokens)
         self._save(index, version)
-        self._loaded = _Loaded(index, experts, version)
+        self._loaded = _Loaded(index, tuple(cards), version)
         return self._loaded
 
     def _save(self, index: ExpertIndex, version: int) -> None:
@@ -205,10 +219,10 @@ class Engine:
 
     def _sync_locked(self, index: ExpertIndex, version: int) -> _Loaded:
         """Bring `index` up to the store by comparing every record's digest (changes by anyone)."""
-        experts = tuple(self.store.iter_experts())
-        upserts, removed = index.diff(experts)
+        cards: list[Expert] = []
+        upserts, removed = index.diff(_carding(self.store.iter_experts(), cards))
         saved = index.meta_.get("data_version") if hasattr(index, "meta_") else None
-        return self._apply_locked(index, upserts, removed, version, {e.id: e for e in experts},
+        return self._apply_locked(index, upserts, removed, version, {e.id: e for e in cards},
                                   save=bool(upserts or removed) or saved != version)
 
     def _apply_locked(self, index: ExpertIndex, upserts: Sequence[Expert], removed: Sequence[str],
@@ -238,7 +252,7 @@ class Engine:
                 self._sync_locked(index, version)
             return
         records = {e.id: e for e in loaded.experts if e is not None}
-        records.update((e.id, e) for e in upserts)
+        records.update((e.id, card(e)) for e in upserts)
         self._apply_locked(loaded.index, upserts, removed, version, records)
 
     # -- data in --------------------------------------------------------------------------------

@@ -287,7 +287,8 @@ class TermIndex:
         `max_postings`: then the most informative terms (query weight x idf) are taken while the
         postings they add stay within it, and the rest, the most frequent and least informative
         (a common character, 研究 at a million documents), are left out of this query. A corpus
-        of a few thousand experts never reaches the default budget, so the ranking there is exact."""
+        of a city's size stays under the default budget, so its ranking is exact (the CDL benchmark,
+        1,033 experts and 11,177 documents: at most 0.11 M word and 0.95 M character postings)."""
         keep = np.ones(len(ids), dtype=bool)
         if max_postings is None:
             return keep

@@ -99,9 +99,9 @@ def expert_units(expert: Expert, position: int, *, char_abstracts: bool = False)
 
 
 def _piece_counts(
-    pieces: Sequence[Pieces], featurize_many: Callable[[list[str]], list[list[str]]],
-) -> tuple[sp.csr_matrix, list[str]]:
-    """(units x features) counts, each distinct piece of text featurised once.
+    pieces: Sequence[Pieces], featurize_many: Callable[[list[str]], list[list[str]]], vocab: dict[str, int],
+) -> sp.csr_matrix:
+    """(units x features) counts, each distinct piece of text featurised once; `vocab` grows.
 
     A unit's row is the sum of its pieces' rows times their multiplicity: one sparse product
     instead of counting every token of every unit in Python (a tenth of the build at 3,000 experts).
@@ -116,7 +116,6 @@ def _piece_counts(
             cols.append(distinct.setdefault(text, len(distinct)))
             mult.append(m)
     feats = featurize_many(list(distinct))
-    vocab: dict[str, int] = {}
     lens = np.fromiter((len(f) for f in feats), dtype=np.int64, count=len(feats))
     ids = np.fromiter((vocab.setdefault(t, len(vocab)) for f in feats for t in f), dtype=np.int32,
                       count=int(lens.sum()))
@@ -128,11 +127,20 @@ def _piece_counts(
                              shape=(len(pieces), len(feats)))
     out = sp.csr_matrix(assemble @ per_piece, dtype=np.float32)
     out.sort_indices()
-    return out, list(vocab)
+    return out
+
+
+def _stack(blocks: list[sp.csr_matrix], n_cols: int) -> sp.csr_matrix:
+    widened = [sp.csr_matrix((b.data, b.indices, b.indptr), shape=(b.shape[0], n_cols)) for b in blocks]
+    return sp.vstack(widened, format="csr") if widened else sp.csr_matrix((0, n_cols), dtype=np.float32)
 
 
 def _chars_of(text: str) -> list[str]:
     return char_ngrams(normalize(text), 1, 3)
+
+
+def _chars_many(texts: list[str]) -> list[list[str]]:
+    return [_chars_of(t) for t in texts]
 
 
 def _expand(parts: Pieces, feats: Mapping[str, Sequence[str]]) -> list[str]:
@@ -322,37 +330,65 @@ class ExpertIndex:
         return self.build_all or bool(self.weights.get(name, 0.0))
 
     # -- fit ------------------------------------------------------------------------------------
-    def fit(self, experts: Sequence[Expert], tokenize: Tokenize) -> ExpertIndex:
-        """Index `experts`. `tokenize` may be a `matcher.tokens.TokenSource` (cache, processes)."""
+    def fit(self, experts: Iterable[Expert], tokenize: Tokenize, *, chunk: int = 20_000) -> ExpertIndex:
+        """Index `experts` (any iterable: a store's cursor is read once, `chunk` experts at a time,
+        so the records of a large pool are never all in memory). `tokenize` may be a
+        `matcher.tokens.TokenSource` (cache, processes)."""
         if isinstance(experts, str | bytes):
             raise ValueError("expected a sequence of experts, got a string")
         source = as_source(tokenize)
-        units = [u for i, e in enumerate(experts) for u in expert_units(e, i, char_abstracts=self.char_abstracts)]
-        n = len(experts)
-        self.expert_ids_ = [e.id for e in experts]
-        self.unit_expert_ = np.asarray([u.expert for u in units], dtype=np.int64)
-        self.unit_field_ = [u.field for u in units]
-        self.unit_text_ = [u.text for u in units]
-        self.unit_hash_ = np.fromiter((_unit_hash(u) for u in units), dtype=np.int64, count=len(units))
-        words, terms = _piece_counts([u.words for u in units], source.many)
-        self.units_ = TermIndex("bm25", self.k1, self.b).fit_counts(words, terms)
+        self.expert_ids_, self.digests_ = [], []
+        self.unit_field_, self.unit_text_ = [], []
+        unit_expert: list[np.ndarray] = []
+        unit_hash: list[np.ndarray] = []
+        ndocs: list[int] = []
+        declared: list[list[str]] = []
+        word_vocab: dict[str, int] = {}
+        gram_vocab: dict[str, int] = {}
+        word_blocks: list[sp.csr_matrix] = []
+        gram_blocks: list[sp.csr_matrix] = []
+        it = iter(experts)
+        while batch := list(itertools.islice(it, chunk)):
+            n0 = len(self.expert_ids_)
+            units = [u for i, e in enumerate(batch, start=n0)
+                     for u in expert_units(e, i, char_abstracts=self.char_abstracts)]
+            self.expert_ids_ += [e.id for e in batch]
+            self.digests_ += [expert_digest(e) for e in batch]
+            ndocs += [len(e.documents) for e in batch]
+            if self._builds("fields"):
+                declared += source.many([declared_text(e) for e in batch])
+            self.unit_field_ += [u.field for u in units]
+            self.unit_text_ += [u.text for u in units]
+            unit_expert.append(np.fromiter((u.expert for u in units), dtype=np.int64, count=len(units)))
+            unit_hash.append(np.fromiter((_unit_hash(u) for u in units), dtype=np.int64, count=len(units)))
+            word_blocks.append(_piece_counts([u.words for u in units], source.many, word_vocab))
+            gram_blocks.append(_piece_counts([u.chars for u in units], _chars_many, gram_vocab))
+            del batch, units
+        n = len(self.expert_ids_)
+        self.unit_expert_ = np.concatenate(unit_expert) if unit_expert else np.zeros(0, dtype=np.int64)
+        self.unit_hash_ = np.concatenate(unit_hash) if unit_hash else np.zeros(0, dtype=np.int64)
+        words = _stack(word_blocks, len(word_vocab))
+        del word_blocks
+        self.units_ = TermIndex("bm25", self.k1, self.b).fit_counts(words, list(word_vocab))
         self.word_tfidf_ = self.units_.sibling("tfidf")
-        grams, gram_terms = _piece_counts([u.chars for u in units], lambda ts: [_chars_of(t) for t in ts])
-        self.chars_ = TermIndex("tfidf").fit_counts(grams, gram_terms)
+        grams = _stack(gram_blocks, len(gram_vocab))
+        del gram_blocks
+        self.chars_ = TermIndex("tfidf").fit_counts(grams, list(gram_vocab))
+        del grams
         self.profile_ = self.fields_ = None
         if self._builds("profile"):
-            owner = sp.csr_matrix((np.ones(len(units), dtype=np.float32), (self.unit_expert_, np.arange(len(units)))),
-                                  shape=(n, len(units)))
-            self.profile_ = TermIndex("bm25", self.k1, self.b).fit_counts(owner @ words, terms)
+            n_units = len(self.unit_expert_)
+            owner = sp.csr_matrix((np.ones(n_units, dtype=np.float32), (self.unit_expert_, np.arange(n_units))),
+                                  shape=(n, n_units))
+            self.profile_ = TermIndex("bm25", self.k1, self.b).fit_counts(owner @ words, list(word_vocab))
+        del words
         if self._builds("fields"):
-            self.fields_ = TermIndex("bm25", self.k1, self.b).fit(source.many([declared_text(e) for e in experts]))
+            self.fields_ = TermIndex("bm25", self.k1, self.b).fit(declared)
         self._fit_semantic()
-        ndocs = np.asarray([len(e.documents) for e in experts], dtype=np.float32)
-        self.prior_ = _prior(ndocs)
+        self.n_documents_ = np.asarray(ndocs, dtype=np.float32)
+        self.prior_ = _prior(self.n_documents_)
         self.centroid_norm_ = self._centroid_norms(self.word_tfidf_.weighted_csc(), np.arange(n),
                                                    self.unit_expert_)
-        self.n_documents_ = ndocs
-        self.digests_ = [expert_digest(e) for e in experts]
         self.expert_alive_ = np.ones(n, dtype=bool)
         self.n_base_experts_ = n
         self.base_id_ = uuid.uuid4().hex[:12]

@@ -42,7 +42,9 @@ def test_explanations_name_real_evidence(demo_engine: Engine) -> None:
         assert set(m.explanation.terms) <= q_tokens | {t for x in q_tokens for t in demo_engine.synonyms.equivalents(x)}
         for ev in m.explanation.evidence:
             assert ev.terms and ev.field in {"research_fields", "bio", "paper", "patent", "project", "achievement"}
-            texts = [*m.expert.research_fields, m.expert.bio, *(d.title for d in m.expert.documents)]
+            full = demo_engine.get_expert(m.expert.id)  # a match carries the card, without documents
+            assert m.expert.documents == () and full.documents
+            texts = [*full.research_fields, full.bio, *(d.title for d in full.documents)]
             assert any(ev.text in t or t in ev.text for t in texts if t)
 
 
