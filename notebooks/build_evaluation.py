@@ -47,7 +47,9 @@ CELLS = [
         "from functools import lru_cache\n"
         "cached = lru_cache(maxsize=None)(engine.tokenizer.tokenize)\n"
         "tok = lambda s: list(cached(s))\n"
-        "index = engine.new_index().fit(bench.experts, tok)\n"
+        "index = engine.new_index()\n"
+        "index.build_all = True  # also the signals the defaults weigh 0 (whole profile, fields), for the ablation\n"
+        "index.fit(bench.experts, tok)\n"
         "reference = TermIndex('bm25').fit([tok(expert_text(e)) for e in bench.experts])\n"
         "ids = [e.id for e in bench.experts]\n"
         "qs = [engine.query(q.text, ' '.join([q.title, *q.keywords])) for q in queries]\n"
@@ -72,8 +74,11 @@ CELLS = [
     new_markdown_cell("## Each signal alone, the fusion, and the fusion without each signal"),
     new_code_cell(
         "BASE = {k: v for k, v in engine._weights().items() if v}\n"
-        "variants = {f'{s} alone': {s: 1} for s in ['docs', 'tfidf', 'chars', 'semantic', 'profile', 'fields', 'prior']}\n"
+        "SIGNALS = ['docs', 'tfidf', 'chars', 'semantic', 'centroid', 'profile', 'fields', 'prior']\n"
+        "variants = {f'{s} alone': {s: 1, 'slots': 0} for s in SIGNALS}\n"
         "variants['fusion (defaults)'] = BASE\n"
+        "for n in (0, 1, 4):\n"
+        "    variants[f'fusion, {n} diversified places'] = {**BASE, 'slots': n}\n"
         "for s in [k for k in BASE]:\n"
         "    variants[f'fusion - {s}'] = {k: v for k, v in BASE.items() if k != s}\n"
         "variants['fusion + prior 0.5'] = {**BASE, 'prior': 0.5}\n"
