@@ -808,7 +808,8 @@ class ExpertIndex:
             getattr(self, f"{name}_").save(folder, name)
         if self.lsa_ is not None:
             self.lsa_.save(folder, "lsa")
-        _write_state(folder, {"base_id": self.base_id_, "delta": None, **dict(extra_meta or {})})
+        _write_state(folder, {"base_id": self.base_id_, "format_version": FORMAT_VERSION, "delta": None,
+                              **dict(extra_meta or {})})
 
     def save_delta(self, folder: Path | str, *, extra_meta: Mapping[str, object] | None = None) -> None:
         """Record the changes since the base in `folder`, which must hold this index's base (else
@@ -816,11 +817,14 @@ class ExpertIndex:
         self._require_fitted()
         folder = Path(folder)
         try:
-            base = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            # state.json names the base and its format: meta.json (every unit's text, a hundred
+            # megabytes at 100,000 experts) is not read for that.
             state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+            if not (folder / "meta.json").is_file():
+                raise OSError("meta.json is missing")
         except (OSError, ValueError) as exc:
             raise IndexStateError(f"no saved base index at {folder} ({exc})") from exc
-        if base.get("base_id") != self.base_id_ or base.get("format_version") != FORMAT_VERSION:
+        if state.get("base_id") != self.base_id_ or state.get("format_version") != FORMAT_VERSION:
             raise IndexStateError(f"the index at {folder} is another base; save the whole index")
         ne, nu = self.n_base_experts_, self.units_.n_base_rows_
         name = f"delta-{uuid.uuid4().hex[:12]}"
@@ -844,7 +848,8 @@ class ExpertIndex:
         if self.lsa_ is not None:
             np.save(tmp / "lsa.embeddings.npy", self.lsa_.embeddings_[nu:])
         tmp.rename(folder / name)
-        _write_state(folder, {"base_id": self.base_id_, "delta": name, **dict(extra_meta or {})})
+        _write_state(folder, {"base_id": self.base_id_, "format_version": FORMAT_VERSION, "delta": name,
+                              **dict(extra_meta or {})})
         keep = {name, state.get("delta")}
         for old in folder.glob("delta-*"):
             if old.name not in keep:
