@@ -27,11 +27,9 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-
 from matcher import dedupe as dd
-from matcher import text as matcher_text
 from matcher import io as mio
+from matcher import text as matcher_text
 from matcher.config import Settings, get_settings
 from matcher.errors import DataImportError, IndexStateError, InputError, NotFoundError
 from matcher.models import Demand, Expert, Explanation, Match

@@ -79,6 +79,25 @@ def _count(corpus: Sequence[Sequence[str]], vocab: dict[str, int], *, grow: bool
     return tf
 
 
+def _sublinear_sq(m: sp.spmatrix) -> sp.spmatrix:
+    """The same matrix with each count tf replaced by (1 + ln tf)^2, in float64."""
+    out = m.astype(np.float64, copy=True)
+    out.data = np.square(1.0 + np.log(out.data))
+    return out
+
+
+def _sums(m: sp.spmatrix, L: np.ndarray) -> np.ndarray:
+    """(S0, S1, S2) of the rows of count matrix `m` (see `TermIndex._norm_sums`)."""
+    out = np.zeros((3, m.shape[0]), dtype=np.float64)
+    if m.shape[0] and m.nnz:
+        q = _sublinear_sq(m)
+        width = q.shape[1]
+        out[0] = np.asarray(q.sum(axis=1)).ravel()
+        out[1] = q @ L[:width]
+        out[2] = q @ (L[:width] ** 2)
+    return out
+
+
 def _widen(m: sp.csr_matrix, n_cols: int) -> sp.csr_matrix:
     """The same rows with more (empty) columns: new terms added to the vocabulary since."""
     if m.shape[1] == n_cols:
@@ -142,7 +161,6 @@ class TermIndex:
         self.n_docs_ = n_docs
         self.n_changed_ = 0
         self._total_len = float(self.doc_len_.sum(dtype=np.float64))
-        self._prepare_base()
         self._refresh()
         return self
 
@@ -150,9 +168,6 @@ class TermIndex:
         self._delta = delta
         self._delta_c = delta.tocsc()
         self._delta_c.sort_indices()
-
-    def _prepare_base(self) -> None:
-        """Nothing is precomputed over the base's entries any more (see `_norm_sums`)."""
 
     def _refresh(self, like: TermIndex | None = None) -> None:
         """Derived statistics from the counts: avgdl, idf and (TF-IDF) the row norms. `like` is
@@ -179,62 +194,33 @@ class TermIndex:
     def _norm_sums(self, like: TermIndex | None) -> np.ndarray:
         L = np.log1p(self.df_.astype(np.float64))
         n = self.n_rows_
+        nb = self._base.shape[0]
         if like is None or getattr(like, "_sums", None) is None or like._base is not self._base:
-            out = np.zeros((3, n), dtype=np.float64)
-            nb = self._base.shape[0]
-            for seg, lo in ((self._base, 0), (self._delta, nb)):
-                if seg.shape[0] and seg.nnz:
-                    q = sp.csr_matrix(seg) if seg is self._delta else seg
-                    sq = q.copy()
-                    sq.data = np.square(1.0 + np.log(q.data.astype(np.float64)))
-                    width = sq.shape[1]
-                    out[0, lo : lo + seg.shape[0]] = np.asarray(sq.sum(axis=1)).ravel()
-                    out[1, lo : lo + seg.shape[0]] = sq @ L[:width]
-                    out[2, lo : lo + seg.shape[0]] = sq @ (L[:width] ** 2)
-            return out
-        old = like._sums
-        n_old = old.shape[1]
+            return np.concatenate([_sums(self._base, L), _sums(self._delta, L)], axis=1)
+        n_old = like._sums.shape[1]
         out = np.zeros((3, n), dtype=np.float64)
-        out[:, :n_old] = old
+        out[:, :n_old] = like._sums
         L_old = np.log1p(like.df_.astype(np.float64))
         changed = np.flatnonzero(L[: len(L_old)] != L_old)
         if len(changed):
-            d1 = L[changed] - L_old[changed]
-            d2 = L[changed] ** 2 - L_old[changed] ** 2
-            base = self._base
-            cols = changed[changed < base.shape[1]]
-            if len(cols) and base.shape[0]:
-                sub = base[:, cols]
-                q = np.square(1.0 + np.log(sub.data.astype(np.float64)))
-                per = np.diff(sub.indptr)
-                k = np.searchsorted(changed, cols)
-                out[1, : base.shape[0]] += np.bincount(sub.indices, weights=q * np.repeat(d1[k], per),
-                                                       minlength=base.shape[0])
-                out[2, : base.shape[0]] += np.bincount(sub.indices, weights=q * np.repeat(d2[k], per),
-                                                       minlength=base.shape[0])
-            nb = base.shape[0]
+            # Only the documents holding a term whose df changed move: S1 and S2 by q * dL.
+            d1 = np.zeros(len(L_old))
+            d2 = np.zeros(len(L_old))
+            d1[changed] = L[changed] - L_old[changed]
+            d2[changed] = L[changed] ** 2 - L_old[changed] ** 2
+            cols = changed[changed < self._base.shape[1]]
+            if len(cols) and nb:
+                sub = _sublinear_sq(self._base[:, cols])
+                out[1, :nb] += sub @ d1[cols]
+                out[2, :nb] += sub @ d2[cols]
             old_delta = like._delta  # rows nb .. n_old of `like`, also rows of this index
             if old_delta.shape[0] and old_delta.nnz:
-                qd = old_delta.copy().astype(np.float64)
-                qd.data = np.square(1.0 + np.log(qd.data))
-                full1 = np.zeros(qd.shape[1])
-                full2 = np.zeros(qd.shape[1])
-                inside = changed < qd.shape[1]
-                full1[changed[inside]] = d1[inside]
-                full2[changed[inside]] = d2[inside]
-                out[1, nb:n_old] += qd @ full1
-                out[2, nb:n_old] += qd @ full2
-        # Rows added since `like`: from scratch, under today's df.
-        if n > n_old:
-            nb = self._base.shape[0]
-            add = sp.csr_matrix(self._delta)[n_old - nb :]
-            if add.nnz:
-                qa = add.copy().astype(np.float64)
-                qa.data = np.square(1.0 + np.log(qa.data))
-                width = qa.shape[1]
-                out[0, n_old:] = np.asarray(qa.sum(axis=1)).ravel()
-                out[1, n_old:] = qa @ L[:width]
-                out[2, n_old:] = qa @ (L[:width] ** 2)
+                width = old_delta.shape[1]
+                qd = _sublinear_sq(old_delta)
+                out[1, nb:n_old] += qd @ d1[:width]
+                out[2, nb:n_old] += qd @ d2[:width]
+        if n > n_old:  # rows added since `like`: from scratch, under today's df
+            out[:, n_old:] = _sums(sp.csr_matrix(self._delta)[n_old - nb :], L)
         return out
 
     def _row_norms(self) -> np.ndarray:
@@ -400,27 +386,6 @@ class TermIndex:
             out[ri, ci] = w
         return out
 
-    def contributions(self, doc: int, terms: Sequence[str]) -> dict[str, float]:
-        """How much each query term adds to document `doc`'s score (for explanations)."""
-        self._require_fitted()
-        out: dict[str, float] = {}
-        if not self.alive_[doc]:
-            return out
-        nb = self._base.shape[0]
-        seg, r = (self._base, doc) if doc < nb else (self._delta_c, doc - nb)
-        rows = np.asarray([doc])
-        for term in terms:
-            j = self.vocabulary_.get(term)
-            if j is None or j >= seg.shape[1]:
-                continue
-            lo, hi = int(seg.indptr[j]), int(seg.indptr[j + 1])
-            k = lo + int(np.searchsorted(seg.indices[lo:hi], r))
-            if k < hi and seg.indices[k] == r:
-                v = float(self._entry_weights(seg.data[k : k + 1], rows)[0] * self.idf_[j])
-                if v > 0:
-                    out[term] = v
-        return out
-
     def _weigh(self, tf: sp.csr_matrix, doc_len: np.ndarray) -> sp.csr_matrix:
         """Weights of count rows under the current statistics (rows given with their lengths)."""
         w = sp.csr_matrix(tf, dtype=np.float32, copy=True)
@@ -480,12 +445,7 @@ class TermIndex:
         base = self._base
         cols = np.repeat(np.arange(base.shape[1], dtype=np.int32), np.diff(base.indptr))
         rows = base.indices
-        if self.weighting == "bm25":
-            dl = self.doc_len_[rows]
-            w = base.data / (base.data + self.k1 * (1.0 - self.b + self.b * dl / max(self.avgdl_, 1e-9)))
-        else:
-            w = (1.0 + np.log(base.data)) / self._norm[rows]
-        w = (w * self.idf_[cols]).astype(np.float32)
+        w = (self._entry_weights(base.data, rows) * self.idf_[cols]).astype(np.float32)
         w[~self.alive_[rows]] = 0.0
         return sp.csc_matrix((w, base.indices, base.indptr), shape=base.shape)
 
@@ -645,7 +605,6 @@ class TermIndex:
         self._total_len = float(stats["total_len"])
         if len(self.alive_) != self.n_rows_ or len(self.df_) != len(terms) or dshape[1] != len(terms):
             raise IndexStateError(f"the saved index {name} in {folder} is inconsistent; rebuild it")
-        self._prepare_base()
         self._refresh()
         return self
 

@@ -70,10 +70,6 @@ class Unit:
     words: Pieces  # texts tokenised for the word signals, with their multiplicity
     chars: Pieces  # texts whose character n-grams are indexed
 
-    @property
-    def body(self) -> str:
-        return "\n".join(t for t, m in self.words for _ in range(m))
-
 
 def expert_units(expert: Expert, position: int, *, char_abstracts: bool = False) -> list[Unit]:
     """The units of one expert. Title and keywords are the densest statement of a document and
@@ -516,12 +512,11 @@ class ExpertIndex:
         new.prior_ = _prior(new.n_documents_ * alive)
         # Experts appended now get their centroid norm under today's statistics; the others keep
         # theirs until the next compaction (as the LSA basis does).
-        added_rows = np.arange(u0, u0 + len(units))
+        added = new.word_tfidf_.weighted(np.arange(u0, u0 + len(units)))
         new.centroid_norm_ = np.concatenate([self.centroid_norm_, new._centroid_norms(
-            new.word_tfidf_.weighted(added_rows).tocsc(), np.arange(len(changed)), local)])
+            added.tocsc(), np.arange(len(changed)), local)])
         if self.lsa_ is not None and units:
-            emb = self.lsa_.embed(new.word_tfidf_.weighted(np.arange(u0, u0 + len(units))))
-            new.lsa_ = self.lsa_.with_embeddings(np.concatenate([self.lsa_.embeddings_, emb]))
+            new.lsa_ = self.lsa_.with_embeddings(np.concatenate([self.lsa_.embeddings_, self.lsa_.embed(added)]))
         return new
 
     def compacted(self) -> ExpertIndex:

@@ -180,12 +180,14 @@ def test_explaining_many_equals_explaining_each(tokenizer) -> None:
     many = index.explain_many(top, q, scored)
     assert many[0].evidence  # the best expert's documents are cited
     for expert, expl in zip(top, many, strict=True):
-        # reference: a lookup per unit and term in the BM25 index
+        # reference: the units' rows of the whole BM25 weight matrix, term by term
         units = [u for u in np.flatnonzero(index.unit_expert_ == expert) if scored.unit_scores[u] > 0]
+        vocab = index.units_.vocabulary_
+        rows = index.units_.weighted(units)
         weight: dict[str, float] = {}
-        for u in units:
-            for t, v in index.units_.contributions(int(u), list(q.weights)).items():
-                weight[t] = weight.get(t, 0.0) + v
+        for t in q.weights:
+            if t in vocab and (v := float(rows[:, vocab[t]].sum())) > 0:
+                weight[t] = v
         assert set(expl.terms) == set(weight)
         assert np.allclose([weight[t] for t in expl.terms], sorted(weight.values(), reverse=True), rtol=1e-5)
         best = max(units, key=lambda u: scored.unit_scores[u])
