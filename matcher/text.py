@@ -62,8 +62,20 @@ def normalize(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     # Lone surrogates (from broken decoders) cannot be encoded anywhere downstream.
     text = text.encode("utf-8", "replace").decode("utf-8")
-    text = _t2s().convert(text).translate(_VARIANTS)
+    # OpenCC's t2s maps some characters to a variant that it maps again (薴 -> 苧 -> 苎): convert
+    # until nothing changes, so that normalising twice gives what normalising once did. Text that
+    # is simplified already costs one pass.
+    for _ in range(4):
+        converted = _t2s().convert(text)
+        if converted == text:
+            break
+        text = converted
+    text = text.translate(_VARIANTS)
     text = text.lower()
+    if not unicodedata.is_normalized("NFKC", text):
+        # lower() can break the canonical order of combining marks (İ + U+0618 lower-cases to
+        # i, U+0618, U+0307): normalise again, so that normalize(normalize(x)) == normalize(x).
+        text = unicodedata.normalize("NFKC", text)
     return _SPACE.sub(" ", text).strip()
 
 
