@@ -38,8 +38,10 @@ import math
 import os
 import re
 import shutil
+import threading
 import uuid
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,21 @@ from matcher.text import Synonyms, normalize
 from matcher.tokens import as_source
 
 Tokenize = Callable[[str], list[str]]
+# An index with at least this many units scores the character n-grams on a second thread while
+# the words are scored: both are mostly scipy/numpy work that releases the GIL.
+PARALLEL_MIN_UNITS = 200_000
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _scoring_pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="matcher-score")
+        return _POOL
+
+
 SIGNALS: tuple[str, ...] = ("docs", "profile", "fields", "chars", "semantic", "prior")
 
 
@@ -214,6 +231,7 @@ class _Layout:
     doc_ptr: np.ndarray  # … document d's units are by_doc[doc_ptr[d]:doc_ptr[d + 1]]
     by_expert: np.ndarray  # units ordered by expert …
     expert_ptr: np.ndarray  # … expert e's units are by_expert[expert_ptr[e]:expert_ptr[e + 1]]
+    all_alive: bool  # every unit's expert is live (no masking needed)
 
     @classmethod
     def of(cls, unit_expert: np.ndarray, unit_hash: np.ndarray, expert_alive: np.ndarray) -> _Layout:
@@ -223,7 +241,8 @@ class _Layout:
         doc_ptr = np.concatenate([[0], np.cumsum(np.bincount(doc, minlength=int(doc.max(initial=-1)) + 1))])
         by_expert = np.argsort(unit_expert, kind="stable")
         expert_ptr = np.concatenate([[0], np.cumsum(np.bincount(unit_expert, minlength=len(expert_alive)))])
-        return cls(expert_alive[unit_expert].astype(np.float32), doc, by_doc, doc_ptr, by_expert, expert_ptr)
+        unit_alive = expert_alive[unit_expert].astype(np.float32)
+        return cls(unit_alive, doc, by_doc, doc_ptr, by_expert, expert_ptr, bool(unit_alive.all()))
 
 
 def best_first(scores: np.ndarray, *, chunk: int = 64) -> Iterator[int]:
@@ -586,7 +605,7 @@ class ExpertIndex:
         same at a million units as the score array it reads."""
         lay = self._layout()
         n = len(self.expert_ids_)
-        scores = unit_scores * lay.unit_alive
+        scores = unit_scores if lay.all_alive else unit_scores * lay.unit_alive
         k = self.knn_k
         m = min(len(scores), 4 * k)
         while True:
@@ -610,12 +629,17 @@ class ExpertIndex:
         n = len(self.expert_ids_)
         zeros = np.zeros(n, dtype=np.float32)
         budget = self.max_postings or None
+        grams = Counter(char_ngrams(normalize(query.text), 1, 3))
+        pending: Future[np.ndarray] | None = None
+        if grams and len(self.unit_expert_) >= PARALLEL_MIN_UNITS:
+            pending = _scoring_pool().submit(self.chars_.score, grams, max_postings=budget)
         unit_scores, tfidf_scores = self.units_.score_with((self.word_tfidf_,), query.weights, max_postings=budget)
         sig = {"docs": self._knn_vote(unit_scores), "tfidf": self._knn_vote(tfidf_scores)}
         # The TF-IDF centroid of each expert's documents (the README's reference ranker), from the
         # document cosines: the whole-profile view, used for the diversified places (see `fuse`).
         lay = self._layout()
-        sig["centroid"] = (np.bincount(self.unit_expert_, weights=tfidf_scores * lay.unit_alive, minlength=n)
+        live_tfidf = tfidf_scores if lay.all_alive else tfidf_scores * lay.unit_alive
+        sig["centroid"] = (np.bincount(self.unit_expert_, weights=live_tfidf, minlength=n)
                            / self.centroid_norm_).astype(np.float32)
         for name in self.OPTIONAL:
             part = getattr(self, f"{name}_")
@@ -624,8 +648,10 @@ class ExpertIndex:
         # listed (see `fuse`).
         hit = unit_scores > 0
         sig["lexical"] = np.bincount(self.unit_expert_[hit], minlength=n).astype(np.float32)
-        grams = char_ngrams(normalize(query.text), 1, 3)
-        char_scores = self.chars_.score(Counter(grams), max_postings=budget) if grams else None
+        if pending is not None:
+            char_scores = pending.result()
+        else:
+            char_scores = self.chars_.score(grams, max_postings=budget) if grams else None
         sig["chars"] = self._knn_vote(char_scores) if char_scores is not None else zeros
         sig["semantic"] = zeros
         if self.lsa_ is not None:

@@ -4,6 +4,7 @@ best-first order, the candidate search behind the kNN vote, batched explanations
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -90,6 +91,29 @@ def test_a_loaded_index_is_memory_mapped_and_scores_the_same(tmp_path, tokenizer
         q = Query.build(d.text, tokenizer)
         a, b, c = index.score(q), mapped.score(q), read.score(q)
         assert np.array_equal(a.total, b.total) and np.array_equal(a.total, c.total)
+
+
+def test_a_large_index_scores_characters_on_a_second_thread_with_the_same_result(tokenizer, monkeypatch) -> None:
+    import matcher.rank as rank
+
+    index = ExpertIndex(lsa_dims=16).fit(demo_experts(), tokenizer)
+    queries = [Query.build(d.text, tokenizer) for d in demo_demands()[:8]]
+    serial = [index.signals(q)[0] for q in queries]
+    monkeypatch.setattr(rank, "PARALLEL_MIN_UNITS", 0)  # the demo corpus counts as large
+    submitted: list[str] = []
+    pool = rank._scoring_pool()
+
+    def spy():
+        submitted.append(threading.current_thread().name)
+        return pool
+
+    monkeypatch.setattr(rank, "_scoring_pool", spy)
+    threaded = [index.signals(q)[0] for q in queries]
+    assert len(submitted) == len(queries)  # every query handed its characters to the pool
+    for a, b in zip(serial, threaded, strict=True):
+        assert a.keys() == b.keys()
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert any(s["chars"].any() for s in threaded)
 
 
 def test_the_work_budget_keeps_the_most_informative_terms(tokenizer) -> None:
