@@ -80,6 +80,7 @@ class PartitionTask:
     data_version: int  # the experts' version the coordinator's index was at
     limit: int  # candidates per demand
     demands: tuple[Demand, ...]
+    explain: int = 0  # the first this many candidates come explained (see `score_demand`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,7 @@ def score_partition(task: PartitionTask) -> PartitionResult:
     where = f"{os.uname().nodename}:{os.getpid()}"
     if engine is None:
         return PartitionResult(task.number, (), stale=version, worker=where)
-    scores = tuple(score_demand(engine, d, task.limit) for d in task.demands)
+    scores = tuple(score_demand(engine, d, task.limit, explain=task.explain) for d in task.demands)
     return PartitionResult(task.number, scores, worker=where, seconds=time.perf_counter() - started)
 
 
@@ -200,7 +201,7 @@ class PartitionedScorer:
 
         try:
             for number, group in groups:
-                submit(PartitionTask(number, settings, version, run.candidates, group))
+                submit(PartitionTask(number, settings, version, run.candidates, group, explain=run.top))
             while out:
                 future, task = out.pop(id(done.get()))
                 result: PartitionResult = future.result()  # a worker's exception fails the run here
@@ -218,7 +219,7 @@ class PartitionedScorer:
                          "goes out again on the index brought up to date", run.run_key, task.data_version,
                          result.stale, task.number)
                 version = engine.ensure_index().data_version
-                submit(PartitionTask(task.number, settings, version, task.limit, task.demands))
+                submit(PartitionTask(task.number, settings, version, task.limit, task.demands, explain=task.explain))
         finally:
             for future, _ in out.values():  # stopped early (a failure, an interrupt): drop the rest
                 future.cancel()

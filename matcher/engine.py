@@ -471,8 +471,8 @@ class Engine:
         """The ranking `match_demand` makes, deeper, for the nightly batch's joint assignment.
 
         Up to `limit` allowed experts, best first; the first `explain` carry their explanation, the
-        others `UNEXPLAINED` (explaining costs far more than scoring: `explain_demand` explains the
-        few the batch assigns later). `excluded` lists the experts that the demand's 回避 rules
+        others `UNEXPLAINED` (the batch explains its first `top`; `explain_demand` explains any
+        other it assigns later). `excluded` lists the experts that the demand's 回避 rules
         removed from this ranking, each with its reason from `conflicts`.
         """
         if limit < 1:

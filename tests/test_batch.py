@@ -296,6 +296,44 @@ def child_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def test_phase_one_explains_the_head_so_phase_two_scores_only_what_capacity_moved_down(
+        tmp_path, small_template, tokenizer, monkeypatch) -> None:
+    engine = open_engine(copy_db(small_template, tmp_path / "head"), tokenizer)
+    asked: list[tuple[str, tuple[str, ...]]] = []
+    real = engine.explain_demand
+
+    def counting(demand, expert_ids):
+        ids = tuple(expert_ids)
+        asked.append((demand.id, ids))
+        return real(demand, ids)
+
+    monkeypatch.setattr(engine, "explain_demand", counting)
+    # Room for everyone: the assignment takes each demand's first five, all explained in phase 1.
+    run = run_batch(engine, BatchOptions(run_key="roomy", top=5, max_per_expert=1000)).run
+    assert asked == []
+    matches = engine.store.list_batch_matches(run.id)
+    assert matches and all(m.candidate_rank <= 5 for m in matches)
+    # Those explanations are the ones a separate explanation of the same demand gives.
+    for m in matches[:10]:
+        again = real(engine.store.get_demand(m.demand_id), [m.expert_id])[m.expert_id]
+        stored = m.explanation  # the store keeps scores to 4 decimals
+        assert stored.terms == again.terms and stored.terms
+        assert [(e.field, e.text, e.terms) for e in stored.evidence] == [(e.field, e.text, e.terms) for e in again.evidence]
+        assert [e.score for e in stored.evidence] == pytest.approx([e.score for e in again.evidence], abs=1e-3)
+        assert stored.signals == pytest.approx(again.signals, abs=1e-3)
+    # Tight capacity pushes some assignments below the head: only their demands are scored again,
+    # and only for those experts.
+    engine.close()
+    engine = open_engine(copy_db(small_template, tmp_path / "tight"), tokenizer)
+    real = engine.explain_demand
+    monkeypatch.setattr(engine, "explain_demand", counting)
+    tight = run_batch(engine, BatchOptions(run_key="tight", top=5, max_per_expert=1)).run
+    moved = {(m.demand_id, m.expert_id) for m in engine.store.list_batch_matches(tight.id) if m.candidate_rank > 5}
+    assert moved
+    assert {(d, e) for d, ids in asked for e in ids} == moved
+    engine.close()
+
+
 def start_and_kill(db: Path, cwd: Path, delay: str, ready) -> None:
     """Start a real `matcher batch` process, SIGKILL it as soon as `ready()` is true."""
     proc = subprocess.Popen(batch_process(db, "night"), env=child_env(MATCHER_BATCH_TEST_DELAY=delay),
@@ -322,9 +360,12 @@ def test_a_run_killed_twice_with_sigkill_resumes_losing_and_duplicating_nothing(
         return run is not None and store.count_batch_demands(run.id, scored=True) >= at_least
 
     def explained() -> int:
+        """Demands with an explanation made in phase 2: phase 1 explains each demand's first `top`
+        candidates, phase 2 the assigned experts below them (capacity moved them down)."""
         run = store.get_batch_run("night")
-        outcomes = store.list_batch_outcomes(run.id)
-        return sum(bool(store.batch_explanations(run.id, o.demand_id)) for o in outcomes)
+        return store.db.execute(
+            "SELECT count(DISTINCT demand_id) FROM batch_candidates "
+            "WHERE run_id = ? AND rank > ? AND explanation IS NOT NULL", [run.id, run.top]).fetchone()[0]
 
     # Killed while scoring (phase 1) ...
     start_and_kill(db, tmp_path, "0.4", lambda: scored(5))
