@@ -51,6 +51,7 @@ from openpyxl.styles import Font
 from matcher import assign
 from matcher.engine import Engine
 from matcher.errors import InputError, NotFoundError, StoreError
+from matcher.io import csv_safe
 from matcher.models import Demand, Expert, Explanation
 from matcher.store import (
     BatchCandidate,
@@ -445,18 +446,11 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _safe(value: object) -> object:
-    # Spreadsheet programs run a cell that starts with = + - @ as a formula: keep user text as text.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value
-
-
 def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
-        w.writerows([_safe(v) for v in row] for row in rows)
+        w.writerows([csv_safe(v) for v in row] for row in rows)
 
 
 def _write_xlsx(report: Report, path: Path) -> None:

@@ -229,6 +229,28 @@ def _read_jsonl(path: Path) -> Iterator[RawRow]:
         raise DataImportError(f"{path.name}: {len(bad)} unreadable line(s); nothing was imported", bad)
 
 
+# A spreadsheet program opening a CSV runs a cell that starts with = + - @ (or a tab or carriage
+# return before one) as a formula: CSV injection. Text written to CSV gets a leading apostrophe
+# there, and reading a CSV takes one off again, so exports still import back unchanged. A value
+# that already starts with apostrophes before such a character gets one more, which keeps the two
+# exact inverses.
+_FORMULA_CELL = re.compile(r"^'*[=+\-@\t\r]")
+
+
+def csv_safe(value: Any) -> Any:
+    """`value` as a CSV cell that no spreadsheet program runs as a formula (see `csv_unsafe`)."""
+    if isinstance(value, str) and _FORMULA_CELL.match(value):
+        return "'" + value
+    return value
+
+
+def csv_unsafe(cell: str) -> str:
+    """The inverse of `csv_safe` for a cell read from a CSV file."""
+    if cell[:1] == "'" and _FORMULA_CELL.match(cell[1:]):
+        return cell[1:]
+    return cell
+
+
 def _csv_values(path: Path) -> Iterator[tuple[int, list[Any]]]:
     text = decode_bytes(path.read_bytes(), path.name)
     first = text.split("\n", 1)[0]
@@ -237,7 +259,8 @@ def _csv_values(path: Path) -> Iterator[tuple[int, list[Any]]]:
     counts = {d: first.count(d) for d in (",", "\t", ";")}
     delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    yield from enumerate(reader, start=1)
+    for i, row in enumerate(reader, start=1):
+        yield i, [csv_unsafe(c) for c in row]
 
 
 def _xlsx_values(path: Path) -> Iterator[tuple[int, list[Any]]]:
@@ -691,7 +714,7 @@ def write_table(out: Path | str | IO[str], fmt: str, header: Sequence[str], rows
             w = csv.writer(f, lineterminator="\r\n")
             w.writerow(header)
             for row in rows:
-                w.writerow(["" if row.get(h) is None else row.get(h) for h in header])
+                w.writerow(["" if row.get(h) is None else csv_safe(row.get(h)) for h in header])
                 n += 1
         return n
     if fmt != "xlsx":

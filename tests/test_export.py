@@ -8,12 +8,22 @@ import json
 
 import openpyxl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from matcher.cli import app
 from matcher.config import DEFAULT_CORPORA
 from matcher.engine import Engine
-from matcher.io import export_demands, export_experts, export_matches, read_demands, read_experts
+from matcher.io import (
+    csv_safe,
+    csv_unsafe,
+    export_demands,
+    export_experts,
+    export_matches,
+    read_demands,
+    read_experts,
+)
 from matcher.models import Demand, Expert
 
 from .conftest import make_settings
@@ -92,6 +102,19 @@ def test_the_sheet_reads_like_a_staff_sheet(tmp_path) -> None:
     raw = (tmp_path / "e.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")  # a BOM: Excel opens UTF-8 CSV correctly
     assert "联系电话" not in raw.decode("utf-8-sig") and "ouyang" not in raw.decode("utf-8-sig")
+    # CSV has no cell types: a formula-like cell gets an apostrophe, which Excel shows as text
+    # instead of running it (CSV injection); reading the CSV back takes it off (the round trips).
+    cells = [c for row in csv.reader(io.StringIO(raw.decode("utf-8-sig"))) for c in row]
+    assert "'=1+1、金桥工程" in cells and "=1+1、金桥工程" not in cells
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("'=+-@\t\r a保"), max_size=8) | st.text(max_size=8))
+def test_csv_cells_never_start_a_formula_and_read_back_unchanged(text: str) -> None:
+    cell = csv_safe(text)
+    assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r")
+    assert csv_unsafe(cell) == text
+    assert csv_safe(3.5) == 3.5 and csv_safe(-2) == -2  # numbers are numbers, not text
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
