@@ -32,7 +32,7 @@ from matcher import io as mio
 from matcher import text as matcher_text
 from matcher.config import Settings, get_settings
 from matcher.errors import DataImportError, IndexStateError, InputError, NotFoundError
-from matcher.models import Demand, Expert, Explanation, Match
+from matcher.models import Demand, Expert, Explanation, Match, expert_digest
 from matcher.rank import ExpertIndex, Filters, Query, Scored, best_first, same_institution
 from matcher.store import MergeEntry, Store, WriteSummary
 from matcher.text import ChineseTokenizer, Synonyms, read_wordlist
@@ -216,11 +216,20 @@ class Engine:
         return self._query_time(index)
 
     def _sync_locked(self, index: ExpertIndex, version: int) -> _Loaded:
-        """Bring `index` up to the store by comparing every record's digest (changes by anyone)."""
-        cards: list[Expert] = []
-        upserts, removed = index.diff(_carding(self.store.iter_experts(), cards))
+        """Bring `index` up to the store (changes by anyone): the digest stored beside each record
+        says which differ from the index, and only those are read whole. Start-up at 100,000
+        experts no longer parses and digests every record with its documents."""
+        live = index.live_digests()
+        cards: dict[str, Expert] = {}
+        suspect: list[str] = []
+        for c, digest in self.store.iter_expert_cards():
+            cards[c.id] = c
+            if digest is None or live.get(c.id) != digest:
+                suspect.append(c.id)
+        upserts = [e for e in self.store.get_experts(suspect) if live.get(e.id) != expert_digest(e)]
+        removed = [i for i in live if i not in cards]
         saved = index.meta_.get("data_version") if hasattr(index, "meta_") else None
-        return self._apply_locked(index, upserts, removed, version, {e.id: e for e in cards},
+        return self._apply_locked(index, upserts, removed, version, cards,
                                   save=bool(upserts or removed) or saved != version)
 
     def _apply_locked(self, index: ExpertIndex, upserts: Sequence[Expert], removed: Sequence[str],

@@ -8,6 +8,8 @@ them; `to_dict` gives the canonical JSON shape used by the store, the exports an
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -263,3 +265,10 @@ class Match:
             "explanation": self.explanation.to_dict(),
             **({"contact": self.expert.contact.to_dict()} if include_contact else {}),
         }
+
+
+def expert_digest(expert: Expert) -> str:
+    """A fingerprint of everything in the record (contact included: matches carry the record).
+    The store keeps it beside each row, so the index can tell what changed without reading records."""
+    text = json.dumps(expert.to_dict(include_contact=True), ensure_ascii=False, sort_keys=True)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]

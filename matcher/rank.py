@@ -51,7 +51,7 @@ import scipy.sparse as sp
 
 from matcher.errors import IndexStateError
 from matcher.index import FORMAT_VERSION, LsaSpace, TermIndex, char_ngrams
-from matcher.models import Evidence, Expert, Explanation
+from matcher.models import Evidence, Expert, Explanation, expert_digest
 from matcher.text import Synonyms, normalize
 from matcher.tokens import as_source
 
@@ -158,12 +158,6 @@ def _chars_many(texts: list[str]) -> list[list[str]]:
 
 def _expand(parts: Pieces, feats: Mapping[str, Sequence[str]]) -> list[str]:
     return [t for text, m in parts for _ in range(m) for t in feats[text]]
-
-
-def expert_digest(expert: Expert) -> str:
-    """A fingerprint of everything in the record (contact included: matches carry the record)."""
-    text = json.dumps(expert.to_dict(include_contact=True), ensure_ascii=False, sort_keys=True)
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
 
 
 def _prior(n_documents: np.ndarray) -> np.ndarray:
@@ -455,9 +449,13 @@ class ExpertIndex:
         self._require_fitted()
         return {self.expert_ids_[i]: int(i) for i in np.flatnonzero(self.expert_alive_)}
 
+    def live_digests(self) -> dict[str, str]:
+        """{expert id: digest of the record it was indexed from} of the live experts."""
+        return {self.expert_ids_[i]: self.digests_[i] for i in np.flatnonzero(self.expert_alive_)}
+
     def diff(self, experts: Iterable[Expert]) -> tuple[list[Expert], list[str]]:
         """(experts new or changed relative to the index, ids in the index but not in `experts`)."""
-        live = {self.expert_ids_[i]: self.digests_[i] for i in np.flatnonzero(self.expert_alive_)}
+        live = self.live_digests()
         changed: list[Expert] = []
         seen: set[str] = set()
         for e in experts:

@@ -24,8 +24,10 @@ import numpy as np
 import sqlite_utils
 
 from matcher.errors import NotFoundError, StoreError
-from matcher.models import VERDICTS, Demand, Evidence, Expert, Explanation, now_iso
+from matcher.models import VERDICTS, Demand, Evidence, Expert, Explanation, expert_digest, now_iso
 
+_EXPERT_COLUMNS = ("id", "name", "title", "institution", "region", "research_fields", "bio", "documents",
+                   "tags", "contact")
 _EXPERT_JSON = ("research_fields", "documents", "tags", "contact")
 _DEMAND_JSON = ("keywords", "avoid_institutions", "avoid_experts")
 
@@ -123,6 +125,20 @@ def _m4_token_cache(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS.append(_m4_token_cache)  # after every migration above
+
+
+def _m5_expert_digest(db: sqlite_utils.Database) -> None:
+    """Each expert row's digest (`matcher.models.expert_digest`), kept by every write: start-up
+    compares it with the index's instead of reading and digesting every record with its
+    documents (42 s of the start-up at 100,000 experts). Rows of older databases get theirs here."""
+    db.execute("ALTER TABLE experts ADD COLUMN digest TEXT")
+    rows = db.execute("SELECT * FROM experts")
+    cols = [c[0] for c in rows.description]
+    digests = [(expert_digest(Store._expert_from_row(dict(zip(cols, r, strict=True)))), r[0]) for r in rows]
+    db.conn.executemany("UPDATE experts SET digest = ? WHERE id = ?", digests)
+
+
+MIGRATIONS.append(_m5_expert_digest)
 
 RUN_STATUSES: tuple[str, ...] = ("running", "done", "failed", "interrupted")
 
@@ -490,6 +506,7 @@ class Store:
         d = expert.to_dict(include_contact=True)
         for key in _EXPERT_JSON:
             d[key] = json.dumps(d[key], ensure_ascii=False)
+        d["digest"] = expert_digest(expert)
         return d
 
     @staticmethod
@@ -561,6 +578,15 @@ class Store:
     def iter_experts(self) -> Iterator[Expert]:
         for row in self.db["experts"].rows_where(order_by="id"):
             yield self._expert_from_row(row)
+
+    def iter_expert_cards(self) -> Iterator[tuple[Expert, str | None]]:
+        """(card, digest) of every expert in id order: the record without its documents and bio
+        (what `matcher.engine.card` keeps), read without reading those columns, and the stored
+        digest of the whole record (None if a write outside this class left it empty)."""
+        cols = [c for c in _EXPERT_COLUMNS if c not in ("documents", "bio")]
+        rows = self.db.execute(f"SELECT {', '.join(cols)}, digest FROM experts ORDER BY id")
+        for r in rows:
+            yield self._expert_from_row(dict(zip(cols, r[:-1], strict=True))), r[-1]
 
     def count_experts(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM experts").fetchone()[0])

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from matcher.config import DEFAULT_CORPORA
-from matcher.engine import Engine
+from matcher.engine import Engine, card
 from matcher.errors import IndexStateError
 from matcher.index import TermIndex
-from matcher.models import Demand, Expert
+from matcher.models import Demand, Expert, expert_digest
 from matcher.rank import ExpertIndex, Query
+from matcher.store import Store
 
 from .conftest import make_settings
 
@@ -255,6 +256,52 @@ def test_changes_made_by_another_process_are_picked_up_incrementally(engine_copy
     writer.store.upsert_experts([GRAPHENE])  # a write that bypasses the serving engine's index
     assert serving.match("石墨烯散热膜", top_k=1)[0].expert.id == "N1"
     assert serving.ensure_index().index.base_id_ == base_id
+
+
+def test_start_up_reads_whole_only_the_records_whose_stored_digest_differs(engine_copy, monkeypatch) -> None:
+    engine_copy().ensure_index()  # the saved index, in step with the database
+    writer = engine_copy()
+    first_id = next(writer.store.iter_expert_cards())[0].id
+    edited = Expert.from_dict({**writer.store.get_expert(first_id).to_dict(), "research_fields": ["石墨烯散热膜"]})
+    writer.store.upsert_experts([edited, GRAPHENE])  # another process: one edit, one new expert
+    # A row whose digest a foreign write left empty is read whole, and re-indexed only if it changed.
+    blank = next(e for e, _ in writer.store.iter_expert_cards() if e.id not in (edited.id, "N1"))
+    writer.store.db.execute("UPDATE experts SET digest = NULL WHERE id = ?", [blank.id])
+    writer.store.db.conn.commit()
+
+    starting = engine_copy()
+    read: list[str] = []
+    real = starting.store.get_experts
+    monkeypatch.setattr(starting.store, "get_experts", lambda ids: (read.extend(ids), real(ids))[1])
+    indexed: list[str] = []
+    index = starting._load_saved()
+    real_updated = type(index).updated
+    monkeypatch.setattr(type(index), "updated",
+                        lambda self, up, rm, tok: (indexed.extend(e.id for e in up), real_updated(self, up, rm, tok))[1])
+    loaded = starting.ensure_index()
+    assert sorted(read) == sorted([edited.id, "N1", blank.id])
+    assert sorted(indexed) == sorted([edited.id, "N1"])
+    # the cards are what the whole records give, and matching sees the edit
+    whole = {e.id: e for e in starting.store.iter_experts()}
+    assert all(c is None or c == card(whole[c.id]) for c in loaded.experts)
+    assert {m.expert.id for m in starting.match("石墨烯散热膜", top_k=3)} >= {edited.id, "N1"}
+
+
+def test_every_write_keeps_the_stored_digest_and_an_old_database_gets_them(tmp_path) -> None:
+    store = Store(tmp_path / "m.db")
+    store.upsert_experts([GRAPHENE, *demo_experts()[:5]])
+    store.upsert_experts([Expert.from_dict({**GRAPHENE.to_dict(), "bio": "改过的简介"})])
+    for c, digest in store.iter_expert_cards():
+        assert digest == expert_digest(store.get_expert(c.id))
+    # a database of schema 4 (no digest column) gets the column filled when it is opened
+    store.db.execute("ALTER TABLE experts DROP COLUMN digest")
+    store.db.execute("PRAGMA user_version = 4")
+    store.db.conn.commit()
+    store.close()
+    reopened = Store(tmp_path / "m.db")
+    pairs = list(reopened.iter_expert_cards())
+    assert len(pairs) == 6 and all(d == expert_digest(reopened.get_expert(c.id)) for c, d in pairs)
+    reopened.close()
 
 
 def test_drift_past_the_threshold_compacts(engine_copy, tokenizer) -> None:
