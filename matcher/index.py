@@ -133,16 +133,18 @@ class TermIndex:
         self._check_params()
         return self._fit_counts(tf, list(terms))
 
-    def sibling(self, weighting: str, *, like: TermIndex | None = None) -> TermIndex:
+    def sibling(self, weighting: str, *, like: TermIndex | None = None,
+                norm_sums: np.ndarray | None = None) -> TermIndex:
         """The same counts and statistics under another weighting (shared, not copied): BM25 and
         TF-IDF over one corpus cost the memory of one. `like`, an earlier sibling over the same
-        base segment (before an update), lends its precomputed base arrays."""
+        base segment (before an update), lends its precomputed base arrays; `norm_sums`, saved
+        with this index (`loaded_norm_sums_`), spare a TF-IDF sibling its pass over every entry."""
         self._require_fitted()
         new = copy.copy(self)
         new.weighting = weighting
         new._check_params()
         same = like is not None and like._base is self._base and like.weighting == weighting
-        new._refresh(like if same else None)
+        new._refresh(like if same else None, norm_sums=norm_sums)
         return new
 
     def _fit_counts(self, tf: sp.spmatrix, terms: list[str]) -> TermIndex:
@@ -169,14 +171,16 @@ class TermIndex:
         self._delta_c = delta.tocsc()
         self._delta_c.sort_indices()
 
-    def _refresh(self, like: TermIndex | None = None) -> None:
+    def _refresh(self, like: TermIndex | None = None, *, norm_sums: np.ndarray | None = None) -> None:
         """Derived statistics from the counts: avgdl, idf and (TF-IDF) the row norms. `like` is
         the same index before an update (same base segment): its norm sums are brought up to date
-        instead of being recomputed over every entry."""
+        instead of being recomputed over every entry. `norm_sums` are this very index's, as saved
+        (at 100,000 experts recomputing them was 9 s of a start-up)."""
         self.avgdl_ = self._total_len / self.n_docs_ if self.n_docs_ else 0.0
         self.idf_ = self._idf(self.df_, self.n_docs_)
         if self.weighting == "tfidf":
-            self._sums = self._norm_sums(like)
+            usable = norm_sums is not None and like is None and norm_sums.shape == (3, self.n_rows_)
+            self._sums = np.asarray(norm_sums, dtype=np.float64) if usable else self._norm_sums(like)
             self._norm = self._row_norms()
             self._row_factor = (1.0 / self._norm).astype(np.float32)
         else:  # BM25's length normalisation of every row: k1 (1 - b + b dl / avgdl)
@@ -564,14 +568,20 @@ class TermIndex:
         return {"n_docs": self.n_docs_, "total_len": self._total_len, "n_changed": self.n_changed_,
                 "n_base_rows": self._base.shape[0], "n_base_terms": self._base.shape[1]}
 
-    def _stats_arrays(self) -> dict[str, np.ndarray]:
+    def _stats_arrays(self, norm_sums: np.ndarray | None = None) -> dict[str, np.ndarray]:
         d = self._delta
-        return {"delta_data": d.data, "delta_indices": d.indices, "delta_indptr": d.indptr,
-                "delta_shape": np.asarray(d.shape), "alive": self.alive_, "doc_len": self.doc_len_,
-                "df": self.df_}
+        out = {"delta_data": d.data, "delta_indices": d.indices, "delta_indptr": d.indptr,
+               "delta_shape": np.asarray(d.shape), "alive": self.alive_, "doc_len": self.doc_len_,
+               "df": self.df_}
+        # TF-IDF norm sums (its own, or a TF-IDF sibling's given by the caller): see `_refresh`
+        sums = norm_sums if norm_sums is not None else getattr(self, "_sums", None)
+        if sums is not None:
+            out["norm_sums"] = sums
+        return out
 
-    def save(self, folder: Path | str, name: str) -> None:
-        """Everything, as `name.json` (parameters, terms, statistics) and `name.npz` (arrays)."""
+    def save(self, folder: Path | str, name: str, *, norm_sums: np.ndarray | None = None) -> None:
+        """Everything, as `name.json` (parameters, terms, statistics) and `name.npz` (arrays);
+        `norm_sums`: a TF-IDF sibling's, kept for `load` (`loaded_norm_sums_`)."""
         self._require_fitted()
         folder = Path(folder)
         meta = {"weighting": self.weighting, "k1": self.k1, "b": self.b, "avgdl": self.avgdl_,
@@ -581,16 +591,16 @@ class TermIndex:
         # The base segment's arrays are plain .npy files (memory-mappable); the rest is small.
         for part in ("data", "indices", "indptr"):
             np.save(folder / f"{name}.{part}.npy", getattr(m, part))
-        np.savez(folder / f"{name}.npz", shape=np.asarray(m.shape), **self._stats_arrays())
+        np.savez(folder / f"{name}.npz", shape=np.asarray(m.shape), **self._stats_arrays(norm_sums))
 
-    def save_delta(self, folder: Path | str, name: str) -> None:
+    def save_delta(self, folder: Path | str, name: str, *, norm_sums: np.ndarray | None = None) -> None:
         """Only what changed since the base segment was made: the delta rows, the terms they
         added, the masks and statistics. `load(base_folder, name, delta=folder)` reads it back."""
         self._require_fitted()
         folder = Path(folder)
         meta = {**self._stats_meta(), "new_terms": self.terms_[self._base.shape[1] :]}
         (folder / f"{name}.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-        np.savez(folder / f"{name}.npz", **self._stats_arrays())
+        np.savez(folder / f"{name}.npz", **self._stats_arrays(norm_sums))
 
     @classmethod
     def load(cls, folder: Path | str, name: str, *, delta: Path | str | None = None, mmap: bool = False) -> TermIndex:
@@ -632,7 +642,10 @@ class TermIndex:
         self._total_len = float(stats["total_len"])
         if len(self.alive_) != self.n_rows_ or len(self.df_) != len(terms) or dshape[1] != len(terms):
             raise IndexStateError(f"the saved index {name} in {folder} is inconsistent; rebuild it")
-        self._refresh()
+        sums = arrays.get("norm_sums")
+        self._refresh(norm_sums=sums if self.weighting == "tfidf" else None)
+        if self.weighting != "tfidf" and sums is not None:
+            self.loaded_norm_sums_ = sums  # a TF-IDF sibling's (see `sibling`)
         return self
 
 

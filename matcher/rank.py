@@ -802,6 +802,10 @@ class ExpertIndex:
     def _saved_parts(self) -> list[str]:
         return [name for name in self._TERM_INDEXES if getattr(self, f"{name}_") is not None]
 
+    def _sibling_sums(self, name: str) -> np.ndarray | None:
+        """The TF-IDF norm sums saved with `units`: those of `word_tfidf`, which is not saved."""
+        return self.word_tfidf_._sums if name == "units" else None
+
     def save(self, folder: Path | str, *, extra_meta: Mapping[str, object] | None = None) -> None:
         self._require_fitted()
         folder = Path(folder)
@@ -824,7 +828,7 @@ class ExpertIndex:
         for name in ("unit_expert", "unit_hash", "n_documents", "centroid_norm", "expert_alive"):
             np.save(folder / f"{name}.npy", getattr(self, f"{name}_"))
         for name in self._saved_parts():
-            getattr(self, f"{name}_").save(folder, name)
+            getattr(self, f"{name}_").save(folder, name, norm_sums=self._sibling_sums(name))
         if self.lsa_ is not None:
             self.lsa_.save(folder, "lsa")
         _write_state(folder, {"base_id": self.base_id_, "format_version": FORMAT_VERSION, "delta": None,
@@ -863,7 +867,7 @@ class ExpertIndex:
         np.save(tmp / "centroid_norm.npy", self.centroid_norm_[ne:])
         np.save(tmp / "expert_alive.npy", self.expert_alive_)
         for tname in self._saved_parts():
-            getattr(self, f"{tname}_").save_delta(tmp, tname)
+            getattr(self, f"{tname}_").save_delta(tmp, tname, norm_sums=self._sibling_sums(tname))
         if self.lsa_ is not None:
             np.save(tmp / "lsa.embeddings.npy", self.lsa_.embeddings_[nu:])
         tmp.rename(folder / name)
@@ -936,7 +940,8 @@ class ExpertIndex:
                 setattr(self, f"{name}_", part_)
             if self.units_ is None or self.chars_ is None:
                 raise ValueError("the document indexes are missing")
-            self.word_tfidf_ = self.units_.sibling("tfidf")
+            self.word_tfidf_ = self.units_.sibling(
+                "tfidf", norm_sums=self.units_.__dict__.pop("loaded_norm_sums_", None))
             self.n_base_experts_ = ne
             if meta.get("has_lsa"):
                 lsa = LsaSpace.load(folder, "lsa", mmap=mmap and delta is None)

@@ -116,6 +116,28 @@ def test_a_large_index_scores_characters_on_a_second_thread_with_the_same_result
     assert any(s["chars"].any() for s in threaded)
 
 
+def test_a_loaded_index_takes_its_tfidf_norms_from_the_files_not_from_every_entry(tmp_path, tokenizer,
+                                                                                  monkeypatch) -> None:
+    import matcher.index as index_module
+
+    experts = demo_experts()
+    index = ExpertIndex(lsa_dims=16).fit(experts[:-5], tokenizer)
+    index.save(tmp_path / "ix")
+    updated = index.updated(experts[-5:], [experts[0].id], tokenizer)
+    passes: list[int] = []
+    real = index_module._sums
+    monkeypatch.setattr(index_module, "_sums", lambda m, L: (passes.append(m.shape[0]), real(m, L))[1])
+    for saved in (index, updated):
+        if saved is updated:
+            updated.save_delta(tmp_path / "ix")
+        loaded = ExpertIndex.load(tmp_path / "ix")
+        assert passes == []  # no pass over the count matrices
+        for name in ("word_tfidf_", "chars_"):
+            assert np.array_equal(getattr(loaded, name)._norm, getattr(saved, name)._norm)
+        q = Query.build(THERMOS, tokenizer)
+        assert np.array_equal(loaded.score(q).total, saved.score(q).total)
+
+
 def test_the_work_budget_keeps_the_most_informative_terms(tokenizer) -> None:
     index = ExpertIndex(lsa_dims=16).fit(demo_experts(), tokenizer)
     q = Query.build("不锈钢保温杯真空层激光焊接合格率低，寻求焊接工艺改进方案，技术研究与应用", tokenizer)
