@@ -233,7 +233,10 @@ class Engine:
                                   save=bool(upserts or removed) or saved != version)
 
     def _apply_locked(self, index: ExpertIndex, upserts: Sequence[Expert], removed: Sequence[str],
-                      version: int, records: Mapping[str, Expert], *, save: bool = True) -> _Loaded:
+                      version: int, records: Mapping[str, Expert], *, save: bool = True,
+                      aligned: Sequence[Expert | None] | None = None) -> _Loaded:
+        """Update `index` and save it. `records`: the cards of every expert, or, with `aligned`
+        (the cards by position of `index`), those of `upserts` only."""
         new = index.updated(upserts, removed, self.tokens)
         if new.drift > self.settings.index_max_drift:
             log.info("%.0f%% of the documents changed since the index was fitted; compacting",
@@ -243,7 +246,13 @@ class Engine:
             self._save(new, version)
         elif save:
             self._save_delta(new, version)
-        self._loaded = _Loaded(new, new.align(records), version)
+        if aligned is None:
+            experts = new.align(records)
+        elif new.base_id_ == index.base_id_:  # appended to: the old alignment plus the new cards
+            experts = new.realign(index, aligned, records)
+        else:  # compacted: renumbered
+            experts = new.align({**{e.id: e for e in aligned if e is not None}, **records})
+        self._loaded = _Loaded(new, experts, version)
         return self._loaded
 
     def _after_write_locked(self, before: int, upserts: Sequence[Expert], removed: Sequence[str]) -> None:
@@ -258,9 +267,8 @@ class Engine:
             else:
                 self._sync_locked(index, version)
             return
-        records = {e.id: e for e in loaded.experts if e is not None}
-        records.update((e.id, card(e)) for e in upserts)
-        self._apply_locked(loaded.index, upserts, removed, version, records)
+        self._apply_locked(loaded.index, upserts, removed, version, {e.id: card(e) for e in upserts},
+                           aligned=loaded.experts)
 
     # -- data in --------------------------------------------------------------------------------
     def add_experts(self, experts: Iterable[Expert]) -> WriteSummary:

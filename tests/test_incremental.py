@@ -159,6 +159,24 @@ def test_an_updated_expert_index_equals_a_full_rebuild(demo_fit, tokenizer) -> N
     assert np.mean(overlaps) >= 0.9, overlaps
 
 
+def test_positions_and_the_records_by_position_follow_updates_without_a_full_pass(demo_fit, tokenizer) -> None:
+    experts, index = demo_fit
+    final, upserts, removed = changed_corpus(experts)
+    by_id = {e.id: e for e in experts[:-3]}
+    aligned = index.align(by_id)
+    new = index.updated(upserts, removed, tokenizer)
+    fresh_positions = {new.expert_ids_[i]: int(i) for i in np.flatnonzero(new.expert_alive_)}
+    assert dict(new.positions()) == fresh_positions  # the cache carried over from `index`
+    with pytest.raises(TypeError):
+        new.positions()["X"] = 1  # type: ignore[index]  # read-only
+    # realign (the old alignment plus the upserts' records) equals align over every record
+    assert new.realign(index, aligned, {e.id: e for e in upserts}) == new.align({e.id: e for e in final})
+    compact = new.compacted()
+    assert dict(compact.positions()) == {e: i for i, e in enumerate(compact.expert_ids_)}
+    with pytest.raises(IndexStateError):
+        compact.realign(index, aligned, {e.id: e for e in upserts})
+
+
 def test_compaction_is_a_full_rebuild_without_tokenising(demo_fit, tokenizer) -> None:
     experts, index = demo_fit
     final, upserts, removed = changed_corpus(experts)
