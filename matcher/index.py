@@ -334,7 +334,7 @@ class TermIndex:
         in float32. A TF-IDF weight factors into (1 + ln tf) per entry times 1/norm per row, so the
         row factor is applied to the n scores afterwards instead of being gathered for every
         posting; BM25's saturation needs the row's length factor per entry. At 100,000 experts
-        (about 1.9 M postings a query) this took the word scoring from 117 to about 35 ms; the
+        (about 1.9 M postings a query) this took the word scoring from 117 to about 44 ms; the
         gathers and the float64 bincounts it replaced were most of the query."""
         n = sub.shape[0]
         rows = sub.indices
