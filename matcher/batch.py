@@ -14,15 +14,14 @@ A run is one row of `batch_runs`, one per run key (the date unless told). It goe
 2. **Score**: each pinned demand is ranked by the engine (`Engine.demand_candidates`, the ranker of
    `matcher match`, 回避 rules applied) and its best `candidates` experts and its exclusions are
    stored in one transaction per demand, the first `top` with their explanations. A resumed run
-   skips the demands already stored: that is
-   what makes `kill -9` harmless. The ranking itself may run elsewhere (`scorer`: e.g.
-   `matcher.distributed.PartitionedScorer` on a Dask cluster); this process stays the only writer.
+   skips the demands already stored: that is what makes `kill -9` harmless. The ranking itself may
+   run elsewhere (`scorer`: e.g. `matcher.distributed.PartitionedScorer` on a Dask cluster); this
+   process stays the only writer.
 3. **Assign**: all candidates of the night go into one LP (`matcher.assign.solve`): at most `top`
    experts per demand, at most `max_per_expert` recommendations per expert, total (rank-discounted)
    score maximal. Assigned experts below the first `top` (capacity moved them down) are
    explained now, which scores their demand again, and stored per demand in its own transaction,
-   so a run killed here keeps them (the LP is
-   deterministic: a resumed run assigns the same). Then the recommendations are written to
+   so a run killed here keeps them (the LP is deterministic: a resumed run assigns the same). Then the recommendations are written to
    `matches`, their demands marked `matched` and the run `done` in one transaction. A demand that
    got fewer than `top` experts carries the reason.
 

@@ -138,7 +138,7 @@ class TermIndex:
         """The same counts and statistics under another weighting (shared, not copied): BM25 and
         TF-IDF over one corpus cost the memory of one. `like`, an earlier sibling over the same
         base segment (before an update), lends its precomputed base arrays; `norm_sums`, saved
-        with this index (`loaded_norm_sums_`), spare a TF-IDF sibling its pass over every entry."""
+        earlier from a TF-IDF view of these counts, spare a TF-IDF sibling its pass over every entry."""
         self._require_fitted()
         new = copy.copy(self)
         new.weighting = weighting
@@ -279,10 +279,10 @@ class TermIndex:
 
     def _entry_weights(self, tf: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Weights of count entries `tf` in rows `rows`, without the idf factor."""
+        factor = self._row_factor[rows]  # see `_refresh`
         if self.weighting == "bm25":
-            dl = self.doc_len_[rows]
-            return tf / (tf + self.k1 * (1.0 - self.b + self.b * dl / max(self.avgdl_, 1e-9)))
-        return (1.0 + np.log(tf)) / self._norm[rows]
+            return tf / (tf + factor)
+        return (1.0 + np.log(tf)) * factor
 
     def score(self, query: Sequence[str] | Mapping[str, float], *, max_postings: int | None = None) -> np.ndarray:
         """Scores of every row for a query given as tokens or as {term: weight}; masked rows score 0.
@@ -568,20 +568,17 @@ class TermIndex:
         return {"n_docs": self.n_docs_, "total_len": self._total_len, "n_changed": self.n_changed_,
                 "n_base_rows": self._base.shape[0], "n_base_terms": self._base.shape[1]}
 
-    def _stats_arrays(self, norm_sums: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def _stats_arrays(self) -> dict[str, np.ndarray]:
         d = self._delta
         out = {"delta_data": d.data, "delta_indices": d.indices, "delta_indptr": d.indptr,
                "delta_shape": np.asarray(d.shape), "alive": self.alive_, "doc_len": self.doc_len_,
                "df": self.df_}
-        # TF-IDF norm sums (its own, or a TF-IDF sibling's given by the caller): see `_refresh`
-        sums = norm_sums if norm_sums is not None else getattr(self, "_sums", None)
-        if sums is not None:
-            out["norm_sums"] = sums
+        if self.weighting == "tfidf":
+            out["norm_sums"] = self._sums  # see `_refresh`
         return out
 
-    def save(self, folder: Path | str, name: str, *, norm_sums: np.ndarray | None = None) -> None:
-        """Everything, as `name.json` (parameters, terms, statistics) and `name.npz` (arrays);
-        `norm_sums`: a TF-IDF sibling's, kept for `load` (`loaded_norm_sums_`)."""
+    def save(self, folder: Path | str, name: str) -> None:
+        """Everything, as `name.json` (parameters, terms, statistics) and `name.npz` (arrays)."""
         self._require_fitted()
         folder = Path(folder)
         meta = {"weighting": self.weighting, "k1": self.k1, "b": self.b, "avgdl": self.avgdl_,
@@ -591,16 +588,16 @@ class TermIndex:
         # The base segment's arrays are plain .npy files (memory-mappable); the rest is small.
         for part in ("data", "indices", "indptr"):
             np.save(folder / f"{name}.{part}.npy", getattr(m, part))
-        np.savez(folder / f"{name}.npz", shape=np.asarray(m.shape), **self._stats_arrays(norm_sums))
+        np.savez(folder / f"{name}.npz", shape=np.asarray(m.shape), **self._stats_arrays())
 
-    def save_delta(self, folder: Path | str, name: str, *, norm_sums: np.ndarray | None = None) -> None:
+    def save_delta(self, folder: Path | str, name: str) -> None:
         """Only what changed since the base segment was made: the delta rows, the terms they
         added, the masks and statistics. `load(base_folder, name, delta=folder)` reads it back."""
         self._require_fitted()
         folder = Path(folder)
         meta = {**self._stats_meta(), "new_terms": self.terms_[self._base.shape[1] :]}
         (folder / f"{name}.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-        np.savez(folder / f"{name}.npz", **self._stats_arrays(norm_sums))
+        np.savez(folder / f"{name}.npz", **self._stats_arrays())
 
     @classmethod
     def load(cls, folder: Path | str, name: str, *, delta: Path | str | None = None, mmap: bool = False) -> TermIndex:
@@ -642,10 +639,7 @@ class TermIndex:
         self._total_len = float(stats["total_len"])
         if len(self.alive_) != self.n_rows_ or len(self.df_) != len(terms) or dshape[1] != len(terms):
             raise IndexStateError(f"the saved index {name} in {folder} is inconsistent; rebuild it")
-        sums = arrays.get("norm_sums")
-        self._refresh(norm_sums=sums if self.weighting == "tfidf" else None)
-        if self.weighting != "tfidf" and sums is not None:
-            self.loaded_norm_sums_ = sums  # a TF-IDF sibling's (see `sibling`)
+        self._refresh(norm_sums=arrays.get("norm_sums"))
         return self
 
 

@@ -41,8 +41,8 @@ import shutil
 import threading
 import uuid
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -57,6 +57,7 @@ from matcher.text import Synonyms, normalize
 from matcher.tokens import as_source
 
 Tokenize = Callable[[str], list[str]]
+_WORD_TFIDF_SUMS = "word_tfidf.norm_sums.npy"
 # An index with at least this many units scores the character n-grams on a second thread while
 # the words are scored: both are mostly scipy/numpy work that releases the GIL.
 PARALLEL_MIN_UNITS = 200_000
@@ -459,17 +460,6 @@ class ExpertIndex:
         """{expert id: digest of the record it was indexed from} of the live experts."""
         return {self.expert_ids_[i]: self.digests_[i] for i in np.flatnonzero(self.expert_alive_)}
 
-    def diff(self, experts: Iterable[Expert]) -> tuple[list[Expert], list[str]]:
-        """(experts new or changed relative to the index, ids in the index but not in `experts`)."""
-        live = self.live_digests()
-        changed: list[Expert] = []
-        seen: set[str] = set()
-        for e in experts:
-            seen.add(e.id)
-            if live.get(e.id) != expert_digest(e):
-                changed.append(e)
-        return changed, [i for i in live if i not in seen]
-
     def realign(self, before: ExpertIndex, aligned: Sequence[Expert | None],
                 records: Mapping[str, Expert]) -> tuple[Expert | None, ...]:
         """`align` for an index made by `before.updated(...)`, from `before`'s alignment: the
@@ -548,7 +538,7 @@ class ExpertIndex:
         new.unit_hash_ = np.concatenate([self.unit_hash_, np.fromiter((_unit_hash(u) for u in units), dtype=np.int64,
                                                                       count=len(units))])
         new.__dict__.pop("_layout_cache", None)
-        new_pos = self.__dict__["_positions_cache"].copy()  # C-level, not a Python pass over every expert
+        new_pos = pos.copy()  # the cached dict's own copy: C-level, not a Python pass over every expert
         for i in dead:
             new_pos.pop(self.expert_ids_[i], None)
         new_pos.update((e.id, n0 + k) for k, e in enumerate(changed))
@@ -826,15 +816,12 @@ class ExpertIndex:
     # after incremental updates a `delta-*` sub-folder holding what changed since the base was made,
     # named by `state.json`. Writing a delta never touches the base files; `state.json` is replaced
     # atomically, and the previous delta is kept for one more round for readers mid-load.
-    # `word_tfidf` shares the counts of `units` and is not saved: `load` makes it again (`sibling`).
+    # `word_tfidf` shares the counts of `units` and is not saved: `load` makes it again (`sibling`),
+    # from the norm sums saved beside (`_WORD_TFIDF_SUMS`) rather than by a pass over every entry.
     _TERM_INDEXES = ("units", "chars", *OPTIONAL)
 
     def _saved_parts(self) -> list[str]:
         return [name for name in self._TERM_INDEXES if getattr(self, f"{name}_") is not None]
-
-    def _sibling_sums(self, name: str) -> np.ndarray | None:
-        """The TF-IDF norm sums saved with `units`: those of `word_tfidf`, which is not saved."""
-        return self.word_tfidf_._sums if name == "units" else None
 
     def save(self, folder: Path | str, *, extra_meta: Mapping[str, object] | None = None) -> None:
         self._require_fitted()
@@ -857,8 +844,9 @@ class ExpertIndex:
         (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         for name in ("unit_expert", "unit_hash", "n_documents", "centroid_norm", "expert_alive"):
             np.save(folder / f"{name}.npy", getattr(self, f"{name}_"))
+        np.save(folder / _WORD_TFIDF_SUMS, self.word_tfidf_._sums)
         for name in self._saved_parts():
-            getattr(self, f"{name}_").save(folder, name, norm_sums=self._sibling_sums(name))
+            getattr(self, f"{name}_").save(folder, name)
         if self.lsa_ is not None:
             self.lsa_.save(folder, "lsa")
         _write_state(folder, {"base_id": self.base_id_, "format_version": FORMAT_VERSION, "delta": None,
@@ -896,8 +884,9 @@ class ExpertIndex:
         np.save(tmp / "n_documents.npy", self.n_documents_[ne:])
         np.save(tmp / "centroid_norm.npy", self.centroid_norm_[ne:])
         np.save(tmp / "expert_alive.npy", self.expert_alive_)
+        np.save(tmp / _WORD_TFIDF_SUMS, self.word_tfidf_._sums)
         for tname in self._saved_parts():
-            getattr(self, f"{tname}_").save_delta(tmp, tname, norm_sums=self._sibling_sums(tname))
+            getattr(self, f"{tname}_").save_delta(tmp, tname)
         if self.lsa_ is not None:
             np.save(tmp / "lsa.embeddings.npy", self.lsa_.embeddings_[nu:])
         tmp.rename(folder / name)
@@ -970,8 +959,9 @@ class ExpertIndex:
                 setattr(self, f"{name}_", part_)
             if self.units_ is None or self.chars_ is None:
                 raise ValueError("the document indexes are missing")
+            sums_file = src / _WORD_TFIDF_SUMS
             self.word_tfidf_ = self.units_.sibling(
-                "tfidf", norm_sums=self.units_.__dict__.pop("loaded_norm_sums_", None))
+                "tfidf", norm_sums=np.load(sums_file, allow_pickle=False) if sums_file.exists() else None)
             self.n_base_experts_ = ne
             if meta.get("has_lsa"):
                 lsa = LsaSpace.load(folder, "lsa", mmap=mmap and delta is None)
