@@ -19,12 +19,27 @@ def readme_commands() -> list[str]:
 
 
 def test_ci_runs_the_readme_commands() -> None:
+    """CI runs the README's first command (its `&&` parts, in order) and ends with the second."""
     install_and_run, test_cmd = readme_commands()
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    install, run = (part.strip() for part in install_and_run.split("&&", 1))
-    assert install in ci
-    assert run in ci
+    parts = [part.strip() for part in install_and_run.split("&&")]
+    assert len(parts) >= 2 and parts[-1].startswith("matcher match ")
+    at = 0
+    for part in parts:
+        found = ci.find(part, at)
+        assert found >= 0, f"CI does not run {part!r} (after the README's earlier parts)"
+        at = found + len(part)
     assert re.search(rf"^{re.escape(test_cmd)}$", ci, re.M), "CI must end with the README's test command"
+    assert ci.rstrip().endswith(test_cmd)
+
+
+def test_ci_installs_into_a_fresh_virtual_environment_from_the_lock() -> None:
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    venv = ci.index("python -m venv")
+    assert venv < ci.index("bin/activate") < ci.index("python -m pip install")
+    assert "--require-hashes -r requirements-dev.lock" in ci
+    assert "--no-deps -e ." in ci, "the project must not pull unpinned dependencies past the lock"
+    assert "pip check" in ci
 
 
 def test_every_setting_is_documented() -> None:
