@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matcher.engine import Engine
-from matcher.rank import ExpertIndex, Query, _top_candidates, best_first
+from matcher.rank import ExpertIndex, Query, best_first, top_candidates
+from matcher.ranking.aggregate import knn_vote
 from matcher.tokens import TokenSource
 
 from .conftest import THERMOS, make_settings
@@ -94,20 +95,20 @@ def test_a_loaded_index_is_memory_mapped_and_scores_the_same(tmp_path, tokenizer
 
 
 def test_a_large_index_scores_characters_on_a_second_thread_with_the_same_result(tokenizer, monkeypatch) -> None:
-    import matcher.rank as rank
+    import matcher.ranking.signals as rank
 
     index = ExpertIndex(lsa_dims=16).fit(demo_experts(), tokenizer)
     queries = [Query.build(d.text, tokenizer) for d in demo_demands()[:8]]
     serial = [index.signals(q)[0] for q in queries]
     monkeypatch.setattr(rank, "PARALLEL_MIN_UNITS", 0)  # the demo corpus counts as large
     submitted: list[str] = []
-    pool = rank._scoring_pool()
+    pool = rank.scoring_pool()
 
     def spy():
         submitted.append(threading.current_thread().name)
         return pool
 
-    monkeypatch.setattr(rank, "_scoring_pool", spy)
+    monkeypatch.setattr(rank, "scoring_pool", spy)
     threaded = [index.signals(q)[0] for q in queries]
     assert len(submitted) == len(queries)  # every query handed its characters to the pool
     for a, b in zip(serial, threaded, strict=True):
@@ -179,7 +180,7 @@ def test_best_first_is_a_stable_sort_of_the_positive_scores(values, chunk) -> No
 @given(st.lists(st.floats(0, 5, width=32), min_size=1, max_size=3000), st.integers(1, 40))
 def test_top_candidates_hold_the_m_best(values, m) -> None:
     x = np.asarray(values, dtype=np.float32)
-    cand = _top_candidates(x, m)
+    cand = top_candidates(x, m)
     assert (x[cand] > 0).all()
     positive = np.sort(x[x > 0])[::-1]
     if len(positive):
@@ -215,7 +216,8 @@ def test_the_knn_vote_equals_a_plain_reference(tokenizer, k) -> None:
     for _ in range(5):
         scores = np.where(rng.random(len(index.unit_expert_)) < 0.6, 0.0,
                           rng.random(len(index.unit_expert_))).astype(np.float32)
-        assert np.allclose(index._knn_vote(scores), reference_vote(index, scores), rtol=1e-5)
+        vote = knn_vote(scores, index._layout(), index.unit_expert_, len(index.expert_ids_), index.knn_k)
+        assert np.allclose(vote, reference_vote(index, scores), rtol=1e-5)
 
 
 def test_explaining_many_equals_explaining_each(tokenizer) -> None:

@@ -1,0 +1,108 @@
+"""Candidate scoring, one signal at a time: every unit scored for the query, then aggregated per
+expert (`matcher.ranking.aggregate`). Each signal is an array over expert positions:
+
+  docs      word BM25 over units, kNN vote;
+  tfidf     word TF-IDF cosine over units, kNN vote;
+  centroid  word TF-IDF cosine with each expert's centroid (the diversified places, see fusion);
+  chars     character 1-3-gram TF-IDF cosine over units, kNN vote: robust to segmentation slips;
+  semantic  LSA (TruncatedSVD of unit TF-IDF) cosine over units, kNN vote;
+  profile   word BM25 over the expert's whole record (optional, off by default);
+  fields    word BM25 over research fields + keywords (optional, off by default);
+  prior     log-scaled activity (number of documents), off by default;
+  lexical   how many of the expert's units share a word with the query.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from matcher.index import char_ngrams
+from matcher.ranking.aggregate import centroid, knn_vote, top_units
+from matcher.ranking.query import Query
+from matcher.text import normalize
+
+if TYPE_CHECKING:
+    from matcher.ranking.expert_index import ExpertIndex
+
+# An index with at least this many units scores the character n-grams on a second thread while
+# the words are scored: both are mostly scipy/numpy work that releases the GIL.
+PARALLEL_MIN_UNITS = 200_000
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def scoring_pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="matcher-score")
+        return _POOL
+
+
+def prior(n_documents: np.ndarray) -> np.ndarray:
+    return np.log1p(n_documents) / max(float(np.log1p(n_documents).max(initial=0.0)), 1e-9)
+
+
+def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every signal of `index` for `query`, and the word BM25 unit scores (for explanations)."""
+    index._require_fitted()
+    n = len(index.expert_ids_)
+    zeros = np.zeros(n, dtype=np.float32)
+    budget = index.max_postings or None
+    lay = index._layout()
+    unit_expert = index.unit_expert_
+
+    def vote(unit_scores: np.ndarray) -> np.ndarray:
+        return knn_vote(unit_scores, lay, unit_expert, n, index.knn_k)
+
+    grams = Counter(char_ngrams(normalize(query.text), 1, 3))
+    pending: Future[np.ndarray] | None = None
+    if grams and len(unit_expert) >= PARALLEL_MIN_UNITS:
+        pending = scoring_pool().submit(index.chars_.score, grams, max_postings=budget)
+    unit_scores, tfidf_scores = index.units_.score_with((index.word_tfidf_,), query.weights, max_postings=budget)
+    sig = {"docs": vote(unit_scores), "tfidf": vote(tfidf_scores)}
+    # The TF-IDF centroid of each expert's documents (the README's reference ranker), from the
+    # document cosines: the whole-profile view, used for the diversified places (see fusion).
+    sig["centroid"] = centroid(tfidf_scores, lay, unit_expert, index.centroid_norm_)
+    for name in index.OPTIONAL:
+        part = getattr(index, f"{name}_")
+        sig[name] = zeros if part is None else part.score(query.weights)
+    # Experts sharing at least one word with the query (any unit scoring above 0): only they are
+    # listed (see fusion).
+    hit = unit_scores > 0
+    sig["lexical"] = np.bincount(unit_expert[hit], minlength=n).astype(np.float32)
+    if pending is not None:
+        char_scores = pending.result()
+    else:
+        char_scores = index.chars_.score(grams, max_postings=budget) if grams else None
+    sig["chars"] = vote(char_scores) if char_scores is not None else zeros
+    sig["semantic"] = zeros
+    if index.lsa_ is not None:
+        ids, ws = index.word_tfidf_.query_vector(query.weights)
+        fitted = index.lsa_.components_.shape[1]
+        keep = ids < fitted  # terms added by incremental updates lie outside the fitted space
+        if keep.any():
+            q = np.zeros(fitted, dtype=np.float32)
+            q[ids[keep]] = ws[keep]
+            qe = index.lsa_.components_ @ q
+            norm = float(np.linalg.norm(qe))
+            if norm > 0:
+                qe = (qe / norm).astype(np.float32)
+                emb = index.lsa_.embeddings_
+                if index.semantic_exhaustive and len(emb) > index.semantic_exhaustive:
+                    # A large index: the semantic space re-scores the lexical signals' best
+                    # units (a two-stage search) instead of reading every embedding.
+                    cand = top_units([unit_scores, tfidf_scores, char_scores], 20 * index.knn_k)
+                    cos = np.zeros(len(emb), dtype=np.float32)
+                    cos[cand] = np.asarray(emb[cand] @ qe)
+                else:
+                    cos = np.asarray(emb @ qe)
+                sig["semantic"] = vote(np.clip(cos, 0.0, None))
+    sig["prior"] = index.prior_
+    return sig, unit_scores
