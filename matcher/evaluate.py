@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -90,6 +90,38 @@ def mean_metrics(runs: Mapping[str, Sequence[str]], qrels: Mapping[str, set[str]
     return {k: round(sums[k] / len(judged), 4) if judged else 0.0 for k in METRICS}
 
 
+@dataclass(frozen=True)
+class Hub:
+    """The expert listed most often, and the share of queries whose top `depth` holds them.
+
+    A ranker that offers the same few experts for every problem (prolific academicians with
+    documents in many fields) shows here long before its averages move; the same share over the
+    qrels (how often the most-relevant expert is relevant) is what a fair ranker should stay near.
+    """
+
+    expert: str
+    share: float
+
+    def to_json(self) -> dict[str, object]:
+        return {"expert": self.expert, "share": self.share}
+
+
+def hub_of(runs: Mapping[str, Sequence[str]], queries: Sequence[str], depth: int = 10) -> Hub:
+    """The most-listed expert of `runs` (each query's ranking, best first) over `queries`."""
+    listed: Counter[str] = Counter()
+    for q in queries:
+        listed.update(set(runs.get(q, [])[:depth]))
+    if not listed or not queries:
+        return Hub("", 0.0)
+    expert, count = min(listed.items(), key=lambda kv: (-kv[1], kv[0]))
+    return Hub(expert, round(count / len(queries), 3))
+
+
+def qrels_hub(qrels: Mapping[str, set[str]], queries: Sequence[str]) -> Hub:
+    """The expert relevant to the most queries, and the share of `queries` they are relevant to."""
+    return hub_of({q: sorted(qrels.get(q, ())) for q in queries}, queries, depth=10**9)
+
+
 def expert_text(expert: Expert) -> str:
     parts = [*expert.research_fields, expert.bio]
     for d in expert.documents:
@@ -104,9 +136,11 @@ class EvalResult:
     queries: int
     seconds: float
     runs: dict[str, list[tuple[str, float]]] = field(default_factory=dict, repr=False)
+    hub: dict[str, Hub] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
-        return {"ranker": self.ranker, "bm25": self.bm25, "queries": self.queries, "seconds": round(self.seconds, 2)}
+        return {"ranker": self.ranker, "bm25": self.bm25, "hub": {k: h.to_json() for k, h in self.hub.items()},
+                "queries": self.queries, "seconds": round(self.seconds, 2)}
 
 
 def evaluate(
@@ -117,11 +151,16 @@ def evaluate(
     *,
     top: int = 100,
     progress: Callable[[int, int], None] | None = None,
+    prepare: Callable[[ExpertIndex, Sequence[Expert]], ExpertIndex] | None = None,
 ) -> EvalResult:
+    """Rank every query of `bench` and score the rankings. `prepare` finishes the fitted index
+    (the engine attaches the dense vectors, encoding what its cache lacks)."""
     start = time.perf_counter()
     cached = lru_cache(maxsize=None)(tokenize)
     tok = lambda s: list(cached(s))  # noqa: E731 - callers must not mutate the cached lists
     index = make_index().fit(bench.experts, tok)
+    if prepare is not None:
+        index = prepare(index, bench.experts)
     reference = TermIndex("bm25").fit([tok(expert_text(e)) for e in bench.experts])
     ids = np.asarray([e.id for e in bench.experts])
     ranker_runs: dict[str, list[tuple[str, float]]] = {}
@@ -139,12 +178,15 @@ def evaluate(
             progress(n, len(bench.queries))
     judged = {q.id for q in bench.queries}
     qrels = {q: r for q, r in bench.qrels.items() if q in judged}
+    listed = {q: [e for e, _ in r] for q, r in ranker_runs.items()}
+    asked = [q for q in (q.id for q in bench.queries) if qrels.get(q)]
     return EvalResult(
-        ranker=mean_metrics({q: [e for e, _ in r] for q, r in ranker_runs.items()}, qrels),
+        ranker=mean_metrics(listed, qrels),
         bm25=mean_metrics(bm25_runs, qrels),
         queries=len(qrels),
         seconds=time.perf_counter() - start,
         runs=ranker_runs,
+        hub={"matcher": hub_of(listed, asked), "bm25": hub_of(bm25_runs, asked), "qrels": qrels_hub(qrels, asked)},
     )
 
 
@@ -160,6 +202,9 @@ def format_table(result: EvalResult) -> str:
     rows = [head]
     for name, vals in (("matcher", result.ranker), ("bm25", result.bm25)):
         rows.append(f"{name:<10}" + "".join(f"{vals[m]:>11.4f}" for m in METRICS))
+    if result.hub:
+        rows.append("hub (share of queries whose top 10 holds the most-listed expert): " + ", ".join(
+            f"{name} {h.share:.3f} ({h.expert or '-'})" for name, h in result.hub.items()))
     rows.append(f"{result.queries} queries, {result.seconds:.1f} s")
     return "\n".join(rows)
 
@@ -172,6 +217,7 @@ def ablation(
     variants: Mapping[str, Mapping[str, float]],
     *,
     top: int = 100,
+    prepare: Callable[[ExpertIndex, Sequence[Expert]], ExpertIndex] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics of several fusion weightings in one pass: signals are computed once per query.
 
@@ -181,6 +227,8 @@ def ablation(
     cached = lru_cache(maxsize=None)(tokenize)
     tok = lambda s: list(cached(s))  # noqa: E731
     index = make_index().fit(bench.experts, tok)
+    if prepare is not None:
+        index = prepare(index, bench.experts)
     reference = TermIndex("bm25").fit([tok(expert_text(e)) for e in bench.experts])
     ids = [e.id for e in bench.experts]
     runs: dict[str, dict[str, list[str]]] = {name: {} for name in [*variants, "bm25 reference"]}
