@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import unicodedata
@@ -114,6 +115,12 @@ def match(
         typer.echo("No expert shares a term with this text. Try other words or fewer filters.")
     else:
         typer.echo(format_matches(matches))
+
+
+def _cache_home() -> Path:
+    """Where the CLI keeps what is worth keeping between evaluation runs (tokens, vectors)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "jinqiao-matcher"
 
 
 @contextmanager
@@ -335,6 +342,9 @@ def eval_(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of the metrics.")] = False,
     top: Annotated[int, typer.Option("--top", help="Ranking depth per query.")] = 100,
     run: Annotated[Path | None, typer.Option("--run", help="Also write the ranking as a TREC run file.")] = None,
+    cache: Annotated[Path | None, typer.Option(
+        "--cache", help="SQLite file keeping tokens and dense vectors between runs (default: "
+        "$XDG_CACHE_HOME/jinqiao-matcher/eval.db); a first run encodes every text once.")] = None,
 ) -> None:
     """Score the ranker and a BM25 reference (same tokens) on a benchmark folder."""
     from matcher.engine import Engine
@@ -342,8 +352,18 @@ def eval_(
     from matcher.store import Store
 
     bench = load_benchmark(benchdir)
-    engine = Engine(Settings(db=Path(":memory:")), store=Store(":memory:"))
-    result = evaluate(bench, engine.tokenizer, engine.new_index, lambda t, e: engine.query(t, e), top=top)
+    cache = cache or _cache_home() / "eval.db"
+    settings = Settings(db=cache)
+    engine = Engine(settings, store=Store(cache, busy_timeout=settings.busy_timeout))
+
+    def prepare(index, experts):  # noqa: ANN001, ANN202 - evaluate's hook
+        with _progress("encoding") as bar:
+            index = engine.prepare_dense(index, experts, progress=bar)
+        # the benchmark's queries are the demand bank, as a 科协's stored demands are
+        return engine.prepare_bank(engine._query_time(index), bench.queries)
+
+    result = evaluate(bench, engine.tokenizer, engine.new_index, lambda t, e: engine.query(t, e), top=top,
+                      prepare=prepare)
     if run is not None:
         write_trec_run(run, result.runs)
     typer.echo(format_table(result))

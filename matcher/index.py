@@ -44,7 +44,7 @@ import scipy.sparse as sp
 
 from matcher.errors import IndexStateError
 
-FORMAT_VERSION = 4  # 4: base segments as memory-mappable .npy files, shared BM25/TF-IDF counts
+FORMAT_VERSION = 5  # 4: memory-mappable .npy base segments, shared BM25/TF-IDF counts; 5: dense keys
 _RUNS = re.compile(r"[0-9a-z][0-9a-z+#\-.]*|[\u3400-\u9fff\uf900-\ufaff]+")
 
 
@@ -373,6 +373,12 @@ class TermIndex:
         keep[:] = False
         keep[order[within]] = True
         return keep
+
+    def df_of(self, term: str) -> int:
+        """How many live documents hold `term` (0 for a term the index does not know)."""
+        self._require_fitted()
+        j = self.vocabulary_.get(term)
+        return 0 if j is None else int(self.df_[j])
 
     def entry_weights(self, rows: np.ndarray, term_ids: np.ndarray) -> np.ndarray:
         """Weights (idf included) of terms `term_ids` in documents `rows`, as a dense

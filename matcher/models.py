@@ -223,6 +223,9 @@ class Evidence:
     text: str
     terms: tuple[str, ...] = ()
     score: float = 0.0
+    #: how it matched: "words" (the demand's or an expanded term), "chars" (字面相近: shared
+    #: character strings, no whole word), "dense" (语义相近: near in meaning, no shared words)
+    match: str = "words"
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,12 +233,16 @@ class Explanation:
     terms: tuple[str, ...]
     evidence: tuple[Evidence, ...]
     signals: Mapping[str, float] = field(default_factory=dict)
+    #: matched terms the demand did not say, and the demand's phrase each was added for (腐蚀 <- 生锈)
+    expanded: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "terms": list(self.terms),
+            "expanded": dict(self.expanded),
             "evidence": [
-                {"field": e.field, "text": e.text, "terms": list(e.terms), "score": round(e.score, 4)}
+                {"field": e.field, "text": e.text, "terms": list(e.terms), "score": round(e.score, 4),
+                 "match": e.match}
                 for e in self.evidence
             ],
             "signals": {k: round(float(v), 4) for k, v in self.signals.items()},

@@ -140,6 +140,27 @@ def _m5_expert_digest(db: sqlite_utils.Database) -> None:
 
 MIGRATIONS.append(_m5_expert_digest)
 
+
+def _m6_vectors(db: sqlite_utils.Database) -> None:
+    """Dense vectors of indexed texts (`matcher.dense`), keyed by the encoder's name and a digest
+    of the text: a rebuild, an import of unchanged experts or a restart never encodes a text twice,
+    and a changed encoder only misses its own keys."""
+    db["vector_cache"].create({"model": str, "key": bytes, "dim": int, "vec": bytes}, pk=("model", "key"),
+                              if_not_exists=True)
+
+
+MIGRATIONS.append(_m6_vectors)
+
+
+def _m7_expert_popularity(db: sqlite_utils.Database) -> None:
+    """How strongly each expert matches the demands a 科协 receives, on average (the demand bank,
+    `matcher.ranking.bank`): what the ranking discounts so that one expert is not offered for every
+    problem. Recomputed from the stored demands; `meta.popularity_stamp` says from which."""
+    db["expert_popularity"].create({"expert_id": str, "value": float}, pk="expert_id", if_not_exists=True)
+
+
+MIGRATIONS.append(_m7_expert_popularity)
+
 RUN_STATUSES: tuple[str, ...] = ("running", "done", "failed", "interrupted")
 
 
@@ -231,10 +252,11 @@ def _explanation_from_json(text: str) -> Explanation:
     d = json.loads(text)
     evidence = tuple(
         Evidence(field=e["field"], text=e["text"], terms=tuple(e.get("terms", ())),
-                 score=float(e.get("score", 0.0)))
+                 score=float(e.get("score", 0.0)), match=str(e.get("match", "words")))
         for e in d.get("evidence", ())
     )
-    return Explanation(terms=tuple(d.get("terms", ())), evidence=evidence, signals=dict(d.get("signals", {})))
+    return Explanation(terms=tuple(d.get("terms", ())), evidence=evidence, signals=dict(d.get("signals", {})),
+                       expanded=dict(d.get("expanded", {})))
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,6 +593,30 @@ class Store:
         with self.transaction():
             self.db.conn.executemany("INSERT OR REPLACE INTO token_cache (key, tokens) VALUES (?, ?)", rows)
 
+    def cached_vectors(self, model: str, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        """The cached float32 vectors of those `keys` that `model` has encoded (see `matcher.dense`)."""
+        out: dict[bytes, np.ndarray] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT key, vec FROM vector_cache WHERE model = ? AND key IN ({marks})",
+                                   [model, *chunk])
+            for key, blob in rows:
+                out[bytes(key)] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def cache_vectors(self, model: str, entries: Mapping[bytes, np.ndarray]) -> None:
+        """Store vectors by key for `model`, as float32."""
+        if not entries:
+            return
+        rows = [(model, k, int(v.shape[-1]), np.asarray(v, dtype=np.float32).tobytes()) for k, v in entries.items()]
+        with self.transaction():
+            self.db.conn.executemany("INSERT OR REPLACE INTO vector_cache (model, key, dim, vec) VALUES (?, ?, ?, ?)",
+                                     rows)
+
+    def count_vectors(self, model: str) -> int:
+        return int(self.db.execute("SELECT count(*) FROM vector_cache WHERE model = ?", [model]).fetchone()[0])
+
     def clear_token_cache(self) -> int:
         with self.transaction():
             return self.db.execute("DELETE FROM token_cache").rowcount
@@ -646,6 +692,33 @@ class Store:
         where, params = (None, None) if status is None else ("status = ?", [status])
         for row in self.db["demands"].rows_where(where, params, order_by="created_at, id"):
             yield self._demand_from_row(row)
+
+    def recent_demand_texts(self, limit: int) -> list[tuple[str, str, str]]:
+        """(id, text, emphasis) of the `limit` most recently created demands (the demand bank)."""
+        rows = self.db.execute(
+            "SELECT id, title, keywords, description FROM demands ORDER BY created_at DESC, id DESC LIMIT ?", [limit])
+        out = []
+        for demand_id, title, keywords, description in rows:
+            kws = json.loads(keywords) if keywords else []
+            text = "\n".join(p for p in (title or "", " ".join(kws), description or "") if p)
+            if text.strip():
+                out.append((demand_id, text, " ".join([title or "", *kws])))
+        return out
+
+    def demands_stamp(self) -> str:
+        """Changes whenever a demand is added, edited or removed."""
+        row = self.db.execute("SELECT count(*), max(updated_at), max(created_at) FROM demands").fetchone()
+        return f"{row[0]}|{row[1] or ''}|{row[2] or ''}"
+
+    def expert_popularity(self) -> dict[str, float]:
+        return dict(self.db.execute("SELECT expert_id, value FROM expert_popularity").fetchall())
+
+    def save_expert_popularity(self, values: Mapping[str, float], stamp: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM expert_popularity")
+            self.db.conn.executemany("INSERT INTO expert_popularity (expert_id, value) VALUES (?, ?)",
+                                     [(k, float(v)) for k, v in values.items() if v > 0])
+            self.set_meta("popularity_stamp", stamp)
 
     def count_demands(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM demands").fetchone()[0])

@@ -452,7 +452,7 @@ def test_the_csv_report_reads_back_like_the_xlsx(done, tmp_path) -> None:
     assert ["'" + FORMULA_TITLE in row for row in recs].count(True) == sum(
         1 for m in engine.store.list_batch_matches(run.id) if m.demand_id == "Z-FORMULA")
     recs = [[cell(c[1:] if c.startswith("'=") else c) for c in row] for row in recs]
-    problems = [[cell(c) for c in row] for row in problems]
+    problems = [[cell(c[1:] if c.startswith("'=") else c) for c in row] for row in problems]
     assert recs == [text(r) for r in wb["推荐"].iter_rows(values_only=True)]
     assert problems == [text(r) for r in wb["回避与未满额"].iter_rows(values_only=True)]
 

@@ -114,10 +114,11 @@ def test_eval_json_and_run_file_rescored_independently(tmp_path) -> None:
     bench = tmp_path / "bench"
     make_bench(bench)
     run = tmp_path / "run.trec"
-    res = runner.invoke(app, ["eval", str(bench), "--json", "--run", str(run)])
+    res = runner.invoke(app, ["eval", str(bench), "--json", "--run", str(run), "--cache", str(tmp_path / "c.db")])
     assert res.exit_code == 0, res.output
     last = json.loads(res.stdout.strip().splitlines()[-1])
-    assert set(last) == {"ranker", "bm25", "queries", "seconds"}
+    assert set(last) == {"ranker", "bm25", "hub", "queries", "seconds"}
+    assert set(last["hub"]) == {"matcher", "bm25", "qrels"} and 0 < last["hub"]["matcher"]["share"] <= 1
     assert last["queries"] == 3
     expected_keys = {"nDCG@10", "MRR", "Recall@10", "Recall@50", "Hit@1", "Hit@10", "MAP@100"}
     assert set(last["ranker"]) == set(last["bm25"]) == expected_keys

@@ -51,6 +51,12 @@ def template(tmp_path_factory, tokenizer) -> Path:
     store = Store(db)
     store.upsert_demands([Demand.from_dict({"id": "Z-EMPTY", "enterprise": "某公司"})])
     store.close()
+    # The demand bank (every expert's popularity over the stored demands) as of these demands: an
+    # expert added later, by whichever process, gets none until the demands change, so a run in
+    # which one arrives mid-way can equal one in which it was there from the start.
+    engine = open_engine(db, tokenizer)
+    engine.refresh_bank()
+    engine.close()
     return db
 
 

@@ -38,10 +38,19 @@ def test_thermos_demand_finds_the_welding_and_vacuum_experts(demo_engine: Engine
 
 def test_explanations_name_real_evidence(demo_engine: Engine) -> None:
     q_tokens = set(demo_engine.tokenizer.tokenize(THERMOS))
+    u = demo_engine.understand(THERMOS)
+    added = {t for e in u.expanded for t in demo_engine.tokenizer.tokenize(e.term)}
     for m in demo_engine.match(THERMOS, top_k=5):
-        assert set(m.explanation.terms) <= q_tokens | {t for x in q_tokens for t in demo_engine.synonyms.equivalents(x)}
+        said = q_tokens | {t for x in q_tokens for t in demo_engine.synonyms.equivalents(x)}
+        for term in m.explanation.terms:
+            # the demand's word, a synonym, a concept the understanding stage added (and says where
+            # from), or a character string the demand contains (字面相近)
+            assert term in said or term in m.explanation.expanded or term in THERMOS, term
+        for term, origin in m.explanation.expanded.items():
+            assert term in added and origin in THERMOS
         for ev in m.explanation.evidence:
-            assert ev.terms and ev.field in {"research_fields", "bio", "paper", "patent", "project", "achievement"}
+            assert ev.field in {"research_fields", "bio", "paper", "patent", "project", "achievement"}
+            assert ev.terms or ev.match == "dense"
             full = demo_engine.get_expert(m.expert.id)  # a match carries the card, without documents
             assert m.expert.documents == () and full.documents
             texts = [*full.research_fields, full.bio, *(d.title for d in full.documents)]
@@ -150,10 +159,30 @@ def test_a_single_expert_is_found(engine: Engine) -> None:
     assert m.expert_id == "S1" and m.score > 0 and "窑变" in m.explanation.terms
 
 
-def test_every_listed_expert_shares_a_word(demo_engine: Engine) -> None:
-    for text in ("窑变釉呈色不稳定", THERMOS, "锂电池BMS"):
+def test_every_listed_expert_is_explained_by_what_matched(demo_engine: Engine) -> None:
+    # No word mask: an expert may be listed without a shared word, but then its evidence says
+    # honestly what matched: shared character strings (字面相近) or documents near in meaning (语义相近).
+    for text in ("窑变釉呈色不稳定", THERMOS, "锂电池BMS", "电池管理做得不好，电芯老是不均衡"):
+        norm = demo_engine.tokenizer.tokenize(text)
         for m in demo_engine.match(text, top_k=20):
-            assert m.explanation.terms, (text, m.expert_id)
+            ev = m.explanation.evidence
+            assert ev, (text, m.expert_id)
+            for e in ev:
+                if e.match == "chars":
+                    # shared with the demand, or with a concept added for one of its phrases
+                    assert e.terms and all(len(t) >= 2 and (t in text.lower() or m.explanation.expanded[t] in text)
+                                           for t in e.terms)
+                elif e.match == "words":
+                    assert set(e.terms) <= set(norm) | set(m.explanation.expanded) | \
+                        {s for t in norm for s in demo_engine.synonyms.equivalents(t)}
+                else:
+                    assert e.match == "dense" and not e.terms
+
+
+def test_a_text_that_shares_nothing_with_the_library_lists_nobody(demo_engine: Engine) -> None:
+    # the dense and LSA neighbourhoods of any text are never empty; without one shared word or
+    # character string they are noise, and nobody is listed
+    assert demo_engine.match("今天天气晴朗，我们去公园散步吧") == []
 
 
 def test_bare_small_numbers_are_not_terms(tokenizer) -> None:

@@ -29,6 +29,7 @@ from types import MappingProxyType
 import numpy as np
 import scipy.sparse as sp
 
+from matcher.dense import assemble, text_key
 from matcher.errors import IndexStateError
 from matcher.index import LsaSpace, TermIndex
 from matcher.models import Expert, Explanation, expert_digest
@@ -37,12 +38,13 @@ from matcher.ranking.aggregate import Layout
 from matcher.ranking.explain import explain_many
 from matcher.ranking.fusion import Scored, fuse
 from matcher.ranking.query import Query
-from matcher.ranking.signals import prior, signals
+from matcher.ranking.signals import UnitScores, prior, signals
 from matcher.ranking.units import (
     chars_many,
     chars_of,
     declared_text,
     expand,
+    expert_profile_text,
     expert_units,
     hash_unit,
     piece_counts,
@@ -51,6 +53,13 @@ from matcher.ranking.units import (
 from matcher.tokens import as_source
 
 Tokenize = Callable[[str], list[str]]
+
+
+def _keys(texts: Iterable[str]) -> np.ndarray:
+    """Dense-cache keys (`matcher.dense.text_key`) of texts, one row of 16 bytes each (uint8: a
+    numpy bytes dtype would drop a digest's trailing zero bytes)."""
+    keys = b"".join(text_key(t) for t in texts)
+    return np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16).copy()
 
 
 class ExpertIndex:
@@ -76,6 +85,9 @@ class ExpertIndex:
         max_postings: int = 0,
         semantic_exhaustive: int = 0,
         diversify_slots: int = 0,
+        length_norm: float = 0.0,
+        list_floor: float = 0.0,
+        popularity_weight: float = 0.0,
     ) -> None:
         self.k1 = k1
         self.b = b
@@ -89,6 +101,9 @@ class ExpertIndex:
         self.max_postings = max_postings
         self.semantic_exhaustive = semantic_exhaustive
         self.diversify_slots = diversify_slots
+        self.length_norm = length_norm  # expert-level length normalisation of the votes (aggregate)
+        self.list_floor = list_floor  # experts below this share of the best fused score are not listed
+        self.popularity_weight = popularity_weight  # the demand bank's discount (fusion.discount_popular)
 
     def _builds(self, name: str) -> bool:
         return self.build_all or bool(self.weights.get(name, 0.0))
@@ -105,6 +120,8 @@ class ExpertIndex:
         self.unit_field_, self.unit_text_ = [], []
         unit_expert: list[np.ndarray] = []
         unit_hash: list[np.ndarray] = []
+        unit_dkey: list[np.ndarray] = []
+        expert_dkey: list[np.ndarray] = []
         ndocs: list[int] = []
         declared: list[list[str]] = []
         word_vocab: dict[str, int] = {}
@@ -125,12 +142,19 @@ class ExpertIndex:
             self.unit_text_ += [u.text for u in units]
             unit_expert.append(np.fromiter((u.expert for u in units), dtype=np.int64, count=len(units)))
             unit_hash.append(np.fromiter((hash_unit(u) for u in units), dtype=np.int64, count=len(units)))
+            unit_dkey.append(_keys(u.dense for u in units))
+            expert_dkey.append(_keys(expert_profile_text(e) for e in batch))
             word_blocks.append(piece_counts([u.words for u in units], source.many, word_vocab))
             gram_blocks.append(piece_counts([u.chars for u in units], chars_many, gram_vocab))
             del batch, units
         n = len(self.expert_ids_)
         self.unit_expert_ = np.concatenate(unit_expert) if unit_expert else np.zeros(0, dtype=np.int64)
         self.unit_hash_ = np.concatenate(unit_hash) if unit_hash else np.zeros(0, dtype=np.int64)
+        self.unit_dkey_ = np.concatenate(unit_dkey) if unit_dkey else _keys(())
+        self.expert_dkey_ = np.concatenate(expert_dkey) if expert_dkey else _keys(())
+        self.dense_ = None  # attached by the owner from a vector cache (`with_dense`)
+        self.dense_shift_ = None  # subtracted from a centred query vector (`with_dense_bank`)
+        self.popularity_ = None  # per expert position, from the demand bank (`with_popularity`)
         words = stack(word_blocks, len(word_vocab))
         del word_blocks
         self.units_ = TermIndex("bm25", self.k1, self.b).fit_counts(words, list(word_vocab))
@@ -288,6 +312,12 @@ class ExpertIndex:
         new.unit_expert_ = np.concatenate([self.unit_expert_, local + n0])
         new.unit_field_ = [*self.unit_field_, *(u.field for u in units)]
         new.unit_text_ = [*self.unit_text_, *(u.text for u in units)]
+        new.unit_dkey_ = np.concatenate([self.unit_dkey_, _keys(u.dense for u in units)])
+        new.expert_dkey_ = np.concatenate([self.expert_dkey_, _keys(expert_profile_text(e) for e in changed)])
+        if self.popularity_ is not None:  # a new expert has no record over the bank yet
+            new.popularity_ = np.concatenate([self.popularity_, np.zeros(len(changed), dtype=np.float32)])
+        if self.dense_ is not None:  # the new rows wait for their vectors (`with_dense`)
+            new.dense_ = self.dense_.extended(len(new.unit_dkey_), len(new.expert_dkey_))
         new.unit_hash_ = np.concatenate([self.unit_hash_, np.fromiter((hash_unit(u) for u in units), dtype=np.int64,
                                                                       count=len(units))])
         new.__dict__.pop("_layout_cache", None)
@@ -334,6 +364,11 @@ class ExpertIndex:
         new.unit_field_ = [self.unit_field_[r] for r in rows]
         new.unit_text_ = [self.unit_text_[r] for r in rows]
         new.unit_hash_ = self.unit_hash_[rows]
+        new.unit_dkey_ = self.unit_dkey_[rows]
+        new.expert_dkey_ = self.expert_dkey_[order]
+        new.popularity_ = None if self.popularity_ is None else self.popularity_[order]
+        # the same vectors in the new order; the centre is kept (as the LSA basis was, until now)
+        new.dense_ = None if self.dense_ is None else self.dense_.take(rows, order)
         new.__dict__.pop("_layout_cache", None)
         new.__dict__.pop("_positions_cache", None)
         new.n_documents_ = self.n_documents_[order]
@@ -342,6 +377,114 @@ class ExpertIndex:
                                                  new.unit_expert_)
         new._fit_semantic()
         new.base_id_ = uuid.uuid4().hex[:12]
+        return new
+
+    # -- related terms (corpus expansion) ---------------------------------------------------------
+    def related_terms(self, terms: Sequence[tuple[str, float]], k: int) -> list[tuple[str, str, float]]:
+        """Up to `k` index terms that keep company with `terms` (term, weight) in the experts' own
+        texts: nearest to the weighted sum of their vectors in the LSA space (term vectors = the
+        columns of its basis), each with the given term it is nearest to and its cosine. Terms
+        seen in a single document are left out (a typo is no expansion)."""
+        self._require_fitted()
+        if self.lsa_ is None or k <= 0:
+            return []
+        vecs = self.__dict__.get("_term_vectors")
+        if vecs is None:
+            vecs = self.lsa_.components_.T.astype(np.float32)
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            vecs = vecs / norms
+            self.__dict__["_term_vectors"] = vecs
+        vocab = self.word_tfidf_.vocabulary_
+        given = [(vocab[t], w, t) for t, w in terms if t in vocab and vocab[t] < len(vecs)]
+        if not given:
+            return []
+        ids = np.asarray([j for j, _, _ in given])
+        q = (vecs[ids] * np.asarray([w for _, w, _ in given], dtype=np.float32)[:, None]).sum(axis=0)
+        norm = float(np.linalg.norm(q))
+        if norm == 0:
+            return []
+        sims = vecs @ (q / norm)
+        sims[ids] = -1.0
+        df = self.word_tfidf_.df_[: len(vecs)]
+        sims[df < 2] = -1.0
+        top = np.argpartition(-sims, min(k, len(sims) - 1))[:k]
+        top = top[np.argsort(-sims[top])]
+        names = self.word_tfidf_.terms_
+        out = []
+        for j in top:
+            if sims[j] <= 0:
+                break
+            origin = given[int(np.argmax(vecs[ids] @ vecs[j]))][2]
+            out.append((names[j], origin, float(sims[j])))
+        return out
+
+    # -- dense vectors ----------------------------------------------------------------------------
+    def dense_texts(self, experts: Iterable[Expert], *, profiles: bool = False) -> dict[bytes, str]:
+        """{key: text} of what the dense encoder reads for these experts' units (and profiles)."""
+        out: dict[bytes, str] = {}
+        for e in experts:
+            for u in expert_units(e, 0, char_abstracts=False):
+                out[text_key(u.dense)] = u.dense
+            if profiles:
+                profile = expert_profile_text(e)
+                out[text_key(profile)] = profile
+        return out
+
+    def dense_missing(self) -> list[str]:
+        """Ids of the live experts whose units (or profile) have no vector attached yet."""
+        self._require_fitted()
+        if self.dense_ is None:
+            rows = np.flatnonzero(self.expert_alive_)
+        else:
+            missing_units = ~self.dense_.units_ok & self.expert_alive_[self.unit_expert_]
+            gone = np.zeros(len(self.expert_ids_), dtype=bool)
+            gone[self.unit_expert_[missing_units]] = True
+            if self.dense_.profiles_ok is not None:
+                gone |= ~self.dense_.profiles_ok
+            rows = np.flatnonzero(gone & self.expert_alive_)
+        return [self.expert_ids_[i] for i in rows]
+
+    def with_dense(self, model: str, lookup: Callable[[Sequence[bytes]], Mapping[bytes, np.ndarray]], *,
+                   profiles: bool = False) -> ExpertIndex:
+        """A copy holding the dense vectors `lookup` has for its units (and, with `profiles`, its
+        experts): all of them when none are attached yet or the model changed, else only the rows
+        still missing (the centre stays as it was). `self` is not modified."""
+        self._require_fitted()
+        new = copy.copy(self)
+        current = self.dense_
+        if current is None or current.model != model or (profiles and current.profiles is None):
+            new.dense_ = assemble(model, self.unit_dkey_, lookup,
+                                  profile_keys=self.expert_dkey_ if profiles else None)
+        else:
+            new.dense_ = current.filled(self.unit_dkey_, self.expert_dkey_, lookup)
+        return new
+
+    def with_dense_bank(self, bank: np.ndarray | None, weight: float) -> ExpertIndex:
+        """A copy whose dense query vectors are moved by `weight` times the mean of `bank` (raw
+        query vectors of the demands a 科协 has received, one a row) in this index's centred
+        space: query-bank normalisation. e5 puts every demand text near the units that resemble
+        demands in general (a rich expert's broad industrial papers); those units then win every
+        query. Subtracting the demands' own mean direction removes what all demands share and keeps
+        what this one says. None or an empty bank: no shift."""
+        new = copy.copy(self)
+        new.dense_shift_ = None
+        if self.dense_ is not None and bank is not None and len(bank) and weight:
+            centred = np.stack([self.dense_.centred(v) for v in bank])
+            new.dense_shift_ = (weight * centred.mean(axis=0)).astype(np.float32)
+        return new
+
+    def with_popularity(self, values: Mapping[str, float] | None) -> ExpertIndex:
+        """A copy that discounts experts by their popularity over the demand bank ({expert id:
+        value}; experts not named get 0; see `matcher.ranking.fusion.discount_popular`)."""
+        new = copy.copy(self)
+        if not values:
+            new.popularity_ = None
+            return new
+        pop = np.zeros(len(self.expert_ids_), dtype=np.float32)
+        for eid, i in self.positions().items():
+            pop[i] = values.get(eid, 0.0)
+        new.popularity_ = pop
         return new
 
     def _require_fitted(self) -> None:
@@ -363,18 +506,20 @@ class ExpertIndex:
         return lay.by_expert[lay.expert_ptr[expert] : lay.expert_ptr[expert + 1]]
 
 
-    def signals(self, query: Query) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Every signal for `query` (see `matcher.ranking.signals`) and the word BM25 unit scores."""
+    def signals(self, query: Query) -> tuple[dict[str, np.ndarray], UnitScores]:
+        """Every signal for `query` and the unit scores explanations read (`matcher.ranking.signals`)."""
         return signals(self, query)
 
     def score(self, query: Query, weights: Mapping[str, float] | None = None) -> Scored:
         """Fuse the signals (see `matcher.ranking.fusion`)."""
-        sig, unit_scores = self.signals(query)
+        sig, units = self.signals(query)
         total = self.fuse(sig, self.weights if weights is None else weights)
-        return Scored(total=total, signals=sig, unit_scores=unit_scores)
+        return Scored(total=total, signals=sig, unit_scores=units.words, char_scores=units.chars,
+                      dense_scores=units.dense)
 
     def fuse(self, sig: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
-        return fuse(sig, weights, self.expert_alive_, self.diversify_slots)
+        return fuse(sig, weights, self.expert_alive_, self.diversify_slots, self.list_floor,
+                    self.popularity_, self.popularity_weight)
 
     # -- explain ---------------------------------------------------------------------------------
     def explain(self, expert: int, query: Query, scored: Scored, *, max_evidence: int = 3) -> Explanation:

@@ -6,6 +6,7 @@ query term in its postings): explaining was most of the cost of a match and of t
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -15,15 +16,23 @@ import numpy as np
 from matcher.models import Evidence, Explanation
 from matcher.ranking.fusion import Scored
 from matcher.ranking.query import Query
+from matcher.text import normalize
 
 if TYPE_CHECKING:
     from matcher.ranking.expert_index import ExpertIndex
+
+_WORDLIKE = re.compile(r"[0-9a-z\u3400-\u9fff\uf900-\ufaff]+")
 
 
 def explain_many(
     index: ExpertIndex, experts: Sequence[int], query: Query, scored: Scored, *, max_evidence: int = 3,
 ) -> list[Explanation]:
-    """Why each of `experts` matched: the query terms found in their units, best units first.
+    """Why each of `experts` matched, best evidence first.
+
+    Words first: the query terms (the demand's own and those an expansion added, marked with the
+    phrase they came from) found in the expert's units. An expert with no shared word is explained
+    honestly by what did match: the character strings it shares with the demand (字面相近, e.g.
+    电池管理 in 电池管理系统), or, failing those, its documents nearest in meaning (语义相近).
 
     The term weights of all the experts' matching units come from one lookup (a binary search
     per query term in its postings): explaining was most of the cost of a match and of the
@@ -40,6 +49,7 @@ def explain_many(
     weights = index.units_.entry_weights(rows, np.asarray([vocab[t] for t in known], dtype=np.int64))
     out: list[Explanation] = []
     start = 0
+    n = len(index.expert_ids_)
     for expert, by_score in zip(experts, per_expert, strict=True):
         block = weights[start : start + len(by_score)]
         start += len(by_score)
@@ -56,7 +66,72 @@ def explain_many(
                 evidence.append(
                     Evidence(index.unit_field_[u], index.unit_text_[u], terms, float(scored.unit_scores[u]))
                 )
-        signals = {name: float(arr[expert]) for name, arr in scored.signals.items() if name != "lexical"}
-        out.append(Explanation(terms=tuple(t for t, _ in term_weight.most_common()), evidence=tuple(evidence),
-                               signals=signals))
+        terms = [t for t, _ in term_weight.most_common()]
+        expanded = {t: query.origins[t] for t in terms if t in query.origins}
+        if len(evidence) < max_evidence:
+            evidence += _beyond_words(index, int(expert), query, scored, max_evidence - len(evidence),
+                                      {e.text for e in evidence}, terms, expanded)
+        signals = {name: float(arr[expert]) for name, arr in scored.signals.items() if len(arr) == n}
+        out.append(Explanation(terms=tuple(terms), evidence=tuple(evidence), signals=signals, expanded=expanded))
     return out
+
+
+def _beyond_words(index: ExpertIndex, expert: int, query: Query, scored: Scored, room: int, shown: set[str],
+                  terms: list[str], expanded: dict[str, str]) -> list[Evidence]:
+    """Evidence that is not a shared word: character strings (字面相近), then meaning (语义相近).
+    The shared strings are appended to `terms`; one shared with an added concept rather than with
+    the demand's own text goes into `expanded` with the demand's phrase the concept came from."""
+    units = index._units_of(expert)
+    out: list[Evidence] = []
+    if scored.char_scores is not None:
+        text = normalize(query.text)
+        extra = [t for t in query.origins if len(t) >= 2]
+        for u in units[np.argsort(-scored.char_scores[units], kind="stable")]:
+            if len(out) >= room or scored.char_scores[u] <= 0:
+                break
+            shown_text = index.unit_text_[u]
+            if shown_text in shown:
+                continue
+            strings = common_strings(text, normalize(shown_text), extra)
+            if strings:
+                out.append(Evidence(index.unit_field_[u], shown_text, strings, float(scored.char_scores[u]),
+                                    match="chars"))
+                shown.add(shown_text)
+                terms.extend(s for s in strings if s not in terms)
+                for piece in strings:
+                    if piece not in text:
+                        expanded[piece] = next(query.origins[t] for t in extra if piece in t)
+    if scored.dense_scores is not None and not out and room:
+        for u in units[np.argsort(-scored.dense_scores[units], kind="stable")][:room]:
+            if scored.dense_scores[u] <= 0 or index.unit_text_[u] in shown:
+                continue
+            out.append(Evidence(index.unit_field_[u], index.unit_text_[u], (), float(scored.dense_scores[u]),
+                                match="dense"))
+    return out[:room]
+
+
+def common_strings(query: str, text: str, extra: Sequence[str] = (), *, shortest: int = 2) -> tuple[str, ...]:
+    """The maximal strings of at least `shortest` characters (CJK, Latin or digits) that `text`
+    shares with `query` (or with one of `extra`), longest first: 电池管理系统 shares 电池管理 with
+    "电池管理做得不好"."""
+    sources = [query, *extra]
+    found: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        best = 0
+        for j in range(i + shortest, n + 1):
+            piece = text[i:j]
+            if not _WORDLIKE.fullmatch(piece):
+                break
+            if any(piece in s for s in sources):
+                best = j - i
+            else:
+                break
+        if best >= shortest:
+            piece = text[i : i + best]
+            if not any(piece in f for f in found):
+                found.append(piece)
+            i += best
+        else:
+            i += 1
+    return tuple(sorted(found, key=len, reverse=True))

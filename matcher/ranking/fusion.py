@@ -3,7 +3,7 @@
 Each signal is divided by its spread over the live experts (its standard deviation) and weighted:
 this ranks exactly as the per-query z-score sum (the means only shift every expert by the same
 constant) but keeps scores non-negative, which the nightly assignment's maximisation needs.
-Experts with no lexical evidence score 0. The last `slots` places of the first page go to the best
+Experts without evidence, or far below the best, score 0 (`weighted_sum`). The last `slots` places of the first page go to the best
 experts of the centroid view that the fusion left out (`diversify`).
 """
 
@@ -22,7 +22,9 @@ class Scored:
 
     total: np.ndarray
     signals: Mapping[str, np.ndarray]
-    unit_scores: np.ndarray
+    unit_scores: np.ndarray  # word BM25 per unit
+    char_scores: np.ndarray | None = None  # character n-gram cosine per unit
+    dense_scores: np.ndarray | None = None  # centred dense cosine per unit
 
 
 def best_first(scores: np.ndarray, *, chunk: int = 64) -> Iterator[int]:
@@ -47,7 +49,8 @@ def best_first(scores: np.ndarray, *, chunk: int = 64) -> Iterator[int]:
         chunk *= 8
 
 
-def fuse(sig: Mapping[str, np.ndarray], weights: Mapping[str, float], alive: np.ndarray, slots: int) -> np.ndarray:
+def fuse(sig: Mapping[str, np.ndarray], weights: Mapping[str, float], alive: np.ndarray, slots: int,
+         floor: float = 0.0, popularity: np.ndarray | None = None, popularity_weight: float = 0.0) -> np.ndarray:
     """The fused score of every expert from its signals, with the last `slots` places of the
     first ten given to the best experts of the centroid view that the fusion left out (a
     `"slots"` entry in `weights` overrides `slots`).
@@ -56,11 +59,30 @@ def fuse(sig: Mapping[str, np.ndarray], weights: Mapping[str, float], alive: np.
     centroid rewards experts whose profile as a whole leans towards it. A page of ten that
     hedges between the two finds at least one right expert more often (Hit@10, on the CDL dev
     split and on both of its halves) at a cost in nDCG@10 of about 0.001."""
-    total = weighted_sum(sig, weights, alive)
+    total = weighted_sum(sig, weights, alive, floor)
+    pw = float(weights.get("popularity", popularity_weight))
+    if popularity is not None and pw:
+        total = discount_popular(total, popularity, pw)
     slots = int(weights.get("slots", slots))
     if slots > 0:
         total = diversify(total, sig["centroid"], slots)
     return total
+
+
+def discount_popular(total: np.ndarray, popularity: np.ndarray, weight: float) -> np.ndarray:
+    """The scores as shares of the best one, minus `weight` times each expert's popularity: how
+    well, on average, the expert matches the demands the 科协 receives (`matcher.ranking.bank`).
+
+    This is inverse document frequency for experts: a match with an expert who matches every
+    demand says less than a match with one who matches few. An expert whose discounted share
+    falls to 0 is not listed (the best match keeps at least 1 - weight)."""
+    top = float(total.max(initial=0.0))
+    if top <= 0:
+        return total
+    pop = popularity if len(popularity) == len(total) else np.zeros(len(total), dtype=np.float32)
+    out = (total / top - weight * pop).astype(np.float32)
+    out[(total <= 0) | (out <= 0)] = 0.0
+    return out
 
 
 def diversify(total: np.ndarray, view: np.ndarray, slots: int, page: int = 10) -> np.ndarray:
@@ -86,23 +108,40 @@ def diversify(total: np.ndarray, view: np.ndarray, slots: int, page: int = 10) -
     return out
 
 
-def weighted_sum(sig: Mapping[str, np.ndarray], weights: Mapping[str, float], alive: np.ndarray) -> np.ndarray:
+#: Signals whose votes are evidence that an expert matches (the others reorder, never admit).
+EVIDENCE = ("docs", "tfidf", "chars", "semantic", "dense", "dense_profile", "profile", "fields")
+
+
+def weighted_sum(sig: Mapping[str, np.ndarray], weights: Mapping[str, float], alive: np.ndarray,
+                 floor: float = 0.0) -> np.ndarray:
+    """Sum of w_s * v_s / spread_s over the signals, the spread being the standard deviation over
+    the live experts (the best value when there is no spread).
+
+    Who may be listed: an expert with a vote in an evidence signal (each vote comes from the
+    query's neighbourhood of documents, so this is already a short list) whose fused score reaches
+    `floor` times the best one. There is no word mask: an expert found only through characters
+    or meaning may be listed (its explanation says 字面相近 / 语义相近), but one carried by a
+    single weak vote is not. A query that shares nothing with the index at all (the `gate`
+    entry in `sig`, 0) lists nobody."""
     n = len(alive)
     total = np.zeros(n, dtype=np.float32)
-    lexical = np.zeros(n, dtype=bool)
+    evident = np.zeros(n, dtype=bool)
     for name, arr in sig.items():
-        if name in ("lexical", "docs", "tfidf", "profile", "fields"):
-            lexical |= arr > 0
-        w = 0.0 if name in ("lexical", "slots") else weights.get(name, 0.0)
+        w = weights.get(name, 0.0) if name not in ("lexical", "slots", "gate") else 0.0
         if not w:
             continue
+        if name in EVIDENCE:
+            evident |= arr > 0
         live = arr[alive]
         # One expert (or all alike) has no spread: fall back to the best value as the scale.
         scale = float(live.std()) if live.size > 1 else 0.0
         scale = scale if scale > 0 else float(live.max(initial=0.0))
         if scale > 0:
             total += w * (arr / scale)
-    # Only experts sharing at least one word with the query are listed: the prior, the semantic
-    # space and single characters may reorder them but must not surface unexplained experts.
-    total[~lexical | ~alive] = 0.0
+    total[~evident | ~alive] = 0.0
+    gate = sig.get("gate")
+    if gate is not None and not gate.any():
+        total[:] = 0.0
+    if floor > 0 and total.size:
+        total[total < floor * float(total.max())] = 0.0
     return total

@@ -55,7 +55,8 @@ def save(index: ExpertIndex, folder: Path | str, *, extra_meta: Mapping[str, obj
         **(dict(extra_meta) if extra_meta else {}),
     }
     (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-    for name in ("unit_expert", "unit_hash", "n_documents", "centroid_norm", "expert_alive"):
+    for name in ("unit_expert", "unit_hash", "unit_dkey", "expert_dkey", "n_documents", "centroid_norm",
+                 "expert_alive"):
         np.save(folder / f"{name}.npy", getattr(index, f"{name}_"))
     np.save(folder / WORD_TFIDF_SUMS, index.word_tfidf_._sums)
     for name in saved_parts(index):
@@ -95,6 +96,8 @@ def save_delta(index: ExpertIndex, folder: Path | str, *, extra_meta: Mapping[st
     (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     np.save(tmp / "unit_expert.npy", index.unit_expert_[nu:])
     np.save(tmp / "unit_hash.npy", index.unit_hash_[nu:])
+    np.save(tmp / "unit_dkey.npy", index.unit_dkey_[nu:])
+    np.save(tmp / "expert_dkey.npy", index.expert_dkey_[ne:])
     np.save(tmp / "n_documents.npy", index.n_documents_[ne:])
     np.save(tmp / "centroid_norm.npy", index.centroid_norm_[ne:])
     np.save(tmp / "expert_alive.npy", index.expert_alive_)
@@ -163,6 +166,11 @@ def load(cls: type[ExpertIndex], folder: Path | str, *, mmap: bool = True) -> Ex
         index.unit_text_ = listed("unit_text", nu)
         index.unit_expert_ = part("unit_expert", nu)
         index.unit_hash_ = part("unit_hash", nu)
+        index.unit_dkey_ = part("unit_dkey", nu)
+        index.expert_dkey_ = part("expert_dkey", ne)
+        index.dense_ = None  # vectors come from the store's cache (the owner attaches them)
+        index.dense_shift_ = None
+        index.popularity_ = None
         index.n_documents_ = part("n_documents", ne)
         index.centroid_norm_ = part("centroid_norm", ne)
         src = delta if delta is not None else folder
@@ -187,7 +195,9 @@ def load(cls: type[ExpertIndex], folder: Path | str, *, mmap: bool = True) -> Ex
             index.lsa_ = None
         n_experts, n_units = len(index.n_documents_), index.units_.n_rows_
         if not (len(index.expert_ids_) == len(index.expert_alive_) == len(index.digests_) == n_experts
-                and len(index.unit_expert_) == len(index.unit_text_) == len(index.unit_hash_) == n_units):
+                and len(index.expert_dkey_) == n_experts
+                and len(index.unit_expert_) == len(index.unit_text_) == len(index.unit_hash_)
+                == len(index.unit_dkey_) == n_units):
             raise ValueError("its parts disagree in length")
     except (OSError, ValueError, KeyError) as exc:
         raise IndexStateError(

@@ -5,9 +5,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 
-from matcher.text import Synonyms
+import numpy as np
+
+from matcher.index import char_ngrams
+from matcher.text import Synonyms, normalize
 
 Tokenize = Callable[[str], list[str]]
 
@@ -19,6 +23,30 @@ class Query:
     text: str
     tokens: tuple[str, ...]
     weights: Mapping[str, float]
+    #: Character 1-3-gram weights; None: the n-grams of `text`, each counted as often as it occurs.
+    grams: Mapping[str, float] | None = None
+    #: The dense query vector of `model` (`matcher.dense`), or a Future computing it on another
+    #: thread while the words are scored; None: no dense signal for this query.
+    vector: np.ndarray | Future[np.ndarray] | None = field(default=None, compare=False)
+    model: str = ""
+    #: Terms the demand did not say but an expansion added: term -> the demand's phrase it came
+    #: from (`matcher.understand`), so an explanation can say "腐蚀 ← 生锈".
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+    def char_weights(self) -> Mapping[str, float]:
+        if self.grams is not None:
+            return self.grams
+        return Counter(char_ngrams(normalize(self.text), 1, 3))
+
+    def dense_vector(self) -> np.ndarray | None:
+        """The dense vector, waiting for it when it is still being computed."""
+        v = self.vector
+        if isinstance(v, Future):
+            return v.result()
+        return v
+
+    def with_vector(self, vector: np.ndarray | Future[np.ndarray] | None, model: str) -> Query:
+        return replace(self, vector=vector, model=model)
 
     @classmethod
     def build(

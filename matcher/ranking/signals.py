@@ -6,6 +6,8 @@ expert (`matcher.ranking.aggregate`). Each signal is an array over expert positi
   centroid  word TF-IDF cosine with each expert's centroid (the diversified places, see fusion);
   chars     character 1-3-gram TF-IDF cosine over units, kNN vote: robust to segmentation slips;
   semantic  LSA (TruncatedSVD of unit TF-IDF) cosine over units, kNN vote;
+  dense     sentence-embedding cosine over units (`matcher.dense`), kNN vote;
+  dense_profile  sentence-embedding cosine with each expert's one profile vector;
   profile   word BM25 over the expert's whole record (optional, off by default);
   fields    word BM25 over research fields + keywords (optional, off by default);
   prior     log-scaled activity (number of documents), off by default;
@@ -16,16 +18,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from matcher.index import char_ngrams
-from matcher.ranking.aggregate import centroid, knn_vote, top_units
+from matcher.ranking.aggregate import centroid, expert_vote, top_units
 from matcher.ranking.query import Query
-from matcher.text import normalize
 
 if TYPE_CHECKING:
     from matcher.ranking.expert_index import ExpertIndex
@@ -49,8 +49,18 @@ def prior(n_documents: np.ndarray) -> np.ndarray:
     return np.log1p(n_documents) / max(float(np.log1p(n_documents).max(initial=0.0)), 1e-9)
 
 
-def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Every signal of `index` for `query`, and the word BM25 unit scores (for explanations)."""
+@dataclass(frozen=True, slots=True)
+class UnitScores:
+    """The per-unit scores the explanations read: word BM25, characters, dense cosines."""
+
+    words: np.ndarray
+    chars: np.ndarray | None = None
+    dense: np.ndarray | None = None
+
+
+def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], UnitScores]:
+    """Every signal of `index` for `query` (arrays over expert positions; `gate` says whether the
+    query shares anything with the index), and the unit scores the explanations read."""
     index._require_fitted()
     n = len(index.expert_ids_)
     zeros = np.zeros(n, dtype=np.float32)
@@ -59,9 +69,9 @@ def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], np
     unit_expert = index.unit_expert_
 
     def vote(unit_scores: np.ndarray) -> np.ndarray:
-        return knn_vote(unit_scores, lay, unit_expert, n, index.knn_k)
+        return expert_vote(unit_scores, lay, unit_expert, index.n_documents_, index.knn_k, index.length_norm)
 
-    grams = Counter(char_ngrams(normalize(query.text), 1, 3))
+    grams = query.char_weights()
     pending: Future[np.ndarray] | None = None
     if grams and len(unit_expert) >= PARALLEL_MIN_UNITS:
         pending = scoring_pool().submit(index.chars_.score, grams, max_postings=budget)
@@ -77,6 +87,11 @@ def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], np
     # listed (see fusion).
     hit = unit_scores > 0
     sig["lexical"] = np.bincount(unit_expert[hit], minlength=n).astype(np.float32)
+    # Does the query share anything with the index: a word, or a string of two characters or more?
+    # If not, nothing was understood and nobody is listed (the dense and LSA neighbourhoods of a
+    # query about the weather are not empty, but they are noise).
+    shares = bool(hit.any()) or any(len(g) >= 2 and index.chars_.df_of(g) > 0 for g in grams)
+    sig["gate"] = np.full(1, shares)
     if pending is not None:
         char_scores = pending.result()
     else:
@@ -104,5 +119,25 @@ def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], np
                 else:
                     cos = np.asarray(emb @ qe)
                 sig["semantic"] = vote(np.clip(cos, 0.0, None))
+    sig["dense"], sig["dense_profile"] = zeros, zeros
+    cos = None
+    dense = index.dense_
+    if dense is not None and (index.weights.get("dense") or index.weights.get("dense_profile") or index.build_all):
+        vector = query.dense_vector() if query.model == dense.model else None
+        if vector is not None:
+            q = dense.centred(vector)
+            if index.dense_shift_ is not None:
+                # Demands sit in their own corner of the space: moving the query by the mean of
+                # the demands a 科协 receives keeps the units near every demand from winning them all.
+                q = q - index.dense_shift_
+            if index.semantic_exhaustive and len(dense.units) > index.semantic_exhaustive:
+                cand = top_units([unit_scores, tfidf_scores, char_scores], 20 * index.knn_k)
+                cos = np.zeros(len(dense.units), dtype=np.float32)
+                cos[cand] = dense.cosines(q, cand)
+            else:
+                cos = dense.cosines(q)
+            sig["dense"] = vote(np.clip(cos, 0.0, None))
+            if dense.profiles is not None:
+                sig["dense_profile"] = np.clip(dense.profiles.astype(np.float32) @ q, 0.0, None)
     sig["prior"] = index.prior_
-    return sig, unit_scores
+    return sig, UnitScores(unit_scores, char_scores, cos)

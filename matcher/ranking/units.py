@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from matcher.dense import UNIT_CHARS, profile_text
 from matcher.index import char_ngrams
 from matcher.models import Expert
 from matcher.text import normalize
@@ -31,6 +32,7 @@ class Unit:
     text: str  # what staff see as evidence (a title, the fields)
     words: Pieces  # texts tokenised for the word signals, with their multiplicity
     chars: Pieces  # texts whose character n-grams are indexed
+    dense: str = ""  # the text the dense encoder reads (`matcher.dense`)
 
 
 def expert_units(expert: Expert, position: int, *, char_abstracts: bool = False) -> list[Unit]:
@@ -41,10 +43,10 @@ def expert_units(expert: Expert, position: int, *, char_abstracts: bool = False)
     units: list[Unit] = []
     fields = "、".join(expert.research_fields)
     if fields:
-        units.append(Unit(position, "research_fields", fields, ((fields, 1),), ((fields, 1),)))
+        units.append(Unit(position, "research_fields", fields, ((fields, 1),), ((fields, 1),), fields[:UNIT_CHARS]))
     if expert.bio:
         units.append(Unit(position, "bio", expert.bio, ((expert.bio, 1),),
-                          ((expert.bio, 1),) if char_abstracts else ()))
+                          ((expert.bio, 1),) if char_abstracts else (), expert.bio[:UNIT_CHARS]))
     for doc in expert.documents:
         kw = " ".join(doc.keywords)
         words = tuple((t, m) for t, m in ((doc.title, 2), (kw, 2), (doc.abstract, 1)) if t)
@@ -52,8 +54,16 @@ def expert_units(expert: Expert, position: int, *, char_abstracts: bool = False)
             continue
         chars = tuple((t, m) for t, m in ((doc.title, 2), (kw, 2), (doc.abstract if char_abstracts else "", 1))
                       if t)
-        units.append(Unit(position, doc.kind, doc.title or kw or doc.abstract[:80], words, chars))
+        # Title and keywords say what a document is about in a few dozen characters; an abstract
+        # costs the encoder ten times as much for little more.
+        dense = "；".join(p for p in (doc.title, kw) if p) or doc.abstract[:UNIT_CHARS]
+        units.append(Unit(position, doc.kind, doc.title or kw or doc.abstract[:80], words, chars, dense))
     return units
+
+
+def expert_profile_text(expert: Expert) -> str:
+    """What the expert-level dense vector reads (see `matcher.dense.profile_text`)."""
+    return profile_text(expert.research_fields, expert.bio, [(d.title, d.keywords) for d in expert.documents])
 
 
 def piece_counts(

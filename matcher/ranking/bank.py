@@ -1,0 +1,42 @@
+"""The demand bank: the demands a 科协 has received, as the reference against which a match is judged.
+
+A ranker that offers the same few experts for every problem is the first thing staff notice: an
+academician with papers in many fields, or a rich local engineer whose documents read like every
+factory's problem. Two statistics of the stored demands (the most recent `bank_size`) correct it,
+both forms of query-bank normalisation (Bogolin et al., CVPR 2022):
+
+  dense shift   the mean of the demands' dense vectors, subtracted (times a weight) from a
+                demand's vector: what all demands share is not evidence for any one expert;
+  popularity    each expert's average share of the best fused score over the bank: inverse
+                document frequency for experts (`fusion.discount_popular`).
+
+With no stored demands there is no bank and nothing is discounted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from matcher.ranking.query import Query
+
+if TYPE_CHECKING:
+    from matcher.ranking.expert_index import ExpertIndex
+
+
+def popularity(index: ExpertIndex, queries: Sequence[Query], weights: Mapping[str, float]) -> dict[str, float]:
+    """{expert id: mean over `queries` of the expert's fused score as a share of the query's best},
+    the fusion taken without any popularity discount."""
+    n = len(index.expert_ids_)
+    acc = np.zeros(n, dtype=np.float64)
+    plain = {**weights, "popularity": 0.0}
+    for q in queries:
+        total = index.fuse(index.signals(q)[0], plain)
+        top = float(total.max(initial=0.0))
+        if top > 0:
+            acc += total / top
+    if queries:
+        acc /= len(queries)
+    return {index.expert_ids_[i]: float(acc[i]) for i in np.flatnonzero(acc > 0)}
