@@ -15,8 +15,8 @@ from matcher.models import Demand, Expert
 from matcher.rank import Filters
 from matcher.team import (
     MAX_SIZE,
-    coverage_value,
     cosine,
+    coverage_value,
     exact,
     greedy,
     institution_groups,
@@ -31,7 +31,8 @@ from matcher.team import (
 from .conftest import THERMOS
 
 WELD_BMS = "不锈钢保温杯真空层激光焊接合格率低；另外，锂电池包BMS均衡策略不成熟"
-THREE_PARTS = "我司生产不锈钢保温杯，真空层激光焊接合格率低。另外，车间VOCs废气超标，想上催化燃烧。同时想做个MES把数据管起来"
+THREE_PARTS = ("我司生产不锈钢保温杯，真空层激光焊接合格率低。另外，车间VOCs废气超标，想上催化燃烧。"
+               "同时想做个MES把数据管起来")
 WELDING = {"X0001", "X0002", "X0006", "X0007"}  # demo experts on (laser) welding
 
 
@@ -170,7 +171,8 @@ def test_exact_selection_respects_groups_and_fixed_members() -> None:
                 continue
             chosen = select(r, w, k, groups=groups)
             assert len({int(groups[c]) for c in chosen.members}) == k
-            assert coverage_value(r, w, chosen.members) == pytest.approx(brute_force(r, w, k, groups), abs=1e-9)
+            best = brute_force(r, w, k, groups)
+            assert coverage_value(r, w, chosen.members) == pytest.approx(best, abs=1e-9)
             anchored = select(r, w, k, fixed=(0,))
             assert anchored.members[0] == 0 and len(set(anchored.members)) == k
             assert coverage_value(r, w, anchored.members) == pytest.approx(
@@ -269,7 +271,7 @@ def test_filters_and_avoid_rules_hold_for_every_member(demo_engine: Engine) -> N
 
 
 def test_one_expert_per_institution(demo_engine: Engine) -> None:
-    text = "保温杯真空层吸气剂失效。另外，PVD涂层耐磨性差。此外，固态电池硅基负极膨胀"  # three 中科院宁波材料所 topics
+    text = "保温杯真空层吸气剂失效。另外，PVD涂层耐磨性差。此外，固态电池硅基负极膨胀"  # 3 宁波材料所 topics
     free = recommend_team(demo_engine, text, size=3)
     insts = [m.expert.institution for m in free.members]
     assert len(set(insts)) < len(insts), insts  # without the rule the team shares an institution
@@ -288,7 +290,8 @@ def test_relevance_scores_each_text_as_match_does(demo_engine: Engine) -> None:
         order = np.argsort(-rel.scores[row], kind="stable")[:5]
         assert [rel.experts[c].id for c in order] == [m.expert.id for m in plain]
         assert rel.scores[row, order] == pytest.approx([m.score for m in plain], rel=1e-6)
-        assert [x.terms for x in rel.explain(row, list(order[:2]))] == [m.explanation.terms for m in plain[:2]]
+        explained = rel.explain(row, list(order[:2]))
+        assert [x.terms for x in explained] == [m.explanation.terms for m in plain[:2]]
     with pytest.raises(InputError):
         demo_engine.relevance([])
     with pytest.raises(InputError):
