@@ -52,6 +52,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -119,6 +120,7 @@ class TeamMember:
     covers: tuple[int, ...]  # aspect ids
     aspects: tuple[AspectEvidence, ...]  # the covered aspects (or the closest one when none)
     explanation: Explanation  # the aspects' terms and evidence together
+    relevance: tuple[float, ...] = ()  # per aspect, in aspect order: score / the aspect's best
 
     @property
     def expert_id(self) -> str:
@@ -136,6 +138,37 @@ class Team:
     ranking: tuple[str, ...]  # the team, then the rest of the plain ranking of the whole text
     unmatched: tuple[str, ...] = ()  # clauses no expert matched
     excluded: tuple[Exclusion, ...] = ()  # experts the demand's 回避 rules removed
+
+    def to_dict(self, *, include_contact: bool = False) -> dict[str, Any]:
+        """The JSON shape of `matcher team --json` and `POST /api/v1/team`."""
+        return {
+            "text": self.text,
+            "aspects": [{"id": a.id, "text": a.text, "terms": list(a.terms), "covered_by": list(a.covered_by),
+                         "coverage": round(a.coverage, 4)} for a in self.aspects],
+            "team": [member_dict(m, include_contact=include_contact) for m in self.members],
+            "coverage": round(self.coverage, 4),
+            "objective": round(self.objective, 4),
+            "method": self.method,
+            "unmatched": list(self.unmatched),
+        }
+
+
+def member_dict(m: TeamMember, *, include_contact: bool = False) -> dict[str, Any]:
+    e = m.expert
+    expert: dict[str, Any] = {"id": e.id, "name": e.name, "title": e.title, "institution": e.institution,
+                              "region": e.region, "research_fields": list(e.research_fields)}
+    if include_contact:
+        expert["contact"] = e.contact.to_dict()
+    explanation = m.explanation.to_dict()
+    explanation.pop("signals", None)
+    explanation["aspects"] = [
+        {"aspect_id": p.aspect_id, "relevance": round(p.relevance, 4), **{
+            k: v for k, v in p.explanation.to_dict().items() if k in ("terms", "evidence")}}
+        for p in m.aspects
+    ]
+    return {"rank": m.rank, "expert": expert, "covers": list(m.covers),
+            "relevance": [round(r, 4) for r in m.relevance], "gain": round(m.gain, 4),
+            "explanation": explanation}
 
 
 # -- step 1: aspects -----------------------------------------------------------------------------
@@ -433,7 +466,8 @@ def _assemble(rel: RelevanceMatrix, rows: list[int], aspect_texts: list[str], te
                       for a in range(len(rows)) if m in shown[a])
         covered = tuple(a + 1 for a in covers[m])
         share = gain / float(w.sum())
-        team_members.append(TeamMember(rank, experts[m], share, covered, parts, _combined(parts)))
+        closeness = tuple(float(ratio[a, pool[m]]) for a in range(len(rows)))
+        team_members.append(TeamMember(rank, experts[m], share, covered, parts, _combined(parts), closeness))
     aspects = []
     for a in range(len(rows)):
         by = tuple(experts[m].id for m in members if a in covers[m])

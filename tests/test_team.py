@@ -4,6 +4,7 @@ against brute force, the rules, and whole teams on the demo corpus."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -296,3 +297,43 @@ def test_relevance_scores_each_text_as_match_does(demo_engine: Engine) -> None:
         demo_engine.relevance([])
     with pytest.raises(InputError):
         rel.explain(2, [0])
+
+
+# -- the command line ------------------------------------------------------------------------------
+def test_the_cli_team_table_json_and_errors(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from matcher.cli import app
+
+    runner = CliRunner()
+    db = str(tmp_path / "m.db")
+    res = runner.invoke(app, ["team", WELD_BMS, "--db", db])
+    assert res.exit_code == 0, res.output
+    assert "demo corpus" in res.output and "需求分为 2 个方面，团队覆盖 100%" in res.output
+    assert "叶青松" in res.output  # the BMS expert
+    matrix = res.output.strip().splitlines()[-2:]
+    assert matrix[0].startswith("方面1") and matrix[1].startswith("方面2")
+    assert [row.count("●") for row in matrix] == [2, 1]
+
+    res = runner.invoke(app, ["team", WELD_BMS, "--db", db, "--json", "--size", "4"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    assert set(payload) >= {"aspects", "team", "coverage", "method"}
+    assert [a["id"] for a in payload["aspects"]] == [1, 2]
+    assert [m["rank"] for m in payload["team"]] == [1, 2, 3, 4]
+    member = payload["team"][0]
+    assert set(member) >= {"rank", "expert", "covers", "explanation", "relevance"}
+    assert "contact" not in member["expert"], "the CLI's JSON must not leak contact details"
+    assert member["explanation"]["aspects"][0]["evidence"]
+    for a in payload["aspects"]:
+        assert all(a["id"] in next(m for m in payload["team"] if m["expert"]["id"] == e)["covers"]
+                   for e in a["covered_by"])
+
+    plain = json.loads(runner.invoke(app, ["match", THERMOS, "--db", db, "--json", "--top", "1"]).stdout)
+    one = json.loads(runner.invoke(app, ["team", THERMOS, "--db", db, "--json"]).stdout)
+    assert len(one["aspects"]) == 1 and one["team"][0]["expert"]["id"] == plain["matches"][0]["expert_id"]
+
+    for args, message in ((["--size", "9"], "size must be between 1 and 8"), ([], "")):
+        res = runner.invoke(app, ["team", "  " if not args else WELD_BMS, "--db", db, *args])
+        assert res.exit_code == 2 and "error:" in res.output and message in res.output
+    assert runner.invoke(app, ["team", "--help"]).exit_code == 0
