@@ -405,7 +405,6 @@ def recommend_team(
 
     if len(groups) <= 1:  # one aspect: the whole text, ranked exactly as `match` ranks it
         rel, rows, aspect_texts = first, [0], [text]
-        unmatched = ()
     elif all(len(g) == 1 for g in groups):
         rel, rows, aspect_texts = first, [1 + g[0] for g in groups], [clauses[g[0]] for g in groups]
     else:
@@ -424,8 +423,9 @@ def _assemble(rel: RelevanceMatrix, rows: list[int], aspect_texts: list[str], te
     scores = rel.scores[rows][:, plain]
     r_all = normalised(scores, RHO, GAMMA)
     ratio = normalised(scores, rho=1.0, gamma=1.0)
+    anchored = ANCHOR and len(plain) > 0 and rel.scores[0, plain[0]] > 0
     pool = sorted({c for a in range(len(rows)) for c in top_columns(scores[a], POOL)}
-                  | ({0} if ANCHOR and rel.scores[0, plain[0]] > 0 else set()))
+                  | ({0} if anchored else set()))
     if not pool:
         aspects = tuple(Aspect(i + 1, t, (), 1.0, (), 0.0) for i, t in enumerate(aspect_texts))
         return Team(text, aspects, (), 0.0, 0.0, "none", (), unmatched, rel.excluded)
@@ -433,7 +433,7 @@ def _assemble(rel: RelevanceMatrix, rows: list[int], aspect_texts: list[str], te
     r = r_all[:, pool]
     w = np.ones(len(rows))
     groups = institution_groups(experts) if one_per_institution else None
-    anchor = [0] if ANCHOR and pool[0] == 0 and rel.scores[0, plain[0]] > 0 else []
+    anchor = [0] if anchored else []  # column 0 of the pool is the plain ranking's first
     chosen = select(r, w, size, groups=groups, fixed=anchor)
     # Members are listed as the demand as a whole ranks them (each is needed for its aspects; the
     # strongest match for the demand as written comes first), and the list goes on with the rest

@@ -242,6 +242,16 @@ def test_every_demo_demand_keeps_matchs_first_expert(demo_engine: Engine) -> Non
         assert team.members[0].expert.id == first[0].expert.id, d.id
 
 
+def test_a_demand_nobody_matches_gets_an_empty_team(demo_engine: Engine) -> None:
+    for text in ("xyzzy qwerty", "xyzzy。另外，qwerty"):
+        team = recommend_team(demo_engine, text, size=3)
+        assert team.members == () and team.method == "none" and team.coverage == 0.0
+        assert len(team.aspects) == 1 and team.aspects[0].covered_by == ()
+    partly = recommend_team(demo_engine, "锂电池包BMS均衡策略不成熟。另外，xyzzy qwerty", size=2)
+    assert partly.unmatched == ("另外，xyzzy qwerty",) and len(partly.aspects) == 1
+    assert partly.members[0].expert.id == "X0035"
+
+
 def test_size_and_the_greedy_path(demo_engine: Engine) -> None:
     eight = recommend_team(demo_engine, THREE_PARTS, size=MAX_SIZE)
     assert len(eight.members) == 8 and len({m.expert.id for m in eight.members}) == 8
