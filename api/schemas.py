@@ -240,6 +240,7 @@ class TeamExplanationOut(BaseModel):
 class TeamMemberOut(BaseModel):
     rank: int
     expert: ExpertSummary
+    score: float = Field(description="The member's fused score for the whole demand, as /match gives it.")
     covers: list[int] = Field(description="Ids of the aspects this member covers.")
     relevance: list[float] = Field(description="Per aspect (in aspect order): score / the aspect's best.")
     gain: float = Field(description="What the member adds to the team's coverage objective.")

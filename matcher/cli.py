@@ -477,6 +477,10 @@ def batch(
     workers: Annotated[int | None, typer.Option(
         "--workers", help="Rank the demands in N local worker processes (a Dask LocalCluster); needs "
         "pip install 'jinqiao-matcher[scale]'.", show_default=False)] = None,
+    team: Annotated[bool, typer.Option(
+        "--team", help="Demands marked as needing a team (组团需求) get a team that covers every part of "
+        "the demand (as `matcher team`) instead of a ranked list; its members are assigned first.")] = False,
+    team_size: Annotated[int, typer.Option("--team-size", help="With --team: experts per team (1-8).")] = 3,
     db: DbOption = None,
 ) -> None:
     """Match every new demand in one nightly run, for cron or a systemd timer.
@@ -500,6 +504,8 @@ def batch(
 
     if report is not None:
         check_report_path(report)
+    if team and not 1 <= team_size <= 8:
+        raise typer.BadParameter(f"must be between 1 and 8, not {team_size}", param_hint="--team-size")
     key = run_key or default_run_key()
     tty = sys.stderr.isatty()
     library_log = logging.getLogger("matcher")
@@ -537,7 +543,7 @@ def batch(
         options = BatchOptions(
             run_key=key, top=top, force=force,
             max_per_expert=max_per_expert if max_per_expert is not None else engine.settings.max_per_expert,
-            candidates=max(engine.settings.batch_candidates, top),
+            candidates=max(engine.settings.batch_candidates, top), team_size=team_size if team else 0,
         )
         scorer = None if client is None else PartitionedScorer(client)
         try:

@@ -121,6 +121,7 @@ class TeamMember:
     aspects: tuple[AspectEvidence, ...]  # the covered aspects (or the closest one when none)
     explanation: Explanation  # the aspects' terms and evidence together
     relevance: tuple[float, ...] = ()  # per aspect, in aspect order: score / the aspect's best
+    score: float = 0.0  # the fused score for the whole demand, as `match` gives it
 
     @property
     def expert_id(self) -> str:
@@ -166,7 +167,7 @@ def member_dict(m: TeamMember, *, include_contact: bool = False) -> dict[str, An
             k: v for k, v in p.explanation.to_dict().items() if k in ("terms", "evidence")}}
         for p in m.aspects
     ]
-    return {"rank": m.rank, "expert": expert, "covers": list(m.covers),
+    return {"rank": m.rank, "expert": expert, "score": round(m.score, 6), "covers": list(m.covers),
             "relevance": [round(r, 4) for r in m.relevance], "gain": round(m.gain, 4),
             "explanation": explanation}
 
@@ -467,7 +468,9 @@ def _assemble(rel: RelevanceMatrix, rows: list[int], aspect_texts: list[str], te
         covered = tuple(a + 1 for a in covers[m])
         share = gain / float(w.sum())
         closeness = tuple(float(ratio[a, pool[m]]) for a in range(len(rows)))
-        team_members.append(TeamMember(rank, experts[m], share, covered, parts, _combined(parts), closeness))
+        whole = float(rel.scores[0, plain[pool[m]]])
+        team_members.append(TeamMember(rank, experts[m], share, covered, parts, _combined(parts), closeness,
+                                       whole))
     aspects = []
     for a in range(len(rows)):
         by = tuple(experts[m].id for m in members if a in covers[m])
