@@ -538,7 +538,7 @@ class Engine:
         """Why `expert` must not be recommended under `filters` and the demand's 回避 rules ("" when
         allowed). Every rule check of `relevance` goes through here, so a new rule is one line."""
         if not filters.allows(expert):
-            return "left out by the filters"
+            return FILTERED
         if demand is not None:
             conflict = self.conflicts(demand, [expert])
             if conflict:
@@ -595,12 +595,13 @@ class Engine:
             texts=tuple(texts),
             experts=tuple(loaded.experts[i] for i in positions),  # type: ignore[misc]
             scores=scores,
-            excluded=tuple(x for x in excluded.values() if x.reason != "left out by the filters"),
+            excluded=tuple(x for x in excluded.values() if x.reason != FILTERED),  # 回避 only
             _explain=explain,
         )
 
 
 UNEXPLAINED = Explanation(terms=(), evidence=())
+FILTERED = "left out by the filters"  # `Engine.rule_out`'s reason for a filter, not a 回避 rule
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,7 +74,7 @@ POOL = 20  # candidates per aspect for the selection
 DEPTH = 50  # experts ranked per text by the engine
 MAX_PARTS = 12
 EXACT_MAX_SUBSETS = 200_000
-ANCHOR = True
+ANCHOR = True  # `matcher match`'s first expert leads the team (module docstring, step 4)
 NAME_TERMS = 4
 
 # Where a demand's parts meet: sentence ends, semicolons and line breaks, and a comma followed by a
@@ -413,6 +413,8 @@ def recommend_team(
         rel = engine.relevance([text, *aspect_texts], emphasis=emphasis, filters=f, demand=demand,
                                depth=DEPTH)
         rows = list(range(1, 1 + len(aspect_texts)))
+    log.debug("team: %d parts, %d aspects (%s), %d unmatched", len(clauses), len(aspect_texts),
+              " | ".join(t[:20] for t in aspect_texts), len(unmatched))
     return _assemble(rel, rows, aspect_texts, text, size, one_per_institution, depth, unmatched)
 
 
