@@ -145,11 +145,17 @@ def _m6_team_flag(db: sqlite_utils.Database) -> None:
     """Team recommendation (组团服务): demands marked as needing a team; a batch run's team size (0:
     no teams); which stored candidates and recommendations are team members, and the aspects of
     the demand each covers (JSON)."""
-    db.execute("ALTER TABLE demands ADD COLUMN needs_team INTEGER NOT NULL DEFAULT 0")
-    db.execute("ALTER TABLE batch_runs ADD COLUMN team_size INTEGER NOT NULL DEFAULT 0")
-    for table in ("batch_candidates", "matches"):
-        db.execute(f"ALTER TABLE {table} ADD COLUMN team INTEGER NOT NULL DEFAULT 0")
-        db.execute(f"ALTER TABLE {table} ADD COLUMN aspects TEXT")
+    # Each column only if missing: the step may run again on a database whose user_version was
+    # set back (a test fakes an older schema that way) or renumbered when branches merge.
+    wanted = [("demands", "needs_team", "INTEGER NOT NULL DEFAULT 0"),
+              ("batch_runs", "team_size", "INTEGER NOT NULL DEFAULT 0"),
+              ("batch_candidates", "team", "INTEGER NOT NULL DEFAULT 0"),
+              ("batch_candidates", "aspects", "TEXT"),
+              ("matches", "team", "INTEGER NOT NULL DEFAULT 0"),
+              ("matches", "aspects", "TEXT")]
+    for table, column, kind in wanted:
+        if column not in db[table].columns_dict:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 MIGRATIONS.append(_m6_team_flag)

@@ -48,6 +48,11 @@ def test_the_team_migration_keeps_an_older_database(tmp_path) -> None:
     assert s.get_demand("D1").needs_team is False
     assert {"team", "aspects"} <= set(s.db["matches"].columns_dict)
     assert "team_size" in s.db["batch_runs"].columns_dict
+    s.db.execute("PRAGMA user_version = 5")  # the step again (a renumbered merge): nothing breaks
+    s.db.conn.commit()
+    s.close()
+    s = Store(path)
+    assert s.schema_version == len(MIGRATIONS) and s.get_demand("D1").needs_team is False
     s.upsert_demands([Demand(id="D2", title="组团", needs_team=True)])
     assert s.get_demand("D2").needs_team is True and s.get_demand("D2") == Demand(
         id="D2", title="组团", needs_team=True, created_at=s.get_demand("D2").created_at)
