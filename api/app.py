@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import matcher
 from api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from api.routes import demands, experts, feedback, health, match, pages
+from api.routes import demands, experts, feedback, health, match, pages, team
 from matcher.config import Settings, get_settings
 from matcher.engine import Engine
 from matcher.errors import MatcherError
@@ -126,7 +126,8 @@ def create_app(
         "an API key in `X-API-Key`.",
         lifespan=lifespan,
     )
-    for router in (match.router, experts.router, demands.router, feedback.router, health.router):
+    routers = (match.router, team.router, experts.router, demands.router, feedback.router, health.router)
+    for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

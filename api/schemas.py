@@ -175,6 +175,7 @@ class DemandIn(_In):
     keywords: list[str] = Field(default_factory=list)
     avoid_institutions: list[str] = Field(default_factory=list)
     avoid_experts: list[str] = Field(default_factory=list, description="Expert ids or names to avoid (回避).")
+    needs_team: bool = Field(False, description="组团需求: `matcher batch --team` recommends a team for it.")
 
     def to_demand(self, demand_id: str) -> Demand:
         return Demand.from_dict({**self.model_dump(), "id": demand_id, "status": "new"})
@@ -192,6 +193,68 @@ class DemandOut(BaseModel):
     status: str
     avoid_institutions: list[str]
     avoid_experts: list[str]
+    needs_team: bool = Field(description="组团需求: the nightly batch (--team) recommends a team for it.")
+
+
+class NeedsTeamIn(_In):
+    needs_team: bool = Field(description="Whether the demand needs a team (组团需求).")
+
+
+# -- teams (组团) ----------------------------------------------------------------------------------
+class TeamIn(_In):
+    text: str = Field(description="The enterprise's demand, as pasted (1 to 20,000 characters).")
+    size: int = Field(3, ge=1, le=8, description="How many experts in the team (1-8).")
+    filters: FiltersIn = Field(default_factory=FiltersIn)
+    one_per_institution: bool = Field(False, description="At most one expert from each institution.")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{
+            "text": "新上一条不锈钢锅生产线，焊缝发黑、抛光粉尘大，还想做个MES把数据管起来", "size": 3,
+            "filters": {"region": "", "title": "", "exclude_institutions": []}, "one_per_institution": False,
+        }]},
+    )
+
+
+class AspectOut(BaseModel):
+    id: int
+    text: str = Field(description="The part(s) of the demand this aspect is made of.")
+    terms: list[str] = Field(description="Its key terms, strongest first: what names it.")
+    covered_by: list[str] = Field(description="Ids of the team members who cover it.")
+    coverage: float = Field(description="1 - prod(1 - r) over the team: how well the team answers it.")
+
+
+class AspectEvidenceOut(BaseModel):
+    aspect_id: int
+    relevance: float = Field(description="The member's score for this aspect / the aspect's best score.")
+    terms: list[str]
+    evidence: list[EvidenceOut]
+
+
+class TeamExplanationOut(BaseModel):
+    terms: list[str] = Field(description="Matched terms of the aspects the member covers.")
+    evidence: list[EvidenceOut]
+    aspects: list[AspectEvidenceOut] = Field(description="Per covered aspect: why (terms and evidence).")
+
+
+class TeamMemberOut(BaseModel):
+    rank: int
+    expert: ExpertSummary
+    score: float = Field(description="The member's fused score for the whole demand, as /match gives it.")
+    covers: list[int] = Field(description="Ids of the aspects this member covers.")
+    relevance: list[float] = Field(description="Per aspect (in aspect order): score / the aspect's best.")
+    gain: float = Field(description="What the member adds to the team's coverage objective.")
+    explanation: TeamExplanationOut
+
+
+class TeamOut(BaseModel):
+    text: str
+    aspects: list[AspectOut]
+    team: list[TeamMemberOut]
+    coverage: float = Field(description="Share of the aspects a member covers.")
+    objective: float = Field(description="The coverage objective of the team / the number of aspects.")
+    method: Literal["exact", "greedy", "none"] = Field(description="How the team was chosen.")
+    unmatched: list[str] = Field(description="Parts of the demand no expert matches.")
 
 
 # -- feedback ------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -58,8 +58,11 @@ from matcher.store import (
     BatchMatch,
     BatchOutcome,
     BatchRun,
+    CandidateTable,
     Store,
 )
+from matcher.team import MAX_SIZE as MAX_TEAM_SIZE
+from matcher.team import recommend_team
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,7 @@ class BatchOptions:
     candidates: int = 300
     force: bool = False
     rank_decay: float = assign.DEFAULT_RANK_DECAY
+    team_size: int = 0  # demands marked needs_team get a team of this size (0: no teams, `--team`)
 
     def check(self) -> None:
         if not self.run_key.strip() or len(self.run_key) > 100:
@@ -104,6 +108,8 @@ class BatchOptions:
             raise InputError(f"--max-per-expert must be at least 1, not {self.max_per_expert}")
         if self.candidates < self.top:
             raise InputError(f"candidates per demand ({self.candidates}) must be at least --top ({self.top})")
+        if not 0 <= self.team_size <= MAX_TEAM_SIZE:
+            raise InputError(f"--team-size must be between 1 and {MAX_TEAM_SIZE}, not {self.team_size}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +179,8 @@ def run_batch(engine: Engine, options: BatchOptions, *, progress: Progress | Non
 
 def _start(store: Store, options: BatchOptions) -> tuple[BatchRun, int]:
     """The run to work on (created, resumed, restarted or done) and how many demands it had scored."""
-    wanted = {"top": options.top, "max_per_expert": options.max_per_expert, "candidates": options.candidates}
+    wanted = {"top": options.top, "max_per_expert": options.max_per_expert, "candidates": options.candidates,
+              "team_size": options.team_size}
     with store.transaction():
         run = store.get_batch_run(options.run_key)
         if run is not None and run.status == "done" and not options.force:
@@ -187,7 +194,8 @@ def _start(store: Store, options: BatchOptions) -> tuple[BatchRun, int]:
             log.info("run %s: discarding its previous results (--force)", run.run_key)
             run = store.restart_batch_run(run.id, discard=True, **wanted)
         else:
-            stored = {"top": run.top, "max_per_expert": run.max_per_expert, "candidates": run.candidates}
+            stored = {"top": run.top, "max_per_expert": run.max_per_expert, "candidates": run.candidates,
+                      "team_size": run.team_size}
             if stored != wanted:
                 log.warning("run %s resumes with the options it started with (%s); --force restarts it "
                             "with the new ones", run.run_key, stored)
@@ -228,6 +236,22 @@ def score_demand(engine: Engine, demand: Demand, limit: int, *, explain: int = 0
     )
 
 
+def score_team_demand(engine: Engine, demand: Demand, size: int) -> DemandScores:
+    """A demand marked as needing a team: its team (`matcher.team`, under its 回避 rules), stored as
+    its only candidates, each explained and marked with the aspects it covers."""
+    try:
+        team = recommend_team(engine, demand.text, size=size, demand=demand)
+    except InputError as exc:
+        return DemandScores(demand.id, error=exc.message)
+    names = {a.id: {"id": a.id, "terms": list(a.terms)} for a in team.aspects}
+    return DemandScores(
+        demand.id,
+        tuple(BatchCandidate(demand.id, m.expert.id, m.rank, m.score, m.explanation, team=True,
+                             aspects=tuple(names[a] for a in m.covers)) for m in team.members),
+        tuple(BatchExclusion(demand.id, x.expert.id, x.reason, x.score) for x in team.excluded),
+    )
+
+
 def score_locally(engine: Engine, run: BatchRun, pending: Sequence[Demand]) -> Iterator[DemandScores]:
     """The default `Scorer`: each pending demand in turn, in this process."""
     for demand in pending:
@@ -244,7 +268,17 @@ def _score(engine: Engine, run: BatchRun, progress: Progress | None, scorer: Sco
     if progress:
         progress("score", done, total)
     waiting = {d.id for d in pending}
-    results = scorer(engine, run, pending)
+    teams = [d for d in pending if run.team_size and d.needs_team]
+    others = [d for d in pending if not (run.team_size and d.needs_team)]
+
+    def every_score() -> Iterator[DemandScores]:
+        # Teams are few and ranked here; a generator, so closing it cancels the scorer's work too.
+        for d in teams:
+            yield score_team_demand(engine, d, run.team_size)
+        if others:
+            yield from scorer(engine, run, others)
+
+    results = every_score()
     try:
         for scores in results:
             if scores.demand_id not in waiting:  # a scorer's bug must not write rows for other demands
@@ -283,7 +317,7 @@ def _assign(
                         count=len(table.expert_ids))
     weights = assign.rank_weights(table.scores, table.ranks, decay) if len(table.scores) else table.scores
     t = time.perf_counter()
-    solved = assign.solve(d_idx, e_idx, weights, per_demand=run.top, per_expert=run.max_per_expert)
+    solved = _solve(table, d_idx, e_idx, weights, run)
     solving = time.perf_counter() - t
     log.info("run %s: assigned %d of %d candidates (%s, %.1f s)",
              run.run_key, solved.n_chosen, len(weights), solved.method, solving)
@@ -291,6 +325,7 @@ def _assign(
     chosen_by_demand: dict[str, list[int]] = defaultdict(list)
     for i in np.flatnonzero(solved.chosen):
         chosen_by_demand[table.demand_ids[i]].append(int(i))
+    team_demands = set() if table.team is None else {table.demand_ids[i] for i in np.flatnonzero(table.team)}
 
     matches: list[BatchMatch] = []
     final: list[BatchOutcome] = []
@@ -298,13 +333,18 @@ def _assign(
     for n, o in enumerate(outcomes, start=1):
         edges = sorted(chosen_by_demand.get(o.demand_id, ()),
                        key=lambda i: (-table.scores[i], table.ranks[i]))
+        is_team = o.demand_id in team_demands
+        if is_team:  # a team keeps its own order (the plain ranking of the whole demand)
+            edges.sort(key=lambda i: table.ranks[i])
         explanations, fresh = _explanations(engine, run, o.demand_id, [table.expert_ids[i] for i in edges])
+        covered = store.batch_team_aspects(run.id, o.demand_id) if is_team else {}
         for rank, i in enumerate(edges, start=1):
             e = table.expert_ids[i]
             matches.append(BatchMatch(run.id, o.demand_id, e, rank, float(table.scores[i]),
-                                      int(table.ranks[i]), explanations.get(e, NO_EXPLANATION)))
-        final.append(BatchOutcome(o.demand_id, o.candidates, o.excluded, len(edges), o.error,
-                                  _why_unfilled(o, len(edges), run)))
+                                      int(table.ranks[i]), explanations.get(e, NO_EXPLANATION),
+                                      team=is_team, aspects=covered.get(e, ())))
+        reason = _why_team_unfilled(o, len(edges), run) if is_team else _why_unfilled(o, len(edges), run)
+        final.append(BatchOutcome(o.demand_id, o.candidates, o.excluded, len(edges), o.error, reason))
         if progress:
             progress("explain", n, len(outcomes))
         if fresh and delay:
@@ -317,6 +357,42 @@ def _assign(
     log.info("run %s done: %d demands, %d matched, %d recommendations, %d unfilled, %d exclusions",
              done.run_key, done.demands, done.matched, done.recommendations, done.unfilled, done.exclusions)
     return done, solving
+
+
+def _solve(table: CandidateTable, d_idx: np.ndarray, e_idx: np.ndarray, weights: np.ndarray,
+           run: BatchRun) -> assign.Assignment:
+    """The night's assignment. Team members come first: a team is chosen as a whole for its
+    coverage, so its members take their places (in demand order, while an expert has room) before
+    the joint LP shares what capacity is left among the other demands' candidates."""
+    team = table.team if table.team is not None else np.zeros(len(weights), dtype=bool)
+    if not team.any():
+        return assign.solve(d_idx, e_idx, weights, per_demand=run.top, per_expert=run.max_per_expert)
+    n_e = int(e_idx.max()) + 1
+    room = np.full(n_e, run.max_per_expert, dtype=np.int64)
+    chosen = np.zeros(len(weights), dtype=bool)
+    for i in np.flatnonzero(team):
+        if room[e_idx[i]] > 0:
+            chosen[i] = True
+            room[e_idx[i]] -= 1
+    rest = np.flatnonzero(~team)
+    solved = assign.solve(d_idx[rest], e_idx[rest], weights[rest], per_demand=run.top, per_expert=room)
+    chosen[rest[solved.chosen]] = True
+    return assign.Assignment(chosen, float(weights[chosen].sum()), f"teams first, then {solved.method}")
+
+
+def _why_team_unfilled(o: BatchOutcome, assigned: int, run: BatchRun) -> str:
+    """Why a team demand got fewer than --team-size members ("" when it got them all)."""
+    if o.error:
+        return f"not matched: {o.error}"
+    parts: list[str] = []
+    if o.candidates < run.team_size:
+        more = f" ({o.excluded} more excluded by its 回避 rules)" if o.excluded else ""
+        parts.append(f"only {o.candidates} experts match{more}" if o.candidates else
+                     "no expert shares a term with the demand" + more)
+    if assigned < o.candidates:
+        parts.append(f"{o.candidates - assigned} of its team members already have {run.max_per_expert} "
+                     "recommendations this run (--max-per-expert), in teams of earlier demands")
+    return f"team of {assigned} of {run.team_size}: " + "; ".join(parts) if parts else ""
 
 
 def _explanations(
@@ -362,6 +438,7 @@ def _why_unfilled(o: BatchOutcome, assigned: int, run: BatchRun) -> str:
 # -- report --------------------------------------------------------------------------------------
 RECOMMENDATION_COLUMNS = (
     "需求编号", "需求名称", "企业", "排名", "专家编号", "专家姓名", "单位", "得分", "匹配词",
+    "组团", "覆盖方面",
 )
 PROBLEM_COLUMNS = ("类型", "需求编号", "需求名称", "企业", "专家编号", "专家姓名", "单位", "得分", "原因")
 EXCLUDED, UNFILLED = "回避排除", "未满额"
@@ -395,7 +472,8 @@ def build_report(store: Store, run: BatchRun) -> Report:
 
     recs = [
         (m.demand_id, demands[m.demand_id].title, demands[m.demand_id].enterprise, m.rank,
-         *expert_cells(m.expert_id), round(m.score, 4), "、".join(m.explanation.terms))
+         *expert_cells(m.expert_id), round(m.score, 4), "、".join(m.explanation.terms),
+         "是" if m.team else "", _aspect_names(m.aspects))
         for m in matches
     ]
     problems: list[tuple[object, ...]] = [
@@ -409,6 +487,11 @@ def build_report(store: Store, run: BatchRun) -> Report:
         for o in outcomes if o.reason
     ]
     return Report(run, recs, problems)
+
+
+def _aspect_names(aspects: Sequence[Mapping[str, object]]) -> str:
+    """The aspects a team member covers, as staff read them: 方面1（焊缝、发黑）；方面2（MES）."""
+    return "；".join(f"方面{a['id']}（{'、'.join(map(str, a.get('terms') or ())) or '—'}）" for a in aspects)
 
 
 def check_report_path(path: Path | str) -> Path:
@@ -456,7 +539,7 @@ def _write_xlsx(report: Report, path: Path) -> None:
     wb = Workbook()
     sheets = [
         (wb.active, "推荐", RECOMMENDATION_COLUMNS, report.recommendations,
-         (12, 24, 20, 6, 12, 10, 28, 8, 40)),
+         (12, 24, 20, 6, 12, 10, 28, 8, 40, 6, 40)),
         (wb.create_sheet(), "回避与未满额", PROBLEM_COLUMNS, report.problems,
          (10, 12, 24, 20, 12, 10, 28, 8, 60)),
     ]
@@ -482,6 +565,7 @@ def _write_xlsx(report: Report, path: Path) -> None:
         ("推荐 recommendations", r.recommendations), ("未满额 unfilled", r.unfilled),
         ("回避排除 exclusions", r.exclusions), ("每需求推荐数 top", r.top),
         ("每专家上限 max per expert", r.max_per_expert), ("总得分 total score", round(r.total_score, 4)),
+        ("组团人数 team size", r.team_size or "不组团"),
     ):
         info.append([key, value])
     info.column_dimensions["A"].width = 28

@@ -123,6 +123,77 @@ def _cache_home() -> Path:
     return Path(base) / "jinqiao-matcher"
 
 
+def format_team(team: Any) -> str:
+    """A team as staff read it: the aspects with their members, the members, and the matrix."""
+    names = {m.expert.id: m.expert.name or m.expert.id for m in team.members}
+    lines = [f"需求分为 {len(team.aspects)} 个方面，团队覆盖 {team.coverage:.0%}（{team.method}）："]
+    for a in team.aspects:
+        by = "、".join(names[i] for i in a.covered_by) or "（无人覆盖）"
+        lines.append(f"  方面{a.id}  {'、'.join(a.terms) or a.text[:20]}  ← {by}")
+    for u in team.unmatched:
+        lines.append(f"  （没有专家与「{u[:30]}」有共同的词）")
+    lines.append("")
+    cols = [("#", 3), ("姓名", 8), ("职称", 14), ("单位", 26), ("覆盖方面", 9), ("匹配词", 36)]
+    lines.append("  ".join(_cell(name, w) for name, w in cols))
+    for m in team.members:
+        e = m.expert
+        covers = "、".join(str(a) for a in m.covers) or "—"
+        terms = "、".join(m.explanation.terms[:8])
+        vals = [str(m.rank), e.name or e.id, e.title, e.institution, covers, terms]
+        lines.append("  ".join(_cell(v, w) for v, (_, w) in zip(vals, cols, strict=True)))
+        for part in m.aspects:
+            for ev in part.explanation.evidence[:1]:
+                lines.append(f"     └ 方面{part.aspect_id} {ev.field}: {ev.text[:56]}")
+    lines.append("")
+    head = _cell("", 8) + "".join(_cell(names[m.expert.id], 10) for m in team.members)
+    lines.append(head)
+    for a in team.aspects:
+        row = _cell(f"方面{a.id}", 8)
+        for m in team.members:
+            row += _cell("●" if a.id in m.covers else f"{m.relevance[a.id - 1]:.0%}", 10)
+        lines.append(row)
+    return "\n".join(lines)
+
+
+@app.command()
+@_fail_cleanly
+def team(
+    text: Annotated[str, typer.Argument(help="The enterprise's demand, in Chinese (or '-' for stdin).")],
+    size: Annotated[int, typer.Option("--size", "-k", help="How many experts in the team (1-8).")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    one_per_institution: Annotated[bool, typer.Option(
+        "--one-per-institution", help="At most one expert from each institution.")] = False,
+    region: Annotated[str, typer.Option(help="Only experts whose region contains this.")] = "",
+    title: Annotated[str, typer.Option(help="Only experts whose title contains this (e.g. 院士).")] = "",
+    db: DbOption = None,
+) -> None:
+    """Recommend a team (组团) that covers every part of a demand, not only its main one.
+
+    The demand is cut into its parts (sentences, and clauses after 另外, 还想, 同时 …); parts that
+    point to the same experts are one aspect. The team covers as many aspects as it can, the
+    best expert for the whole demand always on it. The matrix shows who covers which aspect
+    (●), or how close the member comes to the aspect's best expert (a percentage).
+    """
+    from matcher.rank import Filters
+    from matcher.team import recommend_team
+
+    if text == "-":
+        text = sys.stdin.read()
+    engine = _engine(db)
+    with engine:
+        if engine.load_demo():
+            typer.echo(f"The database {engine.settings.db} was empty: loaded the demo corpus "
+                       f"({engine.store.count_experts()} fictional experts).", err=True)
+        result = recommend_team(engine, text, size=size, filters=Filters(region=region, title=title),
+                                one_per_institution=one_per_institution)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    elif not result.members:
+        typer.echo("No expert shares a term with this text. Try other words or fewer filters.")
+    else:
+        typer.echo(format_team(result))
+
+
 @contextmanager
 def _progress(label: str, *, at_least: int = 200) -> Iterator[Callable[[int, int], None]]:
     """A progress bar on stderr, fed (done, total) by the library; none for short work."""
@@ -426,6 +497,10 @@ def batch(
     workers: Annotated[int | None, typer.Option(
         "--workers", help="Rank the demands in N local worker processes (a Dask LocalCluster); needs "
         "pip install 'jinqiao-matcher[scale]'.", show_default=False)] = None,
+    team: Annotated[bool, typer.Option(
+        "--team", help="Demands marked as needing a team (组团需求) get a team that covers every part of "
+        "the demand (as `matcher team`) instead of a ranked list; its members are assigned first.")] = False,
+    team_size: Annotated[int, typer.Option("--team-size", help="With --team: experts per team (1-8).")] = 3,
     db: DbOption = None,
 ) -> None:
     """Match every new demand in one nightly run, for cron or a systemd timer.
@@ -449,6 +524,8 @@ def batch(
 
     if report is not None:
         check_report_path(report)
+    if team and not 1 <= team_size <= 8:
+        raise typer.BadParameter(f"must be between 1 and 8, not {team_size}", param_hint="--team-size")
     key = run_key or default_run_key()
     tty = sys.stderr.isatty()
     library_log = logging.getLogger("matcher")
@@ -486,7 +563,7 @@ def batch(
         options = BatchOptions(
             run_key=key, top=top, force=force,
             max_per_expert=max_per_expert if max_per_expert is not None else engine.settings.max_per_expert,
-            candidates=max(engine.settings.batch_candidates, top),
+            candidates=max(engine.settings.batch_candidates, top), team_size=team_size if team else 0,
         )
         scorer = None if client is None else PartitionedScorer(client)
         try:

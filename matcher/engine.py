@@ -24,7 +24,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -773,8 +773,75 @@ class Engine:
         q = self.query(self.check_text(demand.text), " ".join([demand.title, *demand.keywords]))
         return q, loaded.index.score(q)
 
+    # -- several texts at once (team recommendation) --------------------------------------------
+    def rule_out(self, expert: Expert, filters: Filters, demand: Demand | None = None) -> str:
+        """Why `expert` must not be recommended under `filters` and the demand's 回避 rules ("" when
+        allowed). Every rule check of `relevance` goes through here, so a new rule is one line."""
+        if not filters.allows(expert):
+            return FILTERED
+        if demand is not None:
+            conflict = self.conflicts(demand, [expert])
+            if conflict:
+                return conflict[0][1]
+        return ""
+
+    def relevance(self, texts: Sequence[str], *, emphasis: str = "", filters: Filters | None = None,
+                  demand: Demand | None = None, depth: int = 50) -> RelevanceMatrix:
+        """Score several texts (the parts of one demand) against the same experts.
+
+        Each text is ranked exactly as `match` ranks it (same query, same fused scores); the
+        columns are the union of each text's first `depth` experts that the rules allow
+        (`rule_out`: filters, and the demand's 回避 rules when a demand is given), in index order,
+        and every text gets a score for every column. `RelevanceMatrix.explain` explains any cell.
+        """
+        if not texts:
+            raise InputError("no text to score")
+        for t in texts:
+            self.check_text(t)
+        if depth < 1:
+            raise InputError(f"depth must be at least 1, not {depth}")
+        f = filters or Filters()
+        loaded = self.ensure_index()
+        queries = [self.query(t, emphasis) for t in texts]
+        scored = [loaded.index.score(q) for q in queries]
+        verdict: dict[int, str] = {}
+        excluded: dict[int, Exclusion] = {}
+        picked: set[int] = set()
+        for s in scored:
+            taken = 0
+            for i in best_first(s.total):
+                if taken >= depth:
+                    break
+                expert = loaded.experts[i]
+                if expert is None:
+                    continue
+                if i not in verdict:
+                    verdict[i] = self.rule_out(expert, f, demand)
+                if verdict[i]:
+                    if i not in excluded:
+                        excluded[i] = Exclusion(expert, verdict[i], float(s.total[i]))
+                    continue
+                picked.add(i)
+                taken += 1
+        positions = np.asarray(sorted(picked), dtype=np.int64)
+        scores = np.vstack([s.total[positions] for s in scored]).astype(np.float64) if len(positions) \
+            else np.zeros((len(texts), 0))
+        index = loaded.index
+
+        def explain(row: int, columns: Sequence[int]) -> list[Explanation]:
+            return index.explain_many([int(positions[c]) for c in columns], queries[row], scored[row])
+
+        return RelevanceMatrix(
+            texts=tuple(texts),
+            experts=tuple(loaded.experts[i] for i in positions),  # type: ignore[misc]
+            scores=scores,
+            excluded=tuple(x for x in excluded.values() if x.reason != FILTERED),  # 回避 only
+            _explain=explain,
+        )
+
 
 UNEXPLAINED = Explanation(terms=(), evidence=())
+FILTERED = "left out by the filters"  # `Engine.rule_out`'s reason for a filter, not a 回避 rule
 
 
 class _DenseWorker:
@@ -833,3 +900,22 @@ class Candidates:
     demand_id: str
     ranked: tuple[Match, ...]
     excluded: tuple[Exclusion, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class RelevanceMatrix:
+    """Fused scores of several texts for the same experts: `scores[t, c]` is how well expert
+    `experts[c]` answers `texts[t]`, on the scale `match` ranks by. Columns are in index order, so
+    a stable sort of a row breaks ties as `match` does. `excluded`: experts a 回避 rule removed."""
+
+    texts: tuple[str, ...]
+    experts: tuple[Expert, ...]
+    scores: np.ndarray
+    _explain: Callable[[int, Sequence[int]], list[Explanation]] = field(repr=False)
+    excluded: tuple[Exclusion, ...] = ()
+
+    def explain(self, row: int, columns: Sequence[int]) -> list[Explanation]:
+        """Why each expert of `columns` matches text `row`: its terms and best evidence."""
+        if not 0 <= row < len(self.texts):
+            raise InputError(f"row {row} is out of range (0..{len(self.texts) - 1})")
+        return self._explain(row, columns)

@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from matcher.dedupe import Merge
 from matcher.errors import DataImportError, InputError, MatcherError, RowError
-from matcher.models import DEMAND_STATUSES, Demand, Expert, Match, split_list
+from matcher.models import DEMAND_STATUSES, Demand, Expert, Match, parse_flag, split_list
 
 SUPPORTED = (".jsonl", ".json", ".csv", ".xlsx")
 FORMATS = ("jsonl", "csv", "xlsx")
@@ -70,6 +70,7 @@ DEMAND_HEADERS: dict[str, tuple[str, ...]] = {
     "status": ("status", "状态"),
     "avoid_institutions": ("avoid_institutions", "回避单位"),
     "avoid_experts": ("avoid_experts", "回避专家"),
+    "needs_team": ("needs_team", "组团需求", "组团", "需要组团", "是否组团"),
 }
 HEADERS = {"experts": EXPERT_HEADERS, "demands": DEMAND_HEADERS}
 # Checked, then not kept: the records have no place for them (yet).
@@ -85,6 +86,7 @@ DEMAND_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "编号"), ("enterprise", "企业名称"), ("title", "需求名称"), ("description", "需求描述"),
     ("industry", "技术领域"), ("region", "所在地区"), ("keywords", "关键词"), ("created_at", "提交日期"),
     ("status", "状态"), ("avoid_institutions", "回避单位"), ("avoid_experts", "回避专家"),
+    ("needs_team", "组团需求"),
 )
 MATCH_COLUMNS = ("需求编号", "企业名称", "需求名称", "排名", "专家编号", "姓名", "职称", "单位", "地区",
                  "得分", "匹配词", "依据")
@@ -514,6 +516,10 @@ def _demand_row(row: _Row) -> Demand | None:
     status = row.text("status")
     if status and status not in DEMAND_STATUSES:
         row.error("status", f"{status!r} is not one of {', '.join(DEMAND_STATUSES)}")
+    try:
+        d["needs_team"] = parse_flag(d.get("needs_team"))
+    except InputError:
+        row.error("needs_team", f"{row.text('needs_team')!r} is neither 是 nor 否")
     if row.errors:
         return None
     if not row.text("id"):
@@ -660,6 +666,7 @@ def demand_row(demand: Demand) -> dict[str, str]:
     d = demand.to_dict()
     for key in ("keywords", "avoid_institutions", "avoid_experts"):
         d[key] = _join(d[key])
+    d["needs_team"] = "是" if demand.needs_team else "否"
     return {h: d[f] for f, h in DEMAND_COLUMNS}
 
 

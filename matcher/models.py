@@ -59,6 +59,26 @@ def _year(value: Any) -> int | None:
     return year if 1900 <= year <= 2100 else None
 
 
+_YES = {"是", "1", "true", "yes", "y"}
+_NO = {"否", "0", "false", "no", "n", ""}
+
+
+def parse_flag(value: Any, what: str = "value") -> bool:
+    """A yes/no field from a bool, 0/1, or text (是/否, true/false, yes/no; blank is no)."""
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _YES:
+        return True
+    if text in _NO:
+        return False
+    raise InputError(f"{what} {value!r} is neither 是 nor 否")
+
+
 def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
@@ -180,6 +200,7 @@ class Demand:
     status: str = "new"
     avoid_institutions: tuple[str, ...] = ()
     avoid_experts: tuple[str, ...] = ()
+    needs_team: bool = False  # 组团需求: the nightly batch (--team) recommends a team for it
 
     @property
     def text(self) -> str:
@@ -206,6 +227,7 @@ class Demand:
             status=status,
             avoid_institutions=split_list(data.get("avoid_institutions")),
             avoid_experts=split_list(data.get("avoid_experts")),
+            needs_team=parse_flag(data.get("needs_team"), f"demand {demand_id}: needs_team"),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -161,6 +161,26 @@ def _m7_expert_popularity(db: sqlite_utils.Database) -> None:
 
 MIGRATIONS.append(_m7_expert_popularity)
 
+
+def _m8_team_flag(db: sqlite_utils.Database) -> None:
+    """Team recommendation (组团服务): demands marked as needing a team; a batch run's team size (0:
+    no teams); which stored candidates and recommendations are team members, and the aspects of
+    the demand each covers (JSON)."""
+    # Each column only if missing: the step may run again on a database whose user_version was
+    # set back (a test fakes an older schema that way) or renumbered when branches merge.
+    wanted = [("demands", "needs_team", "INTEGER NOT NULL DEFAULT 0"),
+              ("batch_runs", "team_size", "INTEGER NOT NULL DEFAULT 0"),
+              ("batch_candidates", "team", "INTEGER NOT NULL DEFAULT 0"),
+              ("batch_candidates", "aspects", "TEXT"),
+              ("matches", "team", "INTEGER NOT NULL DEFAULT 0"),
+              ("matches", "aspects", "TEXT")]
+    for table, column, kind in wanted:
+        if column not in db[table].columns_dict:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+MIGRATIONS.append(_m8_team_flag)
+
 RUN_STATUSES: tuple[str, ...] = ("running", "done", "failed", "interrupted")
 
 
@@ -186,17 +206,21 @@ class BatchRun:
     seconds: float
     method: str
     message: str
+    team_size: int = 0  # teams of this size for demands marked needs_team (0: no teams)
 
 
 @dataclass(frozen=True, slots=True)
 class BatchCandidate:
-    """One expert of a demand's stored ranking; `explanation` is None until one is needed."""
+    """One expert of a demand's stored ranking; `explanation` is None until one is needed.
+    `team`: a member of the demand's team, covering `aspects` ({"id", "terms"} each)."""
 
     demand_id: str
     expert_id: str
     rank: int
     score: float
     explanation: Explanation | None = None
+    team: bool = False
+    aspects: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +244,8 @@ class BatchMatch:
     score: float
     candidate_rank: int
     explanation: Explanation
+    team: bool = False  # a member of the demand's team (组团)
+    aspects: tuple[Mapping[str, Any], ...] = ()  # the demand's aspects this member covers
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +268,7 @@ class CandidateTable:
     expert_ids: list[str]
     ranks: np.ndarray
     scores: np.ndarray
+    team: np.ndarray | None = None  # bool per candidate: a team member (None: no team in the run)
 
 
 def _explanation_json(expl: Explanation) -> str:
@@ -257,6 +284,14 @@ def _explanation_from_json(text: str) -> Explanation:
     )
     return Explanation(terms=tuple(d.get("terms", ())), evidence=evidence, signals=dict(d.get("signals", {})),
                        expanded=dict(d.get("expanded", {})))
+
+
+def _aspects_json(aspects: Sequence[Mapping[str, Any]]) -> str | None:
+    return json.dumps([dict(a) for a in aspects], ensure_ascii=False) if aspects else None
+
+
+def _aspects_from_json(text: str | None) -> tuple[dict[str, Any], ...]:
+    return tuple(json.loads(text)) if text else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -833,6 +868,7 @@ class Store:
         d["seconds"] = float(d["seconds"] or 0.0)
         d["method"] = d["method"] or ""
         d["message"] = d["message"] or ""
+        d["team_size"] = int(d["team_size"] or 0)
         return BatchRun(**d)
 
     def _select_runs(self, where: str, params: Sequence[Any]) -> list[BatchRun]:
@@ -858,19 +894,20 @@ class Store:
         row = self.db.execute("SELECT max(started_at) FROM batch_runs WHERE status = 'done'").fetchone()
         return row[0] if row else None
 
-    def create_batch_run(self, run_key: str, *, top: int, max_per_expert: int, candidates: int) -> BatchRun:
+    def create_batch_run(self, run_key: str, *, top: int, max_per_expert: int, candidates: int,
+                         team_size: int = 0) -> BatchRun:
         with self.transaction():
             self.db.execute(
                 "INSERT INTO batch_runs (run_key, status, top, max_per_expert, candidates, started_at, "
-                "attempts) VALUES (?, 'running', ?, ?, ?, ?, 1)",
-                [run_key, top, max_per_expert, candidates, now_iso()],
+                "attempts, team_size) VALUES (?, 'running', ?, ?, ?, ?, 1, ?)",
+                [run_key, top, max_per_expert, candidates, now_iso(), team_size],
             )
         run = self.get_batch_run(run_key)
         assert run is not None
         return run
 
     def restart_batch_run(self, run_id: int, *, top: int, max_per_expert: int, candidates: int,
-                          discard: bool) -> BatchRun:
+                          discard: bool, team_size: int = 0) -> BatchRun:
         """Mark a run running again. `discard` forgets everything it did: its recommendations are
         deleted and their demands become `new` again, its selection and candidates are dropped."""
         with self.transaction():
@@ -884,9 +921,9 @@ class Store:
                     self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             self.db.execute(
                 "UPDATE batch_runs SET status = 'running', top = ?, max_per_expert = ?, candidates = ?, "
-                "started_at = CASE WHEN ? THEN ? ELSE started_at END, finished_at = NULL, "
+                "team_size = ?, started_at = CASE WHEN ? THEN ? ELSE started_at END, finished_at = NULL, "
                 "attempts = attempts + 1, message = NULL WHERE id = ?",
-                [top, max_per_expert, candidates, int(discard), now_iso(), run_id],
+                [top, max_per_expert, candidates, team_size, int(discard), now_iso(), run_id],
             )
         return self.get_batch_run_by_id(run_id)
 
@@ -958,10 +995,11 @@ class Store:
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ? AND demand_id = ?",
                                 [run_id, demand_id])
             self.db.conn.executemany(
-                "INSERT INTO batch_candidates (run_id, demand_id, expert_id, rank, score, explanation) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO batch_candidates (run_id, demand_id, expert_id, rank, score, explanation, team, "
+                "aspects) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, demand_id, c.expert_id, c.rank, c.score,
-                  None if c.explanation is None else _explanation_json(c.explanation)) for c in ranked],
+                  None if c.explanation is None else _explanation_json(c.explanation), int(c.team),
+                  _aspects_json(c.aspects)) for c in ranked],
             )
             self.db.conn.executemany(
                 "INSERT INTO batch_exclusions (run_id, demand_id, expert_id, reason, score) "
@@ -976,7 +1014,7 @@ class Store:
 
     def batch_candidate_table(self, run_id: int) -> CandidateTable:
         rows = self.db.execute(
-            "SELECT c.demand_id, c.expert_id, c.rank, c.score FROM batch_candidates c "
+            "SELECT c.demand_id, c.expert_id, c.rank, c.score, c.team FROM batch_candidates c "
             "JOIN batch_demands b ON b.run_id = c.run_id AND b.demand_id = c.demand_id "
             "WHERE c.run_id = ? ORDER BY b.position, c.rank",
             [run_id],
@@ -985,7 +1023,16 @@ class Store:
             demand_ids=[r[0] for r in rows], expert_ids=[r[1] for r in rows],
             ranks=np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows)),
             scores=np.fromiter((r[3] for r in rows), dtype=np.float64, count=len(rows)),
+            team=np.fromiter((bool(r[4]) for r in rows), dtype=bool, count=len(rows)),
         )
+
+    def batch_team_aspects(self, run_id: int, demand_id: str) -> dict[str, tuple[dict[str, Any], ...]]:
+        """The aspects each team member of a demand covers, by expert id (team candidates only)."""
+        rows = self.db.execute(
+            "SELECT expert_id, aspects FROM batch_candidates WHERE run_id = ? AND demand_id = ? AND team = 1",
+            [run_id, demand_id],
+        )
+        return {r[0]: _aspects_from_json(r[1]) for r in rows.fetchall()}
 
     def batch_explanations(self, run_id: int, demand_id: str) -> dict[str, Explanation]:
         """The stored explanations of a demand's candidates (only those explained in phase 1)."""
@@ -1014,9 +1061,10 @@ class Store:
             self.db.execute("DELETE FROM matches WHERE run_id = ?", [run_id])
             self.db.conn.executemany(
                 "INSERT INTO matches (run_id, demand_id, expert_id, rank, score, candidate_rank, "
-                "explanation, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "explanation, created_at, team, aspects) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, m.demand_id, m.expert_id, m.rank, m.score, m.candidate_rank,
-                  _explanation_json(m.explanation), now) for m in matches],
+                  _explanation_json(m.explanation), now, int(m.team), _aspects_json(m.aspects))
+                 for m in matches],
             )
             self.db.conn.executemany(
                 "UPDATE batch_demands SET assigned = ?, unfilled_reason = ? "
@@ -1054,13 +1102,15 @@ class Store:
             clauses.append("m.demand_id = ?")
             params.append(demand_id)
         rows = self.db.execute(
-            "SELECT m.run_id, m.demand_id, m.expert_id, m.rank, m.score, m.candidate_rank, m.explanation "
+            "SELECT m.run_id, m.demand_id, m.expert_id, m.rank, m.score, m.candidate_rank, m.explanation, "
+            "m.team, m.aspects "
             "FROM matches m LEFT JOIN batch_demands b ON b.run_id = m.run_id AND b.demand_id = m.demand_id "
             f"WHERE {' AND '.join(clauses)} ORDER BY m.run_id, b.position, m.demand_id, m.rank",
             params,
         )
         return [BatchMatch(int(r[0]), r[1], r[2], int(r[3]), float(r[4]), int(r[5]),
-                           _explanation_from_json(r[6])) for r in rows.fetchall()]
+                           _explanation_from_json(r[6]), bool(r[7]), _aspects_from_json(r[8]))
+                for r in rows.fetchall()]
 
     def list_batch_exclusions(self, run_id: int) -> list[BatchExclusion]:
         rows = self.db.execute(

@@ -122,6 +122,44 @@ CELLS = [
         "fig.tight_layout(); plt.show()\n"
         "print(dict(zip(cw, np.round(by_char, 4))), dict(zip(kk, np.round(by_k, 4))))"
     ),
+    new_markdown_cell(
+        "## Team recommendation (组团) on joined enterprise demands\n\n"
+        "Issue 18. A joined demand is two or three demands of the enterprise-voice benchmark "
+        "(`../shared/bench/enterprise`, read here, never copied) put one after the other, parts "
+        "always from demands whose judged experts are disjoint; relevant = the union, each expert "
+        "tagged with its part. The folder's demands are split into a `tune` half (where "
+        "`matcher.team`'s parameters were chosen) and a `held-out` half (fixed seed). "
+        "**coverage@k**: the share of a joined demand's parts with one of their relevant experts "
+        "among the k (the team of k against the plain top k of the same text); **nDCG@10** of the "
+        "union: the plain top 10 against the team of 3 followed by the rest of the plain ranking. "
+        "The *ceiling* is the best any split of the k places among the parts' own rankings reaches, "
+        "chosen knowing the answers: beyond it only a better ranker helps. "
+        "`benchmarks/team_bench.py` prints the same figures; `MATCHER_TEAM_BENCH` points to another "
+        "folder of the same shape."
+    ),
+    new_code_cell(
+        "import tempfile\n"
+        "from matcher.team_eval import (bench_engine, evaluate_teams, format_team_table, joined_demands,\n"
+        "                               part_ceiling)\n"
+        "default_team_dir = root.parent / 'shared' / 'bench' / 'enterprise'\n"
+        "team_dir = Path(os.environ.get('MATCHER_TEAM_BENCH', default_team_dir))\n"
+        "if (team_dir / 'experts.jsonl').exists():\n"
+        "    team_bench = load_benchmark(team_dir)\n"
+        "    sizes = ((2, 10), (3, 5)) if FAST else ((2, 40), (3, 20))\n"
+        "    joined = joined_demands(team_bench, per_split=sizes)\n"
+        "    singles = team_bench.queries[:10] if FAST else team_bench.queries\n"
+        "    with tempfile.TemporaryDirectory(prefix='team-bench-') as team_tmp:\n"
+        "        team_engine = bench_engine(team_bench, team_tmp, tokenizer=engine.tokenizer)\n"
+        "        team_result = evaluate_teams(team_engine, joined, singles)\n"
+        "        print(team_dir, len(joined), 'joined demands', 'FAST' if FAST else 'full')\n"
+        "        print(format_team_table(team_result))\n"
+        "        for k in (3, 5):\n"
+        "            ceiling = part_ceiling(team_engine, team_bench, joined, k)\n"
+        "            print(f'ceiling of the parts own rankings, coverage@{k}:', ceiling)\n"
+        "        team_engine.close()\n"
+        "else:\n"
+        "    print(f'no enterprise benchmark at {team_dir}: team section skipped')"
+    ),
 ]
 
 

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from api import create_app
 from api.routes import demands, experts, feedback, health
 from api.routes import match as match_routes
+from api.routes import team as team_routes
 from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.models import Demand, Expert
@@ -653,6 +654,9 @@ def test_openapi_lists_every_endpoint(client: TestClient) -> None:
         "/api/v1/demands": ["post"],
         "/api/v1/demands/{demand_id}": ["get"],
         "/api/v1/demands/{demand_id}/matches": ["get"],
+        "/api/v1/demands/{demand_id}/needs-team": ["put"],
+        "/api/v1/demands/{demand_id}/team": ["get"],
+        "/api/v1/team": ["post"],
         "/api/v1/feedback": ["post"],
         "/api/v1/health": ["get"],
     }
@@ -663,8 +667,9 @@ def test_openapi_lists_every_endpoint(client: TestClient) -> None:
 
 def test_routes_are_plain_functions() -> None:
     # Ranking is CPU work: `def` routes run in the thread pool instead of blocking the event loop.
-    routes = [r for m in (demands, experts, feedback, health, match_routes) for r in m.router.routes]
-    assert len(routes) == 12 and all(isinstance(r, APIRoute) for r in routes)
+    modules = (demands, experts, feedback, health, match_routes, team_routes)
+    routes = [r for m in modules for r in m.router.routes]
+    assert len(routes) == 15 and all(isinstance(r, APIRoute) for r in routes)
     assert not [r.path for r in routes if inspect.iscoroutinefunction(r.endpoint)]
 
 

@@ -414,7 +414,8 @@ def test_the_xlsx_report_reads_back(done, tmp_path) -> None:
     demand = engine.store.get_demand(first.demand_id)
     expert = engine.store.get_expert(first.expert_id)
     assert recs[1] == (demand.id, demand.title, demand.enterprise, 1, expert.id, expert.name,
-                       expert.institution, round(first.score, 4), "、".join(first.explanation.terms))
+                       expert.institution, round(first.score, 4), "、".join(first.explanation.terms),
+                       None, None)  # 组团, 覆盖方面: empty for a ranked list (no --team)
     problems = list(wb["回避与未满额"].iter_rows(values_only=True))
     assert problems[0] == PROBLEM_COLUMNS
     kinds = Counter(r[0] for r in problems[1:])

@@ -122,7 +122,8 @@ def test_demands_round_trip(tmp_path, fmt: str) -> None:
     demands = [Demand.from_dict(json.loads(x)) for x in demo("demands.jsonl") if x.strip()]
     demands.append(Demand.from_dict({"id": "D-X", "title": "涂层/镀层", "description": "多行\n描述, 逗号",
                                      "keywords": ["PVD/CVD", "耐磨"], "avoid_experts": ["X0001"],
-                                     "created_at": "2026-01-02T03:04:05", "status": "matched"}))
+                                     "created_at": "2026-01-02T03:04:05", "status": "matched",
+                                     "needs_team": True}))
     export_demands(demands, fmt, tmp_path / f"d.{fmt}")
     assert read_demands(tmp_path / f"d.{fmt}") == demands
 

@@ -189,6 +189,21 @@ def test_demand_budgets_and_deadlines_are_checked(tmp_path) -> None:
     assert [r.row for r in parsed.rejects] == [4, 5]
 
 
+def test_demands_marked_as_needing_a_team(tmp_path) -> None:
+    header = ["企业名称", "需求描述", "组团需求"]
+    rows = [["甲公司", "焊缝发黑，另外要上MES", "是"], ["乙公司", "保温性能差", "否"], ["丙公司", "涂层", ""],
+            ["丁公司", "电镀", "要"]]
+    write_csv(tmp_path / "d.csv", rows, header=header)
+    parsed = parse_file(tmp_path / "d.csv", "demands")
+    assert [(d.enterprise, d.needs_team) for d in parsed.records] == [("甲公司", True), ("乙公司", False),
+                                                                      ("丙公司", False)]
+    assert [str(e) for e in parsed.errors] == ["d.csv: 第5行 列「组团需求」: '要' is neither 是 nor 否"]
+    (tmp_path / "d.jsonl").write_text(json.dumps({"id": "D1", "title": "焊缝", "needs_team": "maybe"}) + "\n",
+                                      encoding="utf-8")
+    with pytest.raises(InputError, match="第1行 列「needs_team」: 'maybe' is neither 是 nor 否"):
+        read_demands(tmp_path / "d.jsonl")
+
+
 def test_progress_is_reported(tmp_path) -> None:
     write_csv(tmp_path / "x.csv", ROWS * 1)
     seen: list[tuple[int, int]] = []

@@ -33,4 +33,5 @@ def test_evaluation_notebook_executes_in_fast_mode(monkeypatch) -> None:
         assert row in text, row
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == 3, "three plots: ablation bars, Recall@k, weight sweep"
+    assert "coverage@3" in text and "ceiling of the parts" in text, "the team section (issue 18) ran"
     assert os.environ["EVAL_FAST"] == "1"

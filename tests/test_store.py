@@ -29,6 +29,36 @@ def test_migrations_set_the_schema_version(tmp_path) -> None:
     s2.close()
 
 
+def test_the_team_migration_keeps_an_older_database(tmp_path) -> None:
+    """A database of schema 5 (before team recommendation) opens, migrates and keeps its demands,
+    which are not marked as needing a team; the flag then round-trips."""
+    import sqlite_utils
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    for version, step in enumerate(MIGRATIONS[:5], start=1):
+        step(db)
+        db.execute(f"PRAGMA user_version = {version}")
+    db["demands"].insert({"id": "D1", "title": "焊缝发黑", "keywords": "[]", "status": "new",
+                          "avoid_institutions": "[]", "avoid_experts": "[]", "created_at": "2026-01-01"})
+    db.conn.commit()
+    db.close()
+    s = Store(path)
+    assert s.schema_version == len(MIGRATIONS) >= 6
+    assert s.get_demand("D1").needs_team is False
+    assert {"team", "aspects"} <= set(s.db["matches"].columns_dict)
+    assert "team_size" in s.db["batch_runs"].columns_dict
+    s.db.execute("PRAGMA user_version = 5")  # the step again (a renumbered merge): nothing breaks
+    s.db.conn.commit()
+    s.close()
+    s = Store(path)
+    assert s.schema_version == len(MIGRATIONS) and s.get_demand("D1").needs_team is False
+    s.upsert_demands([Demand(id="D2", title="组团", needs_team=True)])
+    assert s.get_demand("D2").needs_team is True and s.get_demand("D2") == Demand(
+        id="D2", title="组团", needs_team=True, created_at=s.get_demand("D2").created_at)
+    s.close()
+
+
 def test_upsert_counts_and_data_version(tmp_path) -> None:
     s = Store(tmp_path / "a.db")
     assert s.upsert_experts([expert("1"), expert("2")]).inserted == 2

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import ConflictError, EngineDep, HasKey, RequireKey, WriteLock
-from api.schemas import MAX_TOP_K, DemandIn, DemandOut, ErrorOut, MatchList, match_list
+from api.schemas import (
+    MAX_TOP_K,
+    DemandIn,
+    DemandOut,
+    ErrorOut,
+    MatchList,
+    NeedsTeamIn,
+    TeamOut,
+    match_list,
+)
 from matcher.errors import NotFoundError
+from matcher.team import MAX_SIZE, recommend_team
 
 router = APIRouter(prefix="/demands", tags=["demands"])
 
@@ -57,3 +68,33 @@ def demand_matches(
     """Rank experts for a stored demand, leaving out its enterprise's and avoided institutions' experts."""
     demand = engine.store.get_demand(demand_id)
     return match_list(engine.match_demand(demand, top_k=top_k), include_contact=has_key)
+
+
+@router.put(
+    "/{demand_id}/needs-team",
+    response_model=DemandOut,
+    dependencies=[RequireKey],
+    responses={**NOT_FOUND, 401: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+)
+def set_needs_team(
+    demand_id: DemandId, body: NeedsTeamIn, engine: EngineDep, lock: WriteLock
+) -> dict[str, Any]:
+    """Mark a demand as needing a team (组团需求), or not: `matcher batch --team` then recommends one."""
+    with lock:
+        demand = replace(engine.store.get_demand(demand_id), needs_team=body.needs_team)
+        engine.add_demands([demand])
+    return demand.to_dict()
+
+
+@router.get(
+    "/{demand_id}/team", response_model=TeamOut, response_model_exclude_unset=True, responses=NOT_FOUND
+)
+def demand_team(
+    demand_id: DemandId,
+    engine: EngineDep,
+    has_key: HasKey,
+    size: Annotated[int, Query(ge=1, le=MAX_SIZE, description="How many experts in the team.")] = 3,
+) -> dict[str, Any]:
+    """A team for a stored demand, under its 回避 rules (its title and keywords emphasised)."""
+    demand = engine.store.get_demand(demand_id)
+    return recommend_team(engine, demand.text, size=size, demand=demand).to_dict(include_contact=has_key)

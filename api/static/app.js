@@ -147,6 +147,97 @@ function renderResults(text, payload) {
   showDemand(text, allTerms(payload.data), "（标黄的是与推荐专家匹配的词）");
 }
 
+function teamMode() {
+  return document.getElementById("team-mode").checked;
+}
+
+function teamBody() {
+  const body = requestBody();
+  delete body.top_k;
+  body.size = Number(document.getElementById("team-size").value);
+  body.one_per_institution = document.getElementById("one-per-institution").checked;
+  return body;
+}
+
+// The team: a matrix of aspects x members (● where a member covers the aspect, else how close
+// the member comes to the aspect's best expert), then each member with the evidence per aspect.
+function renderTeam(text, payload) {
+  const names = new Map(payload.team.map((m) => [m.expert.id, m.expert.name || m.expert.id]));
+  const head = document.querySelector("#team-matrix thead tr");
+  head.replaceChildren(el("th", { text: "需求方面" }), el("th", { text: "关键词" }));
+  for (const m of payload.team) {
+    const link = el("a", { href: "/experts/" + encodeURIComponent(m.expert.id), target: "_blank", rel: "noopener", text: names.get(m.expert.id) });
+    head.append(el("th", { class: "member" }, link));
+  }
+  const body = document.querySelector("#team-matrix tbody");
+  body.replaceChildren();
+  const rows = [];
+  payload.aspects.forEach((a, i) => {
+    const row = el("tr", { class: "aspect", "data-aspect": String(a.id), tabindex: "0" },
+      el("th", { scope: "row", text: `方面${a.id}` }),
+      el("td", { class: "aspect-terms", text: a.terms.length ? a.terms.join("、") : a.text }));
+    for (const m of payload.team) {
+      const covered = m.covers.includes(a.id);
+      const cell = el("td", { class: covered ? "cell covered" : "cell", text: covered ? "●" : `${Math.round(100 * m.relevance[i])}%` });
+      cell.title = covered ? `${names.get(m.expert.id)} 覆盖方面${a.id}` : `${names.get(m.expert.id)} 在方面${a.id}的得分为最合适专家的 ${Math.round(100 * m.relevance[i])}%`;
+      row.append(cell);
+    }
+    const pick = () => {
+      for (const r of rows) r.classList.remove("selected");
+      row.classList.add("selected");
+      showDemand(text, a.terms, `（标黄的是方面${a.id}的关键词）`);
+    };
+    row.addEventListener("click", pick);
+    row.addEventListener("keydown", (event) => { if (event.key === "Enter") pick(); });
+    rows.push(row);
+    body.append(row);
+  });
+
+  const tbody = document.querySelector("#team-table tbody");
+  tbody.replaceChildren();
+  for (const m of payload.team) {
+    const e = m.expert;
+    const link = el("a", { href: "/experts/" + encodeURIComponent(e.id), target: "_blank", rel: "noopener", text: e.name || e.id });
+    const evidence = el("td", { class: "evidence" });
+    for (const part of m.explanation.aspects) {
+      const label = m.covers.includes(part.aspect_id) ? `方面${part.aspect_id}` : `方面${part.aspect_id}（接近）`;
+      const block = el("div", { class: "aspect-evidence" }, el("span", { class: "aspect-label", text: label }));
+      for (const ev of part.evidence.slice(0, 2)) {
+        const line = el("div", { class: "evidence-item" }, el("span", { class: "field", text: FIELD_NAMES[ev.field] || ev.field }));
+        const evTerms = ev.terms.length ? ev.terms : part.terms;
+        appendHighlighted(line, excerpt(ev.text, evTerms), evTerms);
+        block.append(line);
+      }
+      evidence.append(block);
+    }
+    const covers = m.covers.length ? m.covers.map((id) => `方面${id}`).join("、") : "—";
+    tbody.append(el("tr", {},
+      el("td", { class: "num", text: String(m.rank) }),
+      el("td", { class: "name" }, link),
+      el("td", { text: e.title }),
+      el("td", { text: e.institution }),
+      el("td", { text: e.region }),
+      el("td", { class: "covers", text: covers }),
+      evidence,
+    ));
+  }
+  const covered = payload.aspects.filter((a) => a.covered_by.length).length;
+  document.getElementById("team-summary").textContent =
+    `（需求分为 ${payload.aspects.length} 个方面，${payload.team.length} 位专家覆盖其中 ${covered} 个）`;
+  const unmatched = document.getElementById("team-unmatched");
+  unmatched.textContent = payload.unmatched.length ? `没有专家与这些内容有共同的词：${payload.unmatched.join("；")}` : "";
+  unmatched.hidden = payload.unmatched.length === 0;
+  document.getElementById("team-results").hidden = payload.team.length === 0;
+  document.getElementById("results").hidden = true;
+  showDemand(text, payload.aspects.flatMap((a) => a.terms), "（标黄的是各方面的关键词）");
+}
+
+function showTeamOptions() {
+  const on = teamMode();
+  for (const node of document.querySelectorAll(".team-only")) node.hidden = !on;
+  document.getElementById("top-k-label").hidden = on;
+}
+
 function requestBody() {
   return {
     text: document.getElementById("demand").value,
@@ -176,8 +267,13 @@ async function runMatch(event) {
   }
   const button = document.getElementById("match-button");
   button.disabled = true;
-  setStatus("正在匹配…", "busy");
   const started = performance.now();
+  if (teamMode()) {
+    await runTeam(teamBody(), button, started);
+    return;
+  }
+  setStatus("正在匹配…", "busy");
+  document.getElementById("team-results").hidden = true;
   try {
     const response = await fetch("/api/v1/match", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
@@ -192,6 +288,29 @@ async function runMatch(event) {
     document.getElementById("download").disabled = payload.count === 0;
     const ms = Math.round(performance.now() - started);
     setStatus(payload.count ? `找到 ${payload.count} 位专家，用时 ${ms} 毫秒。` : "没有专家与这段需求有共同的词，请换个说法或减少筛选条件。", "done");
+  } catch (err) {
+    setStatus("无法连接服务器：" + err, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function runTeam(body, button, started) {
+  setStatus("正在组团…", "busy");
+  document.getElementById("download").disabled = true;  // the Excel download is for the ranked list
+  lastRequest = null;
+  try {
+    const response = await fetch("/api/v1/team", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    if (!response.ok) {
+      setStatus(await errorMessage(response), "error");
+      return;
+    }
+    const payload = await response.json();
+    renderTeam(body.text, payload);
+    const ms = Math.round(performance.now() - started);
+    setStatus(payload.team.length ? `组成 ${payload.team.length} 人团队，覆盖 ${Math.round(100 * payload.coverage)}% 的需求方面，用时 ${ms} 毫秒。` : "没有专家与这段需求有共同的词，请换个说法或减少筛选条件。", "done");
   } catch (err) {
     setStatus("无法连接服务器：" + err, "error");
   } finally {
@@ -221,6 +340,8 @@ async function download() {
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("match-form").addEventListener("submit", runMatch);
   document.getElementById("download").addEventListener("click", download);
+  document.getElementById("team-mode").addEventListener("change", showTeamOptions);
+  showTeamOptions();
   document.getElementById("demand").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) document.getElementById("match-form").requestSubmit();
   });

@@ -1,0 +1,116 @@
+"""The staff page's 组团推荐 switch in a real headless Chromium against a real uvicorn server on the
+demo corpus (the set-up of test_page.py): the aspects x members matrix, the members' evidence per
+aspect, highlighting an aspect, a markup-laden expert shown as text, and errors in words."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from matcher.text import normalize
+
+from . import test_page
+from .test_page import ARTIFACTS, KEY, XSS_DEMAND, XSS_EXPERT
+
+pytestmark = pytest.mark.slow
+
+# The live server, the browser and the page of test_page.py (a server of this module's own).
+live, browser, page = test_page.live, test_page.browser, test_page.page
+
+WELD_BMS = "不锈钢保温杯真空层激光焊接合格率低；另外，锂电池包BMS均衡策略不成熟"
+
+
+def run_team(page, live, text: str, size: str = "3", *, one_per_institution: bool = False) -> None:  # noqa: ANN001
+    page.goto(live.url + "/")
+    assert page.locator("#team-size").is_hidden()  # team options show only when the switch is on
+    page.fill("#demand", text)
+    page.get_by_label("组团推荐").check()
+    assert page.locator("#team-size").is_visible() and page.locator("#top-k").is_hidden()
+    page.select_option("#team-size", size)
+    if one_per_institution:
+        page.get_by_label("每个单位限一人").check()
+    page.get_by_role("button", name="匹配", exact=True).click()
+    page.wait_for_selector("#status[data-state=done], #status[data-state=error]")
+
+
+def test_the_team_switch_shows_the_aspects_by_members_matrix(page, live) -> None:  # noqa: ANN001
+    run_team(page, live, WELD_BMS)
+    status = page.locator("#status").text_content()
+    assert "组成 3 人团队" in status and "100%" in status
+    assert page.locator("#results").is_hidden() and page.locator("#team-results").is_visible()
+    assert page.locator("#download").is_disabled()
+
+    api = httpx.post(f"{live.url}/api/v1/team", json={"text": WELD_BMS, "size": 3}, timeout=60).json()
+    names = [m["expert"]["name"] for m in api["team"]]
+    head = page.locator("#team-matrix thead th").all_text_contents()
+    assert head == ["需求方面", "关键词", *names]
+    rows = page.locator("#team-matrix tbody tr")
+    assert rows.count() == len(api["aspects"]) == 2
+    for i, aspect in enumerate(api["aspects"]):
+        cells = rows.nth(i).locator("td.cell").all_text_contents()
+        assert rows.nth(i).locator("th").text_content() == f"方面{aspect['id']}"
+        assert rows.nth(i).locator("td.aspect-terms").text_content() == "、".join(aspect["terms"])
+        for m, cell in zip(api["team"], cells, strict=True):
+            if aspect["id"] in m["covers"]:
+                assert cell == "●"
+            else:
+                assert cell == f"{round(100 * m['relevance'][i])}%"
+    assert page.locator("#team-matrix td.covered").count() == sum(len(m["covers"]) for m in api["team"])
+    assert "叶青松" in names  # the BMS expert, whom the plain top 3 leaves out
+    summary = page.locator("#team-summary").text_content()
+    assert "2 个方面" in summary and "覆盖其中 2 个" in summary
+
+    members = page.locator("#team-table tbody tr")
+    assert members.count() == 3
+    assert members.locator("td.name a").all_text_contents() == names
+    bms = members.nth(names.index("叶青松"))
+    assert bms.locator("td.covers").text_content() == "方面2"
+    assert bms.locator(".aspect-label").all_text_contents() == ["方面2"]
+    marks = {normalize(m) for m in bms.locator("td.evidence mark").all_text_contents()}
+    assert "bms" in marks
+
+    # Clicking an aspect highlights its key terms in the demand.
+    rows.nth(1).click()
+    assert "selected" in (rows.nth(1).get_attribute("class") or "")
+    marked = [normalize(m) for m in page.locator("#demand-text mark").all_text_contents()]
+    assert marked and set(marked) <= {normalize(t) for t in api["aspects"][1]["terms"]}
+    assert page.locator("#demand-text").text_content() == WELD_BMS
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-team.png"), full_page=True)
+
+    # Switching back gives the ranked list again.
+    page.get_by_label("组团推荐").uncheck()
+    page.get_by_role("button", name="匹配", exact=True).click()
+    page.wait_for_selector("#status[data-state=done]")
+    assert page.locator("#team-results").is_hidden() and page.locator("#results-table tbody tr").count() == 10
+    assert page.problems == []
+
+
+def test_team_size_and_one_per_institution(page, live) -> None:  # noqa: ANN001
+    text = "保温杯真空层吸气剂失效。另外，PVD涂层耐磨性差。此外，固态电池硅基负极膨胀"
+    run_team(page, live, text, size="5", one_per_institution=True)
+    assert page.locator("#team-table tbody tr").count() == 5
+    institutions = page.locator("#team-table tbody tr td:nth-child(4)").all_text_contents()
+    assert len(set(institutions)) == 5
+    assert page.problems == []
+
+
+def test_a_team_shows_markup_as_text_and_errors_in_words(page, live) -> None:  # noqa: ANN001
+    res = httpx.post(f"{live.url}/api/v1/experts", json=XSS_EXPERT, headers={"X-API-Key": KEY}, timeout=60)
+    assert res.status_code in (201, 409), res.text
+    run_team(page, live, XSS_DEMAND + "。另外，锂电池包BMS均衡策略不成熟")
+    assert page.evaluate("window.__pwned") is None
+    assert XSS_EXPERT["name"] in page.locator("#team-matrix thead").text_content()
+    assert page.locator("main img, main b, main i").count() == 0 and page.locator("script").count() == 1
+
+    page.fill("#demand", "xyzzy qwerty")
+    page.get_by_role("button", name="匹配", exact=True).click()
+    page.wait_for_selector("#status[data-state=done]")
+    assert "没有专家" in page.locator("#status").text_content() and page.locator("#team-results").is_hidden()
+    page.evaluate("document.getElementById('demand').removeAttribute('maxlength')")
+    page.fill("#demand", "焊" * 20_001)
+    page.get_by_role("button", name="匹配", exact=True).click()
+    page.wait_for_selector("#status[data-state=error]")
+    assert "limit is 20000" in page.locator("#status").text_content()
+    # The browser logs the 422 itself; the page showed it in words.
+    assert [p for p in page.problems if "status of 422" not in p] == []
