@@ -93,12 +93,18 @@ class ExpertOut(ExpertSummary):
 class EvidenceOut(BaseModel):
     field: str = Field(description="Where: research_fields, bio, paper, patent, project, achievement.")
     text: str
-    terms: list[str] = Field(description="The demand's terms found in this piece.")
+    terms: list[str] = Field(description="The demand's terms (or shared character strings) found in this piece.")
     score: float
+    match: Literal["words", "chars", "dense"] = Field(
+        "words", description="How it matched: shared words (the demand's or added concepts'), shared character "
+        "strings only (字面相近), or nearness in meaning only (语义相近).")
 
 
 class ExplanationOut(BaseModel):
     terms: list[str] = Field(description="Matched terms, strongest first.")
+    expanded: dict[str, str] = Field(
+        default_factory=dict, description="Matched terms the demand did not say, each with the demand's phrase "
+        "the understanding stage added it for (腐蚀 <- 生锈).")
     evidence: list[EvidenceOut]
     signals: dict[str, float] = Field(description="The expert's raw score in each ranking signal.")
 
@@ -233,6 +239,8 @@ class AspectEvidenceOut(BaseModel):
 
 class TeamExplanationOut(BaseModel):
     terms: list[str] = Field(description="Matched terms of the aspects the member covers.")
+    expanded: dict[str, str] = Field(
+        default_factory=dict, description="Matched terms the demand did not say, with the phrase each came from.")
     evidence: list[EvidenceOut]
     aspects: list[AspectEvidenceOut] = Field(description="Per covered aspect: why (terms and evidence).")
 

@@ -62,8 +62,12 @@ def test_flagged_demands_get_their_team_and_the_others_a_ranked_list(tmp_path, s
             assert m.explanation.terms == x.explanation.terms and m.score == pytest.approx(x.score)
     assert "X0035" not in [m.expert_id for m in by_demand["T-1"]]  # its own enterprise: 回避
     assert {m.expert_id for m in by_demand["T-2"]} >= {"X0051", "X0085"}
-    others = [ms for d, ms in by_demand.items() if not d.startswith("T-")]
-    assert len(others) == 12 and all(len(ms) == 5 and not any(m.team for m in ms) for ms in others)
+    others = {d: ms for d, ms in by_demand.items() if not d.startswith("T-")}
+    assert len(others) == 12
+    for d, ms in others.items():
+        # a ranked list as match_demand ranks it (as long as it lists experts, at most --top)
+        listed = [m.expert.id for m in engine.match_demand(engine.store.get_demand(d), top_k=5)]
+        assert [m.expert_id for m in ms] == listed and not any(m.team for m in ms)
     per_expert = Counter(m.expert_id for ms in by_demand.values() for m in ms)
     assert max(per_expert.values()) <= 5
     outcomes = {o.demand_id: o for o in engine.store.list_batch_outcomes(run.id)}
