@@ -111,6 +111,10 @@ def create_app(
                 )
             if eng.store.count_experts():
                 eng.ensure_index()
+            if own:
+                # Dense vectors the cache lacks, and a stale demand bank, are made on a background
+                # thread: the lexical signals serve meanwhile (a shared test engine stays quiet).
+                eng.start_background_encoding()
             app.state.engine = eng
             app.state.settings = settings
             app.state.write_lock = threading.Lock()

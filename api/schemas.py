@@ -8,11 +8,13 @@ holds an API key, and the routes drop unset fields, so a public response has no 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from matcher.models import Demand, Expert, Match
+from matcher.understand import Understanding
 
 MAX_TOP_K = 100
 
@@ -44,6 +46,12 @@ class MatchIn(_In):
         description="How many experts to return (1-100; default 10, setting MATCHER_DEFAULT_TOP_K).",
     )
     filters: FiltersIn = Field(default_factory=FiltersIn)
+    exclude_terms: list[Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=100,
+        description="Terms staff removed from what the engine understood (the demand's own or added ones).")
+    extra_terms: list[Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=100,
+        description="Terms staff added, weighed as if the demand had said them.")
 
     model_config = ConfigDict(
         extra="forbid",
@@ -116,9 +124,36 @@ class MatchOut(BaseModel):
     explanation: ExplanationOut
 
 
+class TermOut(BaseModel):
+    term: str
+    weight: float
+
+
+class ExpandedOut(BaseModel):
+    term: str = Field(description="A technical concept the demand points to.")
+    from_: str = Field(alias="from", description="The demand's phrase it was added for.")
+    source: Literal["thesaurus", "corpus", "dense"] = Field(
+        description="Where it came from: corpora/thesaurus.txt, the experts' own texts, or the dense model.")
+    weight: float = Field(description="Its weight in the query (below the demand's own words).")
+    kind: str | None = Field(None, description="The thesaurus entry's kind: 产品, 症状 or 俗称.")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class UnderstandingOut(BaseModel):
+    terms: list[TermOut] = Field(description="The demand's own terms and their weights.")
+    expanded: list[ExpandedOut] = Field(description="Concepts added to the demand.")
+    products: list[str] = Field(description="Products and industries recognised in the demand.")
+    symptoms: list[str] = Field(description="Symptoms and wanted outcomes recognised in the demand.")
+    excluded: list[str] = Field(description="Terms staff removed.")
+    extra: list[str] = Field(description="Terms staff added.")
+
+
 class MatchList(BaseModel):
     data: list[MatchOut]
     count: int
+    understanding: UnderstandingOut | None = Field(
+        None, description="What the engine understood of the demand (POST /match).")
 
 
 class ExpertList(BaseModel):
@@ -327,5 +362,10 @@ def match_out(match: Match, *, include_contact: bool) -> dict[str, Any]:
     }
 
 
-def match_list(matches: list[Match], *, include_contact: bool) -> dict[str, Any]:
-    return {"data": [match_out(m, include_contact=include_contact) for m in matches], "count": len(matches)}
+def match_list(matches: Sequence[Match], *, include_contact: bool,
+               understanding: Understanding | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"data": [match_out(m, include_contact=include_contact) for m in matches],
+                           "count": len(matches)}
+    if understanding is not None:
+        out["understanding"] = understanding.to_dict()
+    return out

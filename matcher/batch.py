@@ -472,7 +472,7 @@ def build_report(store: Store, run: BatchRun) -> Report:
 
     recs = [
         (m.demand_id, demands[m.demand_id].title, demands[m.demand_id].enterprise, m.rank,
-         *expert_cells(m.expert_id), round(m.score, 4), "、".join(m.explanation.terms),
+         *expert_cells(m.expert_id), round(m.score, 4), matched_terms(m.explanation),
          "是" if m.team else "", _aspect_names(m.aspects))
         for m in matches
     ]
@@ -487,6 +487,15 @@ def build_report(store: Store, run: BatchRun) -> Report:
         for o in outcomes if o.reason
     ]
     return Report(run, recs, problems)
+
+
+def matched_terms(explanation: Explanation) -> str:
+    """The 匹配词 cell: the matched terms, each one the demand did not say written with the
+    demand's phrase it was added for (腐蚀←生锈), and 语义相近 when only meaning matched."""
+    out = [f"{t}←{explanation.expanded[t]}" if t in explanation.expanded else t for t in explanation.terms]
+    if not out and any(e.match == "dense" for e in explanation.evidence):
+        out = ["语义相近"]
+    return "、".join(out)
 
 
 def _aspect_names(aspects: Sequence[Mapping[str, object]]) -> str:

@@ -8,17 +8,20 @@ import os
 import signal
 import sys
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from matcher.config import Settings
 from matcher.errors import MatcherError
 from matcher.models import Match
+
+if TYPE_CHECKING:
+    from matcher.understand import Understanding
 
 app = typer.Typer(
     help="金桥 Matcher: rank experts and academicians for enterprises' technical demands.",
@@ -74,16 +77,35 @@ def _cell(s: str, width: int) -> str:
     return out + " " * (width - w)
 
 
-def format_matches(matches: list[Match]) -> str:
+MATCH_LABELS = {"words": "", "chars": "字面相近 ", "dense": "语义相近 "}
+
+
+def format_term(term: str, expanded: Mapping[str, str]) -> str:
+    """A matched term as staff read it: one the demand did not say shows where it came from."""
+    return f"{term}←{expanded[term]}" if term in expanded else term
+
+
+def format_understanding(u: Understanding) -> str:
+    """What the engine understood: the demand's own terms, then what it added and from where."""
+    lines = ["需求理解：" + "、".join(t.term for t in u.terms[:16])]
+    if u.products or u.symptoms:
+        lines.append("  识别：" + "、".join([*u.products, *u.symptoms]))
+    if u.expanded:
+        lines.append("  补充：" + "、".join(f"{e.term}←{e.origin}" for e in u.expanded[:12]))
+    return "\n".join(lines)
+
+
+def format_matches(matches: Sequence[Match]) -> str:
     cols = [("#", 3), ("姓名", 8), ("职称", 14), ("单位", 26), ("得分", 7), ("匹配词", 40)]
     lines = ["  ".join(_cell(name, w) for name, w in cols)]
     for m in matches:
         e = m.expert
+        x = m.explanation
         vals = [str(m.rank), e.name or e.id, e.title, e.institution, f"{m.score:.3f}",
-                "、".join(m.explanation.terms[:8])]
+                "、".join(format_term(t, x.expanded) for t in x.terms[:8])]
         lines.append("  ".join(_cell(v, w) for v, (_, w) in zip(vals, cols, strict=True)))
-        for ev in m.explanation.evidence[:1]:
-            lines.append(f"     └ {ev.field}: {ev.text[:60]}")
+        for ev in x.evidence[:1]:
+            lines.append(f"     └ {MATCH_LABELS.get(ev.match, '')}{ev.field}: {ev.text[:60]}")
     return "\n".join(lines)
 
 
@@ -95,9 +117,14 @@ def match(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     region: Annotated[str, typer.Option(help="Only experts whose region contains this.")] = "",
     title: Annotated[str, typer.Option(help="Only experts whose title contains this (e.g. 院士).")] = "",
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", help="A term the engine understood that should not count (repeat for more).")] = None,
+    add: Annotated[list[str] | None, typer.Option(
+        "--add", help="A term to count as if the demand had said it (repeat for more).")] = None,
     db: DbOption = None,
 ) -> None:
-    """Rank experts for a pasted demand, with the terms and documents that matched."""
+    """Rank experts for a pasted demand, with what the engine understood of it (its terms and the
+    concepts it added) and the terms and documents that matched."""
     from matcher.rank import Filters
 
     if text == "-":
@@ -107,13 +134,18 @@ def match(
         if engine.load_demo():
             typer.echo(f"The database {engine.settings.db} was empty: loaded the demo corpus "
                        f"({engine.store.count_experts()} fictional experts).", err=True)
-        matches = engine.match(text, top_k=top, filters=Filters(region=region, title=title))
+        result = engine.analyse(text, top_k=top, filters=Filters(region=region, title=title),
+                                exclude_terms=exclude or (), extra_terms=add or ())
+    matches = result.matches
     if as_json:
-        payload = {"query": text, "matches": [m.to_dict() for m in matches]}
+        payload = {"query": text, "understanding": result.understanding.to_dict(),
+                   "matches": [m.to_dict() for m in matches]}
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
     elif not matches:
-        typer.echo("No expert shares a term with this text. Try other words or fewer filters.")
+        typer.echo(format_understanding(result.understanding))
+        typer.echo("No expert matches this text. Try other words or fewer filters.")
     else:
+        typer.echo(format_understanding(result.understanding))
         typer.echo(format_matches(matches))
 
 
@@ -365,12 +397,56 @@ def merges_undo(
 
 @app.command()
 @_fail_cleanly
-def index(db: DbOption = None) -> None:
-    """Rebuild the search index from every expert in the database."""
+def index(
+    db: DbOption = None,
+    no_vectors: Annotated[bool, typer.Option(
+        "--no-vectors", help="Do not encode the dense vectors the cache lacks (a server encodes them in the "
+        "background).")] = False,
+) -> None:
+    """Rebuild the search index from every expert in the database, encode the dense vectors the
+    cache lacks, and recompute the demand bank (each expert's popularity over the stored demands)."""
     with _engine(db) as engine:
         idx = engine.rebuild()
         typer.echo(f"index rebuilt: {idx.n_experts} experts, {idx.units_.n_docs_} documents, "
                    f"{idx.units_.n_terms} terms -> {engine.index_dir}")
+        if engine.encoder is not None and not no_vectors:
+            with _progress("encoding", at_least=50) as bar:
+                n = engine.encode_missing(progress=bar)
+            done, total = engine.dense_status()
+            typer.echo(f"dense vectors ({engine.encoder.name}): {n} texts encoded; {done} of {total} experts complete")
+        with _progress("demand bank", at_least=20) as bar:
+            n = engine.refresh_bank(progress=bar)
+        typer.echo(f"demand bank: {n} demands")
+
+
+vectors_app = typer.Typer(help="Move the dense vectors between machines (a bigger one can encode a large pool).",
+                          no_args_is_help=True)
+app.add_typer(vectors_app, name="vectors")
+
+
+@vectors_app.command("export")
+@_fail_cleanly
+def vectors_export(
+    path: Annotated[Path, typer.Argument(help="The .npz file to write.")],
+    db: DbOption = None,
+) -> None:
+    """Write the cached dense vectors of every indexed text (and of the stored demands) to PATH."""
+    with _engine(db) as engine:
+        n = engine.export_vectors(path)
+    typer.echo(f"{n} vectors -> {path}")
+
+
+@vectors_app.command("import")
+@_fail_cleanly
+def vectors_import(
+    path: Annotated[Path, typer.Argument(help="A file written by `matcher vectors export`.")],
+    db: DbOption = None,
+) -> None:
+    """Put the vectors of PATH into the database's cache (those of the current encoder only)."""
+    with _engine(db) as engine:
+        n = engine.import_vectors(path)
+        done, total = engine.dense_status()
+    typer.echo(f"{n} vectors imported; {done} of {total} experts have every vector")
 
 
 @app.command()

@@ -175,7 +175,9 @@ class Understander:
             grams.update(char_ngrams(phrase, 1, 3))
         for e in u.expanded:
             for tok in self.tokenize(e.term):
-                if tok in own:
+                # the demand's own words keep their weight; a generic word inside a concept (工艺
+                # in 电镀工艺) is not what the concept is about, and is left out
+                if tok in own or tok in self.generic:
                     continue
                 if e.weight > weights.get(tok, 0.0):
                     weights[tok] = e.weight
@@ -186,7 +188,9 @@ class Understander:
         return Query(text=u.text, tokens=tokens, weights=weights, grams=dict(grams), origins=origins)
 
 
-def own_weight_floor(u: Understanding, generic: frozenset[str]) -> float:
-    """The smallest weight of the demand's own content words (what expansions stay below)."""
-    content = [t.weight for t in u.terms if t.term not in generic]
+def own_weight_floor(u: Understanding, said: Iterable[str], generic: frozenset[str]) -> float:
+    """The smallest weight of the demand's own content words, the tokens in `said` that are not
+    generic (what every expansion stays below; a synonym of a said word is not one of them)."""
+    said = set(said)
+    content = [t.weight for t in u.terms if t.term in said and t.term not in generic]
     return min(content) if content else math.inf

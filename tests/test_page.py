@@ -292,3 +292,48 @@ def test_an_error_is_shown_in_words(page, live: Live) -> None:  # noqa: ANN001
     assert "没有专家" in page.locator("#status").text_content()
     assert page.locator("#results").is_hidden()
     assert page.problems == []
+
+
+POT = "锅底用久了发黑起斑、涂层一块块掉"
+
+
+def test_the_understanding_is_shown_as_chips_and_staff_correct_it_in_one_click(page, live: Live) -> None:  # noqa: ANN001
+    run_match(page, live, POT)
+    api = httpx.post(f"{live.url}/api/v1/match", json={"text": POT}, timeout=30).json()
+    u = api["understanding"]
+    # the demand's own terms, then (another colour) what was added, each with where it came from
+    own = page.locator("#own-terms .chip").evaluate_all("els => els.map(e => e.dataset.term)")
+    assert own == [t["term"] for t in u["terms"]]
+    added = page.locator("#added-terms .chip.added")
+    assert added.count() == len(u["expanded"]) > 0
+    first = u["expanded"][0]
+    assert added.first.text_content().startswith(f"{first['term']} ← {first['from']}")
+    assert page.locator("#added-terms .chip.added").first.evaluate("e => getComputedStyle(e).backgroundColor") != \
+        page.locator("#own-terms .chip").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    # evidence reached through an added term says so: 「涂层附着力」← 涂层一块块掉
+    via = page.locator("#results-table .term.added")
+    assert via.count() > 0 and re.fullmatch(r"「.+」← .+", via.first.text_content())
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-understanding.png"), full_page=True)
+
+    # one click removes an added concept: the list re-ranks without it (as the API ranks it)
+    term = first["term"]
+    page.locator(f'#added-terms .chip[data-term="{term}"] .chip-x').click()
+    page.wait_for_selector(f'#added-terms .chip[data-term="{term}"]', state="detached")
+    page.wait_for_selector("#status[data-state=done]")
+    without = httpx.post(f"{live.url}/api/v1/match", json={"text": POT, "exclude_terms": [term]}, timeout=30).json()
+    assert term not in [e["term"] for e in without["understanding"]["expanded"]]
+    assert page.locator("td.name a").all_text_contents() == [m["expert"]["name"] for m in without["data"]]
+
+    # a term staff add counts as the demand's own, and re-ranks too
+    page.fill("#extra-term", "盐雾试验")
+    page.get_by_role("button", name="补充", exact=True).click()
+    page.wait_for_selector('#own-terms .chip.extra[data-term="盐雾试验"]')
+    page.wait_for_selector("#status[data-state=done]")
+    both = httpx.post(f"{live.url}/api/v1/match", json={"text": POT, "exclude_terms": [term],
+                                                       "extra_terms": ["盐雾试验"]}, timeout=30).json()
+    assert page.locator("td.name a").all_text_contents() == [m["expert"]["name"] for m in both["data"]]
+    # and the system's understanding comes back in one click
+    page.get_by_role("button", name="恢复系统理解").click()
+    page.wait_for_selector(f'#added-terms .chip[data-term="{term}"]')
+    assert page.problems == []

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Response
 from api.deps import EngineDep, HasKey
 from api.export import matches_xlsx
 from api.schemas import ErrorOut, MatchIn, MatchList, match_list
+from matcher.engine import Analysis
 from matcher.models import Match
 from matcher.rank import Filters
 
@@ -23,23 +24,32 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _match(engine: EngineDep, body: MatchIn) -> list[Match]:
+def _analyse(engine: EngineDep, body: MatchIn) -> Analysis:
     f = body.filters
     filters = Filters(
         region=f.region.strip(),
         title=f.title.strip(),
         exclude_institutions=tuple(i.strip() for i in f.exclude_institutions if i.strip()),
     )
-    return engine.match(body.text, top_k=body.top_k, filters=filters)
+    return engine.analyse(body.text, top_k=body.top_k, filters=filters, exclude_terms=body.exclude_terms,
+                          extra_terms=body.extra_terms)
 
 
-@router.post("/match", response_model=MatchList, response_model_exclude_unset=True, responses=ERRORS)
+def _match(engine: EngineDep, body: MatchIn) -> list[Match]:
+    return list(_analyse(engine, body).matches)
+
+
+@router.post("/match", response_model=MatchList, response_model_exclude_unset=True, responses=ERRORS,
+             response_model_by_alias=True)
 def match(body: MatchIn, engine: EngineDep, has_key: HasKey) -> dict[str, Any]:
-    """Rank experts for an enterprise's problem, each with the matched terms and the evidence.
+    """Rank experts for an enterprise's problem, each with the matched terms and the evidence, and
+    say what the engine understood of it (`understanding`: its own terms, the concepts added, the
+    products and symptoms recognised). Send `exclude_terms` / `extra_terms` to correct it.
 
     Contact details (phone, e-mail) are included only when a valid `X-API-Key` is sent.
     """
-    return match_list(_match(engine, body), include_contact=has_key)
+    result = _analyse(engine, body)
+    return match_list(result.matches, include_contact=has_key, understanding=result.understanding)
 
 
 @router.post(

@@ -9,6 +9,9 @@ const FIELD_NAMES = {
 };
 
 let lastRequest = null;
+// Staff corrections of what the engine understood, for the demand text they were made on.
+let edits = { text: null, exclude: [], extra: [] };
+const MATCH_NAMES = { chars: "字面相近", dense: "语义相近" };
 
 function el(tag, props, ...children) {
   const node = document.createElement(tag);
@@ -101,8 +104,10 @@ function excerpt(text, terms, size = 110) {
 function evidenceCell(match, text, rows) {
   const cell = el("td", { class: "evidence" });
   const terms = match.explanation.terms;
+  const expanded = match.explanation.expanded || {};
   for (const ev of match.explanation.evidence) {
     const line = el("div", { class: "evidence-item" }, el("span", { class: "field", text: FIELD_NAMES[ev.field] || ev.field }));
+    if (MATCH_NAMES[ev.match]) line.append(el("span", { class: "match-kind " + ev.match, text: MATCH_NAMES[ev.match] }));
     const evTerms = ev.terms.length ? ev.terms : terms;
     appendHighlighted(line, excerpt(ev.text, evTerms), evTerms);
     cell.append(line);
@@ -110,7 +115,10 @@ function evidenceCell(match, text, rows) {
   const chips = el("div", { class: "terms" }, el("span", { class: "label", text: "匹配词：" }));
   terms.slice(0, 12).forEach((t, k) => {
     if (k) chips.append("、");
-    chips.append(el("span", { class: "term", text: t }));
+    // a term the demand did not say shows the phrase it was added for: 「腐蚀」← 生锈
+    chips.append(expanded[t]
+      ? el("span", { class: "term added", title: `系统由「${expanded[t]}」补充`, text: `「${t}」← ${expanded[t]}` })
+      : el("span", { class: "term", text: t }));
   });
   const show = el("button", { type: "button", class: "link", text: "在需求中标出" });
   show.addEventListener("click", () => {
@@ -145,6 +153,46 @@ function renderResults(text, payload) {
   document.getElementById("count").textContent = `（${payload.count} 位）`;
   document.getElementById("results").hidden = payload.count === 0;
   showDemand(text, allTerms(payload.data), "（标黄的是与推荐专家匹配的词）");
+}
+
+// What the engine understood: the demand's own terms, then the concepts it added (another
+// colour, with the phrase each came from). Each chip has a ×; an input adds a term. Any change
+// re-ranks at once.
+function renderUnderstanding(u) {
+  const section = document.getElementById("understanding");
+  if (!u) {
+    section.hidden = true;
+    return;
+  }
+  const chip = (term, cls, title, label) => {
+    const node = el("span", { class: "chip " + cls, title, "data-term": term }, el("span", { text: label || term }));
+    const x = el("button", { type: "button", class: "chip-x", "aria-label": `去掉「${term}」`, text: "×" });
+    x.addEventListener("click", () => editTerms({ exclude: term }));
+    node.append(x);
+    return node;
+  };
+  const own = document.getElementById("own-terms");
+  own.replaceChildren(el("span", { class: "label", text: "需求中的词：" }));
+  for (const t of u.terms.slice(0, 24)) own.append(chip(t.term, u.extra.includes(t.term) ? "own extra" : "own", `权重 ${t.weight.toFixed(2)}`));
+  const added = document.getElementById("added-terms");
+  added.replaceChildren(el("span", { class: "label", text: "补充的专业概念：" }));
+  const sources = { thesaurus: "词表", corpus: "专家语料", dense: "语义模型" };
+  for (const e of u.expanded.slice(0, 24)) {
+    added.append(chip(e.term, "added " + e.source, `由「${e.from}」补充（${sources[e.source] || e.source}，权重 ${e.weight.toFixed(2)}）`, `${e.term} ← ${e.from}`));
+  }
+  if (!u.expanded.length) added.append(el("span", { class: "note", text: "（无）" }));
+  document.getElementById("reset-terms").hidden = !(edits.exclude.length || edits.extra.length);
+  section.hidden = false;
+}
+
+function editTerms(change) {
+  if (change.exclude && !edits.exclude.includes(change.exclude)) edits.exclude.push(change.exclude);
+  if (change.extra) {
+    edits.exclude = edits.exclude.filter((t) => t !== change.extra);
+    if (!edits.extra.includes(change.extra)) edits.extra.push(change.extra);
+  }
+  if (change.reset) edits = { text: edits.text, exclude: [], extra: [] };
+  document.getElementById("match-form").requestSubmit();
 }
 
 function teamMode() {
@@ -239,14 +287,18 @@ function showTeamOptions() {
 }
 
 function requestBody() {
+  const text = document.getElementById("demand").value;
+  if (edits.text !== text) edits = { text, exclude: [], extra: [] };  // a new demand: no corrections yet
   return {
-    text: document.getElementById("demand").value,
+    text,
     top_k: Number(document.getElementById("top-k").value),
     filters: {
       region: document.getElementById("region").value.trim(),
       title: document.getElementById("title").value.trim(),
       exclude_institutions: [],
     },
+    exclude_terms: [...edits.exclude],
+    extra_terms: [...edits.extra],
   };
 }
 
@@ -284,6 +336,7 @@ async function runMatch(event) {
     }
     const payload = await response.json();
     lastRequest = body;
+    renderUnderstanding(payload.understanding);
     renderResults(body.text, payload);
     document.getElementById("download").disabled = payload.count === 0;
     const ms = Math.round(performance.now() - started);
@@ -341,6 +394,16 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("match-form").addEventListener("submit", runMatch);
   document.getElementById("download").addEventListener("click", download);
   document.getElementById("team-mode").addEventListener("change", showTeamOptions);
+  const extra = document.getElementById("extra-term");
+  const addTerm = () => {
+    const term = extra.value.trim();
+    if (!term) return;
+    extra.value = "";
+    editTerms({ extra: term });
+  };
+  document.getElementById("add-term").addEventListener("click", addTerm);
+  extra.addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); addTerm(); } });
+  document.getElementById("reset-terms").addEventListener("click", () => editTerms({ reset: true }));
   showTeamOptions();
   document.getElementById("demand").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) document.getElementById("match-form").requestSubmit();
