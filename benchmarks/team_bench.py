@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from matcher.evaluate import load_benchmark  # noqa: E402
+from matcher.store import Store  # noqa: E402
 from matcher.team_eval import (  # noqa: E402
     JOIN_SEED,
     bench_engine,
@@ -51,9 +53,14 @@ def main() -> None:
     jieba.setLogLevel(logging.WARNING)
     bench = load_benchmark(args.benchdir)
     joined = joined_demands(bench, seed=args.seed)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jinqiao-matcher" / "eval.db"
     with tempfile.TemporaryDirectory(prefix="team-bench-") as tmp:
         t = time.perf_counter()
-        engine = bench_engine(bench, tmp)
+        # dense vectors from `matcher eval`'s cache when it has them (else encoded here, once)
+        vectors = Store(cache) if cache.exists() else None
+        engine = bench_engine(bench, tmp, vectors=vectors)
+        if vectors is not None:
+            vectors.close()
         built = time.perf_counter() - t
         result = evaluate_teams(engine, joined, bench.queries)
         ceiling = {k: part_ceiling(engine, bench, joined, k) for k in (3, 5)}

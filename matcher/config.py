@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         "expert's number of documents to this power (0: plain sum, breadth counts fully; 1: mean)."
     )
     list_floor: float = Field(
-        0.1, description="Experts whose fused score is below this share of the best one are not listed (noise "
+        0.05, description="Experts whose fused score is below this share of the best one are not listed (noise "
         "carried by one weak vote)."
     )
     thesaurus_weight: float = Field(

@@ -421,14 +421,18 @@ class Engine:
         return done
 
     def prepare_dense(self, index: ExpertIndex, experts: Iterable[Expert],
-                      progress: Callable[[int, int], None] | None = None) -> ExpertIndex:
+                      progress: Callable[[int, int], None] | None = None, *,
+                      profiles: bool | None = None) -> ExpertIndex:
         """`index` (fitted on `experts`, outside the store: `matcher eval`) with its vectors, encoding
-        what the store's cache lacks first."""
+        what the store's cache lacks first. `profiles`: the expert-level vectors too (default: when
+        their fusion weight is not 0)."""
         if self.encoder is None:
             return index
-        texts = index.dense_texts(experts, profiles=bool(self.settings.weight_dense_profile))
+        with_profiles = bool(self.settings.weight_dense_profile) if profiles is None else profiles
+        texts = index.dense_texts(experts, profiles=with_profiles)
         dense.encode_missing(self.encoder, self.store, texts, progress=progress)
-        return self._with_dense(index)
+        model = self.encoder.name
+        return index.with_dense(model, lambda keys: self.store.cached_vectors(model, keys), profiles=with_profiles)
 
     def prepare_bank(self, index: ExpertIndex, demands: Sequence[Demand]) -> ExpertIndex:
         """`index` (outside the store: `matcher eval`) judged against `demands` as its demand bank,

@@ -36,9 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from matcher.config import Settings
+from matcher.dense import QUERY_CHARS, text_key
 from matcher.engine import Engine
 from matcher.evaluate import Benchmark, metrics_for
 from matcher.models import Demand
+from matcher.store import Store
 from matcher.team import recommend_team
 from matcher.text import ChineseTokenizer
 
@@ -103,13 +105,25 @@ def joined_demands(bench: Benchmark, *, seed: int = JOIN_SEED,
 
 
 def bench_engine(bench: Benchmark, folder: Path | str | None = None, *,
-                 tokenizer: ChineseTokenizer | None = None) -> Engine:
+                 tokenizer: ChineseTokenizer | None = None, vectors: Store | None = None,
+                 settings: Settings | None = None) -> Engine:
     """An engine over the benchmark's experts in a fresh SQLite file in `folder` (default: a new
-    temporary folder, left for the caller or the system to clean)."""
+    temporary folder, left for the caller or the system to clean), with the benchmark's own
+    demands stored as its demand bank, as a 科协's are. Dense vectors are taken from `vectors` (a
+    store whose cache holds them, e.g. `matcher eval`'s) and the rest encoded."""
     tmp = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="team-bench-"))
-    engine = Engine(Settings(db=tmp / "bench.db"), tokenizer=tokenizer)
+    base = settings or Settings()
+    engine = Engine(base.model_copy(update={"db": tmp / "bench.db"}), tokenizer=tokenizer)
     engine.store.upsert_experts(bench.experts)
-    engine.ensure_index()
+    engine.store.upsert_demands(bench.queries)
+    index = engine.ensure_index().index
+    if engine.encoder is not None:
+        if vectors is not None:
+            keys = list(index.dense_texts(bench.experts))
+            keys += [text_key("query: " + q.text[:QUERY_CHARS]) for q in bench.queries]
+            engine.store.cache_vectors(engine.encoder.name, vectors.cached_vectors(engine.encoder.name, keys))
+        engine.encode_missing()
+    engine.refresh_bank()
     return engine
 
 
