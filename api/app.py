@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import matcher
 from api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from api.routes import demands, experts, feedback, health, match, pages
+from api.routes import demands, experts, feedback, health, match, pages, staff
 from matcher.config import Settings, get_settings
 from matcher.engine import Engine
 from matcher.errors import MatcherError
@@ -80,7 +80,24 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(exc.status_code, "HTTPError", str(exc.detail), headers=exc.headers)
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        # A body that is not UTF-8 JSON at all: the same 422 as any other body that is not JSON.
+        return error_response(422, "InputError", "invalid request: the body is not valid JSON (UTF-8); "
+                              'send a JSON object such as {"text": "…"}')
+    headers = exc.headers
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route on the path only; a path served by several
+        # routes (GET and PATCH /demands/{id}) must say all of them.
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return error_response(exc.status_code, "HTTPError", str(exc.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    from starlette.routing import Match
+
+    routes = request.app.router.routes
+    return [m for m in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+            if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -129,6 +146,7 @@ def create_app(
     for router in (match.router, experts.router, demands.router, feedback.router, health.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(pages.router)
+    app.include_router(staff.router)  # the staff's pages: sign-in, inbox, a demand, audit
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     app.add_exception_handler(MatcherError, matcher_error)

@@ -650,9 +650,12 @@ def test_openapi_lists_every_endpoint(client: TestClient) -> None:
         "/api/v1/match.xlsx": ["post"],
         "/api/v1/experts": ["get", "post"],
         "/api/v1/experts/{expert_id}": ["delete", "get", "put"],
-        "/api/v1/demands": ["post"],
-        "/api/v1/demands/{demand_id}": ["get"],
+        "/api/v1/experts/{expert_id}/history": ["get"],
+        "/api/v1/experts/{expert_id}/pause": ["delete", "put"],
+        "/api/v1/demands": ["get", "post"],
+        "/api/v1/demands/{demand_id}": ["get", "patch"],
         "/api/v1/demands/{demand_id}/matches": ["get"],
+        "/api/v1/demands/{demand_id}/recommendations": ["get"],
         "/api/v1/feedback": ["post"],
         "/api/v1/health": ["get"],
     }
@@ -664,7 +667,7 @@ def test_openapi_lists_every_endpoint(client: TestClient) -> None:
 def test_routes_are_plain_functions() -> None:
     # Ranking is CPU work: `def` routes run in the thread pool instead of blocking the event loop.
     routes = [r for m in (demands, experts, feedback, health, match_routes) for r in m.router.routes]
-    assert len(routes) == 12 and all(isinstance(r, APIRoute) for r in routes)
+    assert len(routes) == 18 and all(isinstance(r, APIRoute) for r in routes)
     assert not [r.path for r in routes if inspect.iscoroutinefunction(r.endpoint)]
 
 
