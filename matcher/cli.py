@@ -680,6 +680,109 @@ def audit(
         typer.echo(f"{len(entries)} of {total} entries", err=True)
 
 
+# -- reverse matching and the annual report (issue 17) ---------------------------------------------
+@app.command("demands-for")
+@_fail_cleanly
+def demands_for(
+    expert_id: Annotated[str | None, typer.Argument(
+        help="The expert's id (or give --profile for a visiting expert who is not stored).",
+        show_default=False)] = None,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", help="A visiting expert's profile text instead ('-' reads stdin).",
+        show_default=False)] = None,
+    top: Annotated[int, typer.Option("--top", "-n", help="How many demands to list.")] = 10,
+    include_closed: Annotated[bool, typer.Option(
+        "--include-closed", help="Also demands already 已对接 or 已关闭.")] = False,
+    visit: Annotated[str | None, typer.Option(
+        "--visit", help="Also plan a visit on this day (YYYY-MM-DD): one district's best enterprises.",
+        show_default=False)] = None,
+    stops: Annotated[int, typer.Option("--stops", help="Enterprises to visit that day.")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Reverse matching (院士专家企业行): the open demands an expert could help with, explained."""
+    from matcher.reverse import demand_index, plan_visit
+    from matcher.workflow import parse_date
+
+    if (expert_id is None) == (profile is None):
+        raise typer.BadParameter("give an EXPERT_ID or --profile TEXT (one of them)", param_hint="EXPERT_ID")
+    if visit and expert_id is None:
+        raise typer.BadParameter("a visit plan needs a stored expert's id", param_hint="--visit")
+    day = parse_date(visit, "--visit") if visit else None
+    with _engine(db) as engine:
+        index = demand_index(engine)
+        if profile is not None:
+            text = sys.stdin.read() if profile == "-" else profile
+            found = index.for_profile(text, top, include_closed=include_closed)
+        else:
+            assert expert_id is not None
+            found = index.for_expert(expert_id, top, include_closed=include_closed)
+        plan = plan_visit(engine, expert_id, day, stops=stops) if day and expert_id else None
+    if as_json:
+        payload: dict[str, Any] = {"data": [
+            {"rank": m.rank, "demand": m.demand.to_dict(), "score": round(m.score, 6),
+             "explanation": m.explanation.to_dict()} for m in found]}
+        if plan is not None:
+            payload["visit_plan"] = {
+                "date": plan.day.isoformat(), "paused": plan.paused.until if plan.paused else None,
+                "stops": [{"order": st.order, "enterprise": st.enterprise, "district": st.district,
+                           "demands": [m.demand.id for m in st.demands], "score": st.score}
+                          for st in plan.stops],
+                "districts": [{"district": d.district, "enterprises": d.enterprises, "score": d.score}
+                              for d in plan.districts],
+            }
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    if not found:
+        typer.echo("No open demand shares a term with this expert.")
+    cols = [("#", 3), ("需求", 10), ("标题", 30), ("企业", 24), ("得分", 7), ("匹配词", 30)]
+    typer.echo("  ".join(_cell(name, w) for name, w in cols))
+    for m in found:
+        vals = [str(m.rank), m.demand.id, m.demand.title, m.demand.enterprise, f"{m.score:.2f}",
+                "、".join(m.explanation.terms[:6])]
+        typer.echo("  ".join(_cell(v, w) for v, (_, w) in zip(vals, cols, strict=True)))
+    if plan is not None:
+        where = plan.stops[0].district if plan.stops else "—"
+        typer.echo(f"\n{plan.day.isoformat()} 走访计划：{where}"
+                   + (f"（注意：该专家 {plan.paused.until} 前暂停推荐）" if plan.paused else ""))
+        for st in plan.stops:
+            typer.echo(f"  {st.order}. {st.enterprise}（{st.district}）: "
+                       + "；".join(f"{m.demand.id} {m.demand.title}" for m in st.demands))
+
+
+@app.command()
+@_fail_cleanly
+def report(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The workbook to write (.xlsx).")],
+    date_from: Annotated[str | None, typer.Option("--from", help="From this day (YYYY-MM-DD).",
+                                                  show_default=False)] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="To this day, inclusive.",
+                                                show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """The figures for a 科协's annual report as an .xlsx: the funnel, outcomes by kind, by month,
+    industry and region, the most engaged experts, the expert-gap list (the same as /stats)."""
+    from matcher.report import write_report
+    from matcher.stats import compute
+    from matcher.workflow import parse_date
+
+    if out.suffix.lower() != ".xlsx":
+        raise typer.BadParameter("the report is an .xlsx workbook", param_hint="--out")
+    lo = parse_date(date_from, "--from") if date_from else None
+    hi = parse_date(date_to, "--to") if date_to else None
+    with _engine(db) as engine:
+        stats = compute(engine, lo, hi)
+        ids = {o.demand_id for o in stats.outcome_rows}
+        titles = {d.id: (d.title, d.enterprise) for d in engine.store.get_demands(ids)}
+        named = {x for o in stats.outcome_rows for x in o.expert_ids}
+        names = {e.id: e.name for e in engine.store.get_experts(named)}
+        path = write_report(stats, out, demand_titles=titles, expert_names=names)
+    f = stats.funnel
+    typer.echo(f"report {path}: {f['received']} demands received, {f['succeeded']} succeeded, "
+               f"{sum(stats.outcome_counts.values())} outcomes, "
+               f"{len(stats.gaps.gaps) if stats.gaps else 0} gaps")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import jieba

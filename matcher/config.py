@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     secure_cookies: bool = Field(
         False, description="Send the session cookie only over HTTPS (set it when the server is behind TLS)."
     )
+    gap_coverage: float = Field(
+        0.23, ge=0, le=1,
+        description="Expert-gap list: a demand whose best expert covers less than this share of its terms' "
+        "weight is a weak match (calibrated on the demo corpus: benchmarks/gap_threshold.py).",
+    )
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -34,6 +34,12 @@ VERDICT_LABELS: dict[str, str] = {
 }
 # An expert given one of these for a demand is never recommended for it again.
 EXCLUDING_VERDICTS: tuple[str, ...] = ("declined", "unsuitable")
+# What a match produced, and the unit each kind is counted in (the figures a 科协 reports).
+OUTCOME_KINDS: dict[str, str] = {
+    "合作意向": "项", "技术难题解决": "项", "项目合作": "项",
+    "授权专利": "件", "人才培养": "人", "经济效益": "万元",
+}
+OUTCOME_UNITS: tuple[str, ...] = ("件", "项", "人", "万元")
 
 
 def demand_status(value: str) -> str:

@@ -174,6 +174,76 @@ def _m6_working_loop(db: sqlite_utils.Database) -> None:
 MIGRATIONS.append(_m6_working_loop)
 
 
+def _m7_outcomes(db: sqlite_utils.Database) -> None:
+    """What matches produced (outcomes, each linked to a demand and its experts), and a log of every
+    write to a demand, kept by triggers, from which the reverse-matching index follows the demands.
+    Idempotent, like the steps before it."""
+    db["outcomes"].create(
+        {"id": int, "demand_id": str, "kind": str, "value": float, "unit": str, "date": str, "note": str,
+         "actor": str, "created_at": str},
+        pk="id", not_null={"demand_id", "kind", "value", "unit", "date"}, if_not_exists=True,
+    )
+    db["outcomes"].create_index(["demand_id"], if_not_exists=True)
+    db["outcomes"].create_index(["date"], if_not_exists=True)
+    db["outcome_experts"].create(
+        {"outcome_id": int, "expert_id": str}, pk=("outcome_id", "expert_id"),
+        foreign_keys=[("outcome_id", "outcomes", "id")], if_not_exists=True,
+    )
+    db["outcome_experts"].create_index(["expert_id"], if_not_exists=True)
+    db.execute("CREATE TABLE IF NOT EXISTS demand_changes "
+               "(seq INTEGER PRIMARY KEY AUTOINCREMENT, demand_id TEXT NOT NULL)")
+    for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+        db.execute(f"CREATE TRIGGER IF NOT EXISTS demands_log_{event.lower()} AFTER {event} ON demands "
+                   f"BEGIN INSERT INTO demand_changes (demand_id) VALUES ({row}.id); END")
+    db["demands"].create_index(["created_at"], if_not_exists=True)
+
+
+MIGRATIONS.append(_m7_outcomes)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a match produced: 合作意向, 技术难题解决, 项目合作, 授权专利, 人才培养 or 经济效益."""
+
+    id: int
+    demand_id: str
+    expert_ids: tuple[str, ...]
+    kind: str
+    value: float
+    unit: str
+    date: str
+    note: str
+    actor: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class DemandFact:
+    """What the statistics need of one demand (`matcher.stats`)."""
+
+    demand_id: str
+    created_at: str
+    industry: str
+    region: str
+    status: str
+    recommended: bool  # a stored recommendation or any verdict
+    first_contact_at: str | None  # the first verdict implying a contact
+    accepted: bool
+    succeeded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    expert_id: str
+    name: str
+    institution: str
+    recommended: int
+    contacted: int
+    accepted: int
+    succeeded: int
+    outcomes: int
+
+
 @dataclass(frozen=True, slots=True)
 class FeedbackEntry:
     """One verdict staff recorded on one expert for one demand."""
@@ -1119,15 +1189,16 @@ class Store:
                          "coalesce(actor, '')")
 
     def record_feedback(self, demand_id: str, expert_id: str, verdict: str, note: str = "",
-                        actor: str = "") -> FeedbackEntry:
-        """Store a verdict and return it (`add_feedback`, with who recorded it)."""
+                        actor: str = "", at: str | None = None) -> FeedbackEntry:
+        """Store a verdict and return it (`add_feedback`, with who recorded it); `at` (ISO time,
+        default now) for verdicts recorded elsewhere first."""
         if verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}")
         with self.transaction():
             cur = self.db.execute(
                 "INSERT INTO feedback (demand_id, expert_id, verdict, note, created_at, actor) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [demand_id, expert_id, verdict, note, now_iso(), actor],
+                [demand_id, expert_id, verdict, note, at or now_iso(), actor],
             )
             fid = int(cur.lastrowid or 0)
         return self.feedback_entries(where="id = ?", params=[fid])[0]
@@ -1397,3 +1468,149 @@ class Store:
         entries = [AuditEntry(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
                    for r in rows.fetchall()]
         return entries, total
+
+    # -- outcomes, statistics, the demands' change log (migration 7) ------------------------------
+    def add_outcome(self, demand_id: str, expert_ids: Sequence[str], kind: str, value: float, unit: str,
+                    day: str, note: str, actor: str) -> Outcome:
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO outcomes (demand_id, kind, value, unit, date, note, actor, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [demand_id, kind, value, unit, day, note, actor, now_iso()])
+            oid = int(cur.lastrowid or 0)
+            self.db.conn.executemany("INSERT INTO outcome_experts (outcome_id, expert_id) VALUES (?, ?)",
+                                     [(oid, e) for e in dict.fromkeys(expert_ids)])
+        return self.get_outcome(oid)
+
+    def get_outcome(self, outcome_id: int) -> Outcome:
+        found = self.list_outcomes(outcome_id=outcome_id, limit=None)
+        if not found:
+            raise NotFoundError(f"no outcome with id {outcome_id}")
+        return found[0]
+
+    def delete_outcome(self, outcome_id: int) -> Outcome:
+        with self.transaction():
+            outcome = self.get_outcome(outcome_id)
+            self.db.execute("DELETE FROM outcome_experts WHERE outcome_id = ?", [outcome_id])
+            self.db.execute("DELETE FROM outcomes WHERE id = ?", [outcome_id])
+        return outcome
+
+    def list_outcomes(self, *, outcome_id: int | None = None, demand_id: str | None = None,
+                      expert_id: str | None = None, date_from: str | None = None, date_to: str | None = None,
+                      limit: int | None = 200, offset: int = 0) -> list[Outcome]:
+        """Outcomes by date (newest first), filtered; `limit=None` for all of them."""
+        clauses, params = ["1 = 1"], []
+        for column, value in (("o.id", outcome_id), ("o.demand_id", demand_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if expert_id is not None:
+            clauses.append("o.id IN (SELECT outcome_id FROM outcome_experts WHERE expert_id = ?)")
+            params.append(expert_id)
+        if date_from:
+            clauses.append("o.date >= ?")
+            params.append(date_from)
+        if date_to:
+            clauses.append("o.date <= ?")
+            params.append(date_to)
+        page = "" if limit is None else " LIMIT ? OFFSET ?"
+        rows = self.db.execute(
+            "SELECT o.id, o.demand_id, (SELECT group_concat(expert_id, char(9)) FROM "
+            "(SELECT expert_id FROM outcome_experts x WHERE x.outcome_id = o.id ORDER BY expert_id)), "
+            "o.kind, o.value, o.unit, o.date, coalesce(o.note, ''), coalesce(o.actor, ''), o.created_at "
+            f"FROM outcomes o WHERE {' AND '.join(clauses)} ORDER BY o.date DESC, o.id DESC{page}",
+            [*params, *(() if limit is None else (limit, offset))],
+        )
+        return [Outcome(int(r[0]), r[1], tuple((r[2] or "").split("\t")) if r[2] else (), r[3], float(r[4]),
+                        r[5], r[6], r[7], r[8], r[9]) for r in rows.fetchall()]
+
+    def count_outcomes(self, *, demand_id: str | None = None, expert_id: str | None = None,
+                       date_from: str | None = None, date_to: str | None = None) -> int:
+        return len(self.list_outcomes(demand_id=demand_id, expert_id=expert_id, date_from=date_from,
+                                      date_to=date_to, limit=None))
+
+    def demand_facts(self, date_from: str | None, date_to: str | None) -> list[DemandFact]:
+        """One row per demand created in the period (days, inclusive): what `matcher.stats` counts."""
+        where, params = self._demand_filters(None, None, None, date_from, date_to)
+        rows = self.db.execute(
+            "SELECT d.id, d.created_at, coalesce(d.industry, ''), coalesce(d.region, ''), d.status, "
+            "EXISTS (SELECT 1 FROM matches m WHERE m.demand_id = d.id) "
+            "OR EXISTS (SELECT 1 FROM feedback f WHERE f.demand_id = d.id), "
+            "(SELECT min(f.created_at) FROM feedback f WHERE f.demand_id = d.id "
+            "AND f.verdict IN ('contacted', 'accepted', 'declined', 'succeeded')), "
+            "EXISTS (SELECT 1 FROM feedback f WHERE f.demand_id = d.id "
+            "AND f.verdict IN ('accepted', 'succeeded')), "
+            "EXISTS (SELECT 1 FROM feedback f WHERE f.demand_id = d.id AND f.verdict = 'succeeded') "
+            f"FROM demands d WHERE {where.replace('created_at', 'd.created_at')} ORDER BY d.created_at, d.id",
+            params,
+        )
+        return [DemandFact(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], bool(r[7]), bool(r[8]))
+                for r in rows.fetchall()]
+
+    def expert_engagement(self, date_from: str | None, date_to: str | None) -> list[Engagement]:
+        """Per expert, over the demands created in the period (the funnel's cohort): how many they
+        were recommended for, contacted about, accepted and succeeded on; and the outcomes dated in
+        the period that name them."""
+        where, params = self._demand_filters(None, None, None, date_from, date_to)
+        cohort = f"SELECT id FROM demands WHERE {where}"
+        o_clauses, o_params = [], []
+        if date_from:
+            o_clauses.append("o.date >= ?")
+            o_params.append(date_from)
+        if date_to:
+            o_clauses.append("o.date <= ?")
+            o_params.append(date_to)
+        o_where = "".join(f" AND {c}" for c in o_clauses)
+        rows = self.db.execute(
+            "WITH rec AS (SELECT expert_id, count(DISTINCT demand_id) n FROM matches "
+            f"WHERE demand_id IN ({cohort}) GROUP BY expert_id), "
+            "fb AS (SELECT expert_id, "
+            "count(DISTINCT CASE WHEN verdict IN ('contacted', 'accepted', 'declined', 'succeeded') "
+            "THEN demand_id END) contacted, "
+            "count(DISTINCT CASE WHEN verdict IN ('accepted', 'succeeded') THEN demand_id END) accepted, "
+            "count(DISTINCT CASE WHEN verdict = 'succeeded' THEN demand_id END) succeeded "
+            f"FROM feedback WHERE demand_id IN ({cohort}) GROUP BY expert_id), "
+            "oc AS (SELECT x.expert_id, count(*) n FROM outcome_experts x "
+            "JOIN outcomes o ON o.id = x.outcome_id "
+            f"WHERE 1 = 1{o_where} GROUP BY x.expert_id), "
+            "ids AS (SELECT expert_id FROM rec UNION SELECT expert_id FROM fb "
+            "UNION SELECT expert_id FROM oc) "
+            "SELECT ids.expert_id, coalesce(e.name, ''), coalesce(e.institution, ''), coalesce(rec.n, 0), "
+            "coalesce(fb.contacted, 0), coalesce(fb.accepted, 0), coalesce(fb.succeeded, 0), "
+            "coalesce(oc.n, 0) FROM ids LEFT JOIN experts e ON e.id = ids.expert_id "
+            "LEFT JOIN rec ON rec.expert_id = ids.expert_id "
+            "LEFT JOIN fb ON fb.expert_id = ids.expert_id LEFT JOIN oc ON oc.expert_id = ids.expert_id",
+            [*params, *params, *o_params],
+        )
+        return [Engagement(r[0], r[1], r[2], *(int(v) for v in r[3:])) for r in rows.fetchall()]
+
+    def get_demands(self, ids: Iterable[str]) -> list[Demand]:
+        """The demands with these ids that exist, in the order asked."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, Demand] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT * FROM demands WHERE id IN ({marks})", chunk)
+            cols = [c[0] for c in rows.description]
+            for r in rows.fetchall():
+                d = self._demand_from_row(dict(zip(cols, r, strict=True)))
+                found[d.id] = d
+        return [found[i] for i in wanted if i in found]
+
+    def demand_change_mark(self) -> int:
+        """The last entry of the demands' change log (0 when empty)."""
+        return self._count("SELECT coalesce(max(seq), 0) FROM demand_changes", [])
+
+    def changed_demand_ids(self, since: int) -> list[str]:
+        """Demands written (inserted, updated, deleted) after log entry `since`, first written first."""
+        rows = self.db.execute("SELECT demand_id FROM demand_changes WHERE seq > ? GROUP BY demand_id "
+                               "ORDER BY min(seq)", [since])
+        return [r[0] for r in rows.fetchall()]
+
+    def expert_excluded_demands(self, expert_id: str, verdicts: Sequence[str]) -> set[str]:
+        """Demands this expert got one of `verdicts` (婉拒, 不合适) for."""
+        marks = ", ".join("?" * len(verdicts))
+        rows = self.db.execute("SELECT DISTINCT demand_id FROM feedback WHERE expert_id = ? "
+                               f"AND verdict IN ({marks})", [expert_id, *verdicts])
+        return {r[0] for r in rows.fetchall()}

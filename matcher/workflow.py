@@ -20,6 +20,7 @@ a status back and never reopens a closed demand. `set_status` sets any status.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from matcher.errors import InputError, NotFoundError
 from matcher.models import (
     DEMAND_STATUSES,
     EXCLUDING_VERDICTS,
+    OUTCOME_KINDS,
     VERDICT_LABELS,
     VERDICTS,
     Contact,
@@ -38,9 +40,11 @@ from matcher.models import (
     Explanation,
     demand_status,
 )
-from matcher.store import BatchRun, FeedbackEntry, Pause
+from matcher.store import BatchRun, FeedbackEntry, Outcome, Pause
 
 MAX_NOTE_CHARS = 2000
+MAX_OUTCOME_VALUE = 1_000_000_000
+MAX_OUTCOME_EXPERTS = 20
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # How a verdict moves a demand's status on (never back): the statuses it lifts, and to what.
 _ADVANCE: dict[str, tuple[tuple[str, ...], str]] = {
@@ -360,3 +364,84 @@ class Workflow:
     ) -> None:
         """An audit entry for a write made elsewhere (an expert created through the API, say)."""
         self.store.audit(actor, action, target, detail, ip=ip)
+
+    # -- outcomes (issue 17) --------------------------------------------------------------------
+    def record_outcome(
+        self,
+        actor: str,
+        demand_id: str,
+        expert_ids: Sequence[str],
+        kind: str,
+        value: float,
+        day: str | date,
+        note: str = "",
+        *,
+        unit: str | None = None,
+        ip: str = "",
+    ) -> Outcome:
+        """Record what a match produced, linked to the demand and its expert(s); audited. The unit
+        follows the kind (`OUTCOME_KINDS`); counts (件, 项, 人) are whole numbers."""
+        if kind not in OUTCOME_KINDS:
+            raise InputError(f"kind {kind!r} is not one of {', '.join(OUTCOME_KINDS)}")
+        expected = OUTCOME_KINDS[kind]
+        if unit not in (None, "", expected):
+            raise InputError(f"unit: {kind} is counted in {expected}, not {unit!r}")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise InputError("value must be a number")
+        if not 0 < value <= MAX_OUTCOME_VALUE:
+            raise InputError(f"value must be above 0 and at most {MAX_OUTCOME_VALUE:,}, not {value}")
+        if expected != "万元" and not float(value).is_integer():
+            raise InputError(f"value: {kind} is counted in whole {expected}, not {value}")
+        when = parse_date(day, "date").isoformat()
+        note = (note or "").strip()
+        if len(note) > MAX_NOTE_CHARS:
+            raise InputError(f"note: at most {MAX_NOTE_CHARS} characters, not {len(note)}")
+        experts = list(dict.fromkeys(e.strip() for e in expert_ids if e and e.strip()))
+        if not 1 <= len(experts) <= MAX_OUTCOME_EXPERTS:
+            raise InputError(
+                f"expert_ids: name 1 to {MAX_OUTCOME_EXPERTS} experts (the ones the outcome is with)"
+            )
+        with self.store.transaction():
+            self.store.get_demand(demand_id)
+            known = {e.id for e in self.store.get_experts(experts)}
+            missing = [e for e in experts if e not in known]
+            if missing:
+                raise NotFoundError(f"no expert with id {missing[0]!r}")
+            outcome = self.store.add_outcome(
+                demand_id, experts, kind, float(value), expected, when, note, actor
+            )
+            self.store.audit(
+                actor,
+                "outcome.add",
+                f"demand:{demand_id}",
+                {
+                    "outcome_id": outcome.id,
+                    "kind": kind,
+                    "value": outcome.value,
+                    "unit": expected,
+                    "date": when,
+                    "experts": experts,
+                },
+                ip=ip,
+            )
+        return outcome
+
+    def delete_outcome(self, actor: str, outcome_id: int, *, ip: str = "") -> Outcome:
+        """Remove an outcome recorded by mistake; the audit entry keeps what it said."""
+        with self.store.transaction():
+            gone = self.store.delete_outcome(outcome_id)
+            self.store.audit(
+                actor,
+                "outcome.delete",
+                f"demand:{gone.demand_id}",
+                {
+                    "outcome_id": gone.id,
+                    "kind": gone.kind,
+                    "value": gone.value,
+                    "unit": gone.unit,
+                    "date": gone.date,
+                    "experts": list(gone.expert_ids),
+                },
+                ip=ip,
+            )
+        return gone
