@@ -8,6 +8,7 @@ outermost first: security headers, body limit, then CORS (only when origins are 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import matcher
 from api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from api.routes import demands, experts, feedback, health, match, pages, staff
+from api.routes import demands, experts, feedback, health, match, outcomes, pages, staff
 from matcher.config import Settings, get_settings
 from matcher.engine import Engine
 from matcher.errors import MatcherError
@@ -85,19 +86,26 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(422, "InputError", "invalid request: the body is not valid JSON (UTF-8); "
                               'send a JSON object such as {"text": "…"}')
     headers = exc.headers
-    if exc.status_code == 405:
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)) is not None:
         # Starlette names the methods of the first route on the path only; a path served by several
         # routes (GET and PATCH /demands/{id}) must say all of them.
-        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
     return error_response(exc.status_code, "HTTPError", str(exc.detail), headers=headers)
 
 
-def _allowed_methods(request: Request) -> list[str]:
-    from starlette.routing import Match
+def _allowed_methods(request: Request) -> list[str] | None:
+    """The methods the OpenAPI schema lists for the path the URL names (the most literal template:
+    /demands/match is POST's own path, not a demand id for GET /demands/{id}); None off the API."""
+    paths = request.app.openapi().get("paths", {})
+    def pattern(template: str) -> str:  # /demands/{demand_id} -> /demands/[^/]+
+        return re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(template))
 
-    routes = request.app.router.routes
-    return [m for m in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
-            if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
+    hits = [t for t in paths if re.fullmatch(pattern(t), request.url.path)]
+    if not hits:
+        return None
+    literal = min(hits, key=lambda t: (t.count("{"), t))
+    verbs = ("get", "put", "post", "delete", "patch", "head", "options")
+    return sorted(m.upper() for m in paths[literal] if m in verbs)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -145,6 +153,7 @@ def create_app(
     )
     for router in (match.router, experts.router, demands.router, feedback.router, health.router):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(outcomes.router, prefix=API_PREFIX)  # outcomes and statistics (issue 17)
     app.include_router(pages.router)
     app.include_router(staff.router)  # the staff's pages: sign-in, inbox, a demand, audit
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
-from matcher.models import VERDICT_LABELS, Demand, Expert, Match
-from matcher.store import FeedbackEntry, Pause
+from matcher.models import OUTCOME_KINDS, VERDICT_LABELS, Demand, Expert, Match
+from matcher.reverse import DemandMatch, VisitPlan
+from matcher.store import FeedbackEntry, Outcome, Pause
 
 MAX_TOP_K = 100
 _WORDS = r"\S"  # at least one character that is not white space (what `str.strip` leaves)
@@ -450,3 +451,213 @@ def verdict_out(entry: FeedbackEntry | None) -> dict[str, str] | None:
         return None
     return {"verdict": entry.verdict, "label": VERDICT_LABELS.get(entry.verdict, entry.verdict),
             "note": entry.note, "at": entry.created_at, "actor": entry.actor}
+
+
+# -- outcomes and statistics (issue 17) -----------------------------------------------------------
+OutcomeKind = Literal["合作意向", "技术难题解决", "项目合作", "授权专利", "人才培养", "经济效益"]
+OutcomeUnit = Literal["件", "项", "人", "万元"]
+ExpertRefId = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+def _kind_alternatives() -> list[dict[str, Any]]:
+    # One alternative per kind: its unit, and whole numbers for the kinds that count things.
+    return [{"properties": {"kind": {"const": kind}, "unit": {"const": unit},
+                            "value": {"type": "number" if unit == "万元" else "integer"}}}
+            for kind, unit in OUTCOME_KINDS.items()]
+
+
+class OutcomeIn(_In):
+    """What a match produced. `unit` may be left out: it follows the kind (件 for 授权专利, 人 for
+    人才培养, 万元 for 经济效益, 项 for the others); counts are whole numbers."""
+
+    demand_id: str = Field(min_length=1, max_length=100)
+    expert_ids: list[ExpertRefId] = Field(
+        min_length=1, max_length=20, json_schema_extra={"uniqueItems": True},
+        description="The expert(s) the outcome came with (at least one).",
+    )
+    kind: OutcomeKind
+    value: float = Field(gt=0, le=1_000_000_000)
+    unit: OutcomeUnit | None = None
+    date: IsoDate = Field(description="When it happened (YYYY-MM-DD).")
+    note: str = Field("", max_length=2000)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": _kind_alternatives(),
+            "examples": [{"demand_id": "Q0001", "expert_ids": ["X0004"], "kind": "技术难题解决", "value": 1,
+                          "unit": "项", "date": "2026-12-10", "note": "真空层焊接合格率从 82% 提到 97%"}],
+        },
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OutcomeIn:
+        expected = OUTCOME_KINDS[self.kind]
+        if self.unit is not None and self.unit != expected:
+            raise ValueError(f"unit: {self.kind} is counted in {expected}, not {self.unit}")
+        if expected != "万元" and not float(self.value).is_integer():
+            raise ValueError(f"value: {self.kind} is counted in whole {expected}")
+        if len(set(self.expert_ids)) != len(self.expert_ids):
+            raise ValueError("expert_ids: an expert is named twice")
+        return self
+
+
+class OutcomeOut(BaseModel):
+    id: int
+    demand_id: str
+    expert_ids: list[str]
+    kind: str
+    value: float
+    unit: str
+    date: str
+    note: str
+    actor: str = Field(description="Who recorded it: staff:NAME or key:FINGERPRINT.")
+    created_at: str
+
+
+class OutcomeList(BaseModel):
+    data: list[OutcomeOut]
+    count: int
+
+
+class FunnelOut(BaseModel):
+    received: int = Field(description="Demands received (created) in the period.")
+    recommended: int = Field(description="… for which a run recommended someone or staff recorded a verdict.")
+    contacted: int = Field(description="… an expert was contacted about: 已联系, 同意对接, 婉拒, 对接成功.")
+    accepted: int = Field(description="… an expert accepted (同意对接 or 对接成功, or status 已对接).")
+    succeeded: int = Field(description="… marked 对接成功.")
+
+
+class GroupOut(BaseModel):
+    received: int
+    recommended: int
+    contacted: int
+    accepted: int
+    succeeded: int
+
+
+class MonthOut(GroupOut):
+    month: str
+    outcomes: int = Field(description="Outcomes dated in the month.")
+
+
+class IndustryOut(GroupOut):
+    industry: str
+
+
+class RegionOut(GroupOut):
+    region: str = Field(description="The city (地级市) of the demand's region.")
+
+
+class EngagedExpertOut(BaseModel):
+    expert_id: str
+    name: str
+    institution: str
+    recommended: int
+    contacted: int
+    accepted: int
+    succeeded: int
+    outcomes: int
+
+
+class GapOut(BaseModel):
+    concept: str
+    demands: int = Field(description="How many weak demands ask for it.")
+    demand_ids: list[str]
+
+
+class StatsOut(BaseModel):
+    from_: str | None = Field(alias="from")
+    to: str | None
+    funnel: FunnelOut
+    outcomes: dict[str, float] = Field(description="Each outcome kind's total value in the period.")
+    outcome_units: dict[str, str]
+    outcome_counts: dict[str, int]
+    by_month: list[MonthOut]
+    by_industry: list[IndustryOut]
+    by_region: list[RegionOut]
+    experts: list[EngagedExpertOut] = Field(description="The most engaged experts.")
+    median_days_to_first_contact: float | None
+    contacted_demands: int
+    gap_threshold: float | None = Field(description="A demand whose best expert covers less of it is weak.")
+    gaps: list[GapOut] = Field(description="The expert-gap list (专家库缺口): uncovered concepts, most asked "
+                               "first.")
+
+
+# -- reverse matching ----------------------------------------------------------------------------
+class DemandMatchOut(BaseModel):
+    rank: int
+    demand: DemandOut
+    score: float
+    explanation: ExplanationOut
+
+
+class DemandMatchList(BaseModel):
+    data: list[DemandMatchOut]
+    count: int
+
+
+class ProfileMatchIn(_In):
+    text: str = Field(
+        description="A visiting expert's profile as pasted: fields, papers, projects (1 to 20,000 "
+        "characters).",
+        json_schema_extra={"pattern": _WORDS, "maxLength": 20_000},
+    )
+    top_k: int = Field(10, ge=1, le=100)
+    include_closed: StrictBool = Field(False, description="Also demands already 已对接 or 已关闭.")
+
+
+class VisitDemandOut(BaseModel):
+    id: str
+    title: str
+    score: float
+    terms: list[str]
+
+
+class VisitStopOut(BaseModel):
+    order: int
+    enterprise: str
+    district: str
+    region: str
+    score: float
+    demands: list[VisitDemandOut]
+
+
+class DistrictOut(BaseModel):
+    district: str
+    city: str
+    enterprises: int
+    score: float = Field(description="The summed score of its best enterprises (as many as the stops).")
+
+
+class VisitPlanOut(BaseModel):
+    expert_id: str
+    date: str
+    paused: PauseOut | None = Field(description="Set when the expert's recommendations are paused that day.")
+    stops: list[VisitStopOut] = Field(description="The day's route: one district's best enterprises.")
+    districts: list[DistrictOut] = Field(description="Every district with open demands for the expert, "
+                                         "best first.")
+
+
+def outcome_out(o: Outcome) -> dict[str, Any]:
+    return {"id": o.id, "demand_id": o.demand_id, "expert_ids": list(o.expert_ids), "kind": o.kind,
+            "value": o.value, "unit": o.unit, "date": o.date, "note": o.note, "actor": o.actor,
+            "created_at": o.created_at}
+
+
+def demand_match_out(m: DemandMatch) -> dict[str, Any]:
+    return {"rank": m.rank, "demand": m.demand.to_dict(), "score": round(m.score, 6),
+            "explanation": m.explanation.to_dict()}
+
+
+def visit_plan_out(plan: VisitPlan) -> dict[str, Any]:
+    return {
+        "expert_id": plan.expert_id, "date": plan.day.isoformat(), "paused": pause_out(plan.paused),
+        "stops": [{"order": s.order, "enterprise": s.enterprise, "district": s.district, "region": s.region,
+                   "score": s.score,
+                   "demands": [{"id": m.demand.id, "title": m.demand.title, "score": round(m.score, 4),
+                                "terms": list(m.explanation.terms[:8])} for m in s.demands]}
+                  for s in plan.stops],
+        "districts": [{"district": d.district, "city": d.city, "enterprises": d.enterprises, "score": d.score}
+                      for d in plan.districts],
+    }

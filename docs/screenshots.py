@@ -74,6 +74,16 @@ def prepare(db: Path) -> Settings:
         )
         loop.record_feedback("staff:wangfang", "Q0001", recs[2].expert.id, "accepted", "同意 12 月初到厂")
         loop.record_feedback("staff:wangfang", "Q0002", "X0004", "contacted")
+        loop.record_feedback("staff:wangfang", "Q0005", "X0004", "contacted")
+        loop.record_feedback("staff:wangfang", "Q0005", "X0004", "succeeded", "自动氦检工装上线")
+        for demand, expert, kind, value, day in (
+            ("Q0005", "X0004", "技术难题解决", 1, "2026-11-20"),
+            ("Q0005", "X0004", "经济效益", 85.5, "2026-11-24"),
+            ("Q0001", recs[2].expert.id, "合作意向", 1, "2026-11-22"),
+            ("Q0001", recs[2].expert.id, "授权专利", 2, "2026-11-25"),
+            ("Q0002", "X0004", "人才培养", 6, "2026-11-26"),
+        ):
+            loop.record_outcome("staff:wangfang", demand, [expert], kind, value, day)
     finally:
         engine.close()
     return settings
@@ -103,7 +113,8 @@ def main() -> None:
         shots = [
             ("demands.png", "/demands?region=%E6%B0%B8%E5%BA%B7"),
             ("demand.png", "/demands/Q0001?done=declined:X0002"),
-            ("expert.png", "/experts/X0004"),
+            ("expert.png", "/experts/X0004?visit=2026-12-03"),
+            ("stats.png", "/stats"),
         ]
         for name, path in shots:
             page.goto(url + path)

@@ -152,3 +152,41 @@ def test_a_forged_cross_site_post_is_refused_in_the_browser(tab, server, host: s
         assert not [e for e in engine.store.feedback_entries() if e.demand_id == "Q0002"]
     finally:
         evil.shutdown()
+
+
+def test_record_an_outcome_then_read_the_statistics(tab, server) -> None:  # noqa: ANN001
+    """Issue 17 in the browser: an outcome recorded on a demand's page shows on /stats, whose
+    figures (drawn as server-side SVG, no script) are the API's."""
+    import httpx
+
+    url, engine = server
+    sign_in(tab, url)
+    tab.goto(url + "/demands/Q0005")
+    tab.select_option("#outcome-kind", "授权专利")
+    tab.fill("#outcome-value", "2")
+    tab.fill("#outcome-date", "2026-11-20")
+    tab.locator('#outcome-form button[type="submit"]').click()
+    tab.wait_for_selector("#flash")
+    assert "已记录成果：授权专利" in tab.locator("#flash").text_content()
+    assert tab.locator("#outcome-list tbody tr").count() == 1
+    tab.goto(url + "/stats")
+    api = httpx.get(url + "/api/v1/stats", timeout=120).json()
+    for stage, n in api["funnel"].items():
+        assert tab.locator(f'.stat-card[data-stage="{stage}"] .n').text_content() == str(n)
+    assert tab.locator('#outcomes-table tr[data-kind="授权专利"] td').nth(1).text_content() == "2"
+    charts = tab.locator("svg.chart")
+    assert charts.count() == 5
+    for i in range(5):
+        box = charts.nth(i).bounding_box()
+        assert box and box["width"] > 200 and box["height"] > 40  # drawn, not empty
+    assert tab.locator("#funnel-chart rect").count() == 5
+    concepts = [r.get_attribute("data-concept") for r in tab.locator("#gaps tr[data-concept]").all()]
+    assert concepts == [g["concept"] for g in api["gaps"]] and concepts  # the demo has a gap: 柑橘 (Q0043)
+    assert tab.locator("#gap-summary").text_content().startswith(f"库中缺少：{concepts[0]}")
+    tab.screenshot(path=str(ARTIFACTS / "stats.png"), full_page=True)
+    # The expert's page: the open demands they could help with, and a day's visit plan.
+    tab.goto(url + "/experts/X0004?visit=2026-12-03")
+    assert tab.locator("#reverse-table tbody tr").count() >= 3
+    stops = tab.locator("#visit-stops li")
+    assert stops.count() == 4 and "永康市" in tab.locator("#visit h3").text_content()
+    assert tab.problems == []

@@ -25,13 +25,16 @@ from api.schemas import (
     MAX_TOP_K,
     DemandIn,
     DemandList,
+    DemandMatchList,
     DemandOut,
     DemandPatch,
     DemandStatus,
     ErrorOut,
     IsoDate,
     MatchList,
+    ProfileMatchIn,
     RecommendationList,
+    demand_match_out,
     expert_summary,
     match_list,
     pause_out,
@@ -39,6 +42,7 @@ from api.schemas import (
 )
 from matcher.errors import NotFoundError
 from matcher.models import DEMAND_STATUS_LABELS
+from matcher.reverse import demand_index
 
 router = APIRouter(prefix="/demands", tags=["demands"])
 
@@ -107,6 +111,15 @@ def create_demand(body: DemandIn, engine: EngineDep, workflow: WorkflowDep, lock
             raise ConflictError(f"a demand with id {demand.id!r} exists; choose another id")
     response.headers["Location"] = f"/api/v1/demands/{quote(demand.id, safe='')}"  # Latin-1 header
     return demand.to_dict()
+
+
+@router.post("/match", response_model=DemandMatchList, operation_id="matchDemands", responses=INVALID)
+def match_demands(body: ProfileMatchIn, engine: EngineDep, lock: WriteLock) -> dict[str, Any]:
+    """Reverse matching for a visiting expert's profile, pasted (院士专家企业行): the open demands they
+    could help with, best first, explained."""
+    index = demand_index(engine, write_lock=lock)
+    matches = index.for_profile(body.text, body.top_k, include_closed=body.include_closed)
+    return {"data": [demand_match_out(m) for m in matches], "count": len(matches)}
 
 
 @router.get("/{demand_id}", response_model=DemandOut, operation_id="getDemand", responses=NOT_FOUND)

@@ -21,19 +21,25 @@ from api.deps import (
     WriteLock,
 )
 from api.schemas import (
+    DemandMatchList,
     ErrorOut,
     ExpertHistoryOut,
     ExpertIn,
     ExpertList,
     ExpertOut,
     ExpertReplaceIn,
+    IsoDate,
     PauseIn,
     PauseOut,
+    VisitPlanOut,
+    demand_match_out,
     expert_out,
     pause_out,
+    visit_plan_out,
 )
 from matcher.errors import InputError, NotFoundError
 from matcher.models import VERDICT_LABELS
+from matcher.reverse import demand_index, plan_visit
 
 router = APIRouter(prefix="/experts", tags=["experts"])
 
@@ -189,3 +195,37 @@ def resume_expert(expert_id: ExpertId, workflow: WorkflowDep, lock: WriteLock, a
     with lock:
         workflow.resume(actor, expert_id, ip=ip)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- reverse matching: the open demands an expert could help with; a day's visit -----------------
+@router.get("/{expert_id}/demands", response_model=DemandMatchList, operation_id="expertDemands",
+            responses={**NOT_FOUND, **INVALID})
+def expert_demands(
+    expert_id: ExpertId,
+    engine: EngineDep,
+    lock: WriteLock,
+    top_k: Annotated[int, Query(ge=1, le=100, description="How many demands (default 10).")] = 10,
+    include_closed: Annotated[bool, Query(description="Also demands already 已对接 or 已关闭.")] = False,
+) -> dict[str, Any]:
+    """Reverse matching (院士专家企业行): the open demands this expert could help with, best first, each
+    explained (the demand's terms the expert's fields and documents matched). Demands the expert may
+    not serve (回避, or a 婉拒/不合适 verdict on that pair) are left out."""
+    index = demand_index(engine, write_lock=lock)
+    matches = index.for_expert(expert_id, top_k, include_closed=include_closed)
+    return {"data": [demand_match_out(m) for m in matches], "count": len(matches)}
+
+
+@router.get("/{expert_id}/visit-plan", response_model=VisitPlanOut, operation_id="expertVisitPlan",
+            responses={**NOT_FOUND, **INVALID})
+def expert_visit_plan(
+    expert_id: ExpertId,
+    engine: EngineDep,
+    lock: WriteLock,
+    day: Annotated[IsoDate, Query(alias="date", description="The day of the visit (YYYY-MM-DD).")],
+    stops: Annotated[int, Query(ge=1, le=10, description="Enterprises to visit that day.")] = 4,
+) -> dict[str, Any]:
+    """A visit plan for one day: the best enterprises to visit among the open demands the expert could
+    help with, all in one district (then the same city) so that the day's route makes sense, and the
+    other districts worth a day. `paused` says when the expert's recommendations are paused then."""
+    demand_index(engine, write_lock=lock)
+    return visit_plan_out(plan_visit(engine, expert_id, day, stops=stops))

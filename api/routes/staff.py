@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 import matcher
+from api import charts
 from api.deps import AccountsDep, ClientIp, EngineDep, SettingsDep, WorkflowDep, WriteLock
 from api.export import FIELD_NAMES
 from api.session import (
@@ -37,8 +38,10 @@ from api.session import (
 )
 from matcher.accounts import Session
 from matcher.errors import AuthError, ForbiddenError, InputError, LockedOutError, MatcherError, NotFoundError
-from matcher.models import DEMAND_STATUS_LABELS, VERDICT_LABELS, VERDICTS, now_iso
-from matcher.workflow import Workflow
+from matcher.models import DEMAND_STATUS_LABELS, OUTCOME_KINDS, VERDICT_LABELS, VERDICTS, now_iso
+from matcher.stats import FUNNEL, FUNNEL_LABELS
+from matcher.stats import compute as compute_stats
+from matcher.workflow import Workflow, parse_date
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
@@ -260,13 +263,17 @@ _FLASH: dict[str, Callable[[str], str]] = {
     "declined": lambda name: f"已记录：{name} 婉拒。该专家不会再被推荐给这条需求。",
     "unsuitable": lambda name: f"已记录：{name} 不合适。该专家不会再被推荐给这条需求。",
     "succeeded": lambda name: f"已记录：与 {name} 对接成功。",
+    "outcome": lambda kind: f"已记录成果：{kind}。",
+    "outcome-deleted": lambda _: "已删除该成果记录。",
 }
 
 
 def demand_context(workflow: Workflow, demand_id: str, session: Session) -> dict[str, Any]:
     recs = workflow.recommendations(demand_id)
     history = workflow.store.feedback_entries(where="demand_id = ?", params=[demand_id])[::-1]
-    names = {e.id: e.name for e in workflow.store.get_experts({f.expert_id for f in history})}
+    outcomes = workflow.store.list_outcomes(demand_id=demand_id, limit=None)
+    named = {f.expert_id for f in history} | {e for o in outcomes for e in o.expert_ids}
+    names = {e.id: e.name for e in workflow.store.get_experts(named)}
     return {
         "session": session,
         "nav": "demands",
@@ -278,7 +285,19 @@ def demand_context(workflow: Workflow, demand_id: str, session: Session) -> dict
         "verdict_labels": VERDICT_LABELS,
         "verdict_buttons": VERDICT_BUTTONS,
         "kinds": FIELD_NAMES,
+        # Outcomes (issue 17): the form offers the experts met on this demand.
+        "outcomes": outcomes,
+        "outcome_kinds": OUTCOME_KINDS,
+        "outcome_experts": _outcome_choices(workflow, recs, history),
+        "today": date.today().isoformat(),
     }
+
+
+def _outcome_choices(workflow: Workflow, recs: Any, history: list[Any]) -> list[tuple[str, str]]:
+    """Experts an outcome of this demand may name: those with a verdict first, then the recommended."""
+    ids = list(dict.fromkeys([*(f.expert_id for f in history), *(r.expert.id for r in recs.items)]))
+    names = {e.id: e.name for e in workflow.store.get_experts(ids)}
+    return [(i, names.get(i, i)) for i in ids if i in names]
 
 
 def demand_flash(workflow: Workflow, done: str) -> str:
@@ -286,7 +305,7 @@ def demand_flash(workflow: Workflow, done: str) -> str:
     make = _FLASH.get(kind)
     if make is None:
         return ""
-    if kind != "status":
+    if kind not in ("status", "outcome", "outcome-deleted"):
         with contextlib.suppress(NotFoundError):
             value = workflow.store.get_expert(value).name or value
     return make(value)
@@ -500,5 +519,120 @@ def audit_page(
             "entries": shown,
             "total": total,
             "filters": {"user": user, "date_from": date_from, "date_to": date_to},
+        },
+    )
+
+
+# -- outcomes on a demand's page (issue 17) ------------------------------------------------------
+@router.post("/demands/{demand_id}/outcomes")
+def outcome_form(
+    request: Request,
+    demand_id: str,
+    session: SessionDep,
+    workflow: WorkflowDep,
+    lock: WriteLock,
+    ip: ClientIp,
+    csrf_token: FormToken = "",
+    kind: Annotated[str, Form(max_length=20)] = "",
+    value: Annotated[str, Form(max_length=30)] = "",
+    day: Annotated[str, Form(alias="date", max_length=20)] = "",
+    note: FormText = "",
+    expert_ids: Annotated[list[str], Form(max_length=40)] = [],  # noqa: B006 - FastAPI reads the default
+) -> Response:
+    try:
+        writer = require_writer(request, session, csrf_token)
+    except MatcherError as exc:
+        return problem(request, session, exc)
+    try:
+        try:
+            number = float(value)
+        except ValueError:
+            raise InputError(f"数值「{value}」不是数字 (value must be a number)") from None
+        with lock:
+            workflow.record_outcome(writer.actor, demand_id, expert_ids, kind, number, day, note, ip=ip)
+    except MatcherError as exc:
+        return _refused(request, workflow, demand_id, writer, exc)
+    return RedirectResponse(
+        f"/demands/{quote(demand_id, safe='')}?done=outcome:{quote(kind)}#outcomes", status_code=303
+    )
+
+
+@router.post("/outcomes/{outcome_id}/delete")
+def outcome_delete(
+    request: Request,
+    outcome_id: int,
+    session: SessionDep,
+    workflow: WorkflowDep,
+    lock: WriteLock,
+    ip: ClientIp,
+    csrf_token: FormToken = "",
+) -> Response:
+    try:
+        writer = require_writer(request, session, csrf_token)
+        with lock:
+            gone = workflow.delete_outcome(writer.actor, outcome_id, ip=ip)
+    except MatcherError as exc:
+        return problem(request, session, exc)
+    return RedirectResponse(
+        f"/demands/{quote(gone.demand_id, safe='')}?done=outcome-deleted#outcomes", status_code=303
+    )
+
+
+# -- statistics ----------------------------------------------------------------------------------
+@router.get("/stats", response_class=HTMLResponse)
+def stats_page(
+    request: Request,
+    session: SessionDep,
+    engine: EngineDep,
+    date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
+    date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
+) -> Response:
+    if session is None:
+        return login_redirect(request)
+    try:
+        lo = parse_date(date_from, "from") if date_from else None
+        hi = parse_date(date_to, "to") if date_to else None
+        stats = compute_stats(engine, lo, hi)
+    except MatcherError as exc:
+        return problem(request, session, exc, back="/stats")
+    kinds = list(OUTCOME_KINDS)
+    chart_set = {
+        "funnel": charts.funnel([(FUNNEL_LABELS[s], stats.funnel[s]) for s in FUNNEL]),
+        # Records per kind: totals in 件, 人 and 万元 share no scale (the table beside gives them).
+        "outcomes": charts.hbar(
+            [(k, stats.outcome_counts[k]) for k in kinds], title="成果记录（按类别，条）", label_width=110
+        ),
+        "months": charts.columns(
+            [(r.name, r.received, r.succeeded) for r in stats.by_month],
+            title="按月：收到需求与对接成功",
+            legend=("收到需求", "对接成功"),
+        ),
+        "industry": charts.hbar(
+            [(r.name, r.received) for r in stats.by_industry[:12]], title="按行业：收到需求", color="#1864ab"
+        ),
+        "region": charts.hbar(
+            [(r.name, r.received) for r in stats.by_region[:12]],
+            title="按地区（地级市）：收到需求",
+            color="#2b8a3e",
+        ),
+    }
+    query = (
+        "?" + urlencode({k: v for k, v in (("from", date_from), ("to", date_to)) if v})
+        if date_from or date_to
+        else ""
+    )
+    return render(
+        request,
+        "stats.html",
+        {
+            "session": session,
+            "nav": "stats",
+            "stats": stats,
+            "charts": chart_set,
+            "funnel_labels": FUNNEL_LABELS,
+            "outcome_units": OUTCOME_KINDS,
+            "filters": {"date_from": date_from, "date_to": date_to},
+            "query": query,
+            "fmt": lambda v: f"{int(v):,}" if float(v).is_integer() else f"{v:,.2f}",
         },
     )
