@@ -8,6 +8,7 @@ outermost first: security headers, body limit, then CORS (only when origins are 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import matcher
 from api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from api.routes import demands, experts, feedback, health, match, pages, team
+from api.routes import demands, experts, feedback, health, match, outcomes, pages, staff, team
 from matcher.config import Settings, get_settings
 from matcher.engine import Engine
 from matcher.errors import MatcherError
@@ -80,7 +81,31 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(exc.status_code, "HTTPError", str(exc.detail), headers=exc.headers)
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        # A body that is not UTF-8 JSON at all: the same 422 as any other body that is not JSON.
+        return error_response(422, "InputError", "invalid request: the body is not valid JSON (UTF-8); "
+                              'send a JSON object such as {"text": "…"}')
+    headers = exc.headers
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)) is not None:
+        # Starlette names the methods of the first route on the path only; a path served by several
+        # routes (GET and PATCH /demands/{id}) must say all of them.
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+    return error_response(exc.status_code, "HTTPError", str(exc.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str] | None:
+    """The methods the OpenAPI schema lists for the path the URL names (the most literal template:
+    /demands/match is POST's own path, not a demand id for GET /demands/{id}); None off the API."""
+    paths = request.app.openapi().get("paths", {})
+    def pattern(template: str) -> str:  # /demands/{demand_id} -> /demands/[^/]+
+        return re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(template))
+
+    hits = [t for t in paths if re.fullmatch(pattern(t), request.url.path)]
+    if not hits:
+        return None
+    literal = min(hits, key=lambda t: (t.count("{"), t))
+    verbs = ("get", "put", "post", "delete", "patch", "head", "options")
+    return sorted(m.upper() for m in paths[literal] if m in verbs)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -133,7 +158,9 @@ def create_app(
     routers = (match.router, team.router, experts.router, demands.router, feedback.router, health.router)
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(outcomes.router, prefix=API_PREFIX)  # outcomes and statistics (issue 17)
     app.include_router(pages.router)
+    app.include_router(staff.router)  # the staff's pages: sign-in, inbox, a demand, audit
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     app.add_exception_handler(MatcherError, matcher_error)

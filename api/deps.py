@@ -14,9 +14,11 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from matcher.accounts import Accounts
 from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.errors import AuthError, MatcherError
+from matcher.workflow import Workflow, key_actor
 
 _key_header = APIKeyHeader(
     name="X-API-Key",
@@ -85,3 +87,45 @@ def require_api_key(settings: SettingsDep, has_key: HasKey) -> None:
 
 
 RequireKey = Depends(require_api_key)
+
+
+# -- who is acting: API keys (machines) and signed-in staff (the pages) --------------------------
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+ClientIp = Annotated[str, Depends(client_ip)]
+
+
+def get_workflow(engine: EngineDep) -> Workflow:
+    return Workflow(engine)
+
+
+def get_accounts(engine: EngineDep, settings: SettingsDep) -> Accounts:
+    return Accounts(engine.store, settings)
+
+
+WorkflowDep = Annotated[Workflow, Depends(get_workflow)]
+AccountsDep = Annotated[Accounts, Depends(get_accounts)]
+
+
+def api_actor(has_key: HasKey, key: Annotated[str | None, Security(_key_header)] = None) -> str | None:
+    """`key:FINGERPRINT` for a valid key (how the audit log names it), None without one. The key is
+    checked once a request (`HasKey`, which FastAPI caches)."""
+    return key_actor(key) if has_key and key else None
+
+
+def require_key_actor(settings: SettingsDep, actor: Annotated[str | None, Depends(api_actor)]) -> str:
+    if actor is None:
+        require_api_key(settings, False)  # raises, saying how to send or configure a key
+    assert actor is not None
+    return actor
+
+
+ApiActor = Annotated[str | None, Depends(api_actor)]
+KeyActor = Annotated[str, Depends(require_key_actor)]
+
+# Reads that work without a key and show more with one: the schema says the key is optional
+# (OpenAPI: an empty requirement among the alternatives), not required. FastAPI appends this list to
+# the requirement it generates, giving [{"APIKeyHeader": []}, {}].
+OPTIONAL_KEY: dict[str, object] = {"security": [{}]}

@@ -8,15 +8,33 @@ holds an API key, and the routes drop unset fields, so a public response has no 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
-from matcher.models import Demand, Expert, Match
+from matcher.models import OUTCOME_KINDS, VERDICT_LABELS, Demand, Expert, Match
+from matcher.reverse import DemandMatch, VisitPlan
+from matcher.store import FeedbackEntry, Outcome, Pause
 from matcher.understand import Understanding
 
 MAX_TOP_K = 100
+_WORDS = r"\S"  # at least one character that is not white space (what `str.strip` leaves)
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_day(value: Any) -> Any:
+    # pydantic would take 0 or "0" for 1970-01-01 (a Unix time): only YYYY-MM-DD is a date here.
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DAY.match(value):
+        raise ValueError("expected a date like 2026-12-31 (YYYY-MM-DD)")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_day)]
 
 
 class _In(BaseModel):
@@ -38,7 +56,12 @@ class FiltersIn(_In):
 
 
 class MatchIn(_In):
-    text: str = Field(description="The enterprise's technical problem, as pasted (1 to 20,000 characters).")
+    text: str = Field(
+        description="The enterprise's technical problem, as pasted: 1 to 20,000 characters, not all white "
+        "space.",
+        # Said in the schema, checked by the library (`Engine.check_text`), whose messages the CLI shares.
+        json_schema_extra={"pattern": _WORDS, "maxLength": 20_000},
+    )
     top_k: int | None = Field(
         None,
         ge=1,
@@ -117,11 +140,19 @@ class ExplanationOut(BaseModel):
     signals: dict[str, float] = Field(description="The expert's raw score in each ranking signal.")
 
 
+class PauseOut(BaseModel):
+    until: str = Field(description="The last day of the pause (YYYY-MM-DD).")
+    reason: str
+
+
 class MatchOut(BaseModel):
     rank: int
     expert: ExpertSummary
     score: float
     explanation: ExplanationOut
+    paused: PauseOut | None = Field(
+        None, description="Present when the expert's recommendations are paused (暂停推荐): the nightly "
+        "batch leaves them out, live rankings flag them.")
 
 
 class TermOut(BaseModel):
@@ -197,8 +228,25 @@ class ExpertIn(_In):
         return Expert.from_dict({**self.model_dump(), "id": expert_id})
 
 
+class ExpertReplaceIn(ExpertIn):
+    """PUT's body: the record without a new id (an id, when sent, must be the URL's: ids never change)."""
+
+    id: str | None = Field(
+        None, min_length=1, max_length=100, pattern=r"^[^/\s]+$", json_schema_extra={"readOnly": True},
+        description="Read-only here: leave it out, or send the URL's id. Ids cannot change.",
+    )
+
+
 # -- demands -------------------------------------------------------------------------------------
+Keyword = Annotated[str, Field(max_length=50)]
+Listed = Annotated[str, Field(max_length=200)]
+
+
 class DemandIn(_In):
+    """A demand. Title, keywords and description are what is matched: at least one of them must hold
+    a character that is not white space, and together they stay under MATCHER_MAX_TEXT_CHARS (20,000)
+    with these limits (500 + 30 x 50 + 17,000)."""
+
     id: str | None = Field(
         None,
         min_length=1,
@@ -207,19 +255,53 @@ class DemandIn(_In):
         description="Your id for the demand; generated when left out.",
     )
     title: str = Field("", max_length=500)
-    description: str = Field("", description="The problem; title, keywords and description are matched.")
+    description: str = Field(
+        "", max_length=17_000, description="The problem; title, keywords and description are matched."
+    )
     enterprise: str = Field(
         "", max_length=200, description="The demanding enterprise; its own experts are never recommended."
     )
-    region: str = Field("", max_length=100)
+    region: str = Field("", max_length=100, description="e.g. 浙江省金华市永康市 (province, city, district).")
     industry: str = Field("", max_length=100)
-    keywords: list[str] = Field(default_factory=list)
-    avoid_institutions: list[str] = Field(default_factory=list)
-    avoid_experts: list[str] = Field(default_factory=list, description="Expert ids or names to avoid (回避).")
-    needs_team: bool = Field(False, description="组团需求: `matcher batch --team` recommends a team for it.")
+    keywords: list[Keyword] = Field(default_factory=list, max_length=30)
+    avoid_institutions: list[Listed] = Field(default_factory=list, max_length=100)
+    avoid_experts: list[Listed] = Field(
+        default_factory=list, max_length=100, description="Expert ids or names to avoid (回避)."
+    )
+    needs_team: StrictBool = Field(False, description="组团需求: `matcher batch --team` recommends a team for it.")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            # What the route checks, said in the schema: some text to match (see the docstring).
+            "anyOf": [
+                {"required": ["title"], "properties": {"title": {"pattern": _WORDS}}},
+                {"required": ["description"], "properties": {"description": {"pattern": _WORDS}}},
+                {"required": ["keywords"], "properties": {"keywords": {"contains": {"pattern": _WORDS}}}},
+            ],
+            "examples": [{
+                "title": "不锈钢保温杯真空层激光焊接合格率低",
+                "enterprise": "永康市恒创杯业有限公司",
+                "description": "我司生产不锈钢保温杯，真空层激光焊接合格率低，寻求焊接工艺改进方案",
+                "region": "浙江省金华市永康市",
+                "industry": "保温杯",
+                "keywords": ["激光焊接"],
+            }],
+        },
+    )
+
+    @model_validator(mode="after")
+    def _has_words(self) -> DemandIn:
+        if not (self.title.strip() or self.description.strip() or any(k.strip() for k in self.keywords)):
+            raise ValueError("title, description and keywords are all empty: give the enterprise's problem "
+                             "in at least one of them")
+        return self
 
     def to_demand(self, demand_id: str) -> Demand:
         return Demand.from_dict({**self.model_dump(), "id": demand_id, "status": "new"})
+
+
+DemandStatus = Literal["new", "matched", "contacted", "connected", "closed"]
 
 
 class DemandOut(BaseModel):
@@ -231,14 +313,16 @@ class DemandOut(BaseModel):
     industry: str
     keywords: list[str]
     created_at: str
-    status: str
+    status: str = Field(
+        description="new 新需求, matched 已推荐, contacted 已联系, connected 已对接, closed 已关闭."
+    )
     avoid_institutions: list[str]
     avoid_experts: list[str]
     needs_team: bool = Field(description="组团需求: the nightly batch (--team) recommends a team for it.")
 
 
 class NeedsTeamIn(_In):
-    needs_team: bool = Field(description="Whether the demand needs a team (组团需求).")
+    needs_team: StrictBool = Field(description="Whether the demand needs a team (组团需求).")
 
 
 # -- teams (组团) ----------------------------------------------------------------------------------
@@ -300,11 +384,102 @@ class TeamOut(BaseModel):
     unmatched: list[str] = Field(description="Parts of the demand no expert matches.")
 
 
+class DemandPatch(_In):
+    status: DemandStatus = Field(
+        description="new 新需求, matched 已推荐, contacted 已联系, connected 已对接, closed 已关闭. `new` "
+        "puts the demand back into the next nightly batch."
+    )
+
+
+class ExpertRef(BaseModel):
+    id: str
+    name: str
+
+
+class DemandListItem(DemandOut):
+    status_label: str = Field(description="The status in Chinese, as the inbox shows it.")
+    top: list[ExpertRef] = Field(description="Its first three stored recommendations (latest batch run), "
+                                 "without experts declined or found unsuitable for it.")
+
+
+class DemandList(BaseModel):
+    data: list[DemandListItem]
+    count: int = Field(description="How many demands match the filters in all (not only this page).")
+
+
+class VerdictOut(BaseModel):
+    verdict: str
+    label: str = Field(description="The verdict in Chinese: 已联系, 同意对接, 婉拒, 不合适, 对接成功.")
+    note: str
+    at: str
+    actor: str = Field(description="Who recorded it: staff:NAME (signed in) or key:FINGERPRINT (an API key).")
+
+
+class RecommendationOut(MatchOut):
+    run_key: str | None = Field(description="The batch run that made it; null for a live ranking.")
+    verdict: VerdictOut | None = Field(
+        description="The latest verdict recorded on this expert for the demand."
+    )
+
+
+class ExcludedOut(BaseModel):
+    expert: ExpertSummary
+    verdict: VerdictOut
+
+
+class RecommendationList(BaseModel):
+    demand_id: str
+    source: Literal["batch", "live"] = Field(
+        description="batch: the last nightly run's stored recommendations; live: ranked now (no run "
+        "recommended anyone for this demand yet)."
+    )
+    run_key: str | None
+    data: list[RecommendationOut] = Field(description="Never an expert declined or found unsuitable for it.")
+    count: int
+    excluded: list[ExcludedOut] = Field(description="Experts ruled out by a verdict (婉拒, 不合适).")
+    error: str = Field("", description="Why a live ranking could not be made (a demand with no text).")
+
+
+class PauseIn(_In):
+    until: IsoDate = Field(description="The last day of the pause (YYYY-MM-DD); a day already past pauses "
+                           "nothing.")
+    reason: str = Field("", max_length=200, description="e.g. 出国访学, 住院, 手头项目满负荷.")
+
+
+class HistoryEventOut(BaseModel):
+    demand_id: str
+    title: str
+    enterprise: str
+    verdict: str
+    label: str
+    note: str
+    at: str
+    actor: str
+
+
+class ExpertHistoryOut(BaseModel):
+    expert_id: str
+    recommended: int = Field(description="Demands any nightly run recommended the expert for.")
+    contacted: int = Field(description="Demands the expert was marked 已联系 for (likewise below).")
+    accepted: int
+    succeeded: int
+    declined: int
+    unsuitable: int
+    paused: PauseOut | None
+    events: list[HistoryEventOut] = Field(description="The latest verdicts, newest first.")
+
+
 # -- feedback ------------------------------------------------------------------------------------
+Verdict = Literal["contacted", "accepted", "declined", "unsuitable", "succeeded"]
+
+
 class FeedbackIn(_In):
-    demand_id: str = Field(min_length=1)
-    expert_id: str = Field(min_length=1)
-    verdict: Literal["accepted", "declined", "contacted", "succeeded"]
+    demand_id: str = Field(min_length=1, max_length=100)
+    expert_id: str = Field(min_length=1, max_length=100)
+    verdict: Verdict = Field(
+        description="已联系 contacted, 同意对接 accepted, 婉拒 declined, 不合适 unsuitable, 对接成功 "
+        "succeeded. declined and unsuitable: the expert is never recommended for this demand again."
+    )
     note: str = Field("", max_length=2000)
 
 
@@ -353,19 +528,244 @@ def expert_summary(expert: Expert, *, include_contact: bool) -> dict[str, Any]:
     return {k: d[k] for k in keep if k in d}
 
 
-def match_out(match: Match, *, include_contact: bool) -> dict[str, Any]:
-    return {
+def pause_out(pause: Pause | None) -> dict[str, str] | None:
+    return None if pause is None else {"until": pause.until, "reason": pause.reason}
+
+
+def match_out(match: Match, *, include_contact: bool,
+              pauses: Mapping[str, Pause] | None = None) -> dict[str, Any]:
+    out = {
         "rank": match.rank,
         "expert": expert_summary(match.expert, include_contact=include_contact),
         "score": round(match.score, 6),
         "explanation": match.explanation.to_dict(),
     }
+    if pauses and match.expert.id in pauses:
+        out["paused"] = pause_out(pauses[match.expert.id])
+    return out
 
 
-def match_list(matches: Sequence[Match], *, include_contact: bool,
+def match_list(matches: Sequence[Match], *, include_contact: bool, pauses: Mapping[str, Pause] | None = None,
                understanding: Understanding | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"data": [match_out(m, include_contact=include_contact) for m in matches],
+    out: dict[str, Any] = {"data": [match_out(m, include_contact=include_contact, pauses=pauses) for m in matches],
                            "count": len(matches)}
     if understanding is not None:
         out["understanding"] = understanding.to_dict()
     return out
+
+
+def verdict_out(entry: FeedbackEntry | None) -> dict[str, str] | None:
+    if entry is None:
+        return None
+    return {"verdict": entry.verdict, "label": VERDICT_LABELS.get(entry.verdict, entry.verdict),
+            "note": entry.note, "at": entry.created_at, "actor": entry.actor}
+
+
+# -- outcomes and statistics (issue 17) -----------------------------------------------------------
+OutcomeKind = Literal["合作意向", "技术难题解决", "项目合作", "授权专利", "人才培养", "经济效益"]
+OutcomeUnit = Literal["件", "项", "人", "万元"]
+ExpertRefId = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+def _kind_alternatives() -> list[dict[str, Any]]:
+    # One alternative per kind: its unit, and whole numbers for the kinds that count things.
+    return [{"properties": {"kind": {"const": kind}, "unit": {"const": unit},
+                            "value": {"type": "number" if unit == "万元" else "integer"}}}
+            for kind, unit in OUTCOME_KINDS.items()]
+
+
+class OutcomeIn(_In):
+    """What a match produced. `unit` may be left out: it follows the kind (件 for 授权专利, 人 for
+    人才培养, 万元 for 经济效益, 项 for the others); counts are whole numbers."""
+
+    demand_id: str = Field(min_length=1, max_length=100)
+    expert_ids: list[ExpertRefId] = Field(
+        min_length=1, max_length=20, json_schema_extra={"uniqueItems": True},
+        description="The expert(s) the outcome came with (at least one).",
+    )
+    kind: OutcomeKind
+    value: float = Field(gt=0, le=1_000_000_000)
+    unit: OutcomeUnit | None = None
+    date: IsoDate = Field(description="When it happened (YYYY-MM-DD).")
+    note: str = Field("", max_length=2000)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": _kind_alternatives(),
+            "examples": [{"demand_id": "Q0001", "expert_ids": ["X0004"], "kind": "技术难题解决", "value": 1,
+                          "unit": "项", "date": "2026-12-10", "note": "真空层焊接合格率从 82% 提到 97%"}],
+        },
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OutcomeIn:
+        expected = OUTCOME_KINDS[self.kind]
+        if self.unit is not None and self.unit != expected:
+            raise ValueError(f"unit: {self.kind} is counted in {expected}, not {self.unit}")
+        if expected != "万元" and not float(self.value).is_integer():
+            raise ValueError(f"value: {self.kind} is counted in whole {expected}")
+        if len(set(self.expert_ids)) != len(self.expert_ids):
+            raise ValueError("expert_ids: an expert is named twice")
+        return self
+
+
+class OutcomeOut(BaseModel):
+    id: int
+    demand_id: str
+    expert_ids: list[str]
+    kind: str
+    value: float
+    unit: str
+    date: str
+    note: str
+    actor: str = Field(description="Who recorded it: staff:NAME or key:FINGERPRINT.")
+    created_at: str
+
+
+class OutcomeList(BaseModel):
+    data: list[OutcomeOut]
+    count: int
+
+
+class FunnelOut(BaseModel):
+    received: int = Field(description="Demands received (created) in the period.")
+    recommended: int = Field(description="… for which a run recommended someone or staff recorded a verdict.")
+    contacted: int = Field(description="… an expert was contacted about: 已联系, 同意对接, 婉拒, 对接成功.")
+    accepted: int = Field(description="… an expert accepted (同意对接 or 对接成功, or status 已对接).")
+    succeeded: int = Field(description="… marked 对接成功.")
+
+
+class GroupOut(BaseModel):
+    received: int
+    recommended: int
+    contacted: int
+    accepted: int
+    succeeded: int
+
+
+class MonthOut(GroupOut):
+    month: str
+    outcomes: int = Field(description="Outcomes dated in the month.")
+
+
+class IndustryOut(GroupOut):
+    industry: str
+
+
+class RegionOut(GroupOut):
+    region: str = Field(description="The city (地级市) of the demand's region.")
+
+
+class EngagedExpertOut(BaseModel):
+    expert_id: str
+    name: str
+    institution: str
+    recommended: int
+    contacted: int
+    accepted: int
+    succeeded: int
+    outcomes: int
+
+
+class GapOut(BaseModel):
+    concept: str
+    demands: int = Field(description="How many weak demands ask for it.")
+    demand_ids: list[str]
+
+
+class StatsOut(BaseModel):
+    from_: str | None = Field(alias="from")
+    to: str | None
+    funnel: FunnelOut
+    outcomes: dict[str, float] = Field(description="Each outcome kind's total value in the period.")
+    outcome_units: dict[str, str]
+    outcome_counts: dict[str, int]
+    by_month: list[MonthOut]
+    by_industry: list[IndustryOut]
+    by_region: list[RegionOut]
+    experts: list[EngagedExpertOut] = Field(description="The most engaged experts.")
+    median_days_to_first_contact: float | None
+    contacted_demands: int
+    gap_threshold: float | None = Field(description="A demand whose best expert covers less of it is weak.")
+    gaps: list[GapOut] = Field(description="The expert-gap list (专家库缺口): uncovered concepts, most asked "
+                               "first.")
+
+
+# -- reverse matching ----------------------------------------------------------------------------
+class DemandMatchOut(BaseModel):
+    rank: int
+    demand: DemandOut
+    score: float
+    explanation: ExplanationOut
+
+
+class DemandMatchList(BaseModel):
+    data: list[DemandMatchOut]
+    count: int
+
+
+class ProfileMatchIn(_In):
+    text: str = Field(
+        description="A visiting expert's profile as pasted: fields, papers, projects (1 to 20,000 "
+        "characters).",
+        json_schema_extra={"pattern": _WORDS, "maxLength": 20_000},
+    )
+    top_k: int = Field(10, ge=1, le=100)
+    include_closed: StrictBool = Field(False, description="Also demands already 已对接 or 已关闭.")
+
+
+class VisitDemandOut(BaseModel):
+    id: str
+    title: str
+    score: float
+    terms: list[str]
+
+
+class VisitStopOut(BaseModel):
+    order: int
+    enterprise: str
+    district: str
+    region: str
+    score: float
+    demands: list[VisitDemandOut]
+
+
+class DistrictOut(BaseModel):
+    district: str
+    city: str
+    enterprises: int
+    score: float = Field(description="The summed score of its best enterprises (as many as the stops).")
+
+
+class VisitPlanOut(BaseModel):
+    expert_id: str
+    date: str
+    paused: PauseOut | None = Field(description="Set when the expert's recommendations are paused that day.")
+    stops: list[VisitStopOut] = Field(description="The day's route: one district's best enterprises.")
+    districts: list[DistrictOut] = Field(description="Every district with open demands for the expert, "
+                                         "best first.")
+
+
+def outcome_out(o: Outcome) -> dict[str, Any]:
+    return {"id": o.id, "demand_id": o.demand_id, "expert_ids": list(o.expert_ids), "kind": o.kind,
+            "value": o.value, "unit": o.unit, "date": o.date, "note": o.note, "actor": o.actor,
+            "created_at": o.created_at}
+
+
+def demand_match_out(m: DemandMatch) -> dict[str, Any]:
+    return {"rank": m.rank, "demand": m.demand.to_dict(), "score": round(m.score, 6),
+            "explanation": m.explanation.to_dict()}
+
+
+def visit_plan_out(plan: VisitPlan) -> dict[str, Any]:
+    return {
+        "expert_id": plan.expert_id, "date": plan.day.isoformat(), "paused": pause_out(plan.paused),
+        "stops": [{"order": s.order, "enterprise": s.enterprise, "district": s.district, "region": s.region,
+                   "score": s.score,
+                   "demands": [{"id": m.demand.id, "title": m.demand.title, "score": round(m.score, 4),
+                                "terms": list(m.explanation.terms[:8])} for m in s.demands]}
+                  for s in plan.stops],
+        "districts": [{"district": d.district, "city": d.city, "enterprises": d.enterprises, "score": d.score}
+                      for d in plan.districts],
+    }

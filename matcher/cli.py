@@ -485,19 +485,42 @@ def restore(
 @app.command("eval")
 @_fail_cleanly
 def eval_(
-    benchdir: Annotated[Path, typer.Argument(help="Folder with experts.jsonl, queries.jsonl and qrels.tsv.")],
+    benchdir: Annotated[Path | None, typer.Argument(
+        help="Folder with experts.jsonl, queries.jsonl and qrels.tsv (not with --feedback).",
+        show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of the metrics.")] = False,
     top: Annotated[int, typer.Option("--top", help="Ranking depth per query.")] = 100,
     run: Annotated[Path | None, typer.Option("--run", help="Also write the ranking as a TREC run file.")] = None,
     cache: Annotated[Path | None, typer.Option(
         "--cache", help="SQLite file keeping tokens and dense vectors between runs (default: "
         "$XDG_CACHE_HOME/jinqiao-matcher/eval.db); a first run encodes every text once.")] = None,
+    feedback: Annotated[bool, typer.Option(
+        "--feedback", help="Score the ranker on this database's own verdicts instead: 同意对接 and 对接成功 "
+        "relevant, 婉拒 and 不合适 not.")] = False,
+    db: DbOption = None,
 ) -> None:
-    """Score the ranker and a BM25 reference (same tokens) on a benchmark folder."""
+    """Score the ranker and a BM25 reference (same tokens) on a benchmark folder, or (--feedback) on
+    the verdicts staff recorded in the database."""
     from matcher.engine import Engine
     from matcher.evaluate import evaluate, format_table, load_benchmark, write_trec_run
     from matcher.store import Store
 
+    if feedback:
+        from matcher.evaluate import evaluate_feedback, format_feedback_table
+
+        if benchdir is not None:
+            raise typer.BadParameter("--feedback scores the database's verdicts; give no BENCHDIR",
+                                     param_hint="BENCHDIR")
+        with _engine(db) as engine:
+            result_fb = evaluate_feedback(engine, top=top)
+        if run is not None:
+            write_trec_run(run, {q: [(e, 0.0) for e in r] for q, r in result_fb.runs.items()})
+        typer.echo(format_feedback_table(result_fb))
+        if as_json:
+            typer.echo(json.dumps(result_fb.to_json(), ensure_ascii=False))
+        return
+    if benchdir is None:
+        raise typer.BadParameter("give a benchmark folder, or --feedback", param_hint="BENCHDIR")
     bench = load_benchmark(benchdir)
     cache = cache or _cache_home() / "eval.db"
     settings = Settings(db=cache)
@@ -671,6 +694,266 @@ def batch(
                 raise typer.Exit(1) from exc
             for path in paths:
                 typer.echo(f"report: {path}")
+
+
+# -- staff accounts and the audit log -------------------------------------------------------------
+users_app = typer.Typer(help="Staff accounts for the pages (API keys stay for machines).",
+                        no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in a bare container
+        return "cli"
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+
+
+def _accounts(db: Path | None):  # noqa: ANN202 - imported lazily to keep `--help` fast
+    from matcher.accounts import Accounts
+    from matcher.store import Store
+
+    settings = _settings(db)
+    return Accounts(Store(settings.db, busy_timeout=settings.busy_timeout), settings)
+
+
+@users_app.command("add")
+@_fail_cleanly
+def users_add(
+    username: Annotated[str, typer.Argument(help="The user name staff sign in with.")],
+    role: Annotated[str, typer.Option(
+        "--role", help="staff (works the inbox) or admin (also sees the audit log).")] = "staff",
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from the first line of stdin, not a prompt.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Create a staff account (the password is asked for twice; at least 10 characters)."""
+    accounts = _accounts(db)
+    try:
+        user = accounts.add_user(username, _read_password(password_stdin), role, actor=_cli_actor())
+    finally:
+        accounts.store.close()
+    typer.echo(f"user {user.username} added ({user.role})")
+
+
+@users_app.command("list")
+@_fail_cleanly
+def users_list(db: DbOption = None) -> None:
+    """List the staff accounts."""
+    accounts = _accounts(db)
+    try:
+        users = accounts.store.list_users()
+    finally:
+        accounts.store.close()
+    for u in users:
+        locked = f"locked until {u.locked_until}" if u.locked_until else "active"
+        state = "disabled" if u.disabled else locked
+        typer.echo(f"{u.username:<20} {u.role:<6} {state:<32} last sign-in {u.last_login_at or 'never'}")
+    if not users:
+        typer.echo("no users yet: `matcher users add NAME --role staff`")
+
+
+def _user_change(action: str, username: str, db: Path | None, password_stdin: bool = False) -> None:
+    accounts = _accounts(db)
+    try:
+        actor = _cli_actor()
+        if action == "passwd":
+            accounts.set_password(username, _read_password(password_stdin), actor=actor)
+        elif action == "unlock":
+            accounts.unlock(username, actor=actor)
+        else:
+            accounts.set_disabled(username, action == "disable", actor=actor)
+    finally:
+        accounts.store.close()
+
+
+@users_app.command("passwd")
+@_fail_cleanly
+def users_passwd(
+    username: Annotated[str, typer.Argument(help="Whose password.")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read it from stdin.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Set a new password (signs the user out everywhere and lifts a lock-out)."""
+    _user_change("passwd", username, db, password_stdin)
+    typer.echo(f"password of {username} changed")
+
+
+@users_app.command("unlock")
+@_fail_cleanly
+def users_unlock(username: Annotated[str, typer.Argument(help="The locked user.")],
+                 db: DbOption = None) -> None:
+    """Lift a lock-out after repeated failed sign-ins."""
+    _user_change("unlock", username, db)
+    typer.echo(f"{username} unlocked")
+
+
+@users_app.command("disable")
+@_fail_cleanly
+def users_disable(username: Annotated[str, typer.Argument(help="The user.")], db: DbOption = None) -> None:
+    """Refuse the user's sign-ins from now on (and end their sessions)."""
+    _user_change("disable", username, db)
+    typer.echo(f"{username} disabled")
+
+
+@users_app.command("enable")
+@_fail_cleanly
+def users_enable(username: Annotated[str, typer.Argument(help="The user.")], db: DbOption = None) -> None:
+    """Let a disabled user sign in again."""
+    _user_change("enable", username, db)
+    typer.echo(f"{username} enabled")
+
+
+@app.command()
+@_fail_cleanly
+def audit(
+    user: Annotated[str, typer.Option("--user", help="Only this actor: a user name, key:…, cli:….")] = "",
+    date_from: Annotated[str, typer.Option("--from", help="From this day (YYYY-MM-DD, UTC).")] = "",
+    date_to: Annotated[str, typer.Option("--to", help="Up to this day, inclusive.")] = "",
+    action: Annotated[str, typer.Option(
+        "--action", help="Only this action (contact.view, feedback.add…) or a family ending in '.' "
+        "(login.).")] = "",
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Most entries to list (newest first).")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    db: DbOption = None,
+) -> None:
+    """List the audit log: every write, every sign-in, every view of an expert's phone or e-mail."""
+    from matcher.store import Store
+    from matcher.workflow import parse_date
+
+    lo = parse_date(date_from, "--from").isoformat() if date_from else None
+    hi = parse_date(date_to, "--to").isoformat() if date_to else None
+    if limit < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--limit")
+    settings = _settings(db)
+    store = Store(settings.db, busy_timeout=settings.busy_timeout)
+    try:
+        entries, total = store.list_audit(actor=user.strip() or None, action=action.strip() or None,
+                                          date_from=lo, date_to=hi, limit=limit)
+    finally:
+        store.close()
+    for a in entries:
+        if as_json:
+            record = {"id": a.id, "at": a.at, "actor": a.actor, "action": a.action, "target": a.target,
+                      "detail": a.detail, "ip": a.ip}
+            typer.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            detail = json.dumps(a.detail, ensure_ascii=False) if a.detail else ""
+            typer.echo(f"{a.at}  {a.actor:<24} {a.action:<14} {a.target:<24} {detail}"
+                       + (f"  [{a.ip}]" if a.ip else ""))
+    if not as_json:
+        typer.echo(f"{len(entries)} of {total} entries", err=True)
+
+
+# -- reverse matching and the annual report (issue 17) ---------------------------------------------
+@app.command("demands-for")
+@_fail_cleanly
+def demands_for(
+    expert_id: Annotated[str | None, typer.Argument(
+        help="The expert's id (or give --profile for a visiting expert who is not stored).",
+        show_default=False)] = None,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", help="A visiting expert's profile text instead ('-' reads stdin).",
+        show_default=False)] = None,
+    top: Annotated[int, typer.Option("--top", "-n", help="How many demands to list.")] = 10,
+    include_closed: Annotated[bool, typer.Option(
+        "--include-closed", help="Also demands already 已对接 or 已关闭.")] = False,
+    visit: Annotated[str | None, typer.Option(
+        "--visit", help="Also plan a visit on this day (YYYY-MM-DD): one district's best enterprises.",
+        show_default=False)] = None,
+    stops: Annotated[int, typer.Option("--stops", help="Enterprises to visit that day.")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Reverse matching (院士专家企业行): the open demands an expert could help with, explained."""
+    from matcher.reverse import demand_index, plan_visit
+    from matcher.workflow import parse_date
+
+    if (expert_id is None) == (profile is None):
+        raise typer.BadParameter("give an EXPERT_ID or --profile TEXT (one of them)", param_hint="EXPERT_ID")
+    if visit and expert_id is None:
+        raise typer.BadParameter("a visit plan needs a stored expert's id", param_hint="--visit")
+    day = parse_date(visit, "--visit") if visit else None
+    with _engine(db) as engine:
+        index = demand_index(engine)
+        if profile is not None:
+            text = sys.stdin.read() if profile == "-" else profile
+            found = index.for_profile(text, top, include_closed=include_closed)
+        else:
+            assert expert_id is not None
+            found = index.for_expert(expert_id, top, include_closed=include_closed)
+        plan = plan_visit(engine, expert_id, day, stops=stops) if day and expert_id else None
+    if as_json:
+        payload: dict[str, Any] = {"data": [
+            {"rank": m.rank, "demand": m.demand.to_dict(), "score": round(m.score, 6),
+             "explanation": m.explanation.to_dict()} for m in found]}
+        if plan is not None:
+            payload["visit_plan"] = {
+                "date": plan.day.isoformat(), "paused": plan.paused.until if plan.paused else None,
+                "stops": [{"order": st.order, "enterprise": st.enterprise, "district": st.district,
+                           "demands": [m.demand.id for m in st.demands], "score": st.score}
+                          for st in plan.stops],
+                "districts": [{"district": d.district, "enterprises": d.enterprises, "score": d.score}
+                              for d in plan.districts],
+            }
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    if not found:
+        typer.echo("No open demand shares a term with this expert.")
+    cols = [("#", 3), ("需求", 10), ("标题", 30), ("企业", 24), ("得分", 7), ("匹配词", 30)]
+    typer.echo("  ".join(_cell(name, w) for name, w in cols))
+    for m in found:
+        vals = [str(m.rank), m.demand.id, m.demand.title, m.demand.enterprise, f"{m.score:.2f}",
+                "、".join(m.explanation.terms[:6])]
+        typer.echo("  ".join(_cell(v, w) for v, (_, w) in zip(vals, cols, strict=True)))
+    if plan is not None:
+        where = plan.stops[0].district if plan.stops else "—"
+        typer.echo(f"\n{plan.day.isoformat()} 走访计划：{where}"
+                   + (f"（注意：该专家 {plan.paused.until} 前暂停推荐）" if plan.paused else ""))
+        for st in plan.stops:
+            typer.echo(f"  {st.order}. {st.enterprise}（{st.district}）: "
+                       + "；".join(f"{m.demand.id} {m.demand.title}" for m in st.demands))
+
+
+@app.command()
+@_fail_cleanly
+def report(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The workbook to write (.xlsx).")],
+    date_from: Annotated[str | None, typer.Option("--from", help="From this day (YYYY-MM-DD).",
+                                                  show_default=False)] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="To this day, inclusive.",
+                                                show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """The figures for a 科协's annual report as an .xlsx: the funnel, outcomes by kind, by month,
+    industry and region, the most engaged experts, the expert-gap list (the same as /stats)."""
+    from matcher.report import write_report
+    from matcher.stats import compute
+    from matcher.workflow import parse_date
+
+    if out.suffix.lower() != ".xlsx":
+        raise typer.BadParameter("the report is an .xlsx workbook", param_hint="--out")
+    lo = parse_date(date_from, "--from") if date_from else None
+    hi = parse_date(date_to, "--to") if date_to else None
+    with _engine(db) as engine:
+        stats = compute(engine, lo, hi)
+        ids = {o.demand_id for o in stats.outcome_rows}
+        titles = {d.id: (d.title, d.enterprise) for d in engine.store.get_demands(ids)}
+        named = {x for o in stats.outcome_rows for x in o.expert_ids}
+        names = {e.id: e.name for e in engine.store.get_experts(named)}
+        path = write_report(stats, out, demand_titles=titles, expert_names=names)
+    f = stats.funnel
+    typer.echo(f"report {path}: {f['received']} demands received, {f['succeeded']} succeeded, "
+               f"{sum(stats.outcome_counts.values())} outcomes, "
+               f"{len(stats.gaps.gaps) if stats.gaps else 0} gaps")
 
 
 def main() -> None:

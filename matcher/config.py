@@ -131,6 +131,26 @@ class Settings(BaseSettings):
         "or explanations, so a test can kill it mid-run. Leave at 0."
     )
 
+    # -- the staff's working loop: accounts and sessions --
+    session_hours: float = Field(
+        12.0, gt=0, description="Staff sign-in: hours a session lasts before staff must sign in again."
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Staff sign-in: failed attempts in a row after which an account is locked."
+    )
+    login_lockout_minutes: float = Field(
+        15.0, gt=0,
+        description="Staff sign-in: minutes a locked account waits (or `matcher users unlock NAME`).",
+    )
+    secure_cookies: bool = Field(
+        False, description="Send the session cookie only over HTTPS (set it when the server is behind TLS)."
+    )
+    gap_coverage: float = Field(
+        0.23, ge=0, le=1,
+        description="Expert-gap list: a demand whose best expert covers less than this share of its terms' "
+        "weight is a weak match (calibrated on the demo corpus: benchmarks/gap_threshold.py).",
+    )
+
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import date
 from functools import partial
 from pathlib import Path
 
@@ -37,10 +38,10 @@ from matcher import text as matcher_text
 from matcher.config import Settings, get_settings
 from matcher.dense import make_encoder
 from matcher.errors import DataImportError, IndexStateError, InputError, NotFoundError, StoreError
-from matcher.models import Demand, Expert, Explanation, Match, expert_digest
+from matcher.models import EXCLUDING_VERDICTS, Demand, Expert, Explanation, Match, expert_digest
 from matcher.rank import ExpertIndex, Filters, Query, Scored, best_first, same_institution
 from matcher.ranking.bank import popularity
-from matcher.store import MergeEntry, Store, WriteSummary
+from matcher.store import MergeEntry, Pause, Store, WriteSummary
 from matcher.text import ChineseTokenizer, Synonyms, read_wordlist
 from matcher.thesaurus import Thesaurus
 from matcher.tokens import TokenSource
@@ -678,15 +679,19 @@ class Engine:
         q = self.query(text, emphasis, understanding=u)
         return Analysis(u, tuple(self._rank(loaded, q, top_k, filters or Filters())))
 
-    def match_demand(self, demand: Demand, top_k: int | None = None, filters: Filters | None = None) -> list[Match]:
-        """Rank experts for a stored demand, honouring its conflict-of-interest rules."""
+    def match_demand(self, demand: Demand, top_k: int | None = None, filters: Filters | None = None,
+                     *, feedback: bool = True) -> list[Match]:
+        """Rank experts for a stored demand, honouring its conflict-of-interest rules and, with
+        `feedback` (the default), its verdicts: an expert declined (婉拒) or found unsuitable (不合适)
+        for it is never listed again. `matcher eval --feedback` ranks without them."""
         emphasis = " ".join([demand.title, *demand.keywords])
         f = filters or Filters()
+        ruled_out = tuple(self.feedback_exclusions(demand.id)) if feedback else ()
         f = Filters(
             region=f.region, title=f.title,
             exclude_institutions=(*f.exclude_institutions, *demand.avoid_institutions,
                                   *((demand.enterprise,) if demand.enterprise else ())),
-            exclude_experts=(*f.exclude_experts, *demand.avoid_experts),
+            exclude_experts=(*f.exclude_experts, *demand.avoid_experts, *ruled_out),
         )
         text = demand.text
         self.check_text(text)
@@ -729,6 +734,28 @@ class Engine:
                 out.append((e, "named on the demand's avoid list"))
         return out
 
+    # -- the staff's working loop: verdicts and pauses act where the 回避 rules act ---------------
+    def feedback_exclusions(self, demand_id: str) -> dict[str, str]:
+        """Experts that staff declined (婉拒) or found unsuitable (不合适) for a demand, and why:
+        `match_demand` never lists them for it again, and the batch records them as exclusions."""
+        out: dict[str, str] = {}
+        for expert_id, f in self.store.excluding_feedback(demand_id, EXCLUDING_VERDICTS).items():
+            what = "declined this demand (婉拒)" if f.verdict == "declined" else \
+                "found unsuitable for this demand (不合适)"
+            who = f" by {f.actor}" if f.actor else ""
+            out[expert_id] = f"{what} on {f.created_at[:10]}{who}"
+        return out
+
+    def pauses(self, on: date | None = None) -> dict[str, Pause]:
+        """Experts whose recommendations are paused (暂停推荐) on `on` (default: today): the batch
+        leaves them out; live rankings list them, flagged."""
+        return self.store.active_pauses((on or date.today()).isoformat())
+
+    @staticmethod
+    def pause_reason(pause: Pause) -> str:
+        why = f": {pause.reason}" if pause.reason else ""
+        return f"recommendations paused (暂停推荐) until {pause.until}{why}"
+
     # -- nightly batch --------------------------------------------------------------------------
     def demand_candidates(self, demand: Demand, limit: int, *, explain: int = 0) -> Candidates:
         """The ranking `match_demand` makes, deeper, for the nightly batch's joint assignment.
@@ -744,6 +771,10 @@ class Engine:
         q, scored = self._score_demand(loaded, demand)
         total = scored.total
         has_rules = bool(demand.enterprise or demand.avoid_institutions or demand.avoid_experts)
+        # Staff's verdicts and pauses act here too, so the batch leaves those experts out and its
+        # exclusion trace says why.
+        ruled_out = self.feedback_exclusions(demand.id)
+        paused = {i: self.pause_reason(p) for i, p in self.pauses().items()}
         ranked: list[Match] = []
         excluded: list[Exclusion] = []
         chosen: list[int] = []
@@ -754,8 +785,9 @@ class Engine:
             if expert is None:
                 continue
             conflict = self.conflicts(demand, [expert]) if has_rules else []
-            if conflict:
-                excluded.append(Exclusion(expert, conflict[0][1], float(total[i])))
+            reason = conflict[0][1] if conflict else ruled_out.get(expert.id) or paused.get(expert.id)
+            if reason:
+                excluded.append(Exclusion(expert, reason, float(total[i])))
                 continue
             chosen.append(i)
         explained = loaded.index.explain_many(chosen[:explain], q, scored) if explain else []
@@ -778,8 +810,11 @@ class Engine:
         return q, loaded.index.score(q)
 
     # -- several texts at once (team recommendation) --------------------------------------------
-    def rule_out(self, expert: Expert, filters: Filters, demand: Demand | None = None) -> str:
-        """Why `expert` must not be recommended under `filters` and the demand's 回避 rules ("" when
+    def rule_out(self, expert: Expert, filters: Filters, demand: Demand | None = None, *,
+                 declined: Mapping[str, str] | None = None, paused: Mapping[str, Pause] | None = None) -> str:
+        """Why `expert` must not be recommended under `filters` and, for a stored demand, its 回避
+        rules, the verdicts staff recorded for it (`declined`: `feedback_exclusions`) and the
+        experts paused (`paused`: `pauses`), as the nightly batch leaves them out ("" when
         allowed). Every rule check of `relevance` goes through here, so a new rule is one line."""
         if not filters.allows(expert):
             return FILTERED
@@ -787,6 +822,10 @@ class Engine:
             conflict = self.conflicts(demand, [expert])
             if conflict:
                 return conflict[0][1]
+        if declined and expert.id in declined:
+            return declined[expert.id]
+        if paused and expert.id in paused:
+            return self.pause_reason(paused[expert.id])
         return ""
 
     def relevance(self, texts: Sequence[str], *, emphasis: str = "", filters: Filters | None = None,
@@ -808,6 +847,8 @@ class Engine:
         loaded = self.ensure_index()
         queries = [self.query(t, emphasis) for t in texts]
         scored = [loaded.index.score(q) for q in queries]
+        declined = self.feedback_exclusions(demand.id) if demand is not None else {}
+        paused = self.pauses() if demand is not None else {}
         verdict: dict[int, str] = {}
         excluded: dict[int, Exclusion] = {}
         picked: set[int] = set()
@@ -820,7 +861,7 @@ class Engine:
                 if expert is None:
                     continue
                 if i not in verdict:
-                    verdict[i] = self.rule_out(expert, f, demand)
+                    verdict[i] = self.rule_out(expert, f, demand, declined=declined, paused=paused)
                 if verdict[i]:
                     if i not in excluded:
                         excluded[i] = Exclusion(expert, verdict[i], float(s.total[i]))
@@ -839,7 +880,7 @@ class Engine:
             texts=tuple(texts),
             experts=tuple(loaded.experts[i] for i in positions),  # type: ignore[misc]
             scores=scores,
-            excluded=tuple(x for x in excluded.values() if x.reason != FILTERED),  # 回避 only
+            excluded=tuple(x for x in excluded.values() if x.reason != FILTERED),  # 回避, verdicts, pauses
             _explain=explain,
         )
 

@@ -4,7 +4,9 @@
     ├── InputError (422)              bad user input: empty/oversized text, bad parameters
     │   └── DataImportError (422)     a file or record that cannot be imported; carries row errors
     ├── NotFoundError (404)           an unknown expert/demand/run id
-    ├── AuthError (401)               a missing or wrong API key
+    ├── AuthError (401)               a missing or wrong API key, a wrong password, no session
+    │   └── LockedOutError (429)      too many failed sign-ins: the account waits
+    ├── ForbiddenError (403)          signed in, but not allowed: a missing CSRF token, another role
     ├── PayloadTooLargeError (413)    a request body or upload over the limit
     ├── IndexStateError (503)         the index is missing, corrupt, unfitted or of another version
     └── StoreError (503)              the database cannot be read or written (locked, disk full…)
@@ -62,6 +64,14 @@ class NotFoundError(MatcherError, LookupError):
 
 class AuthError(MatcherError):
     status = 401
+
+
+class LockedOutError(AuthError):
+    status = 429
+
+
+class ForbiddenError(MatcherError):
+    status = 403
 
 
 class PayloadTooLargeError(MatcherError):

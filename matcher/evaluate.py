@@ -17,13 +17,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from matcher.errors import InputError
+from matcher.errors import InputError, MatcherError
 from matcher.index import TermIndex
 from matcher.models import Demand, Expert
 from matcher.rank import ExpertIndex, Query
+from matcher.store import FeedbackEntry
+
+if TYPE_CHECKING:
+    from matcher.engine import Engine
 
 METRICS: tuple[str, ...] = ("nDCG@10", "MRR", "Recall@10", "Recall@50", "Hit@1", "Hit@10", "MAP@100")
 
@@ -244,3 +249,103 @@ def ablation(
     judged = {q.id for q in bench.queries}
     qrels = {q: r for q, r in bench.qrels.items() if q in judged}
     return {name: mean_metrics(run, qrels) for name, run in runs.items()}
+
+
+# -- the ranker against the 科协's own verdicts (`matcher eval --feedback`) ----------------------
+RELEVANT_VERDICTS: tuple[str, ...] = ("accepted", "succeeded")
+NON_RELEVANT_VERDICTS: tuple[str, ...] = ("declined", "unsuitable")
+
+
+@dataclass
+class FeedbackEval:
+    """How the ranker orders the experts staff judged. A pair (demand, expert) counts as relevant
+    when its latest decisive verdict is 同意对接 or 对接成功, as not relevant when it is 婉拒 or
+    不合适; 已联系 alone decides nothing. Demands are ranked without their verdicts' exclusions.
+
+    `full`: the usual metrics over the whole ranking (unjudged experts count as not relevant, so
+    these are lower bounds). `condensed`: the same over the ranking with unjudged experts removed
+    (Sakai's condensed lists, the standard answer to incomplete judgments). `pairs_ordered`: the
+    share of (relevant, not relevant) pairs of one demand that the ranker puts in that order."""
+
+    demands: int  # demands with at least one judged pair
+    with_relevant: int  # … of which have at least one relevant expert (the metrics' denominators)
+    relevant: int
+    non_relevant: int
+    full: dict[str, float]
+    condensed: dict[str, float]
+    pairs_ordered: float | None
+    non_relevant_in_top10: float | None  # share of the 婉拒/不合适 experts the ranker puts in its top 10
+    seconds: float
+    runs: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict[str, object]:
+        return {"demands": self.demands, "with_relevant": self.with_relevant, "relevant": self.relevant,
+                "non_relevant": self.non_relevant, "full": self.full, "condensed": self.condensed,
+                "pairs_ordered": self.pairs_ordered, "non_relevant_in_top10": self.non_relevant_in_top10,
+                "seconds": round(self.seconds, 2)}
+
+
+def feedback_judgments(entries: Sequence[FeedbackEntry]) -> dict[str, dict[str, bool]]:
+    """{demand: {expert: relevant?}} from verdicts in the order recorded (the latest decisive wins)."""
+    out: dict[str, dict[str, bool]] = defaultdict(dict)
+    for f in entries:
+        if f.verdict in RELEVANT_VERDICTS or f.verdict in NON_RELEVANT_VERDICTS:
+            out[f.demand_id][f.expert_id] = f.verdict in RELEVANT_VERDICTS
+    return dict(out)
+
+
+def evaluate_feedback(engine: Engine, *, top: int = 100) -> FeedbackEval:
+    """Score the ranker on the stored verdicts (see `FeedbackEval`)."""
+    start = time.perf_counter()
+    judged = feedback_judgments(engine.store.feedback_entries())
+    if not judged:
+        raise InputError("no verdicts to score against: record 同意对接, 对接成功, 婉拒 or 不合适 on "
+                         "recommended experts first (the demand page, or POST /api/v1/feedback)")
+    runs: dict[str, list[str]] = {}
+    qrels: dict[str, set[str]] = {}
+    condensed: dict[str, list[str]] = {}
+    ordered = 0.0
+    pairs = in_top = n_bad = 0
+    for demand_id, verdicts in sorted(judged.items()):
+        try:
+            demand = engine.store.get_demand(demand_id)
+            ranked = [m.expert.id for m in engine.match_demand(demand, top_k=top, feedback=False)]
+        except MatcherError:  # deleted since, or no text left to rank
+            ranked = []
+        runs[demand_id] = ranked
+        position = {e: i for i, e in enumerate(ranked)}
+        good = {e for e, ok in verdicts.items() if ok}
+        bad = {e for e, ok in verdicts.items() if not ok}
+        n_bad += len(bad)
+        in_top += sum(1 for e in bad if position.get(e, top) < 10)
+        for g in good:
+            for b in bad:
+                pairs += 1
+                pg, pb = position.get(g, top), position.get(b, top)
+                ordered += 1.0 if pg < pb else 0.5 if pg == pb else 0.0  # both unranked: a tie, as in AUC
+        if good:
+            qrels[demand_id] = good
+            condensed[demand_id] = [e for e in ranked if e in verdicts]
+    return FeedbackEval(
+        demands=len(judged), with_relevant=len(qrels), relevant=sum(len(v) for v in qrels.values()),
+        non_relevant=n_bad, full=mean_metrics(runs, qrels), condensed=mean_metrics(condensed, qrels),
+        pairs_ordered=round(ordered / pairs, 4) if pairs else None,
+        non_relevant_in_top10=round(in_top / n_bad, 4) if n_bad else None,
+        seconds=time.perf_counter() - start, runs=runs,
+    )
+
+
+def format_feedback_table(result: FeedbackEval) -> str:
+    head = f"{'ranking':<10}" + "".join(f"{m:>11}" for m in METRICS)
+    rows = [f"{result.demands} demands with verdicts ({result.with_relevant} with an accepted or "
+            f"successful expert): {result.relevant} relevant, {result.non_relevant} declined or unsuitable",
+            head]
+    for name, vals in (("full", result.full), ("condensed", result.condensed)):
+        rows.append(f"{name:<10}" + "".join(f"{vals[m]:>11.4f}" for m in METRICS))
+    if result.pairs_ordered is not None:
+        rows.append(f"accepted ranked above declined in {100 * result.pairs_ordered:.1f}% of the pairs")
+    if result.non_relevant_in_top10 is not None:
+        share = 100 * result.non_relevant_in_top10
+        rows.append(f"{share:.1f}% of the declined/unsuitable experts are in the top 10")
+    rows.append(f"{result.seconds:.1f} s")
+    return "\n".join(rows)

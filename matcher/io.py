@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from matcher.dedupe import Merge
 from matcher.errors import DataImportError, InputError, MatcherError, RowError
-from matcher.models import DEMAND_STATUSES, Demand, Expert, Match, parse_flag, split_list
+from matcher.models import Demand, Expert, Match, demand_status, parse_flag, split_list
 
 SUPPORTED = (".jsonl", ".json", ".csv", ".xlsx")
 FORMATS = ("jsonl", "csv", "xlsx")
@@ -514,8 +514,11 @@ def _demand_row(row: _Row) -> Demand | None:
         except ValueError:
             row.error("deadline", f"{deadline!r} is not a date (2025-06-30)")
     status = row.text("status")
-    if status and status not in DEMAND_STATUSES:
-        row.error("status", f"{status!r} is not one of {', '.join(DEMAND_STATUSES)}")
+    if status:
+        try:
+            d["status"] = demand_status(status)
+        except MatcherError as exc:
+            row.error("status", exc.message)
     try:
         d["needs_team"] = parse_flag(d.get("needs_team"))
     except InputError:

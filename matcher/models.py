@@ -20,8 +20,38 @@ from matcher.errors import InputError
 
 DocumentKind = Literal["paper", "patent", "project", "achievement"]
 DOCUMENT_KINDS: tuple[str, ...] = ("paper", "patent", "project", "achievement")
-DEMAND_STATUSES: tuple[str, ...] = ("new", "matched", "closed")
-VERDICTS: tuple[str, ...] = ("accepted", "declined", "contacted", "succeeded")
+# A demand's life in the staff's working loop. `new` and `matched` are what the nightly batch reads
+# and writes; staff move a demand on from there (contacted, connected) and close it.
+DEMAND_STATUSES: tuple[str, ...] = ("new", "matched", "contacted", "connected", "closed")
+DEMAND_STATUS_LABELS: dict[str, str] = {
+    "new": "新需求", "matched": "已推荐", "contacted": "已联系", "connected": "已对接", "closed": "已关闭",
+}
+# What staff recorded about one expert for one demand.
+VERDICTS: tuple[str, ...] = ("accepted", "declined", "contacted", "succeeded", "unsuitable")
+VERDICT_LABELS: dict[str, str] = {
+    "contacted": "已联系", "accepted": "同意对接", "declined": "婉拒", "unsuitable": "不合适",
+    "succeeded": "对接成功",
+}
+# An expert given one of these for a demand is never recommended for it again.
+EXCLUDING_VERDICTS: tuple[str, ...] = ("declined", "unsuitable")
+# What a match produced, and the unit each kind is counted in (the figures a 科协 reports).
+OUTCOME_KINDS: dict[str, str] = {
+    "合作意向": "项", "技术难题解决": "项", "项目合作": "项",
+    "授权专利": "件", "人才培养": "人", "经济效益": "万元",
+}
+OUTCOME_UNITS: tuple[str, ...] = ("件", "项", "人", "万元")
+
+
+def demand_status(value: str) -> str:
+    """A status code from its code or its Chinese label (已推荐 -> matched); InputError otherwise."""
+    text = str(value).strip()
+    if text in DEMAND_STATUSES:
+        return text
+    for code, label in DEMAND_STATUS_LABELS.items():
+        if text == label:
+            return code
+    choices = ", ".join(f"{c} ({DEMAND_STATUS_LABELS[c]})" for c in DEMAND_STATUSES)
+    raise InputError(f"status {text!r} is not one of {choices}")
 
 # Separators staff use inside one spreadsheet cell for a list: 、 ， , ； ; / | and line breaks.
 _LIST_SPLIT = re.compile(r"[、，,；;|/\n\r\t]+")
@@ -212,9 +242,10 @@ class Demand:
         demand_id = _text(data.get("id"))
         if not demand_id:
             raise InputError("demand has no id")
-        status = _text(data.get("status")) or "new"
-        if status not in DEMAND_STATUSES:
-            raise InputError(f"demand {demand_id}: status {status!r} is not one of {DEMAND_STATUSES}")
+        try:
+            status = demand_status(_text(data.get("status")) or "new")
+        except InputError as exc:
+            raise InputError(f"demand {demand_id}: {exc.message}") from None
         return cls(
             id=demand_id,
             title=_text(data.get("title")),

@@ -181,6 +181,183 @@ def _m8_team_flag(db: sqlite_utils.Database) -> None:
 
 MIGRATIONS.append(_m8_team_flag)
 
+
+def _m9_working_loop(db: sqlite_utils.Database) -> None:
+    """The staff's working loop: who recorded each verdict, paused experts, staff accounts and their
+    sessions, and the audit log (every write, every view of an expert's phone or e-mail: PIPL).
+    Idempotent, like the steps before it: a database whose version was set back runs it again."""
+    if "actor" not in db["feedback"].columns_dict:
+        db.execute("ALTER TABLE feedback ADD COLUMN actor TEXT")
+    db["feedback"].create_index(["expert_id"], if_not_exists=True)
+    db["expert_pauses"].create(
+        {"expert_id": str, "until": str, "reason": str, "actor": str, "created_at": str}, pk="expert_id",
+        if_not_exists=True,
+    )
+    db["users"].create(
+        {"id": int, "username": str, "role": str, "password_hash": str, "created_at": str,
+         "failed_logins": int, "locked_until": str, "disabled": int, "last_login_at": str},
+        pk="id", not_null={"username", "role", "password_hash"}, if_not_exists=True,
+    )
+    db["users"].create_index(["username"], unique=True, if_not_exists=True)
+    db["sessions"].create(
+        {"token_hash": str, "user_id": int, "csrf_token": str, "created_at": str, "expires_at": str,
+         "ip": str},
+        pk="token_hash", foreign_keys=[("user_id", "users", "id")], if_not_exists=True,
+    )
+    db["audit_log"].create(
+        {"id": int, "at": str, "actor": str, "action": str, "target": str, "detail": str, "ip": str},
+        pk="id", not_null={"at", "actor", "action"}, if_not_exists=True,
+    )
+    db["audit_log"].create_index(["at"], if_not_exists=True)
+    db["audit_log"].create_index(["actor"], if_not_exists=True)
+
+
+MIGRATIONS.append(_m9_working_loop)
+
+
+def _m10_outcomes(db: sqlite_utils.Database) -> None:
+    """What matches produced (outcomes, each linked to a demand and its experts), and a log of every
+    write to a demand, kept by triggers, from which the reverse-matching index follows the demands.
+    Idempotent, like the steps before it."""
+    db["outcomes"].create(
+        {"id": int, "demand_id": str, "kind": str, "value": float, "unit": str, "date": str, "note": str,
+         "actor": str, "created_at": str},
+        pk="id", not_null={"demand_id", "kind", "value", "unit", "date"}, if_not_exists=True,
+    )
+    db["outcomes"].create_index(["demand_id"], if_not_exists=True)
+    db["outcomes"].create_index(["date"], if_not_exists=True)
+    db["outcome_experts"].create(
+        {"outcome_id": int, "expert_id": str}, pk=("outcome_id", "expert_id"),
+        foreign_keys=[("outcome_id", "outcomes", "id")], if_not_exists=True,
+    )
+    db["outcome_experts"].create_index(["expert_id"], if_not_exists=True)
+    db.execute("CREATE TABLE IF NOT EXISTS demand_changes "
+               "(seq INTEGER PRIMARY KEY AUTOINCREMENT, demand_id TEXT NOT NULL)")
+    for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+        db.execute(f"CREATE TRIGGER IF NOT EXISTS demands_log_{event.lower()} AFTER {event} ON demands "
+                   f"BEGIN INSERT INTO demand_changes (demand_id) VALUES ({row}.id); END")
+    db["demands"].create_index(["created_at"], if_not_exists=True)
+
+
+MIGRATIONS.append(_m10_outcomes)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a match produced: 合作意向, 技术难题解决, 项目合作, 授权专利, 人才培养 or 经济效益."""
+
+    id: int
+    demand_id: str
+    expert_ids: tuple[str, ...]
+    kind: str
+    value: float
+    unit: str
+    date: str
+    note: str
+    actor: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class DemandFact:
+    """What the statistics need of one demand (`matcher.stats`)."""
+
+    demand_id: str
+    created_at: str
+    industry: str
+    region: str
+    status: str
+    recommended: bool  # a stored recommendation or any verdict
+    first_contact_at: str | None  # the first verdict implying a contact
+    accepted: bool
+    succeeded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    expert_id: str
+    name: str
+    institution: str
+    recommended: int
+    contacted: int
+    accepted: int
+    succeeded: int
+    outcomes: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEntry:
+    """One verdict staff recorded on one expert for one demand."""
+
+    id: int
+    demand_id: str
+    expert_id: str
+    verdict: str
+    note: str
+    created_at: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """An expert not to be recommended until `until` (a date, inclusive), and why."""
+
+    expert_id: str
+    until: str
+    reason: str
+    actor: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    role: str  # staff | admin
+    password_hash: str
+    created_at: str
+    failed_logins: int
+    locked_until: str | None
+    disabled: bool
+    last_login_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    token_hash: str
+    user_id: int
+    csrf_token: str
+    created_at: str
+    expires_at: str
+    ip: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+    ip: str
+
+
+@dataclass(frozen=True, slots=True)
+class DemandPage:
+    """A page of demands (newest first) and how many match the filters in all."""
+
+    demands: list[Demand]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecommendations:
+    """A demand's recommendations from the last batch run that made any (empty when none did)."""
+
+    run: BatchRun | None
+    matches: list[BatchMatch]
+
 RUN_STATUSES: tuple[str, ...] = ("running", "done", "failed", "interrupted")
 
 
@@ -1129,3 +1306,434 @@ class Store:
         )
         return [BatchOutcome(r[0], int(r[1] or 0), int(r[2] or 0), int(r[3] or 0), r[4] or "", r[5] or "")
                 for r in rows.fetchall()]
+
+    # -- the staff's working loop: verdicts, pauses, the inbox (migration 9) ---------------------
+    _FEEDBACK_COLUMNS = ("id, demand_id, expert_id, verdict, coalesce(note, ''), created_at, "
+                         "coalesce(actor, '')")
+
+    def record_feedback(self, demand_id: str, expert_id: str, verdict: str, note: str = "",
+                        actor: str = "", at: str | None = None) -> FeedbackEntry:
+        """Store a verdict and return it (`add_feedback`, with who recorded it); `at` (ISO time,
+        default now) for verdicts recorded elsewhere first."""
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}")
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO feedback (demand_id, expert_id, verdict, note, created_at, actor) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [demand_id, expert_id, verdict, note, at or now_iso(), actor],
+            )
+            fid = int(cur.lastrowid or 0)
+        return self.feedback_entries(where="id = ?", params=[fid])[0]
+
+    def feedback_entries(self, *, where: str = "1 = 1", params: Sequence[Any] = ()) -> list[FeedbackEntry]:
+        rows = self.db.execute(f"SELECT {self._FEEDBACK_COLUMNS} FROM feedback WHERE {where} ORDER BY id",
+                               list(params))
+        return [FeedbackEntry(int(r[0]), *r[1:]) for r in rows.fetchall()]
+
+    def latest_verdicts(self, demand_id: str) -> dict[str, FeedbackEntry]:
+        """Each expert's latest verdict for a demand."""
+        return {f.expert_id: f for f in self.feedback_entries(where="demand_id = ?", params=[demand_id])}
+
+    def excluding_feedback(self, demand_id: str, verdicts: Sequence[str]) -> dict[str, FeedbackEntry]:
+        """The first verdict among `verdicts` (婉拒, 不合适) each expert got for a demand."""
+        marks = ", ".join("?" * len(verdicts))
+        out: dict[str, FeedbackEntry] = {}
+        for f in self.feedback_entries(where=f"demand_id = ? AND verdict IN ({marks})",
+                                       params=[demand_id, *verdicts]):
+            out.setdefault(f.expert_id, f)
+        return out
+
+    _PAUSE_COLUMNS = "expert_id, until, coalesce(reason, ''), coalesce(actor, ''), created_at"
+
+    def set_pause(self, expert_id: str, until: str, reason: str, actor: str) -> Pause:
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO expert_pauses (expert_id, until, reason, actor, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(expert_id) DO UPDATE SET until = excluded.until, "
+                "reason = excluded.reason, "
+                "actor = excluded.actor, created_at = excluded.created_at",
+                [expert_id, until, reason, actor, now_iso()],
+            )
+        pause = self.get_pause(expert_id)
+        assert pause is not None
+        return pause
+
+    def clear_pause(self, expert_id: str) -> bool:
+        with self.transaction():
+            return self.db.execute("DELETE FROM expert_pauses WHERE expert_id = ?", [expert_id]).rowcount > 0
+
+    def get_pause(self, expert_id: str) -> Pause | None:
+        row = self.db.execute(f"SELECT {self._PAUSE_COLUMNS} FROM expert_pauses WHERE expert_id = ?",
+                              [expert_id]).fetchone()
+        return Pause(*row) if row else None
+
+    def active_pauses(self, on: str) -> dict[str, Pause]:
+        """Pauses in force on the date `on` (YYYY-MM-DD): `until` is that day or later."""
+        rows = self.db.execute(f"SELECT {self._PAUSE_COLUMNS} FROM expert_pauses WHERE until >= ?", [on])
+        return {r[0]: Pause(*r) for r in rows.fetchall()}
+
+    @staticmethod
+    def _demand_filters(status: str | None, industry: str | None, region: str | None, date_from: str | None,
+                        date_to: str | None) -> tuple[str, list[Any]]:
+        clauses, params = ["1 = 1"], []
+        if status:
+            clauses.append("status = ?")
+            params.append(status)
+        if industry:
+            clauses.append("industry = ?")
+            params.append(industry)
+        if region:
+            # `%` and `_` typed by staff are literal characters (see search_experts)
+            clauses.append("region LIKE ? ESCAPE '\\'")
+            params.append("%" + region.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if date_from:
+            clauses.append("substr(created_at, 1, 10) >= ?")
+            params.append(date_from)
+        if date_to:
+            clauses.append("substr(created_at, 1, 10) <= ?")
+            params.append(date_to)
+        return " AND ".join(clauses), params
+
+    def list_demands(self, *, status: str | None = None, industry: str | None = None,
+                     region: str | None = None, date_from: str | None = None, date_to: str | None = None,
+                     limit: int = 50, offset: int = 0) -> DemandPage:
+        """Demands newest first, filtered (region: contains; dates: YYYY-MM-DD, inclusive)."""
+        where, params = self._demand_filters(status, industry, region, date_from, date_to)
+        total = self._count(f"SELECT count(*) FROM demands WHERE {where}", params)
+        rows = self.db.execute(f"SELECT * FROM demands WHERE {where} ORDER BY created_at DESC, id DESC "
+                               "LIMIT ? OFFSET ?", [*params, limit, offset])
+        cols = [c[0] for c in rows.description]
+        found = [self._demand_from_row(dict(zip(cols, r, strict=True))) for r in rows.fetchall()]
+        return DemandPage(found, total)
+
+    def demand_facets(self) -> dict[str, dict[str, int]]:
+        """How many demands there are of each status and each industry (the inbox's tabs and menu)."""
+        out: dict[str, dict[str, int]] = {}
+        for col in ("status", "industry"):
+            rows = self.db.execute(f"SELECT coalesce({col}, ''), count(*) FROM demands GROUP BY 1 ORDER BY 1")
+            out[col] = {r[0]: int(r[1]) for r in rows.fetchall()}
+        return out
+
+    def update_demand_status(self, demand_id: str, status: str) -> Demand:
+        with self.transaction():
+            cur = self.db.execute("UPDATE demands SET status = ?, updated_at = ? WHERE id = ?",
+                                  [status, now_iso(), demand_id])
+            if cur.rowcount == 0:
+                raise NotFoundError(f"no demand with id {demand_id!r}")
+        return self.get_demand(demand_id)
+
+    def last_recommendations(self, demand_id: str) -> StoredRecommendations:
+        """The recommendations of the latest batch run that recommended anyone for this demand."""
+        row = self.db.execute("SELECT max(run_id) FROM matches WHERE demand_id = ?", [demand_id]).fetchone()
+        if not row or row[0] is None:
+            return StoredRecommendations(None, [])
+        run_id = int(row[0])
+        return StoredRecommendations(self.get_batch_run_by_id(run_id),
+                                     self.list_batch_matches(run_id=run_id, demand_id=demand_id))
+
+    def top_recommended(self, demand_ids: Sequence[str], n: int = 3) -> dict[str, list[tuple[str, str]]]:
+        """(expert id, name) of the first `n` stored recommendations of each demand (its latest run),
+        leaving out experts declined or found unsuitable for it."""
+        out: dict[str, list[tuple[str, str]]] = {d: [] for d in demand_ids}
+        for i in range(0, len(demand_ids), 400):
+            chunk = list(demand_ids[i : i + 400])
+            marks = ", ".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT m.demand_id, m.expert_id, coalesce(e.name, m.expert_id) FROM matches m "
+                "LEFT JOIN experts e ON e.id = m.expert_id "
+                f"WHERE m.demand_id IN ({marks}) AND m.run_id = (SELECT max(run_id) FROM matches x "
+                "WHERE x.demand_id = m.demand_id) AND NOT EXISTS (SELECT 1 FROM feedback f "
+                "WHERE f.demand_id = m.demand_id AND f.expert_id = m.expert_id "
+                "AND f.verdict IN ('declined', 'unsuitable')) "
+                "ORDER BY m.demand_id, m.rank",
+                chunk,
+            )
+            for demand_id, expert_id, name in rows.fetchall():
+                if len(out[demand_id]) < n:
+                    out[demand_id].append((expert_id, name))
+        return out
+
+    def expert_feedback_counts(self, expert_id: str) -> dict[str, int]:
+        """How many demands an expert was recommended for (by any run) and got each verdict for."""
+        out = {"recommended": self._count("SELECT count(DISTINCT demand_id) FROM matches WHERE expert_id = ?",
+                                          [expert_id])}
+        rows = self.db.execute("SELECT verdict, count(DISTINCT demand_id) FROM feedback WHERE expert_id = ? "
+                               "GROUP BY verdict", [expert_id])
+        for verdict in VERDICTS:
+            out[verdict] = 0
+        for verdict, n in rows.fetchall():
+            out[verdict] = int(n)
+        return out
+
+    def expert_recommendation_demands(self, expert_id: str,
+                                      limit: int = 50) -> list[tuple[str, str, int, str]]:
+        """(demand id, run key, rank, recommended at) of an expert's latest recommendations."""
+        rows = self.db.execute(
+            "SELECT m.demand_id, r.run_key, m.rank, m.created_at FROM matches m "
+            "JOIN batch_runs r ON r.id = m.run_id WHERE m.expert_id = ? "
+            "ORDER BY m.created_at DESC, m.id DESC LIMIT ?", [expert_id, limit])
+        return [(r[0], r[1], int(r[2]), r[3]) for r in rows.fetchall()]
+
+    # -- staff accounts and sessions ------------------------------------------------------------
+    _USER_COLUMNS = ("id, username, role, password_hash, created_at, coalesce(failed_logins, 0), "
+                     "locked_until, coalesce(disabled, 0), last_login_at")
+
+    def _user(self, where: str, params: Sequence[Any]) -> User | None:
+        sql = f"SELECT {self._USER_COLUMNS} FROM users WHERE {where}"
+        row = self.db.execute(sql, list(params)).fetchone()
+        if row is None:
+            return None
+        return User(int(row[0]), row[1], row[2], row[3], row[4], int(row[5]), row[6], bool(row[7]), row[8])
+
+    def get_user(self, username: str) -> User | None:
+        return self._user("username = ?", [username])
+
+    def get_user_by_id(self, user_id: int) -> User | None:
+        return self._user("id = ?", [user_id])
+
+    def list_users(self) -> list[User]:
+        ids = [r[0] for r in self.db.execute("SELECT id FROM users ORDER BY username")]
+        return [u for i in ids if (u := self.get_user_by_id(int(i))) is not None]
+
+    def create_user(self, username: str, role: str, password_hash: str) -> User:
+        with self.transaction():
+            if self.get_user(username) is not None:
+                raise StoreError(f"a user named {username!r} exists")
+            self.db.execute(
+                "INSERT INTO users (username, role, password_hash, created_at, failed_logins, disabled) "
+                "VALUES (?, ?, ?, ?, 0, 0)", [username, role, password_hash, now_iso()])
+        user = self.get_user(username)
+        assert user is not None
+        return user
+
+    def update_user(self, user_id: int, **fields: Any) -> None:
+        """Set columns of a user: password_hash, role, failed_logins, locked_until, disabled,
+        last_login_at."""
+        allowed = {"password_hash", "role", "failed_logins", "locked_until", "disabled", "last_login_at"}
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"cannot set {sorted(set(fields) - allowed)} on a user")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction():
+            self.db.execute(f"UPDATE users SET {sets} WHERE id = ?", [*fields.values(), user_id])
+
+    def create_session(self, token_hash: str, user_id: int, csrf_token: str, expires_at: str,
+                       ip: str) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at, ip) "
+                "VALUES (?, ?, ?, ?, ?, ?)", [token_hash, user_id, csrf_token, now_iso(), expires_at, ip])
+
+    def get_session(self, token_hash: str) -> SessionRow | None:
+        row = self.db.execute("SELECT token_hash, user_id, csrf_token, created_at, expires_at, "
+                              "coalesce(ip, '') FROM sessions WHERE token_hash = ?", [token_hash]).fetchone()
+        return SessionRow(row[0], int(row[1]), row[2], row[3], row[4], row[5]) if row else None
+
+    def delete_sessions(self, *, token_hash: str | None = None, user_id: int | None = None,
+                        expired_before: str | None = None) -> int:
+        clauses, params = [], []
+        if token_hash is not None:
+            clauses.append("token_hash = ?")
+            params.append(token_hash)
+        if user_id is not None:
+            clauses.append("user_id = ?")
+            params.append(user_id)
+        if expired_before is not None:
+            clauses.append("expires_at < ?")
+            params.append(expired_before)
+        if not clauses:
+            raise ValueError("say which sessions to delete")
+        with self.transaction():
+            return self.db.execute(f"DELETE FROM sessions WHERE {' AND '.join(clauses)}", params).rowcount
+
+    # -- the audit log --------------------------------------------------------------------------
+    def audit(self, actor: str, action: str, target: str = "", detail: Mapping[str, Any] | None = None,
+              ip: str = "") -> int:
+        """Append to the audit log (in the caller's transaction, when there is one)."""
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO audit_log (at, actor, action, target, detail, ip) VALUES (?, ?, ?, ?, ?, ?)",
+                [now_iso(), actor, action, target,
+                 json.dumps(dict(detail or {}), ensure_ascii=False, sort_keys=True), ip],
+            )
+            return int(cur.lastrowid or 0)
+
+    def list_audit(self, *, actor: str | None = None, action: str | None = None, target: str | None = None,
+                   date_from: str | None = None, date_to: str | None = None, limit: int = 200,
+                   offset: int = 0) -> tuple[list[AuditEntry], int]:
+        """Audit entries newest first, filtered (actor: exact, or a bare user name for `staff:NAME`;
+        action: exact or a prefix ending in `.`; dates: YYYY-MM-DD inclusive, UTC); and the total."""
+        clauses, params = ["1 = 1"], []
+        if actor:
+            clauses.append("(actor = ? OR actor = ?)")
+            params += [actor, f"staff:{actor}"]
+        if action:
+            if action.endswith("."):
+                clauses.append("substr(action, 1, ?) = ?")
+                params += [len(action), action]
+            else:
+                clauses.append("action = ?")
+                params.append(action)
+        if target:
+            clauses.append("target = ?")
+            params.append(target)
+        if date_from:
+            clauses.append("substr(at, 1, 10) >= ?")
+            params.append(date_from)
+        if date_to:
+            clauses.append("substr(at, 1, 10) <= ?")
+            params.append(date_to)
+        where = " AND ".join(clauses)
+        total = self._count(f"SELECT count(*) FROM audit_log WHERE {where}", params)
+        rows = self.db.execute(
+            f"SELECT id, at, actor, action, coalesce(target, ''), coalesce(detail, '{{}}'), coalesce(ip, '') "
+            f"FROM audit_log WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?", [*params, limit, offset])
+        entries = [AuditEntry(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
+                   for r in rows.fetchall()]
+        return entries, total
+
+    # -- outcomes, statistics, the demands' change log (migration 10) ------------------------------
+    def add_outcome(self, demand_id: str, expert_ids: Sequence[str], kind: str, value: float, unit: str,
+                    day: str, note: str, actor: str) -> Outcome:
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO outcomes (demand_id, kind, value, unit, date, note, actor, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [demand_id, kind, value, unit, day, note, actor, now_iso()])
+            oid = int(cur.lastrowid or 0)
+            self.db.conn.executemany("INSERT INTO outcome_experts (outcome_id, expert_id) VALUES (?, ?)",
+                                     [(oid, e) for e in dict.fromkeys(expert_ids)])
+        return self.get_outcome(oid)
+
+    def get_outcome(self, outcome_id: int) -> Outcome:
+        found = self.list_outcomes(outcome_id=outcome_id, limit=None)
+        if not found:
+            raise NotFoundError(f"no outcome with id {outcome_id}")
+        return found[0]
+
+    def delete_outcome(self, outcome_id: int) -> Outcome:
+        with self.transaction():
+            outcome = self.get_outcome(outcome_id)
+            self.db.execute("DELETE FROM outcome_experts WHERE outcome_id = ?", [outcome_id])
+            self.db.execute("DELETE FROM outcomes WHERE id = ?", [outcome_id])
+        return outcome
+
+    def list_outcomes(self, *, outcome_id: int | None = None, demand_id: str | None = None,
+                      expert_id: str | None = None, date_from: str | None = None, date_to: str | None = None,
+                      limit: int | None = 200, offset: int = 0) -> list[Outcome]:
+        """Outcomes by date (newest first), filtered; `limit=None` for all of them."""
+        clauses, params = ["1 = 1"], []
+        for column, value in (("o.id", outcome_id), ("o.demand_id", demand_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if expert_id is not None:
+            clauses.append("o.id IN (SELECT outcome_id FROM outcome_experts WHERE expert_id = ?)")
+            params.append(expert_id)
+        if date_from:
+            clauses.append("o.date >= ?")
+            params.append(date_from)
+        if date_to:
+            clauses.append("o.date <= ?")
+            params.append(date_to)
+        page = "" if limit is None else " LIMIT ? OFFSET ?"
+        rows = self.db.execute(
+            "SELECT o.id, o.demand_id, (SELECT group_concat(expert_id, char(9)) FROM "
+            "(SELECT expert_id FROM outcome_experts x WHERE x.outcome_id = o.id ORDER BY expert_id)), "
+            "o.kind, o.value, o.unit, o.date, coalesce(o.note, ''), coalesce(o.actor, ''), o.created_at "
+            f"FROM outcomes o WHERE {' AND '.join(clauses)} ORDER BY o.date DESC, o.id DESC{page}",
+            [*params, *(() if limit is None else (limit, offset))],
+        )
+        return [Outcome(int(r[0]), r[1], tuple((r[2] or "").split("\t")) if r[2] else (), r[3], float(r[4]),
+                        r[5], r[6], r[7], r[8], r[9]) for r in rows.fetchall()]
+
+    def count_outcomes(self, *, demand_id: str | None = None, expert_id: str | None = None,
+                       date_from: str | None = None, date_to: str | None = None) -> int:
+        return len(self.list_outcomes(demand_id=demand_id, expert_id=expert_id, date_from=date_from,
+                                      date_to=date_to, limit=None))
+
+    def demand_facts(self, date_from: str | None, date_to: str | None) -> list[DemandFact]:
+        """One row per demand created in the period (days, inclusive): what `matcher.stats` counts."""
+        where, params = self._demand_filters(None, None, None, date_from, date_to)
+        rows = self.db.execute(
+            "SELECT d.id, d.created_at, coalesce(d.industry, ''), coalesce(d.region, ''), d.status, "
+            "EXISTS (SELECT 1 FROM matches m WHERE m.demand_id = d.id) "
+            "OR EXISTS (SELECT 1 FROM feedback f WHERE f.demand_id = d.id), "
+            "(SELECT min(f.created_at) FROM feedback f WHERE f.demand_id = d.id "
+            "AND f.verdict IN ('contacted', 'accepted', 'declined', 'succeeded')), "
+            "EXISTS (SELECT 1 FROM feedback f WHERE f.demand_id = d.id "
+            "AND f.verdict IN ('accepted', 'succeeded')), "
+            "EXISTS (SELECT 1 FROM feedback f WHERE f.demand_id = d.id AND f.verdict = 'succeeded') "
+            f"FROM demands d WHERE {where.replace('created_at', 'd.created_at')} ORDER BY d.created_at, d.id",
+            params,
+        )
+        return [DemandFact(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], bool(r[7]), bool(r[8]))
+                for r in rows.fetchall()]
+
+    def expert_engagement(self, date_from: str | None, date_to: str | None) -> list[Engagement]:
+        """Per expert, over the demands created in the period (the funnel's cohort): how many they
+        were recommended for, contacted about, accepted and succeeded on; and the outcomes dated in
+        the period that name them."""
+        where, params = self._demand_filters(None, None, None, date_from, date_to)
+        cohort = f"SELECT id FROM demands WHERE {where}"
+        o_clauses, o_params = [], []
+        if date_from:
+            o_clauses.append("o.date >= ?")
+            o_params.append(date_from)
+        if date_to:
+            o_clauses.append("o.date <= ?")
+            o_params.append(date_to)
+        o_where = "".join(f" AND {c}" for c in o_clauses)
+        rows = self.db.execute(
+            "WITH rec AS (SELECT expert_id, count(DISTINCT demand_id) n FROM matches "
+            f"WHERE demand_id IN ({cohort}) GROUP BY expert_id), "
+            "fb AS (SELECT expert_id, "
+            "count(DISTINCT CASE WHEN verdict IN ('contacted', 'accepted', 'declined', 'succeeded') "
+            "THEN demand_id END) contacted, "
+            "count(DISTINCT CASE WHEN verdict IN ('accepted', 'succeeded') THEN demand_id END) accepted, "
+            "count(DISTINCT CASE WHEN verdict = 'succeeded' THEN demand_id END) succeeded "
+            f"FROM feedback WHERE demand_id IN ({cohort}) GROUP BY expert_id), "
+            "oc AS (SELECT x.expert_id, count(*) n FROM outcome_experts x "
+            "JOIN outcomes o ON o.id = x.outcome_id "
+            f"WHERE 1 = 1{o_where} GROUP BY x.expert_id), "
+            "ids AS (SELECT expert_id FROM rec UNION SELECT expert_id FROM fb "
+            "UNION SELECT expert_id FROM oc) "
+            "SELECT ids.expert_id, coalesce(e.name, ''), coalesce(e.institution, ''), coalesce(rec.n, 0), "
+            "coalesce(fb.contacted, 0), coalesce(fb.accepted, 0), coalesce(fb.succeeded, 0), "
+            "coalesce(oc.n, 0) FROM ids LEFT JOIN experts e ON e.id = ids.expert_id "
+            "LEFT JOIN rec ON rec.expert_id = ids.expert_id "
+            "LEFT JOIN fb ON fb.expert_id = ids.expert_id LEFT JOIN oc ON oc.expert_id = ids.expert_id",
+            [*params, *params, *o_params],
+        )
+        return [Engagement(r[0], r[1], r[2], *(int(v) for v in r[3:])) for r in rows.fetchall()]
+
+    def get_demands(self, ids: Iterable[str]) -> list[Demand]:
+        """The demands with these ids that exist, in the order asked."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, Demand] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT * FROM demands WHERE id IN ({marks})", chunk)
+            cols = [c[0] for c in rows.description]
+            for r in rows.fetchall():
+                d = self._demand_from_row(dict(zip(cols, r, strict=True)))
+                found[d.id] = d
+        return [found[i] for i in wanted if i in found]
+
+    def demand_change_mark(self) -> int:
+        """The last entry of the demands' change log (0 when empty)."""
+        return self._count("SELECT coalesce(max(seq), 0) FROM demand_changes", [])
+
+    def changed_demand_ids(self, since: int) -> list[str]:
+        """Demands written (inserted, updated, deleted) after log entry `since`, first written first."""
+        rows = self.db.execute("SELECT demand_id FROM demand_changes WHERE seq > ? GROUP BY demand_id "
+                               "ORDER BY min(seq)", [since])
+        return [r[0] for r in rows.fetchall()]
+
+    def expert_excluded_demands(self, expert_id: str, verdicts: Sequence[str]) -> set[str]:
+        """Demands this expert got one of `verdicts` (婉拒, 不合适) for."""
+        marks = ", ".join("?" * len(verdicts))
+        rows = self.db.execute("SELECT DISTINCT demand_id FROM feedback WHERE expert_id = ? "
+                               f"AND verdict IN ({marks})", [expert_id, *verdicts])
+        return {r[0] for r in rows.fetchall()}

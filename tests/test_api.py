@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from api import create_app
-from api.routes import demands, experts, feedback, health
+from api.routes import demands, experts, feedback, health, outcomes
 from api.routes import match as match_routes
 from api.routes import team as team_routes
 from matcher.config import Settings
@@ -651,13 +651,22 @@ def test_openapi_lists_every_endpoint(client: TestClient) -> None:
         "/api/v1/match.xlsx": ["post"],
         "/api/v1/experts": ["get", "post"],
         "/api/v1/experts/{expert_id}": ["delete", "get", "put"],
-        "/api/v1/demands": ["post"],
-        "/api/v1/demands/{demand_id}": ["get"],
+        "/api/v1/experts/{expert_id}/history": ["get"],
+        "/api/v1/experts/{expert_id}/pause": ["delete", "put"],
+        "/api/v1/experts/{expert_id}/demands": ["get"],
+        "/api/v1/experts/{expert_id}/visit-plan": ["get"],
+        "/api/v1/demands": ["get", "post"],
+        "/api/v1/demands/match": ["post"],
+        "/api/v1/demands/{demand_id}": ["get", "patch"],
         "/api/v1/demands/{demand_id}/matches": ["get"],
         "/api/v1/demands/{demand_id}/needs-team": ["put"],
         "/api/v1/demands/{demand_id}/team": ["get"],
         "/api/v1/team": ["post"],
+        "/api/v1/demands/{demand_id}/recommendations": ["get"],
         "/api/v1/feedback": ["post"],
+        "/api/v1/outcomes": ["get", "post"],
+        "/api/v1/outcomes/{outcome_id}": ["delete", "get"],
+        "/api/v1/stats": ["get"],
         "/api/v1/health": ["get"],
     }
     assert "APIKeyHeader" in spec["components"]["securitySchemes"]
@@ -667,9 +676,9 @@ def test_openapi_lists_every_endpoint(client: TestClient) -> None:
 
 def test_routes_are_plain_functions() -> None:
     # Ranking is CPU work: `def` routes run in the thread pool instead of blocking the event loop.
-    modules = (demands, experts, feedback, health, match_routes, team_routes)
+    modules = (demands, experts, feedback, health, match_routes, outcomes, team_routes)
     routes = [r for m in modules for r in m.router.routes]
-    assert len(routes) == 15 and all(isinstance(r, APIRoute) for r in routes)
+    assert len(routes) == 29 and all(isinstance(r, APIRoute) for r in routes)
     assert not [r.path for r in routes if inspect.iscoroutinefunction(r.endpoint)]
 
 

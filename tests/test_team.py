@@ -29,7 +29,7 @@ from matcher.team import (
     undominated,
 )
 
-from .conftest import THERMOS
+from .conftest import THERMOS, make_settings
 
 WELD_BMS = "不锈钢保温杯真空层激光焊接合格率低；另外，锂电池包BMS均衡策略不成熟"
 THREE_PARTS = ("我司生产不锈钢保温杯，真空层激光焊接合格率低。另外，车间VOCs废气超标，想上催化燃烧。"
@@ -348,3 +348,22 @@ def test_the_cli_team_table_json_and_errors(tmp_path) -> None:
         res = runner.invoke(app, ["team", "  " if not args else WELD_BMS, "--db", db, *args])
         assert res.exit_code == 2 and "error:" in res.output and message in res.output
     assert runner.invoke(app, ["team", "--help"]).exit_code == 0
+
+
+def test_a_stored_demands_team_leaves_out_declined_and_paused_experts(tmp_path, tokenizer) -> None:
+    from matcher.workflow import Workflow
+
+    with Engine(make_settings(tmp_path), tokenizer=tokenizer) as engine:
+        engine.load_demo()
+        demand = engine.store.get_demand("Q0001")
+        first = recommend_team(engine, demand.text, size=3, demand=demand)
+        [a, b] = [m.expert.id for m in first.members][:2]
+        flow = Workflow(engine)
+        flow.record_feedback("staff", demand.id, a, "declined")
+        flow.pause("staff", b, until="2099-12-31", reason="出差")
+        again = recommend_team(engine, demand.text, size=3, demand=demand)
+        ids = [m.expert.id for m in again.members]
+        assert a not in ids and b not in ids and len(ids) == 3
+        # a live text (no stored demand) is not bound by that demand's verdicts
+        live = recommend_team(engine, demand.text, size=3)
+        assert a in [m.expert.id for m in live.members] or a in live.ranking

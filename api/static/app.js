@@ -138,9 +138,11 @@ function renderResults(text, payload) {
   for (const m of payload.data) {
     const e = m.expert;
     const link = el("a", { href: "/experts/" + encodeURIComponent(e.id), target: "_blank", rel: "noopener", text: e.name || e.id });
+    // Paused experts (暂停推荐) stay in a live ranking, flagged: the nightly batch leaves them out.
+    const paused = m.paused ? el("div", { class: "badge paused", text: `暂停推荐至 ${m.paused.until}` + (m.paused.reason ? `（${m.paused.reason}）` : "") }) : null;
     const row = el("tr", {},
       el("td", { class: "num", text: String(m.rank) }),
-      el("td", { class: "name" }, link),
+      el("td", { class: "name" }, link, paused),
       el("td", { text: e.title }),
       el("td", { text: e.institution }),
       el("td", { text: e.region }),

@@ -1,0 +1,273 @@
+"""Staff accounts: passwords, sign-in with lock-out, server-side sessions with a CSRF token each.
+
+Feedback and status changes come from people in a browser, so the page's writes need a signed-in
+staff member (API keys stay for machines). What this module promises:
+
+* Passwords are hashed with scrypt (`hashlib.scrypt`, RFC 7914) and a 16-byte random salt per user;
+  the parameters are stored in the hash (`scrypt$N$r$p$salt$hash`), so they can be raised later
+  without breaking old hashes. Verification compares with `hmac.compare_digest`.
+* `sign_in` answers the same for an unknown user and a wrong password (and spends the same
+  scrypt time on both), counts failures in a row, and locks the account for
+  `login_lockout_minutes` after `login_max_failures` of them (`LockedOutError`); while locked, even
+  the right password is refused. `unlock` (the CLI's `matcher users unlock`) ends it early.
+* A session is a random 256-bit token in an HttpOnly, SameSite=Strict cookie; the database keeps
+  only its SHA-256, so a copy of the database cannot be replayed as a cookie. Each session has its
+  own CSRF token, which every write sent by the page must echo (`check_csrf`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from matcher.config import Settings
+from matcher.errors import AuthError, ForbiddenError, InputError, LockedOutError, NotFoundError
+from matcher.store import Store, User
+
+ROLES: tuple[str, ...] = ("staff", "admin")
+MIN_PASSWORD_CHARS = 10
+_USERNAME = re.compile(r"^[A-Za-z0-9_.\-\u4e00-\u9fff]{2,40}$")
+
+# scrypt cost: N = 2^15, r = 8, p = 1 takes 32 MiB and about 0.1 s here (OWASP's floor is N = 2^17
+# with r = 8, or 2^15 with more memory per step); stored with each hash, so raising it later is safe.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+_MAXMEM = 64 * 1024 * 1024
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=32)
+    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        got = hashlib.scrypt(
+            password.encode("utf-8"),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=_MAXMEM,
+            dklen=len(expected),
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, expected)
+
+
+# Spent on unknown user names, so that the time taken does not tell which names exist.
+_DUMMY_HASH = hash_password("not a password: only here to take as long as a real check", n=SCRYPT_N)
+
+
+def check_username(username: str) -> str:
+    name = username.strip()
+    if not _USERNAME.match(name):
+        raise InputError("a user name is 2 to 40 letters, digits, Chinese characters or . _ - (no spaces)")
+    return name
+
+
+def check_password(password: str, username: str = "") -> str:
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InputError(f"the password must have at least {MIN_PASSWORD_CHARS} characters")
+    if username and username.lower() in password.lower():
+        raise InputError("the password must not contain the user name")
+    if len(set(password)) < 4:
+        raise InputError("the password repeats too few characters; choose another")
+    return password
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat()
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in staff member: the user and the CSRF token the page must send with each write."""
+
+    user: User
+    csrf_token: str
+    expires_at: str
+
+    @property
+    def actor(self) -> str:
+        return f"staff:{self.user.username}"
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """A new session: `token` goes into the cookie (and nowhere else)."""
+
+    token: str
+    session: Session
+
+
+class Accounts:
+    """Staff accounts over one store (see the module docstring)."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    # -- accounts (the CLI's `matcher users`) --------------------------------------------------
+    def add_user(self, username: str, password: str, role: str = "staff", *, actor: str = "cli") -> User:
+        name = check_username(username)
+        if role not in ROLES:
+            raise InputError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        check_password(password, name)
+        if self.store.get_user(name) is not None:
+            raise InputError(
+                f"a user named {name!r} exists; `matcher users passwd {name}` sets a new password"
+            )
+        with self.store.transaction():
+            user = self.store.create_user(name, role, hash_password(password))
+            self.store.audit(actor, "user.add", f"user:{name}", {"role": role})
+        return user
+
+    def _require(self, username: str) -> User:
+        user = self.store.get_user(username.strip())
+        if user is None:
+            raise NotFoundError(f"no user named {username!r}; `matcher users list` shows them")
+        return user
+
+    def set_password(self, username: str, password: str, *, actor: str = "cli") -> None:
+        user = self._require(username)
+        check_password(password, user.username)
+        with self.store.transaction():
+            self.store.update_user(
+                user.id, password_hash=hash_password(password), failed_logins=0, locked_until=None
+            )
+            self.store.delete_sessions(user_id=user.id)  # a new password signs every browser out
+            self.store.audit(actor, "user.passwd", f"user:{user.username}")
+
+    def unlock(self, username: str, *, actor: str = "cli") -> None:
+        user = self._require(username)
+        with self.store.transaction():
+            self.store.update_user(user.id, failed_logins=0, locked_until=None)
+            self.store.audit(actor, "user.unlock", f"user:{user.username}")
+
+    def set_disabled(self, username: str, disabled: bool, *, actor: str = "cli") -> None:
+        user = self._require(username)
+        with self.store.transaction():
+            self.store.update_user(user.id, disabled=int(disabled))
+            if disabled:
+                self.store.delete_sessions(user_id=user.id)
+            self.store.audit(actor, "user.disable" if disabled else "user.enable", f"user:{user.username}")
+
+    # -- signing in and out ---------------------------------------------------------------------
+    def sign_in(self, username: str, password: str, *, ip: str = "") -> SignIn:
+        """A new session for the right password; `AuthError` otherwise, `LockedOutError` while locked.
+        Every attempt is in the audit log."""
+        s = self.settings
+        name = username.strip()
+        user = self.store.get_user(name) if name else None
+        now = _now()
+        if user is None:
+            verify_password(password, _DUMMY_HASH)
+            self.store.audit(
+                f"anonymous:{name[:40]}",
+                "login.failed",
+                f"user:{name[:40]}",
+                {"reason": "unknown user"},
+                ip=ip,
+            )
+            raise AuthError("用户名或密码错误 (wrong user name or password)")
+        if user.locked_until and user.locked_until > _iso(now):
+            self.store.audit(
+                f"staff:{user.username}",
+                "login.refused",
+                f"user:{user.username}",
+                {"reason": "locked", "locked_until": user.locked_until},
+                ip=ip,
+            )
+            raise LockedOutError(self._locked_message(user.locked_until))
+        ok = verify_password(password, user.password_hash)
+        if not ok or user.disabled:
+            # a lock that ran out starts the count afresh
+            failures = (0 if user.locked_until else user.failed_logins) + 1
+            locked = (
+                _iso(now + timedelta(minutes=s.login_lockout_minutes))
+                if failures >= s.login_max_failures
+                else None
+            )
+            with self.store.transaction():
+                self.store.update_user(user.id, failed_logins=failures, locked_until=locked)
+                self.store.audit(
+                    f"staff:{user.username}",
+                    "login.failed",
+                    f"user:{user.username}",
+                    {
+                        "failures": failures,
+                        "disabled": user.disabled,
+                        **({"locked_until": locked} if locked else {}),
+                    },
+                    ip=ip,
+                )
+            if locked:
+                raise LockedOutError(self._locked_message(locked))
+            raise AuthError("用户名或密码错误 (wrong user name or password)")
+        token = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(32)
+        expires = _iso(now + timedelta(hours=s.session_hours))
+        with self.store.transaction():
+            self.store.delete_sessions(expired_before=_iso(now))
+            self.store.create_session(token_hash(token), user.id, csrf, expires, ip)
+            self.store.update_user(user.id, failed_logins=0, locked_until=None, last_login_at=_iso(now))
+            self.store.audit(f"staff:{user.username}", "login", f"user:{user.username}", ip=ip)
+        fresh = self.store.get_user_by_id(user.id)
+        assert fresh is not None
+        return SignIn(token, Session(fresh, csrf, expires))
+
+    def _locked_message(self, until: str) -> str:
+        return (
+            f"多次登录失败，账号已锁定至 {until}（UTC）；请稍后再试，或请管理员运行 "
+            f"`matcher users unlock` (account locked after {self.settings.login_max_failures} failed "
+            "sign-ins)"
+        )
+
+    def session(self, token: str | None) -> Session | None:
+        """The live session of a cookie's token, or None (unknown, expired, user disabled)."""
+        if not token or len(token) > 200:
+            return None
+        row = self.store.get_session(token_hash(token))
+        if row is None or row.expires_at <= _iso(_now()):
+            return None
+        user = self.store.get_user_by_id(row.user_id)
+        if user is None or user.disabled:
+            return None
+        return Session(user, row.csrf_token, row.expires_at)
+
+    def sign_out(self, token: str | None, *, ip: str = "") -> None:
+        session = self.session(token)
+        if token:
+            with self.store.transaction():
+                self.store.delete_sessions(token_hash=token_hash(token))
+                if session is not None:
+                    self.store.audit(session.actor, "logout", f"user:{session.user.username}", ip=ip)
+
+
+def check_csrf(session: Session, sent: str | None) -> None:
+    """Refuse a write whose CSRF token is missing or not this session's."""
+    if not sent or not hmac.compare_digest(sent.encode("utf-8"), session.csrf_token.encode("utf-8")):
+        raise ForbiddenError("跨站请求校验失败：请刷新页面后重试 (the form's CSRF token is missing or stale)")
