@@ -327,10 +327,13 @@ class NeedsTeamIn(_In):
 
 # -- teams (组团) ----------------------------------------------------------------------------------
 class TeamIn(_In):
-    text: str = Field(description="The enterprise's demand, as pasted (1 to 20,000 characters).")
+    text: str = Field(
+        description="The enterprise's demand, as pasted: 1 to 20,000 characters, not all white space.",
+        json_schema_extra={"pattern": _WORDS, "maxLength": 20_000},
+    )
     size: int = Field(3, ge=1, le=8, description="How many experts in the team (1-8).")
     filters: FiltersIn = Field(default_factory=FiltersIn)
-    one_per_institution: bool = Field(False, description="At most one expert from each institution.")
+    one_per_institution: StrictBool = Field(False, description="At most one expert from each institution.")
 
     model_config = ConfigDict(
         extra="forbid",

@@ -18,6 +18,7 @@ consistent (index, experts) pair.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
@@ -642,25 +643,32 @@ class Engine:
         q = self.understander.build_query(u)
         if self.encoder is None:
             return q
+        said = " ".join([text, *u.extra])[: dense.QUERY_CHARS]
+        key = dense.text_key("query: " + said)
+        hit = self.store.cached_vectors(self.encoder.name, [key]).get(key)
+        if hit is not None:
+            return q.with_vector(hit, self.encoder.name)
         # Encoded on another thread while the words and characters are scored (the encoder is C
         # code that releases the GIL); the signals wait for it only when they reach the dense one.
-        said = " ".join([text, *u.extra])
-        return q.with_vector(self._query_pool.submit(self.query_vector, said), self.encoder.name)
+        # That thread never touches the store: its connection is this thread's.
+        return q.with_vector(self._query_pool.submit(self._encode_query, said), self.encoder.name)
+
+    def _encode_query(self, text: str) -> np.ndarray:
+        assert self.encoder is not None
+        return self.encoder.encode([text], query=True)[0]
 
     def query_vector(self, text: str) -> np.ndarray:
-        """The dense vector of a demand text (cached in the store: the nightly batch re-ranks the
-        same demands)."""
+        """The dense vector of a demand text, cached in the store (the demand bank and the nightly
+        batch read the same demands again)."""
         assert self.encoder is not None
         text = text[: dense.QUERY_CHARS]
         key = dense.text_key("query: " + text)
         hit = self.store.cached_vectors(self.encoder.name, [key]).get(key)
         if hit is not None:
             return hit
-        vec = self.encoder.encode([text], query=True)[0]
-        try:
+        vec = self._encode_query(text)
+        with contextlib.suppress(StoreError):  # a busy or read-only database: the vector is still good
             self.store.cache_vectors(self.encoder.name, {key: vec})
-        except StoreError:  # a busy or read-only database: the vector is still good
-            pass
         return vec
 
     def match(self, text: str, top_k: int | None = None, filters: Filters | None = None,

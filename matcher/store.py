@@ -901,8 +901,12 @@ class Store:
         return self._demand_from_row(rows[0])
 
     def iter_demands(self, status: str | None = None) -> Iterator[Demand]:
+        """The demands, oldest first. Read whole before the first is handed out: a caller that
+        writes while it iterates (matching each demand refreshes the demand bank) would otherwise
+        write with this connection's read still open ("database table is locked")."""
         where, params = (None, None) if status is None else ("status = ?", [status])
-        for row in self.db["demands"].rows_where(where, params, order_by="created_at, id"):
+        rows = list(self.db["demands"].rows_where(where, params, order_by="created_at, id"))
+        for row in rows:
             yield self._demand_from_row(row)
 
     def recent_demand_texts(self, limit: int) -> list[tuple[str, str, str]]:

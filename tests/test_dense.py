@@ -108,7 +108,7 @@ def test_vectors_follow_an_index_through_updates_and_compaction(tokenizer) -> No
     assert compact.expert_ids_[compact.unit_expert_[best]] == "N1"
 
 
-def test_the_query_vector_is_encoded_on_another_thread_and_cached(tmp_path: Path, tokenizer) -> None:
+def test_the_query_vector_is_encoded_on_another_thread_or_read_from_the_cache(tmp_path: Path, tokenizer) -> None:
     with Engine(make_settings(tmp_path), tokenizer=tokenizer) as engine:
         engine.load_demo()
         engine.ensure_index()
@@ -117,7 +117,12 @@ def test_the_query_vector_is_encoded_on_another_thread_and_cached(tmp_path: Path
         v = q.dense_vector()
         assert np.allclose(v, ENCODER.encode([BATTERY], query=True)[0], atol=1e-6)
         key = text_key("query: " + BATTERY)
+        # the encoding thread never writes to the store (its connection belongs to this thread)
+        assert key not in engine.store.cached_vectors(ENCODER.name, [key])
+        assert np.allclose(engine.query_vector(BATTERY), v, atol=1e-6)  # the demand bank's path caches
         assert key in engine.store.cached_vectors(ENCODER.name, [key])
+        again = engine.query(BATTERY)
+        assert isinstance(again.vector, np.ndarray) and np.allclose(again.vector, v, atol=1e-6)
 
 
 def test_the_demo_ships_a_vector_for_every_text_it_indexes(tmp_path: Path, tokenizer) -> None:

@@ -233,14 +233,25 @@ def set_needs_team(
 
 
 @router.get(
-    "/{demand_id}/team", response_model=TeamOut, response_model_exclude_unset=True, responses=NOT_FOUND
+    "/{demand_id}/team", response_model=TeamOut, response_model_exclude_unset=True, responses=NOT_FOUND,
+    openapi_extra=OPTIONAL_KEY,
 )
 def demand_team(
     demand_id: DemandId,
     engine: EngineDep,
+    workflow: WorkflowDep,
+    lock: WriteLock,
     has_key: HasKey,
+    actor: ApiActor,
+    ip: ClientIp,
     size: Annotated[int, Query(ge=1, le=MAX_SIZE, description="How many experts in the team.")] = 3,
 ) -> dict[str, Any]:
-    """A team for a stored demand, under its 回避 rules (its title and keywords emphasised)."""
+    """A team for a stored demand, under its 回避 rules and its verdicts (its title and keywords
+    emphasised). Contact details only with a valid `X-API-Key`, and such a view is audited."""
     demand = engine.store.get_demand(demand_id)
-    return recommend_team(engine, demand.text, size=size, demand=demand).to_dict(include_contact=has_key)
+    result = recommend_team(engine, demand.text, size=size, demand=demand)
+    if has_key and actor and result.members:
+        with lock:
+            workflow.log_contact_view(actor, [m.expert.id for m in result.members],
+                                      where=f"team of demand {demand_id}", ip=ip)
+    return result.to_dict(include_contact=has_key)

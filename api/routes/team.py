@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import EngineDep, HasKey
+from api.deps import OPTIONAL_KEY, ApiActor, ClientIp, EngineDep, HasKey, WorkflowDep, WriteLock
 from api.routes.match import ERRORS
 from api.schemas import TeamIn, TeamOut
 from matcher.rank import Filters
@@ -15,12 +15,15 @@ from matcher.team import recommend_team
 router = APIRouter(tags=["team"])
 
 
-@router.post("/team", response_model=TeamOut, response_model_exclude_unset=True, responses=ERRORS)
-def team(body: TeamIn, engine: EngineDep, has_key: HasKey) -> dict[str, Any]:
+@router.post("/team", response_model=TeamOut, response_model_exclude_unset=True, responses=ERRORS,
+             openapi_extra=OPTIONAL_KEY)
+def team(body: TeamIn, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock, has_key: HasKey,
+         actor: ApiActor, ip: ClientIp) -> dict[str, Any]:
     """Recommend `size` experts who together cover the parts (aspects) of the demand.
 
     Each aspect lists the members who cover it; each member lists the aspects it covers, with
-    the matched terms and evidence for each. Contact details only with a valid `X-API-Key`.
+    the matched terms and evidence for each. Contact details only with a valid `X-API-Key`, and
+    such a view is audited.
     """
     f = body.filters
     filters = Filters(
@@ -30,4 +33,7 @@ def team(body: TeamIn, engine: EngineDep, has_key: HasKey) -> dict[str, Any]:
     )
     result = recommend_team(engine, body.text, size=body.size, filters=filters,
                             one_per_institution=body.one_per_institution)
+    if has_key and actor and result.members:
+        with lock:
+            workflow.log_contact_view(actor, [m.expert.id for m in result.members], where="team", ip=ip)
     return result.to_dict(include_contact=has_key)

@@ -204,6 +204,8 @@ function teamMode() {
 function teamBody() {
   const body = requestBody();
   delete body.top_k;
+  delete body.exclude_terms;  // the corrections are the ranked list's; a team reads the demand as written
+  delete body.extra_terms;
   body.size = Number(document.getElementById("team-size").value);
   body.one_per_institution = document.getElementById("one-per-institution").checked;
   return body;
