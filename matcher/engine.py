@@ -164,6 +164,7 @@ class Engine:
         index.length_norm = s.expert_length_norm
         index.list_floor = s.list_floor
         index.popularity_weight = s.popularity_weight
+        index.pruning = s.topk_pruning
         return index
 
     def rebuild(self) -> ExpertIndex:

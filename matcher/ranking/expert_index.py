@@ -70,6 +70,10 @@ class ExpertIndex:
     OPTIONAL: tuple[str, ...] = ("profile", "fields")
     #: The term indexes a saved index holds (`persist`).
     TERM_INDEXES: tuple[str, ...] = ("units", "chars", *OPTIONAL)
+    #: Score the lexical signals by top-k retrieval with dynamic pruning (`matcher.ranking.pruned`):
+    #: the same votes as scoring every posting, from a fraction of the postings. Set per index by
+    #: the owner (the engine: `MATCHER_TOPK_PRUNING`).
+    pruning: bool = False
 
     def __init__(
         self,
@@ -515,7 +519,7 @@ class ExpertIndex:
         sig, units = self.signals(query)
         total = self.fuse(sig, self.weights if weights is None else weights)
         return Scored(total=total, signals=sig, unit_scores=units.words, char_scores=units.chars,
-                      dense_scores=units.dense)
+                      dense_scores=units.dense, complete=units.complete)
 
     def fuse(self, sig: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
         return fuse(sig, weights, self.expert_alive_, self.diversify_slots, self.list_floor,
@@ -529,6 +533,8 @@ class ExpertIndex:
         self, experts: Sequence[int], query: Query, scored: Scored, *, max_evidence: int = 3,
     ) -> list[Explanation]:
         """Why each of `experts` matched (see `matcher.ranking.explain`)."""
+        if scored.complete is not None:  # top-k retrieval: their units' scores are filled in first
+            scored.complete(experts)
         return explain_many(self, experts, query, scored, max_evidence=max_evidence)
 
     # -- persistence (see `matcher.ranking.persist`) ----------------------------------------------
