@@ -19,9 +19,14 @@ consistent (index, experts) pair.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -58,6 +63,24 @@ class _Loaded:
     index: ExpertIndex
     experts: tuple[Expert | None, ...]  # cards by index position; None where an expert was removed
     data_version: int
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """`settings` as MATCHER_* environment variables, for a child process (`rebuild_elsewhere`,
+    `matcher serve --workers`) that must see what this process sees. Paths are made absolute."""
+    out: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = str(value.resolve()) if str(value) != ":memory:" else str(value)
+        elif isinstance(value, tuple | list):
+            value = ",".join(v.get_secret_value() if hasattr(v, "get_secret_value") else str(v)
+                             for v in value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        out[f"MATCHER_{name.upper()}"] = str(value)
+    return out
 
 
 def card(expert: Expert) -> Expert:
@@ -105,6 +128,10 @@ class Engine:
         self._query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matcher-query-vector")
         self._dense_worker: _DenseWorker | None = None
         self._bank_busy = False
+        # An index rebuilt by another process (`matcher index`, `rebuild_elsewhere`) is adopted by a
+        # background thread while the loaded one goes on serving (see `follow_saved`).
+        self._follow_checked = 0.0
+        self._following: threading.Thread | None = None
         # Tokens of indexed texts are cached in the store, keyed by the dictionaries and the
         # tokenizer's code as well as the text (see matcher.tokens).
         text_code = Path(matcher_text.__file__).read_bytes()
@@ -222,6 +249,7 @@ class Engine:
         """The loaded index, fresh for the store: loaded from disk, updated incrementally, or rebuilt.
         A stale demand bank is recomputed at once when small (`bank_sync_max` demands), else by
         the server's background thread, `matcher index` or the nightly batch."""
+        self._follow_saved_soon()
         loaded = self._ensure_index()
         if not self._bank_busy and not self.bank_is_fresh():
             if self.store.count_demands() <= self.settings.bank_sync_max:
@@ -317,6 +345,76 @@ class Engine:
             return
         self._apply_locked(loaded.index, upserts, removed, version, {e.id: card(e) for e in upserts},
                            aligned=loaded.experts)
+
+    # -- serving while the index is rebuilt in another process -----------------------------------
+    #: How often (seconds) a serving engine looks whether another process saved a new base index.
+    FOLLOW_EVERY = 1.0
+
+    def saved_base_id(self) -> str | None:
+        """The base id of the index saved in `index_dir` (None when there is none or it is being
+        swapped): read from its small state.json, not from the index."""
+        try:
+            state = json.loads((self.index_dir / "state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        base = state.get("base_id") if isinstance(state, dict) else None
+        return base if isinstance(base, str) else None
+
+    def follow_saved(self) -> bool:
+        """Adopt the index saved by another process when it is another base than the loaded one
+        (`matcher index` rebuilt it, or another worker compacted it): loaded memory-mapped, brought
+        up to the store, and swapped in with one assignment. The loaded index serves meanwhile and
+        nothing is built in this process. True when it swapped."""
+        loaded = self._loaded
+        saved = self.saved_base_id()
+        if loaded is None or saved is None or saved == loaded.index.base_id_:
+            return False
+        index = self._load_saved()
+        if index is None or index.base_id_ != saved:  # unusable for us, or swapped again meanwhile
+            return False
+        with self._build_lock:
+            current = self._loaded
+            if current is None or current.index.base_id_ == index.base_id_:
+                return False
+            self._sync_locked(index, self.store.data_version)
+        log.info("adopted the index saved by another process (base %s)", saved)
+        self._dense_wanted()
+        return True
+
+    def _follow_saved_soon(self) -> None:
+        """At most every `FOLLOW_EVERY` seconds, start `follow_saved` on a thread if the saved
+        base changed (a stat and a small read; requests never wait for the load)."""
+        now = time.monotonic()
+        if self._loaded is None or now - self._follow_checked < self.FOLLOW_EVERY:
+            return
+        self._follow_checked = now
+        busy = self._following
+        if busy is not None and busy.is_alive():
+            return
+        saved = self.saved_base_id()
+        if saved is None or saved == self._loaded.index.base_id_:
+            return
+
+        def follow() -> None:
+            try:
+                self.follow_saved()
+            except Exception:  # noqa: BLE001 - the loaded index goes on serving; retried on the next look
+                log.exception("could not adopt the index saved by another process")
+
+        self._following = threading.Thread(target=follow, name="matcher-follow-index", daemon=True)
+        self._following.start()
+
+    def rebuild_elsewhere(self, *, timeout: float | None = None) -> None:
+        """Rebuild the index in a separate process (`matcher index`, with this engine's settings)
+        and adopt it: a server's memory and request threads are not touched by the build, and the
+        new index is swapped in atomically when it is ready (`follow_saved`)."""
+        env = {**os.environ, **settings_env(self.settings)}
+        done = subprocess.run([sys.executable, "-m", "matcher", "index"], env=env, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        if done.returncode:
+            raise IndexStateError(f"the index rebuild in a separate process failed: "
+                                  f"{(done.stderr or done.stdout).strip()[-500:]}")
+        self.follow_saved()
 
     # -- dense vectors --------------------------------------------------------------------------
     def _with_dense(self, index: ExpertIndex) -> ExpertIndex:
