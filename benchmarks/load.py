@@ -114,7 +114,7 @@ def phase(name: str, clients: int, seconds: float, busy: bool, rebuild: str = "e
     else:
         env.update(MATCHER_DB=str(tmp / "load.db"), MATCHER_API_KEYS=KEY)
         cmd = [sys.executable, "-m", "matcher", "serve", "--port", str(port), "--workers", str(workers)]
-    server = subprocess.Popen(cmd, cwd=tmp, env=env, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(cmd, cwd=tmp, env=env, stderr=(tmp / "server.log").open("w"))
     rebuilt = [0]
     try:
         deadline = time.monotonic() + 180

@@ -499,7 +499,7 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> No
                        f"({engine.store.count_experts()} fictional experts).", err=True)
         if engine.store.count_experts():
             engine.ensure_index()
-    os.environ.update(settings_env(settings))
+    os.environ.update(settings_env(settings), MATCHER_SHARED_INDEX="1")
     typer.echo(f"serving on http://{host}:{port}/ with {workers} workers (API docs at /docs); Ctrl+C stops",
                err=True)
     uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,

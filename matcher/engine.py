@@ -211,8 +211,11 @@ class Engine:
 
     def _save(self, index: ExpertIndex, version: int) -> None:
         target = self.index_dir
-        tmp = target.with_name(target.name + ".tmp")
-        old = target.with_name(target.name + ".old")
+        # Names of this process's own: several processes (serve --workers, matcher index) may save
+        # at once, and none may remove or rename another's folder half-way; the last one wins.
+        mine = f"{os.getpid()}-{threading.get_ident()}"
+        tmp = target.with_name(f"{target.name}.{mine}.tmp")
+        old = target.with_name(f"{target.name}.{mine}.old")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             index.save(tmp, extra_meta={"data_version": version, "fingerprint": self._fingerprint()})
@@ -236,7 +239,15 @@ class Engine:
         except OSError as exc:
             self._unsaved(exc)
             for partial in self.index_dir.glob("*.tmp"):
-                shutil.rmtree(partial, ignore_errors=True)
+                # another process's delta in progress is left alone (a crashed one's, once stale)
+                if time.time() - partial.stat().st_mtime > 600 or not self._others_may_save():
+                    shutil.rmtree(partial, ignore_errors=True)
+
+    @staticmethod
+    def _others_may_save() -> bool:
+        """Whether this is one of several processes serving the same saved index (`matcher serve
+        --workers` sets MATCHER_SHARED_INDEX=1 for its workers)."""
+        return os.environ.get("MATCHER_SHARED_INDEX") == "1"
 
     def _unsaved(self, exc: OSError) -> None:
         # The database write that led here has committed and the index in memory is up to date:
@@ -319,7 +330,10 @@ class Engine:
             new = new.compacted()
         if new.base_id_ != index.base_id_:
             self._save(new, version)
-        elif save:
+        elif save and not self._others_may_save():
+            # With several serving processes (serve --workers) none saves deltas: each would remove
+            # the others' (one delta folder is current), and a reader could then find state.json
+            # naming a folder gone. Each keeps its updates in memory; a start syncs from the store.
             self._save_delta(new, version)
         if aligned is None:
             experts = new.align(records)
