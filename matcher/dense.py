@@ -23,7 +23,10 @@ narrow band (0.8-0.9 for any two Chinese texts), and removing the common directi
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
+import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -345,3 +348,46 @@ def read_vector_file(path: Path | str) -> tuple[str, dict[bytes, np.ndarray]]:
     if keys.ndim != 2 or keys.shape[1] != 16 or len(keys) != len(vecs):
         raise InputError(f"{path}: keys and vectors do not match")
     return model, {k.tobytes(): v for k, v in zip(keys, vecs, strict=True)}
+
+
+# -- the vectors of a saved index, in a memory-mappable file -------------------------------------------
+def keys_digest(keys: np.ndarray) -> str:
+    """A digest of an index's unit keys (rows of 16 uint8): which units, in which order."""
+    return hashlib.blake2b(np.ascontiguousarray(keys).tobytes(), digest_size=16).hexdigest()
+
+
+def save_vectors_file(folder: Path | str, vectors: DenseVectors, unit_keys: np.ndarray) -> None:
+    """Write complete unit vectors beside a saved index (`folder`, e.g. `<index>/dense`), so that
+    every process serving it memory-maps one copy instead of assembling its own from the cache (a
+    million lookups and 0.77 GB per process at 100,000 experts). Written aside, then renamed."""
+    folder = Path(folder)
+    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "units.npy", np.ascontiguousarray(vectors.units, dtype=np.float16))
+    np.save(tmp / "mean.npy", vectors.mean.astype(np.float32))
+    meta = {"model": vectors.model, "n_units": len(unit_keys), "keys": keys_digest(unit_keys)}
+    (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    old = folder.with_name(f"{folder.name}.{os.getpid()}.old")
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_vectors_file(folder: Path | str, model: str, unit_keys: np.ndarray) -> DenseVectors | None:
+    """The vectors saved by `save_vectors_file`, memory-mapped, when they are `model`'s for exactly
+    these unit keys; else None (then they are assembled from the cache)."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        if (meta.get("model") != model or meta.get("n_units") != len(unit_keys)
+                or meta.get("keys") != keys_digest(unit_keys)):
+            return None
+        units = np.load(folder / "units.npy", mmap_mode="r", allow_pickle=False)
+        mean = np.load(folder / "mean.npy", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if units.shape[0] != len(unit_keys):
+        return None
+    return DenseVectors(model, mean, units, np.ones(len(unit_keys), dtype=bool), None, None)

@@ -206,6 +206,7 @@ class Engine:
         index = self.new_index().fit(_carding(self.store.iter_experts(), cards), self.tokens)
         self._save(index, version)
         self._loaded = _Loaded(self._with_bank(self._with_dense(index)), tuple(cards), version)
+        self._save_dense(self._loaded.index)
         self._dense_wanted()
         return self._loaded
 
@@ -436,8 +437,30 @@ class Engine:
         if self.encoder is None:
             return index
         model = self.encoder.name
-        return index.with_dense(model, lambda keys: self.store.cached_vectors(model, keys),
-                                profiles=bool(self.settings.weight_dense_profile))
+        profiles = bool(self.settings.weight_dense_profile)
+        if index.dense_ is None and not profiles:
+            # one memory-mapped copy for every process serving this index (`_save_dense`)
+            saved = dense.load_vectors_file(self.index_dir / "dense", model, index.unit_dkey_)
+            if saved is not None:
+                return index.with_dense_vectors(saved)
+        if (index.dense_ is not None and index.dense_.model == model and not index.dense_missing()
+                and (not profiles or index.dense_.profiles is not None)):
+            return index  # complete: nothing to look up (and the vectors are not copied)
+        return index.with_dense(model, lambda keys: self.store.cached_vectors(model, keys), profiles=profiles)
+
+    def _save_dense(self, index: ExpertIndex) -> None:
+        """Save complete unit vectors beside the saved index, for `_with_dense` in every process."""
+        v = index.dense_
+        if v is None or v.profiles is not None or not v.complete:
+            return
+        if index.units_.n_rows_ != index.units_.n_base_rows_:  # updated since the base: not its vectors
+            return
+        if index.base_id_ != self.saved_base_id():
+            return
+        try:
+            dense.save_vectors_file(self.index_dir / "dense", v, index.unit_dkey_)
+        except OSError as exc:
+            self._unsaved(exc)
 
     # -- the demand bank (matcher.ranking.bank) ---------------------------------------------------
     def _bank_weights(self) -> tuple[float, float]:
@@ -531,6 +554,8 @@ class Engine:
                 current = self._loaded
                 if current is not None:
                     self._loaded = replace(current, index=self._with_bank(self._with_dense(current.index)))
+        if done and self._loaded is not None:
+            self._save_dense(self._loaded.index)
         return done
 
     def prepare_dense(self, index: ExpertIndex, experts: Iterable[Expert],

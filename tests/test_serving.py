@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from matcher.config import Settings
@@ -192,3 +193,26 @@ def test_serve_with_workers_shares_the_index_and_follows_writes_and_rebuilds(tmp
     finally:
         server.terminate()
         server.wait(60)
+
+
+def test_saved_vectors_are_memory_mapped_and_rank_alike(tmp_path: Path, tokenizer) -> None:
+    first = Engine(make_settings(tmp_path), tokenizer=tokenizer)
+    first.load_demo()
+    built = first.rebuild()
+    assert built.dense_ is not None and built.dense_.complete
+    assert (first.index_dir / "dense" / "units.npy").exists()
+    expected = page(first)
+    second = Engine(make_settings(tmp_path), tokenizer=tokenizer)  # another process serving it
+    index = second.ensure_index().index
+
+    assert isinstance(index.dense_.units, np.memmap)  # mapped, not assembled from the cache
+    assert np.array_equal(np.asarray(index.dense_.units), built.dense_.units)
+    assert page(second) == expected
+    doc = Document(title="真空保温杯激光焊接密封工艺", keywords=("激光焊接", "保温杯"))
+    second.upsert_experts([Expert(id="MM1", name="新专家", research_fields=("激光焊接",),
+                                  documents=(doc,))])
+    assert "MM1" in [m.expert.id for m in second.match("保温杯激光焊接", top_k=20)]
+    # vectors of another index are not taken: a rebuilt base with other units assembles its own
+    assert second.ensure_index().index.dense_.units.shape[0] == len(second.ensure_index().index.unit_dkey_)
+    second.close()
+    first.close()

@@ -29,7 +29,7 @@ from types import MappingProxyType
 import numpy as np
 import scipy.sparse as sp
 
-from matcher.dense import assemble, text_key
+from matcher.dense import DenseVectors, assemble, text_key
 from matcher.errors import IndexStateError
 from matcher.index import LsaSpace, TermIndex
 from matcher.models import Expert, Explanation, expert_digest
@@ -462,6 +462,16 @@ class ExpertIndex:
                                   profile_keys=self.expert_dkey_ if profiles else None)
         else:
             new.dense_ = current.filled(self.unit_dkey_, self.expert_dkey_, lookup)
+        return new
+
+    def with_dense_vectors(self, vectors: DenseVectors) -> ExpertIndex:
+        """A copy holding `vectors` (position-aligned with its units, e.g. memory-mapped from the
+        file saved beside the index: `matcher.dense.load_vectors_file`). `self` is not modified."""
+        self._require_fitted()
+        if len(vectors.units) != len(self.unit_dkey_):
+            raise IndexStateError("the vectors do not belong to this index's units")
+        new = copy.copy(self)
+        new.dense_ = vectors
         return new
 
     def with_dense_bank(self, bank: np.ndarray | None, weight: float) -> ExpertIndex:
