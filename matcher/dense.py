@@ -208,6 +208,8 @@ class DenseVectors:
         """The same vectors with empty rows appended up to `n_units` units and `n_experts` experts."""
         def grow(a: np.ndarray, ok: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
             extra = n - len(a)
+            if extra <= 0:  # nothing appended: shared, not copied (0.77 GB at 100,000 experts)
+                return a, ok
             return (np.concatenate([a, np.zeros((extra, a.shape[1]), dtype=a.dtype)]),
                     np.concatenate([ok, np.zeros(extra, dtype=bool)]))
         units, units_ok = grow(self.units, self.units_ok, n_units)
@@ -225,11 +227,18 @@ class DenseVectors:
                lookup: Callable[[Sequence[bytes]], Mapping[bytes, np.ndarray]]) -> DenseVectors:
         """A copy with the missing rows that `lookup` now has (appended rows included)."""
         new = self.extended(len(unit_keys), len(profile_keys))
-        units, units_ok = new.units.copy(), new.units_ok.copy()
-        _fill(units, units_ok, unit_keys, lookup, self.mean)
+
+        def own(a: np.ndarray, before: np.ndarray) -> np.ndarray:  # a copy unless `extended` made one
+            return a.copy() if a is before else a
+
+        units, units_ok = new.units, new.units_ok
+        if _findable(units_ok, unit_keys, lookup):  # an added expert's vectors come later: no copy now
+            units, units_ok = own(units, self.units), own(units_ok, self.units_ok)
+            _fill(units, units_ok, unit_keys, lookup, self.mean)
         profiles, profiles_ok = new.profiles, new.profiles_ok
-        if profiles is not None and profiles_ok is not None:
-            profiles, profiles_ok = profiles.copy(), profiles_ok.copy()
+        if profiles is not None and profiles_ok is not None and _findable(profiles_ok, profile_keys, lookup):
+            assert self.profiles is not None and self.profiles_ok is not None
+            profiles, profiles_ok = own(profiles, self.profiles), own(profiles_ok, self.profiles_ok)
             _fill(profiles, profiles_ok, profile_keys, lookup, self.mean)
         return DenseVectors(self.model, self.mean, units, units_ok, profiles, profiles_ok)
 
@@ -295,6 +304,16 @@ def _gather(keys: np.ndarray, lookup: Callable[[Sequence[bytes]], Mapping[bytes,
             return None
         raw = np.zeros((len(keys), dim), dtype=np.float32)
     return raw, ok
+
+
+def _findable(ok: np.ndarray, keys: np.ndarray,
+              lookup: Callable[[Sequence[bytes]], Mapping[bytes, np.ndarray]]) -> bool:
+    """Whether `lookup` has a vector for any row not `ok` yet (one look-up of the missing keys)."""
+    missing = np.flatnonzero(~ok)
+    if not len(missing):
+        return False
+    names = list(dict.fromkeys(k.tobytes() for k in keys[missing]))
+    return any(lookup(names[start : start + 20_000]) for start in range(0, len(names), 20_000))
 
 
 def _fill(out: np.ndarray, ok: np.ndarray, keys: np.ndarray,

@@ -446,7 +446,12 @@ class Engine:
         if (index.dense_ is not None and index.dense_.model == model and not index.dense_missing()
                 and (not profiles or index.dense_.profiles is not None)):
             return index  # complete: nothing to look up (and the vectors are not copied)
-        return index.with_dense(model, lambda keys: self.store.cached_vectors(model, keys), profiles=profiles)
+        fresh = index.dense_ is None
+        index = index.with_dense(model, lambda keys: self.store.cached_vectors(model, keys),
+                                 profiles=profiles)
+        if fresh:  # assembled from the cache: saved for the other processes (when complete, a base)
+            self._save_dense(index)
+        return index
 
     def _save_dense(self, index: ExpertIndex) -> None:
         """Save complete unit vectors beside the saved index, for `_with_dense` in every process."""

@@ -216,3 +216,22 @@ def test_saved_vectors_are_memory_mapped_and_rank_alike(tmp_path: Path, tokenize
     assert second.ensure_index().index.dense_.units.shape[0] == len(second.ensure_index().index.unit_dkey_)
     second.close()
     first.close()
+
+
+def test_attaching_vectors_copies_the_matrix_only_when_something_is_found() -> None:
+    from matcher import dense
+
+    rng = np.random.default_rng(1)
+    keys = rng.integers(0, 256, size=(40, 16), dtype=np.uint8)
+    table = {k.tobytes(): rng.standard_normal(8).astype(np.float32) for k in keys[:30]}
+    v = dense.assemble("m", keys, lambda ks: {k: table[k] for k in ks if k in table})
+    assert v is not None and v.units_ok.sum() == 30
+    nothing_new = v.filled(keys, keys[:0], lambda ks: {k: table[k] for k in ks if k in table})
+    assert nothing_new.units is v.units  # no copy of the matrix for nothing
+    table.update({k.tobytes(): rng.standard_normal(8).astype(np.float32) for k in keys[30:]})
+    later = v.filled(keys, keys[:0], lambda ks: {k: table[k] for k in ks if k in table})
+    assert later.units is not v.units and later.complete and v.units_ok.sum() == 30  # v untouched
+    want = dense.assemble("m", keys, lambda ks: {k: table[k] for k in ks if k in table}, mean=v.mean)
+    assert np.array_equal(later.units, want.units)
+    grown = v.extended(45, 0)
+    assert grown.units.shape[0] == 45 and not grown.units_ok[40:].any()
