@@ -178,3 +178,9 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The application with the settings of the environment: what each worker process of `matcher
+    serve --workers N` builds (uvicorn imports it by name in every worker)."""
+    return create_app(get_settings())

@@ -5,8 +5,11 @@ the API and the server re-indexes in full, over and over. Prints throughput and 
     python benchmarks/load.py --clients 32 --seconds 20 --phase busy
 
 The server runs in its own process (as in production) on a fresh demo database; in the busy phase
-a thread inside it runs `Engine.rebuild()` back to back, and a client thread adds one expert every
-50 ms through POST /api/v1/experts. Every answer is checked (200, ranks 1..n, scores descending,
+the index is rebuilt in full back to back by `matcher index` in a separate process (`--rebuild
+elsewhere`, the default: the server adopts each new index when it is saved) or, as before the
+server learned to follow, by `Engine.rebuild()` on a thread inside the server (`--rebuild inside`),
+and a client thread adds one expert every 50 ms through POST /api/v1/experts. `--workers N` serves
+with `matcher serve --workers N`. Every answer is checked (200, ranks 1..n, scores descending,
 every expert real); the errors column must be 0. One JSON line per phase follows the table.
 """
 
@@ -39,7 +42,7 @@ QUERIES = [
 ]
 
 
-def serve(port: int, db: Path, reindex: bool) -> None:
+def serve(port: int, db: Path, reindex: bool) -> None:  # the `--rebuild inside` server
     """The server process: demo corpus, optional back-to-back full re-indexes, uvicorn."""
     import logging
 
@@ -89,13 +92,30 @@ def consistent(body: dict[str, Any], known: set[str]) -> str | None:
     return None
 
 
-def phase(name: str, clients: int, seconds: float, busy: bool) -> dict[str, Any]:
+def rebuild_elsewhere(db: Path, stop: threading.Event, count: list[int]) -> None:
+    """`matcher index` in its own process, back to back, until `stop`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MATCHER_DB": str(db), "MATCHER_API_KEYS": KEY}
+    while not stop.is_set():
+        done = subprocess.run([sys.executable, "-m", "matcher", "index"], env=env, capture_output=True,
+                              check=False)
+        if done.returncode == 0:
+            count[0] += 1
+
+
+def phase(name: str, clients: int, seconds: float, busy: bool, rebuild: str = "elsewhere",
+          workers: int = 1) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="matcher-load-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), str(tmp / "load.db"),
-                               "--reindex" if busy else "--no-reindex"], cwd=tmp,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if rebuild == "inside" and workers == 1:
+        cmd = [sys.executable, __file__, "--serve", str(port), str(tmp / "load.db"),
+               "--reindex" if busy else "--no-reindex"]
+    else:
+        env.update(MATCHER_DB=str(tmp / "load.db"), MATCHER_API_KEYS=KEY)
+        cmd = [sys.executable, "-m", "matcher", "serve", "--port", str(port), "--workers", str(workers)]
+    server = subprocess.Popen(cmd, cwd=tmp, env=env, stderr=(tmp / "server.log").open("w"))
+    rebuilt = [0]
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -158,6 +178,9 @@ def phase(name: str, clients: int, seconds: float, busy: bool) -> dict[str, Any]
         threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
         if busy:
             threads.append(threading.Thread(target=writer))
+            if rebuild == "elsewhere":
+                threads.append(threading.Thread(target=rebuild_elsewhere,
+                                                args=(tmp / "load.db", stop, rebuilt)))
         start = time.perf_counter()
         for t in threads:
             t.start()
@@ -170,13 +193,14 @@ def phase(name: str, clients: int, seconds: float, busy: bool) -> dict[str, Any]
         server.terminate()
         server.wait(60)
     rebuilds_file = tmp / "rebuilds"
-    rebuilds = int(rebuilds_file.read_text()) if rebuilds_file.exists() else 0
+    rebuilds = int(rebuilds_file.read_text()) if rebuilds_file.exists() else rebuilt[0]
     lat.sort()
 
     def pct(q: float) -> float:
         return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
 
-    return {"phase": name, "clients": clients, "seconds": round(elapsed, 1), "requests": len(lat),
+    return {"phase": name, "rebuild": rebuild if busy else "-", "workers": workers, "clients": clients,
+            "seconds": round(elapsed, 1), "requests": len(lat),
             "rps": round(len(lat) / elapsed, 1), "errors": len(errors), "writes": writes[0],
             "full_reindexes": rebuilds, "p50_ms": round(pct(0.50), 1), "p95_ms": round(pct(0.95), 1),
             "p99_ms": round(pct(0.99), 1), "mean_ms": round(statistics.fmean(lat) * 1000, 1) if lat else None,
@@ -188,6 +212,10 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--phase", choices=["quiet", "busy", "both"], default="both")
+    ap.add_argument("--rebuild", choices=["elsewhere", "inside"], default="elsewhere",
+                    help="busy phase: `matcher index` in another process, or Engine.rebuild() in the server")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="server worker processes (matcher serve --workers)")
     ap.add_argument("--serve", nargs=2, metavar=("PORT", "DB"), help=argparse.SUPPRESS)
     ap.add_argument("--reindex", action=argparse.BooleanOptionalAction, default=False, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -195,7 +223,8 @@ def main() -> None:
         serve(int(args.serve[0]), Path(args.serve[1]), args.reindex)
         return
     phases = ["quiet", "busy"] if args.phase == "both" else [args.phase]
-    results = [phase(p, args.clients, args.seconds, busy=p == "busy") for p in phases]
+    results = [phase(p, args.clients, args.seconds, busy=p == "busy", rebuild=args.rebuild,
+                     workers=args.workers) for p in phases]
     print(f"{'phase':6} {'clients':>7} {'requests':>8} {'req/s':>6} {'errors':>6} {'writes':>6} "
           f"{'reindex':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7}")
     for r in results:

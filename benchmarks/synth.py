@@ -5,15 +5,21 @@ run time and never copied into the repository) and the demo corpus. Synthetic ex
 seed expert, as many documents as a randomly drawn real expert has (so the document-count
 distribution is the real one), and builds each document from the title, the keywords and the
 abstract of up to three different documents of the seed: the texts are new combinations, but stay
-on one expert's topics, as a real profile does. Fields repeat across synthetic experts, which is
-why the token cache (keyed by field text) makes a cold build cheap here: the benchmark prints the
-number of distinct fields so the cold tokenising cost of real, all-new text can be estimated.
-Demands are recombined the same way from the CDL queries and the demo demands.
+on one expert's topics, as a real profile does. Demands are recombined the same way from the CDL
+queries and the demo demands.
+
+`distinct=True` (what benchmarks/scale.py builds) makes every document's text its own, as in a
+real pool: the title gains a keyword of another document of the seed and a model number, the
+keywords are drawn from two documents, and the abstract is recombined sentence by sentence from
+three documents of the seed and two of random other experts, with a number in each. Without it,
+fields repeat across synthetic experts, so the token cache (keyed by field text) makes a cold
+build cheap: a million documents tokenised 0.8 M distinct characters.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,10 +51,35 @@ def source_demands(cdl: Path = CDL) -> list[Demand]:
     return [Demand.from_dict(d) for d in _jsonl(cdl / "queries.jsonl") + _jsonl(DEMO / "demands.jsonl")]
 
 
-def experts(n: int, *, seed: int = 7, cdl: Path = CDL) -> Iterator[Expert]:
+_SENTENCE = re.compile(r"[^。；;！？!?]+[。；;！？!?]?")
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE.findall(text) if s.strip()]
+
+
+def _distinct(a: Document, b: Document, c: Document, others: list[Document], rng: np.random.Generator,
+              serial: int) -> Document:
+    """A document of its own: the title with a keyword of another document and a model number, keywords
+    from two documents, and an abstract recombined sentence by sentence from several, numbered."""
+    extra = [k for k in b.keywords if k not in a.title]
+    joined = "：" + extra[int(rng.integers(len(extra)))] if extra else ""
+    title = f"{a.title}{joined}（{serial % 9973}型）"
+    keywords = tuple(dict.fromkeys([*a.keywords[:2], *b.keywords[:2], *c.keywords[:1]]))
+    sents = [s for d in (c, a, b, *others) for s in _sentences(d.abstract)]
+    take = min(len(sents), 3 + int(rng.integers(4)))
+    picked = [sents[int(j)] for j in rng.choice(len(sents), size=take, replace=False)] if sents else []
+    abstract = "".join(f"{s.rstrip('。；;')}（{int(rng.integers(2, 500))}）。" for s in picked)
+    return Document(title=title, kind=a.kind, keywords=keywords, abstract=abstract,
+                    year=2010 + int(rng.integers(15)))
+
+
+def experts(n: int, *, seed: int = 7, cdl: Path = CDL, distinct: bool = False) -> Iterator[Expert]:
     pool = source_experts(cdl)
     counts = np.asarray([len(e.documents) for e in pool])
+    everything = [d for e in pool for d in e.documents]
     rng = np.random.default_rng(seed)
+    serial = 0
     for i in range(n):
         src = pool[int(rng.integers(len(pool)))]
         docs = src.documents
@@ -56,6 +87,11 @@ def experts(n: int, *, seed: int = 7, cdl: Path = CDL) -> Iterator[Expert]:
         out: list[Document] = []
         for _ in range(k):
             a, b, c = (docs[int(j)] for j in rng.integers(len(docs), size=3))
+            if distinct:
+                serial += 1
+                others = [everything[int(j)] for j in rng.integers(len(everything), size=2)]
+                out.append(_distinct(a, b, c, others, rng, serial))
+                continue
             out.append(Document(title=a.title, kind=a.kind, keywords=b.keywords, abstract=c.abstract,
                                 year=2010 + int(rng.integers(15))))
         city = REGIONS[int(rng.integers(len(REGIONS)))]

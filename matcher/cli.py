@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from matcher.config import Settings
-from matcher.errors import MatcherError
+from matcher.errors import InputError, MatcherError
 from matcher.models import Match
 
 if TYPE_CHECKING:
@@ -547,11 +547,20 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: the network).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
     db: DbOption = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Worker processes, each with its own engine and database connection; the saved "
+        "index is memory-mapped, so its pages are shared between them.")] = 1,
 ) -> None:
     """Serve the HTTP API (/api/v1, docs at /docs) and the staff page (/) with uvicorn."""
     import importlib
 
     import uvicorn
+
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, not {workers}")
+    if workers > 1:
+        _serve_workers(_settings(db), host, port, workers)
+        return
 
     # The CLI and the API are both faces. `api` is imported by name, and only here, so the library's
     # modules never import it (tests/test_docs.py checks) and `matcher --help` stays fast.
@@ -572,6 +581,28 @@ def serve(
     server.run()
     if not server.started:
         raise typer.Exit(3)  # uvicorn logged why (the port is taken, say)
+
+
+def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> None:
+    """`serve --workers N`: the index is made ready here first (loaded, brought up to the store, or
+    built and saved: one process does it), then uvicorn starts N workers that load the saved index
+    memory-mapped and follow it when another process saves a new one."""
+    import uvicorn
+
+    from matcher.engine import Engine, settings_env
+
+    with Engine(settings) as engine:
+        engine.tokenizer.initialize()
+        if engine.load_demo():
+            typer.echo(f"The database {settings.db} was empty: loaded the demo corpus "
+                       f"({engine.store.count_experts()} fictional experts).", err=True)
+        if engine.store.count_experts():
+            engine.ensure_index()
+    os.environ.update(settings_env(settings), MATCHER_SHARED_INDEX="1")
+    typer.echo(f"serving on http://{host}:{port}/ with {workers} workers (API docs at /docs); Ctrl+C stops",
+               err=True)
+    uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                timeout_graceful_shutdown=30)
 
 
 @app.command()

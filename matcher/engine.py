@@ -20,9 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -60,6 +65,24 @@ class _Loaded:
     index: ExpertIndex
     experts: tuple[Expert | None, ...]  # cards by index position; None where an expert was removed
     data_version: int
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """`settings` as MATCHER_* environment variables, for a child process (`rebuild_elsewhere`,
+    `matcher serve --workers`) that must see what this process sees. Paths are made absolute."""
+    out: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = str(value.resolve()) if str(value) != ":memory:" else str(value)
+        elif isinstance(value, tuple | list):
+            value = ",".join(v.get_secret_value() if hasattr(v, "get_secret_value") else str(v)
+                             for v in value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        out[f"MATCHER_{name.upper()}"] = str(value)
+    return out
 
 
 def card(expert: Expert) -> Expert:
@@ -107,6 +130,10 @@ class Engine:
         self._query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matcher-query-vector")
         self._dense_worker: _DenseWorker | None = None
         self._bank_busy = False
+        # An index rebuilt by another process (`matcher index`, `rebuild_elsewhere`) is adopted by a
+        # background thread while the loaded one goes on serving (see `follow_saved`).
+        self._follow_checked = 0.0
+        self._following: threading.Thread | None = None
         # Tokens of indexed texts are cached in the store, keyed by the dictionaries and the
         # tokenizer's code as well as the text (see matcher.tokens).
         text_code = Path(matcher_text.__file__).read_bytes()
@@ -166,6 +193,13 @@ class Engine:
         index.length_norm = s.expert_length_norm
         index.list_floor = s.list_floor
         index.popularity_weight = s.popularity_weight
+        if s.topk_pruning:
+            try:
+                import numba  # noqa: F401  (the `scale` extra; imported here for a clear error)
+            except ImportError as e:
+                raise RuntimeError("MATCHER_TOPK_PRUNING=true needs numba: "
+                                   "python -m pip install 'jinqiao-matcher[scale]'") from e
+        index.pruning = s.topk_pruning
         return index
 
     def rebuild(self) -> ExpertIndex:
@@ -180,13 +214,17 @@ class Engine:
         index = self.new_index().fit(_carding(self.store.iter_experts(), cards), self.tokens)
         self._save(index, version)
         self._loaded = _Loaded(self._with_bank(self._with_dense(index)), tuple(cards), version)
+        self._save_dense(self._loaded.index)
         self._dense_wanted()
         return self._loaded
 
     def _save(self, index: ExpertIndex, version: int) -> None:
         target = self.index_dir
-        tmp = target.with_name(target.name + ".tmp")
-        old = target.with_name(target.name + ".old")
+        # Names of this process's own: several processes (serve --workers, matcher index) may save
+        # at once, and none may remove or rename another's folder half-way; the last one wins.
+        mine = f"{os.getpid()}-{threading.get_ident()}"
+        tmp = target.with_name(f"{target.name}.{mine}.tmp")
+        old = target.with_name(f"{target.name}.{mine}.old")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             index.save(tmp, extra_meta={"data_version": version, "fingerprint": self._fingerprint()})
@@ -210,7 +248,15 @@ class Engine:
         except OSError as exc:
             self._unsaved(exc)
             for partial in self.index_dir.glob("*.tmp"):
-                shutil.rmtree(partial, ignore_errors=True)
+                # another process's delta in progress is left alone (a crashed one's, once stale)
+                if time.time() - partial.stat().st_mtime > 600 or not self._others_may_save():
+                    shutil.rmtree(partial, ignore_errors=True)
+
+    @staticmethod
+    def _others_may_save() -> bool:
+        """Whether this is one of several processes serving the same saved index (`matcher serve
+        --workers` sets MATCHER_SHARED_INDEX=1 for its workers)."""
+        return os.environ.get("MATCHER_SHARED_INDEX") == "1"
 
     def _unsaved(self, exc: OSError) -> None:
         # The database write that led here has committed and the index in memory is up to date:
@@ -223,6 +269,7 @@ class Engine:
         """The loaded index, fresh for the store: loaded from disk, updated incrementally, or rebuilt.
         A stale demand bank is recomputed at once when small (`bank_sync_max` demands), else by
         the server's background thread, `matcher index` or the nightly batch."""
+        self._follow_saved_soon()
         loaded = self._ensure_index()
         if not self._bank_busy and not self.bank_is_fresh():
             if self.store.count_demands() <= self.settings.bank_sync_max:
@@ -292,7 +339,10 @@ class Engine:
             new = new.compacted()
         if new.base_id_ != index.base_id_:
             self._save(new, version)
-        elif save:
+        elif save and not self._others_may_save():
+            # With several serving processes (serve --workers) none saves deltas: each would remove
+            # the others' (one delta folder is current), and a reader could then find state.json
+            # naming a folder gone. Each keeps its updates in memory; a start syncs from the store.
             self._save_delta(new, version)
         if aligned is None:
             experts = new.align(records)
@@ -319,14 +369,111 @@ class Engine:
         self._apply_locked(loaded.index, upserts, removed, version, {e.id: card(e) for e in upserts},
                            aligned=loaded.experts)
 
+    # -- serving while the index is rebuilt in another process -----------------------------------
+    #: How often (seconds) a serving engine looks whether another process saved a new base index.
+    FOLLOW_EVERY = 1.0
+
+    def saved_base_id(self) -> str | None:
+        """The base id of the index saved in `index_dir` (None when there is none or it is being
+        swapped): read from its small state.json, not from the index."""
+        try:
+            state = json.loads((self.index_dir / "state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        base = state.get("base_id") if isinstance(state, dict) else None
+        return base if isinstance(base, str) else None
+
+    def follow_saved(self) -> bool:
+        """Adopt the index saved by another process when it is another base than the loaded one
+        (`matcher index` rebuilt it, or another worker compacted it): loaded memory-mapped, brought
+        up to the store, and swapped in with one assignment. The loaded index serves meanwhile and
+        nothing is built in this process. True when it swapped."""
+        loaded = self._loaded
+        saved = self.saved_base_id()
+        if loaded is None or saved is None or saved == loaded.index.base_id_:
+            return False
+        index = self._load_saved()
+        if index is None or index.base_id_ != saved:  # unusable for us, or swapped again meanwhile
+            return False
+        with self._build_lock:
+            current = self._loaded
+            if current is None or current.index.base_id_ == index.base_id_:
+                return False
+            self._sync_locked(index, self.store.data_version)
+        log.info("adopted the index saved by another process (base %s)", saved)
+        self._dense_wanted()
+        return True
+
+    def _follow_saved_soon(self) -> None:
+        """At most every `FOLLOW_EVERY` seconds, start `follow_saved` on a thread if the saved
+        base changed (a stat and a small read; requests never wait for the load)."""
+        now = time.monotonic()
+        if self._loaded is None or now - self._follow_checked < self.FOLLOW_EVERY:
+            return
+        self._follow_checked = now
+        busy = self._following
+        if busy is not None and busy.is_alive():
+            return
+        saved = self.saved_base_id()
+        if saved is None or saved == self._loaded.index.base_id_:
+            return
+
+        def follow() -> None:
+            try:
+                self.follow_saved()
+            except Exception:  # noqa: BLE001 - the loaded index goes on serving; retried on the next look
+                log.exception("could not adopt the index saved by another process")
+
+        self._following = threading.Thread(target=follow, name="matcher-follow-index", daemon=True)
+        self._following.start()
+
+    def rebuild_elsewhere(self, *, timeout: float | None = None) -> None:
+        """Rebuild the index in a separate process (`matcher index`, with this engine's settings)
+        and adopt it: a server's memory and request threads are not touched by the build, and the
+        new index is swapped in atomically when it is ready (`follow_saved`)."""
+        env = {**os.environ, **settings_env(self.settings)}
+        done = subprocess.run([sys.executable, "-m", "matcher", "index"], env=env, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        if done.returncode:
+            raise IndexStateError(f"the index rebuild in a separate process failed: "
+                                  f"{(done.stderr or done.stdout).strip()[-500:]}")
+        self.follow_saved()
+
     # -- dense vectors --------------------------------------------------------------------------
     def _with_dense(self, index: ExpertIndex) -> ExpertIndex:
         """`index` with the vectors the store's cache holds for it (none without an encoder)."""
         if self.encoder is None:
             return index
         model = self.encoder.name
-        return index.with_dense(model, lambda keys: self.store.cached_vectors(model, keys),
-                                profiles=bool(self.settings.weight_dense_profile))
+        profiles = bool(self.settings.weight_dense_profile)
+        if index.dense_ is None and not profiles:
+            # one memory-mapped copy for every process serving this index (`_save_dense`)
+            saved = dense.load_vectors_file(self.index_dir / "dense", model, index.unit_dkey_)
+            if saved is not None:
+                return index.with_dense_vectors(saved)
+        if (index.dense_ is not None and index.dense_.model == model and not index.dense_missing()
+                and (not profiles or index.dense_.profiles is not None)):
+            return index  # complete: nothing to look up (and the vectors are not copied)
+        fresh = index.dense_ is None
+        index = index.with_dense(model, lambda keys: self.store.cached_vectors(model, keys),
+                                 profiles=profiles)
+        if fresh:  # assembled from the cache: saved for the other processes (when complete, a base)
+            self._save_dense(index)
+        return index
+
+    def _save_dense(self, index: ExpertIndex) -> None:
+        """Save complete unit vectors beside the saved index, for `_with_dense` in every process."""
+        v = index.dense_
+        if v is None or v.profiles is not None or not v.complete:
+            return
+        if index.units_.n_rows_ != index.units_.n_base_rows_:  # updated since the base: not its vectors
+            return
+        if index.base_id_ != self.saved_base_id():
+            return
+        try:
+            dense.save_vectors_file(self.index_dir / "dense", v, index.unit_dkey_)
+        except OSError as exc:
+            self._unsaved(exc)
 
     # -- the demand bank (matcher.ranking.bank) ---------------------------------------------------
     def _bank_weights(self) -> tuple[float, float]:
@@ -420,6 +567,8 @@ class Engine:
                 current = self._loaded
                 if current is not None:
                     self._loaded = replace(current, index=self._with_bank(self._with_dense(current.index)))
+        if done and self._loaded is not None:
+            self._save_dense(self._loaded.index)
         return done
 
     def prepare_dense(self, index: ExpertIndex, experts: Iterable[Expert],

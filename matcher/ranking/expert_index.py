@@ -29,7 +29,7 @@ from types import MappingProxyType
 import numpy as np
 import scipy.sparse as sp
 
-from matcher.dense import assemble, text_key
+from matcher.dense import DenseVectors, assemble, text_key
 from matcher.errors import IndexStateError
 from matcher.index import LsaSpace, TermIndex
 from matcher.models import Expert, Explanation, expert_digest
@@ -70,6 +70,10 @@ class ExpertIndex:
     OPTIONAL: tuple[str, ...] = ("profile", "fields")
     #: The term indexes a saved index holds (`persist`).
     TERM_INDEXES: tuple[str, ...] = ("units", "chars", *OPTIONAL)
+    #: Score the lexical signals by top-k retrieval with dynamic pruning (`matcher.ranking.pruned`):
+    #: the same votes as scoring every posting, from a fraction of the postings. Set per index by
+    #: the owner (the engine: `MATCHER_TOPK_PRUNING`).
+    pruning: bool = False
 
     def __init__(
         self,
@@ -460,6 +464,16 @@ class ExpertIndex:
             new.dense_ = current.filled(self.unit_dkey_, self.expert_dkey_, lookup)
         return new
 
+    def with_dense_vectors(self, vectors: DenseVectors) -> ExpertIndex:
+        """A copy holding `vectors` (position-aligned with its units, e.g. memory-mapped from the
+        file saved beside the index: `matcher.dense.load_vectors_file`). `self` is not modified."""
+        self._require_fitted()
+        if len(vectors.units) != len(self.unit_dkey_):
+            raise IndexStateError("the vectors do not belong to this index's units")
+        new = copy.copy(self)
+        new.dense_ = vectors
+        return new
+
     def with_dense_bank(self, bank: np.ndarray | None, weight: float) -> ExpertIndex:
         """A copy whose dense query vectors are moved by `weight` times the mean of `bank` (raw
         query vectors of the demands a 科协 has received, one a row) in this index's centred
@@ -515,7 +529,7 @@ class ExpertIndex:
         sig, units = self.signals(query)
         total = self.fuse(sig, self.weights if weights is None else weights)
         return Scored(total=total, signals=sig, unit_scores=units.words, char_scores=units.chars,
-                      dense_scores=units.dense)
+                      dense_scores=units.dense, complete=units.complete)
 
     def fuse(self, sig: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
         return fuse(sig, weights, self.expert_alive_, self.diversify_slots, self.list_floor,
@@ -529,6 +543,8 @@ class ExpertIndex:
         self, experts: Sequence[int], query: Query, scored: Scored, *, max_evidence: int = 3,
     ) -> list[Explanation]:
         """Why each of `experts` matched (see `matcher.ranking.explain`)."""
+        if scored.complete is not None:  # top-k retrieval: their units' scores are filled in first
+            scored.complete(experts)
         return explain_many(self, experts, query, scored, max_evidence=max_evidence)
 
     # -- persistence (see `matcher.ranking.persist`) ----------------------------------------------

@@ -10,8 +10,8 @@ experts of the centroid view that the fusion left out (`diversify`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,9 @@ class Scored:
     unit_scores: np.ndarray  # word BM25 per unit
     char_scores: np.ndarray | None = None  # character n-gram cosine per unit
     dense_scores: np.ndarray | None = None  # centred dense cosine per unit
+    #: Fills in the per-unit scores of experts about to be explained (top-k retrieval scores only
+    #: candidates: `matcher.ranking.pruned`); None when every unit is scored.
+    complete: Callable[[Sequence[int]], None] | None = field(default=None, compare=False)
 
 
 def best_first(scores: np.ndarray, *, chunk: int = 64) -> Iterator[int]:

@@ -239,7 +239,7 @@ def _write_state(folder: Path, state: Mapping[str, object]) -> None:
     for p in sorted(parts):
         rel = p.relative_to(folder).as_posix()
         files[rel] = known[rel] if "/" not in rel and rel in known else _digest(p)
-    tmp = folder / "state.json.tmp"
+    tmp = folder / f"state.json.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"  # writers in several processes
     tmp.write_text(json.dumps({**dict(state), "files": files}, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, folder / "state.json")
 

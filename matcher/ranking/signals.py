@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -56,12 +57,21 @@ class UnitScores:
     words: np.ndarray
     chars: np.ndarray | None = None
     dense: np.ndarray | None = None
+    #: Top-k retrieval (`matcher.ranking.pruned`) scores only candidate units: this fills in the
+    #: units of the experts to be explained. None: every unit is scored already.
+    complete: Callable[[Sequence[int]], None] | None = None
+    stats: Mapping[str, int] | None = None  # postings read and postings the exhaustive path reads
 
 
 def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], UnitScores]:
     """Every signal of `index` for `query` (arrays over expert positions; `gate` says whether the
     query shares anything with the index), and the unit scores the explanations read."""
     index._require_fitted()
+    if index.pruning:
+        from matcher.ranking import pruned
+
+        if pruned.applies(index):
+            return pruned.signals(index, query)
     n = len(index.expert_ids_)
     zeros = np.zeros(n, dtype=np.float32)
     budget = index.max_postings or None
