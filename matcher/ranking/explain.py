@@ -69,7 +69,8 @@ def explain_many(
             evidence += _beyond_words(index, int(expert), query, scored, max_evidence - len(evidence),
                                       {e.text for e in evidence}, terms, expanded)
         signals = {name: float(arr[expert]) for name, arr in scored.signals.items() if len(arr) == n}
-        out.append(Explanation(terms=tuple(terms), evidence=tuple(evidence), signals=signals, expanded=expanded))
+        out.append(Explanation(terms=tuple(terms), evidence=tuple(evidence), signals=signals,
+                               expanded=expanded))
     return out
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from matcher.ranking import topk
 from matcher.ranking.aggregate import Layout, top_units
 from matcher.ranking.query import Query
+from matcher.ranking.signals import lsa_query
 
 if TYPE_CHECKING:
     from matcher.index import TermIndex
@@ -203,28 +204,19 @@ def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], Un
         return top_units(arrays, 20 * k)
 
     sig["semantic"] = zeros
-    if index.lsa_ is not None:
-        q_ids, q_ws = index.word_tfidf_.query_vector(query.weights)
-        fitted = index.lsa_.components_.shape[1]
-        inside = q_ids < fitted
-        if inside.any():
-            q = np.zeros(fitted, dtype=np.float32)
-            q[q_ids[inside]] = q_ws[inside]
-            qe = index.lsa_.components_ @ q
-            norm = float(np.linalg.norm(qe))
-            if norm > 0:
-                qe = (qe / norm).astype(np.float32)
-                emb = index.lsa_.embeddings_
-                if index.semantic_exhaustive and len(emb) > index.semantic_exhaustive:
-                    cand = pool()
-                    cos = np.zeros(len(emb), dtype=np.float32)
-                    cos[cand] = np.asarray(emb[cand] @ qe)
-                else:
-                    cos = np.asarray(emb @ qe)
-                from matcher.ranking.aggregate import expert_vote
+    qe = lsa_query(index, query)
+    if qe is not None:
+        emb = index.lsa_.embeddings_
+        if index.semantic_exhaustive and len(emb) > index.semantic_exhaustive:
+            cand = pool()
+            cos = np.zeros(len(emb), dtype=np.float32)
+            cos[cand] = np.asarray(emb[cand] @ qe)
+        else:
+            cos = np.asarray(emb @ qe)
+        from matcher.ranking.aggregate import expert_vote
 
-                sig["semantic"] = expert_vote(np.clip(cos, 0.0, None), lay, unit_expert,
-                                              index.n_documents_, k, index.length_norm)
+        sig["semantic"] = expert_vote(np.clip(cos, 0.0, None), lay, unit_expert,
+                                      index.n_documents_, k, index.length_norm)
     sig["dense"], sig["dense_profile"] = zeros, zeros
     dense_cos = None
     dense = index.dense_

@@ -63,6 +63,24 @@ class UnitScores:
     stats: Mapping[str, int] | None = None  # postings read and postings the exhaustive path reads
 
 
+def lsa_query(index: ExpertIndex, query: Query) -> np.ndarray | None:
+    """The query in the LSA space, unit length (float32); None without LSA, without a fitted term
+    in the query, or at the origin. Terms added by incremental updates lie outside the fitted
+    space and are left out."""
+    if index.lsa_ is None:
+        return None
+    ids, ws = index.word_tfidf_.query_vector(query.weights)
+    fitted = index.lsa_.components_.shape[1]
+    keep = ids < fitted
+    if not keep.any():
+        return None
+    q = np.zeros(fitted, dtype=np.float32)
+    q[ids[keep]] = ws[keep]
+    qe = index.lsa_.components_ @ q
+    norm = float(np.linalg.norm(qe))
+    return (qe / norm).astype(np.float32) if norm > 0 else None
+
+
 def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], UnitScores]:
     """Every signal of `index` for `query` (arrays over expert positions; `gate` says whether the
     query shares anything with the index), and the unit scores the explanations read."""
@@ -85,7 +103,8 @@ def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], Un
     pending: Future[np.ndarray] | None = None
     if grams and len(unit_expert) >= PARALLEL_MIN_UNITS:
         pending = scoring_pool().submit(index.chars_.score, grams, max_postings=budget)
-    unit_scores, tfidf_scores = index.units_.score_with((index.word_tfidf_,), query.weights, max_postings=budget)
+    unit_scores, tfidf_scores = index.units_.score_with((index.word_tfidf_,), query.weights,
+                                                        max_postings=budget)
     sig = {"docs": vote(unit_scores), "tfidf": vote(tfidf_scores)}
     # The TF-IDF centroid of each expert's documents (the README's reference ranker), from the
     # document cosines: the whole-profile view, used for the diversified places (see fusion).
@@ -108,31 +127,23 @@ def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], Un
         char_scores = index.chars_.score(grams, max_postings=budget) if grams else None
     sig["chars"] = vote(char_scores) if char_scores is not None else zeros
     sig["semantic"] = zeros
-    if index.lsa_ is not None:
-        ids, ws = index.word_tfidf_.query_vector(query.weights)
-        fitted = index.lsa_.components_.shape[1]
-        keep = ids < fitted  # terms added by incremental updates lie outside the fitted space
-        if keep.any():
-            q = np.zeros(fitted, dtype=np.float32)
-            q[ids[keep]] = ws[keep]
-            qe = index.lsa_.components_ @ q
-            norm = float(np.linalg.norm(qe))
-            if norm > 0:
-                qe = (qe / norm).astype(np.float32)
-                emb = index.lsa_.embeddings_
-                if index.semantic_exhaustive and len(emb) > index.semantic_exhaustive:
-                    # A large index: the semantic space re-scores the lexical signals' best
-                    # units (a two-stage search) instead of reading every embedding.
-                    cand = top_units([unit_scores, tfidf_scores, char_scores], 20 * index.knn_k)
-                    cos = np.zeros(len(emb), dtype=np.float32)
-                    cos[cand] = np.asarray(emb[cand] @ qe)
-                else:
-                    cos = np.asarray(emb @ qe)
-                sig["semantic"] = vote(np.clip(cos, 0.0, None))
+    qe = lsa_query(index, query)
+    if qe is not None:
+        emb = index.lsa_.embeddings_
+        if index.semantic_exhaustive and len(emb) > index.semantic_exhaustive:
+            # A large index: the semantic space re-scores the lexical signals' best
+            # units (a two-stage search) instead of reading every embedding.
+            cand = top_units([unit_scores, tfidf_scores, char_scores], 20 * index.knn_k)
+            cos = np.zeros(len(emb), dtype=np.float32)
+            cos[cand] = np.asarray(emb[cand] @ qe)
+        else:
+            cos = np.asarray(emb @ qe)
+        sig["semantic"] = vote(np.clip(cos, 0.0, None))
     sig["dense"], sig["dense_profile"] = zeros, zeros
     cos = None
     dense = index.dense_
-    if dense is not None and (index.weights.get("dense") or index.weights.get("dense_profile") or index.build_all):
+    wanted = index.weights.get("dense") or index.weights.get("dense_profile") or index.build_all
+    if dense is not None and wanted:
         vector = query.dense_vector() if query.model == dense.model else None
         if vector is not None:
             q = dense.centred(vector)
