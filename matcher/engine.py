@@ -147,7 +147,8 @@ class Engine:
     def close(self) -> None:
         if self._dense_worker is not None:
             self._dense_worker.stop()
-        self._query_pool.shutdown(wait=True)
+        # Queued demand encodings are for requests that are gone: drop them, finish the running one.
+        self._query_pool.shutdown(wait=True, cancel_futures=True)
         self.store.close()
 
     def __enter__(self) -> Engine:
@@ -500,28 +501,44 @@ class Engine:
     def bank_is_fresh(self) -> bool:
         return not self.settings.popularity_weight or self.store.get_meta("popularity_stamp") == self._bank_stamp()
 
-    def refresh_bank(self, progress: Callable[[int, int], None] | None = None) -> int:
+    def refresh_bank(self, progress: Callable[[int, int], None] | None = None,
+                     stop: threading.Event | None = None) -> int:
         """Recompute the demand bank's statistics from the stored demands: encode their vectors
         (cached), score each against the index without the discount, save every expert's
-        popularity, and attach both. Returns the number of demands in the bank."""
+        popularity, and attach both. Returns the number of demands in the bank.
+
+        `stop` (the server's background thread, when the server shuts down) ends it between two
+        demands: nothing is saved, the vectors encoded so far stay cached, and the bank is left
+        stale so that the next start finishes it (encoding 500 demands takes most of a minute,
+        longer than a server may take to stop). Returns 0 then."""
         busy, self._bank_busy = self._bank_busy, True
         try:
-            return self._refresh_bank(progress)
+            return self._refresh_bank(progress, stop)
         finally:
             self._bank_busy = busy
 
-    def _refresh_bank(self, progress: Callable[[int, int], None] | None) -> int:
+    def _refresh_bank(self, progress: Callable[[int, int], None] | None, stop: threading.Event | None) -> int:
         stamp = self._bank_stamp()
         bank = self.store.recent_demand_texts(self.settings.bank_size)
         loaded = self._ensure_index()
         if self.encoder is not None:
             for i, (_, text, _) in enumerate(bank, start=1):
+                if stop is not None and stop.is_set():
+                    return 0
                 self.query_vector(text)
                 if progress is not None:
                     progress(i, 2 * len(bank))
+        if stop is not None and stop.is_set():
+            return 0
         index = self._with_bank(self._with_dense(loaded.index)).with_popularity(None)
-        queries = [self.query(text, emphasis) for _, text, emphasis in bank]
-        values = popularity(index, queries, index.weights) if self.settings.popularity_weight else {}
+        queries = []
+        for _, text, emphasis in bank:
+            if stop is not None and stop.is_set():
+                return 0
+            queries.append(self.query(text, emphasis))
+        values = popularity(index, queries, index.weights, stop) if self.settings.popularity_weight else {}
+        if values is None:
+            return 0
         if progress is not None:
             progress(2 * len(bank), 2 * len(bank))
         self.store.save_expert_popularity(values, stamp)
@@ -1073,7 +1090,7 @@ class _DenseWorker:
                 while not self._stop.is_set() and self._engine.encode_missing(limit=200, stop=self._stop):
                     pass
                 if not self._stop.is_set() and not self._engine.bank_is_fresh():
-                    self._engine.refresh_bank()
+                    self._engine.refresh_bank(stop=self._stop)
             except Exception:  # noqa: BLE001 - a failed encoding must not end the server; retried on the next wake
                 log.exception("encoding the dense vectors failed; the lexical signals go on serving")
 

@@ -125,6 +125,24 @@ def test_the_query_vector_is_encoded_on_another_thread_or_read_from_the_cache(tm
         assert isinstance(again.vector, np.ndarray) and np.allclose(again.vector, v, atol=1e-6)
 
 
+def test_closing_drops_queued_query_encodings_and_finishes_the_running_one(tmp_path: Path, tokenizer) -> None:
+    # A server stopping with demands queued for the encoder must not encode them all first.
+    from concurrent.futures import CancelledError
+
+    engine = Engine(make_settings(tmp_path), tokenizer=tokenizer)
+    engine.load_demo()
+    engine.ensure_index()
+    queued = [engine.query(f"{BATTERY}，第{i}家企业的电池包") for i in range(8)]
+    futures = [q.vector for q in queued]
+    engine.close()
+    done = [f for f in futures if not f.cancelled()]
+    assert futures[-1].cancelled() and len(done) < len(futures)
+    for f in done:  # what had started was finished, not cut off
+        assert f.result().shape == (384,)
+    with pytest.raises(CancelledError):
+        queued[-1].dense_vector()
+
+
 def test_the_demo_ships_a_vector_for_every_text_it_indexes(tmp_path: Path, tokenizer) -> None:
     model, vectors = read_vector_file(DEFAULT_CORPORA / "demo" / DEMO_VECTORS)
     assert model == ENCODER.name

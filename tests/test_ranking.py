@@ -156,6 +156,43 @@ def test_a_stale_bank_is_recomputed_when_the_demands_change(tmp_path, tokenizer)
         assert engine.bank_is_fresh()
 
 
+def test_a_bank_refresh_told_to_stop_saves_nothing_and_the_next_one_finishes(tmp_path, tokenizer) -> None:
+    # The server's background thread refreshes the bank; a shutdown must not wait for 500 encodings.
+    import threading
+
+    with Engine(make_settings(tmp_path), tokenizer=tokenizer) as engine:
+        engine.load_demo()
+        engine.ensure_index()
+        before = engine.store.expert_popularity()
+        engine.add_demands([Demand(id=f"NEW{i}", title=f"第{i}条新需求：锂电池BMS均衡与热失控预警") for i in range(5)])
+        stop = threading.Event()
+        seen: list[int] = []
+
+        def progress(done: int, total: int) -> None:
+            seen.append(done)
+            if done == 3:
+                stop.set()
+
+        assert engine.refresh_bank(progress=progress, stop=stop) == 0
+        assert seen == [1, 2, 3]  # it stopped before the fourth demand
+        assert not engine.bank_is_fresh()
+        assert engine.store.expert_popularity() == before
+
+        # told to stop once every vector is encoded: it does not go on to score the bank
+        def late(done: int, total: int) -> None:
+            seen.append(done)
+            if done == total // 2:
+                stop.set()
+
+        stop.clear()
+        seen.clear()
+        assert engine.refresh_bank(progress=late, stop=stop) == 0
+        assert seen[-1] == len(engine.store.recent_demand_texts(engine.settings.bank_size))
+        assert not engine.bank_is_fresh() and engine.store.expert_popularity() == before
+        assert engine.refresh_bank() == len(engine.store.recent_demand_texts(engine.settings.bank_size))
+        assert engine.bank_is_fresh()
+
+
 def test_the_bank_reaches_the_query_as_a_shift_of_its_dense_vector(tmp_path, tokenizer) -> None:
     with Engine(make_settings(tmp_path), tokenizer=tokenizer) as engine:
         engine.load_demo()

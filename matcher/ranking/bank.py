@@ -15,6 +15,7 @@ With no stored demands there is no bank and nothing is discounted.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -26,13 +27,16 @@ if TYPE_CHECKING:
     from matcher.ranking.expert_index import ExpertIndex
 
 
-def popularity(index: ExpertIndex, queries: Sequence[Query], weights: Mapping[str, float]) -> dict[str, float]:
+def popularity(index: ExpertIndex, queries: Sequence[Query], weights: Mapping[str, float],
+               stop: threading.Event | None = None) -> dict[str, float] | None:
     """{expert id: mean over `queries` of the expert's fused score as a share of the query's best},
-    the fusion taken without any popularity discount."""
+    the fusion taken without any popularity discount. None if `stop` was set before the end."""
     n = len(index.expert_ids_)
     acc = np.zeros(n, dtype=np.float64)
     plain = {**weights, "popularity": 0.0}
     for q in queries:
+        if stop is not None and stop.is_set():
+            return None
         total = index.fuse(index.signals(q)[0], plain)
         top = float(total.max(initial=0.0))
         if top > 0:
