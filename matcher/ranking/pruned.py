@@ -14,6 +14,7 @@ diversified places (`diversify_slots`) or a centroid weight: then the exhaustive
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -22,9 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from matcher.ranking import topk
-from matcher.ranking.aggregate import Layout, top_units
+from matcher.ranking.aggregate import Layout, expert_vote, top_units
 from matcher.ranking.query import Query
-from matcher.ranking.signals import lsa_query
+from matcher.ranking.signals import dense_query, lsa_query, semantic_scores
 
 if TYPE_CHECKING:
     from matcher.index import TermIndex
@@ -198,47 +199,27 @@ def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], Un
     unit_scores = words.hits.dense(n_units)
     char_scores = chars.hits.dense(n_units) if chars is not None else None
 
-    def pool() -> np.ndarray:
-        # A large index: the semantic signals re-score the lexical signals' best units.
-        arrays = [unit_scores, tfidf.hits.dense(n_units), char_scores]
-        return top_units(arrays, 20 * k)
-
+    # A large index: the semantic signals re-score the lexical signals' best units (once for both).
+    candidates = functools.cache(
+        lambda: top_units([unit_scores, tfidf.hits.dense(n_units), char_scores], 20 * k))
     sig["semantic"] = zeros
     qe = lsa_query(index, query)
     if qe is not None:
         emb = index.lsa_.embeddings_
-        if index.semantic_exhaustive and len(emb) > index.semantic_exhaustive:
-            cand = pool()
-            cos = np.zeros(len(emb), dtype=np.float32)
-            cos[cand] = np.asarray(emb[cand] @ qe)
-        else:
-            cos = np.asarray(emb @ qe)
-        from matcher.ranking.aggregate import expert_vote
-
+        cos = semantic_scores(index, len(emb), lambda rows: emb @ qe if rows is None else emb[rows] @ qe,
+                              candidates)
         sig["semantic"] = expert_vote(np.clip(cos, 0.0, None), lay, unit_expert,
                                       index.n_documents_, k, index.length_norm)
     sig["dense"], sig["dense_profile"] = zeros, zeros
     dense_cos = None
-    dense = index.dense_
-    wanted = index.weights.get("dense") or index.weights.get("dense_profile") or index.build_all
-    if dense is not None and wanted:
-        vector = query.dense_vector() if query.model == dense.model else None
-        if vector is not None:
-            from matcher.ranking.aggregate import expert_vote
-
-            q = dense.centred(vector)
-            if index.dense_shift_ is not None:
-                q = q - index.dense_shift_
-            if index.semantic_exhaustive and len(dense.units) > index.semantic_exhaustive:
-                cand = pool()
-                dense_cos = np.zeros(len(dense.units), dtype=np.float32)
-                dense_cos[cand] = dense.cosines(q, cand)
-            else:
-                dense_cos = dense.cosines(q)
-            sig["dense"] = expert_vote(np.clip(dense_cos, 0.0, None), lay, unit_expert, index.n_documents_,
-                                       k, index.length_norm)
-            if dense.profiles is not None:
-                sig["dense_profile"] = np.clip(dense.profiles.astype(np.float32) @ q, 0.0, None)
+    q = dense_query(index, query)
+    if q is not None:
+        dense = index.dense_
+        dense_cos = semantic_scores(index, len(dense.units), lambda rows: dense.cosines(q, rows), candidates)
+        sig["dense"] = expert_vote(np.clip(dense_cos, 0.0, None), lay, unit_expert, index.n_documents_,
+                                   k, index.length_norm)
+        if dense.profiles is not None:
+            sig["dense_profile"] = np.clip(dense.profiles.astype(np.float32) @ q, 0.0, None)
     sig["prior"] = index.prior_
     done = Completion(index, words, tfidf, chars, unit_scores, char_scores, sig["lexical"], sig["centroid"])
     stats = {"read": words.hits.read + (chars.hits.read if chars else 0),

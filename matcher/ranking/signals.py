@@ -16,6 +16,7 @@ expert (`matcher.ranking.aggregate`). Each signal is an array over expert positi
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -81,6 +82,37 @@ def lsa_query(index: ExpertIndex, query: Query) -> np.ndarray | None:
     return (qe / norm).astype(np.float32) if norm > 0 else None
 
 
+def dense_query(index: ExpertIndex, query: Query) -> np.ndarray | None:
+    """The query's dense vector as the units' are stored (centred; moved by the demand bank's
+    shift), or None: no vectors, no dense weight, or the query encoded by another model."""
+    dense = index.dense_
+    wanted = index.weights.get("dense") or index.weights.get("dense_profile") or index.build_all
+    if dense is None or not wanted or query.model != dense.model:
+        return None
+    vector = query.dense_vector()
+    if vector is None:
+        return None
+    q = dense.centred(vector)
+    if index.dense_shift_ is not None:
+        # Demands sit in their own corner of the space: moving the query by the mean of the
+        # demands a 科协 receives keeps the units near every demand from winning them all.
+        q = q - index.dense_shift_
+    return q
+
+
+def semantic_scores(index: ExpertIndex, n_units: int, score: Callable[[np.ndarray | None], np.ndarray],
+                    candidates: Callable[[], np.ndarray]) -> np.ndarray:
+    """A semantic signal's unit scores: `score(None)` for every unit; beyond `semantic_exhaustive`
+    units (a large index), `score(rows)` for the lexical signals' best units only (`candidates()`,
+    a two-stage search) and 0 elsewhere."""
+    if index.semantic_exhaustive and n_units > index.semantic_exhaustive:
+        cand = candidates()
+        out = np.zeros(n_units, dtype=np.float32)
+        out[cand] = score(cand)
+        return out
+    return np.asarray(score(None))
+
+
 def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], UnitScores]:
     """Every signal of `index` for `query` (arrays over expert positions; `gate` says whether the
     query shares anything with the index), and the unit scores the explanations read."""
@@ -126,39 +158,23 @@ def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], Un
     else:
         char_scores = index.chars_.score(grams, max_postings=budget) if grams else None
     sig["chars"] = vote(char_scores) if char_scores is not None else zeros
+    candidates = functools.cache(
+        lambda: top_units([unit_scores, tfidf_scores, char_scores], 20 * index.knn_k))
     sig["semantic"] = zeros
     qe = lsa_query(index, query)
     if qe is not None:
         emb = index.lsa_.embeddings_
-        if index.semantic_exhaustive and len(emb) > index.semantic_exhaustive:
-            # A large index: the semantic space re-scores the lexical signals' best
-            # units (a two-stage search) instead of reading every embedding.
-            cand = top_units([unit_scores, tfidf_scores, char_scores], 20 * index.knn_k)
-            cos = np.zeros(len(emb), dtype=np.float32)
-            cos[cand] = np.asarray(emb[cand] @ qe)
-        else:
-            cos = np.asarray(emb @ qe)
+        cos = semantic_scores(index, len(emb), lambda rows: emb @ qe if rows is None else emb[rows] @ qe,
+                              candidates)
         sig["semantic"] = vote(np.clip(cos, 0.0, None))
     sig["dense"], sig["dense_profile"] = zeros, zeros
-    cos = None
-    dense = index.dense_
-    wanted = index.weights.get("dense") or index.weights.get("dense_profile") or index.build_all
-    if dense is not None and wanted:
-        vector = query.dense_vector() if query.model == dense.model else None
-        if vector is not None:
-            q = dense.centred(vector)
-            if index.dense_shift_ is not None:
-                # Demands sit in their own corner of the space: moving the query by the mean of
-                # the demands a 科协 receives keeps the units near every demand from winning them all.
-                q = q - index.dense_shift_
-            if index.semantic_exhaustive and len(dense.units) > index.semantic_exhaustive:
-                cand = top_units([unit_scores, tfidf_scores, char_scores], 20 * index.knn_k)
-                cos = np.zeros(len(dense.units), dtype=np.float32)
-                cos[cand] = dense.cosines(q, cand)
-            else:
-                cos = dense.cosines(q)
-            sig["dense"] = vote(np.clip(cos, 0.0, None))
-            if dense.profiles is not None:
-                sig["dense_profile"] = np.clip(dense.profiles.astype(np.float32) @ q, 0.0, None)
+    dense_cos = None
+    q = dense_query(index, query)
+    if q is not None:
+        dense = index.dense_
+        dense_cos = semantic_scores(index, len(dense.units), lambda rows: dense.cosines(q, rows), candidates)
+        sig["dense"] = vote(np.clip(dense_cos, 0.0, None))
+        if dense.profiles is not None:
+            sig["dense_profile"] = np.clip(dense.profiles.astype(np.float32) @ q, 0.0, None)
     sig["prior"] = index.prior_
-    return sig, UnitScores(unit_scores, char_scores, cos)
+    return sig, UnitScores(unit_scores, char_scores, dense_cos)
