@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import jieba
@@ -35,6 +36,25 @@ def demo_engine(tmp_path_factory: pytest.TempPathFactory, tokenizer: ChineseToke
     engine.ensure_index()
     yield engine
     engine.close()
+
+
+def demo_template(folder: Path, tokenizer: ChineseTokenizer) -> Path:
+    """A database of the demo corpus with its index built, for tests to copy (`copy_db`): a
+    build costs seconds, a copy milliseconds."""
+    engine = Engine(Settings(db=folder / "t.db"), tokenizer=tokenizer)
+    assert engine.load_demo()
+    engine.ensure_index()
+    engine.close()
+    return folder / "t.db"
+
+
+def copy_db(template: Path, dest: Path) -> Path:
+    """A copy of the database `template` and its index folder in `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    db = dest / "m.db"
+    shutil.copy2(template, db)
+    shutil.copytree(Path(f"{template}.index"), Path(f"{db}.index"))
+    return db
 
 
 @pytest.fixture()

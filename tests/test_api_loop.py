@@ -4,7 +4,6 @@ and the audit entries that writes and contact views leave."""
 
 from __future__ import annotations
 
-import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.workflow import key_actor
 
+from .conftest import copy_db, demo_template
 from .test_api import assert_error
 
 KEY = "loop-api-key-0001"
@@ -26,19 +26,12 @@ ACTOR = key_actor(KEY)
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
-    folder = tmp_path_factory.mktemp("api-loop")
-    engine = Engine(Settings(db=folder / "t.db"), tokenizer=tokenizer)
-    assert engine.load_demo()
-    engine.ensure_index()
-    engine.close()
-    return folder / "t.db"
+    return demo_template(tmp_path_factory.mktemp("api-loop"), tokenizer)
 
 
 @pytest.fixture()
 def client(tmp_path: Path, template: Path, tokenizer) -> TestClient:
-    db = tmp_path / "t.db"
-    shutil.copy(template, db)
-    shutil.copytree(Path(f"{template}.index"), Path(f"{db}.index"))
+    db = copy_db(template, tmp_path)
     settings = Settings(db=db, api_keys=(KEY,))
     engine = Engine(settings, tokenizer=tokenizer)
     with TestClient(create_app(settings, engine=engine)) as c:

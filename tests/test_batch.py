@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from matcher.errors import InputError, StoreError
 from matcher.models import Demand, Expert
 from matcher.store import BatchRun, Store
 
+from .conftest import copy_db
+
 DEMO = DEFAULT_CORPORA / "demo"
 FORMULA_TITLE = "=HYPERLINK(\"http://x\")不锈钢保温杯激光焊接"
 
@@ -54,14 +55,6 @@ def build_template(folder: Path, tokenizer, n_demands: int | None = None) -> Pat
     engine.ensure_index()
     engine.close()
     return folder / "t.db"
-
-
-def copy_db(template: Path, dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    db = dest / "m.db"
-    shutil.copy2(template, db)
-    shutil.copytree(Path(f"{template}.index"), Path(f"{db}.index"))
-    return db
 
 
 @pytest.fixture(scope="module")

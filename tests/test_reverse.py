@@ -4,7 +4,6 @@ index over the demands kept current as they arrive; the visit plan; the API and 
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from matcher.regions import parse_region
 from matcher.reverse import DemandIndex, demand_index, plan_visit
 from matcher.workflow import Workflow
 
+from .conftest import copy_db, demo_template
 from .test_api import assert_error
 
 GOLDEN = Path(__file__).parent / "golden" / "reverse_welding.json"
@@ -32,19 +32,12 @@ KEY = "reverse-key-1"
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
-    folder = tmp_path_factory.mktemp("reverse")
-    engine = Engine(Settings(db=folder / "t.db"), tokenizer=tokenizer)
-    assert engine.load_demo()
-    engine.ensure_index()
-    engine.close()
-    return folder / "t.db"
+    return demo_template(tmp_path_factory.mktemp("reverse"), tokenizer)
 
 
 @pytest.fixture()
 def engine(tmp_path: Path, template: Path, tokenizer) -> Engine:
-    db = tmp_path / "t.db"
-    shutil.copy(template, db)
-    shutil.copytree(Path(f"{template}.index"), Path(f"{db}.index"))
+    db = copy_db(template, tmp_path)
     e = Engine(Settings(db=db, api_keys=(KEY,)), tokenizer=tokenizer)
     yield e
     e.close()

@@ -20,6 +20,8 @@ from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.models import Demand
 
+from .conftest import copy_db
+
 PASSWORD = "金华市科协-2026-loop"
 
 
@@ -38,9 +40,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
 
 @pytest.fixture()
 def app_client(tmp_path: Path, template: Path, tokenizer) -> TestClient:
-    db = tmp_path / "t.db"
-    shutil.copy(template, db)
-    shutil.copytree(Path(f"{template}.index"), Path(f"{db}.index"))
+    db = copy_db(template, tmp_path)
     settings = Settings(db=db, api_keys=("k",), login_max_failures=3)
     engine = Engine(settings, tokenizer=tokenizer)
     with TestClient(create_app(settings, engine=engine), base_url="http://testserver") as c:

@@ -4,7 +4,6 @@ audit entry every write leaves. On the demo corpus, a real SQLite file per test.
 
 from __future__ import annotations
 
-import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from matcher.errors import InputError, NotFoundError
 from matcher.models import Demand
 from matcher.workflow import Workflow, key_actor
 
-from .conftest import THERMOS
+from .conftest import THERMOS, copy_db, demo_template
 
 STAFF = "staff:lihua"
 
@@ -25,19 +24,12 @@ STAFF = "staff:lihua"
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
     """The demo corpus with its index built; each test copies it (a build costs seconds)."""
-    folder = tmp_path_factory.mktemp("loop-template")
-    engine = Engine(Settings(db=folder / "t.db"), tokenizer=tokenizer)
-    assert engine.load_demo()
-    engine.ensure_index()
-    engine.close()
-    return folder / "t.db"
+    return demo_template(tmp_path_factory.mktemp("loop-template"), tokenizer)
 
 
 @pytest.fixture()
 def engine(tmp_path: Path, template: Path, tokenizer) -> Engine:
-    db = tmp_path / "t.db"
-    shutil.copy(template, db)
-    shutil.copytree(Path(f"{template}.index"), Path(f"{db}.index"))
+    db = copy_db(template, tmp_path)
     e = Engine(Settings(db=db), tokenizer=tokenizer)
     yield e
     e.close()
