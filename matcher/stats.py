@@ -35,7 +35,7 @@ from matcher.engine import Engine
 from matcher.gaps import GapReport, gap_list
 from matcher.models import OUTCOME_KINDS
 from matcher.regions import parse_region
-from matcher.store import DemandFact, Outcome
+from matcher.store import DemandFact, Engagement, Outcome
 
 CHINA = timezone(timedelta(hours=8))
 FUNNEL: tuple[str, ...] = ("received", "recommended", "contacted", "accepted", "succeeded")
@@ -94,18 +94,6 @@ class GroupRow:
     outcomes: int = 0  # outcomes recorded (by their date), for months
 
 
-@dataclass(frozen=True, slots=True)
-class ExpertRow:
-    expert_id: str
-    name: str
-    institution: str
-    recommended: int
-    contacted: int
-    accepted: int
-    succeeded: int
-    outcomes: int
-
-
 @dataclass
 class Stats:
     date_from: str | None
@@ -116,7 +104,7 @@ class Stats:
     by_month: list[GroupRow]
     by_industry: list[GroupRow]
     by_region: list[GroupRow]
-    experts: list[ExpertRow]
+    experts: list[Engagement]
     median_days_to_contact: float | None
     contacted_demands: int  # … over this many demands
     gaps: GapReport | None = None
@@ -229,20 +217,7 @@ def compute(
         by_month=by_month,
         by_industry=_group(facts, lambda f: f.industry or "（未填行业）"),
         by_region=_group(facts, lambda f: parse_region(f.region).city_label),
-        experts=[
-            ExpertRow(
-                e.expert_id,
-                e.name,
-                e.institution,
-                e.recommended,
-                e.contacted,
-                e.accepted,
-                e.succeeded,
-                e.outcomes,
-            )
-            for e in experts
-            if e.contacted or e.recommended or e.outcomes
-        ],
+        experts=[e for e in experts if e.contacted or e.recommended or e.outcomes],
         median_days_to_contact=round(statistics.median(days), 2) if days else None,
         contacted_demands=len(days),
         gaps=report,
