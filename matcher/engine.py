@@ -803,11 +803,13 @@ class Engine:
         return self.understander.understand(text, emphasis, exclude=exclude_terms, extra=extra_terms,
                                             related=related)
 
-    def query(self, text: str, emphasis: str = "", *, understanding: Understanding | None = None) -> Query:
-        """The weighted query every signal reads, from the understanding of `text`."""
+    def query(self, text: str, emphasis: str = "", *, understanding: Understanding | None = None,
+              encode: bool = True) -> Query:
+        """The weighted query every signal reads, from the understanding of `text`; `encode=False`
+        for a caller that reads only its words (no dense vector, no encoding started)."""
         u = understanding if understanding is not None else self.understand(text, emphasis)
         q = self.understander.build_query(u)
-        if self.encoder is None:
+        if self.encoder is None or not encode:
             return q
         said = " ".join([text, *u.extra])[: dense.QUERY_CHARS]
         key = dense.text_key("query: " + said)

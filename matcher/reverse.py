@@ -175,7 +175,8 @@ class DemandIndex:
         index, rows, demands, open_ = self._index, self._rows, self._demands, self._open
         if index is None or not rows:
             return []
-        q = self.engine.query(text, emphasis)
+        # The demands are scored by their words only: encoding the profile would be wasted.
+        q = self.engine.query(text, emphasis, encode=False)
         scores = index.score(q.weights)
         if not include_closed:
             scores = np.where(open_[: len(scores)], scores, 0.0)

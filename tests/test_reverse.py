@@ -80,6 +80,24 @@ def test_it_scores_from_an_index_not_a_loop_over_demands(engine: Engine, monkeyp
     assert first[0] == "Q0029"  # early warning of thermal runaway: the 热失控预警 expert's
 
 
+def test_reverse_matching_never_encodes_the_profile(engine: Engine, monkeypatch) -> None:
+    # The demands are scored by their words: an encoding of the expert's profile would only take
+    # a core on the encoder thread (about 0.2 s for a profile) and be thrown away.
+    assert engine.encoder is not None
+    index = DemandIndex(engine)
+    index.sync()
+
+    def no(*args, **kwargs):
+        raise AssertionError("reverse matching encoded a text")
+
+    # the encoding runs on the query pool's thread, where an error would go unseen: refuse the
+    # submission itself, and the encoder too
+    monkeypatch.setattr(engine._query_pool, "submit", no)
+    monkeypatch.setattr(engine.encoder, "encode", no)
+    assert [m.demand.id for m in index.for_expert("X0041", top_k=5)][0] == "Q0029"
+    assert index.for_profile("不锈钢激光焊接 焊缝在线检测", top_k=3)
+
+
 def test_the_index_follows_new_changed_closed_and_deleted_demands(engine: Engine) -> None:
     index = DemandIndex(engine)
     index.for_expert("X0002", top_k=3)
