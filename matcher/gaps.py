@@ -107,7 +107,8 @@ def _cache(engine: Engine) -> _Cache:
 
 
 def _own_weights(engine: Engine, demand: Demand) -> dict[str, float]:
-    q = engine.query(demand.text, " ".join([demand.title, *demand.keywords]))
+    # its words only: the match below encodes the demand once for the dense signal
+    q = engine.query(demand.text, " ".join([demand.title, *demand.keywords]), encode=False)
     return {t: q.weights[t] for t in dict.fromkeys(q.tokens) if t in q.weights}
 
 

@@ -140,6 +140,25 @@ def test_coverage_is_the_matched_share_of_the_demand(engine: Engine) -> None:
     assert "湖羊" in part.matched and "疫病" in part.missing
 
 
+def test_a_demands_coverage_encodes_it_at_most_once(tmp_path: Path, tokenizer, monkeypatch) -> None:
+    # Its own words need no vector; only the match for its best expert reads the dense signal.
+    with Engine(Settings(db=tmp_path / "g.db"), tokenizer=tokenizer) as e:
+        e.upsert_experts(Expert.from_dict(x) for x in EXPERTS)
+        e.ensure_index()
+        # not stored: the demand bank has not encoded it
+        demand = Demand.from_dict({"id": "N1", "title": "新上保温杯产线，激光焊接焊缝气孔多，第一次来问"})
+        submitted: list[object] = []
+        submit = e._query_pool.submit
+
+        def counting(fn, *args, **kwargs):
+            submitted.append(args)
+            return submit(fn, *args, **kwargs)
+
+        monkeypatch.setattr(e._query_pool, "submit", counting)
+        assert demand_coverage(e, demand).best_expert_id == "W1"
+        assert len(submitted) == 1
+
+
 def test_a_higher_threshold_flags_more_and_zero_flags_none(engine: Engine) -> None:
     demands = list(engine.store.iter_demands())
     assert gap_list(engine, demands, threshold=0.0).weak == ()
