@@ -89,7 +89,7 @@ def _synthetic_vectors(engine, index, texts: list[str], dim: int = 384,  # noqa:
     from matcher import dense
 
     rng = np.random.default_rng(3)
-    tfidf = index.word_tfidf_
+    tfidf = index.words_tfidf_
     proj = (rng.standard_normal((tfidf.n_terms, dim)) / np.sqrt(dim)).astype(np.float32)
     model = engine.encoder.name
     written = 0
@@ -135,11 +135,11 @@ def _tantivy(index, token_lists: list[tuple[str, ...]], workdir: Path) -> dict[s
     folder = workdir / "tantivy"
     folder.mkdir(exist_ok=True)
     tindex = tantivy.Index(schema, path=str(folder))
-    terms = index.units_.terms_
+    terms = index.words_.terms_
     t = time.perf_counter()
     writer = tindex.writer(heap_size=200_000_000, num_threads=1)
-    for start in range(0, index.units_.n_rows_, 50_000):
-        counts = index.units_.counts(np.arange(start, min(start + 50_000, index.units_.n_rows_)))
+    for start in range(0, index.words_.n_rows_, 50_000):
+        counts = index.words_.counts(np.arange(start, min(start + 50_000, index.words_.n_rows_)))
         for a, b in zip(counts.indptr[:-1], counts.indptr[1:], strict=True):
             body = " ".join(terms[j] for j, c in zip(counts.indices[a:b], counts.data[a:b], strict=True)
                             for _ in range(int(c)))
@@ -196,7 +196,7 @@ def run_size(n: int, queries: int, batch: int, workdir: Path, char_abstracts: bo
     out["build_cold_s"] = time.perf_counter() - t
     out["tokenised_chars"] = engine.tokens.stats["chars_tokenised"]
     out["tokenised_chars_per_s"] = out["tokenised_chars"] / out["build_cold_s"]
-    out["units"] = int(index.units_.n_rows_)
+    out["units"] = int(index.words_.n_rows_)
     out["rss_after_build_mb"] = _rss_mb()
     out["rss_before_build_mb"] = rss0
     engine._loaded = None
@@ -274,13 +274,13 @@ def _raw_vs_bm25s(index, token_lists: list[tuple[str, ...]]) -> dict[str, float]
 
     from matcher.index import TermIndex
 
-    rows = np.arange(min(index.units_.n_rows_, 200_000))
-    counts = index.units_.counts(rows)
-    terms = index.units_.terms_
+    rows = np.arange(min(index.words_.n_rows_, 200_000))
+    counts = index.words_.counts(rows)
+    terms = index.words_.terms_
     docs = [[terms[j] for j, c in zip(counts.indices[a:b], counts.data[a:b], strict=True) for _ in range(int(c))]
             for a, b in zip(counts.indptr[:-1], counts.indptr[1:], strict=True)]
-    ours = TermIndex("bm25", index.k1, index.b).fit(docs)
-    ref = bm25s.BM25(k1=index.k1, b=index.b, method="lucene")
+    ours = TermIndex("bm25", index.params.bm25_k1, index.params.bm25_b).fit(docs)
+    ref = bm25s.BM25(k1=index.params.bm25_k1, b=index.params.bm25_b, method="lucene")
     ref.index(docs, show_progress=False)
     vocab = ref.vocab_dict
     qs = [[t for t in q if t in vocab] for q in token_lists]

@@ -407,8 +407,8 @@ def index(
     cache lacks, and recompute the demand bank (each expert's popularity over the stored demands)."""
     with _engine(db) as engine:
         idx = engine.rebuild()
-        typer.echo(f"index rebuilt: {idx.n_experts} experts, {idx.units_.n_docs_} documents, "
-                   f"{idx.units_.n_terms} terms -> {engine.index_dir}")
+        typer.echo(f"index rebuilt: {idx.n_experts} experts, {idx.words_.n_docs_} documents, "
+                   f"{idx.words_.n_terms} terms -> {engine.index_dir}")
         if engine.encoder is not None and not no_vectors:
             with _progress("encoding", at_least=50) as bar:
                 n = engine.encode_missing(progress=bar)
@@ -530,7 +530,7 @@ def eval_(
         with _progress("encoding") as bar:
             index = engine.prepare_dense(index, experts, progress=bar)
         # the benchmark's queries are the demand bank, as a 科协's stored demands are
-        return engine.prepare_bank(engine._query_time(index), bench.queries)
+        return engine.prepare_bank(index, bench.queries)
 
     result = evaluate(bench, engine.tokenizer, engine.new_index, lambda t, e: engine.query(t, e), top=top,
                       prepare=prepare)

@@ -172,36 +172,18 @@ class Engine:
                 h.update(p.read_bytes())
         return h.hexdigest()[:16]
 
-    def _weights(self) -> dict[str, float]:
-        s = self.settings
-        return {
-            "docs": s.weight_docs, "tfidf": s.weight_tfidf, "profile": s.weight_profile, "fields": s.weight_fields,
-            "chars": s.weight_chars, "semantic": s.weight_semantic, "prior": s.weight_prior,
-            "dense": s.weight_dense, "dense_profile": s.weight_dense_profile,
-        }
+    def _weights(self) -> Mapping[str, float]:
+        return self.new_index().weights
 
-    def new_index(self) -> ExpertIndex:
-        s = self.settings
-        return self._query_time(ExpertIndex(k1=s.bm25_k1, b=s.bm25_b, knn_k=s.knn_k, lsa_dims=s.lsa_dims,
-                                            weights=self._weights(), char_abstracts=s.char_abstracts))
-
-    def _query_time(self, index: ExpertIndex) -> ExpertIndex:
-        """Settings that act when a query is scored, not when the index is built."""
-        s = self.settings
-        index.max_postings = s.max_postings
-        index.semantic_exhaustive = s.semantic_exhaustive
-        index.diversify_slots = s.diversify_slots
-        index.length_norm = s.expert_length_norm
-        index.list_floor = s.list_floor
-        index.popularity_weight = s.popularity_weight
-        if s.topk_pruning:
+    def new_index(self, **overrides: object) -> ExpertIndex:
+        """An unfitted index with this engine's settings (`ExpertIndex` reads them by name)."""
+        if self.settings.topk_pruning:
             try:
                 import numba  # noqa: F401  (the `scale` extra; imported here for a clear error)
             except ImportError as e:
                 raise RuntimeError("MATCHER_TOPK_PRUNING=true needs numba: "
                                    "python -m pip install 'jinqiao-matcher[scale]'") from e
-        index.pruning = s.topk_pruning
-        return index
+        return ExpertIndex(self.settings, **overrides)
 
     def rebuild(self) -> ExpertIndex:
         """Fit the index on every expert in the store and save it (replacing the old one)."""
@@ -305,11 +287,12 @@ class Engine:
             reason = exc.message if isinstance(exc, IndexStateError) else f"{type(exc).__name__}: {exc}"
             log.warning("%s (rebuilding it from the database now)", reason)
             return None
-        if (index.meta_.get("fingerprint") != self._fingerprint() or index.weights != self._weights()
-                or index.params != self.new_index().params):
+        wanted = self.new_index().params
+        if index.meta_.get("fingerprint") != self._fingerprint() or index.params.build_key() != wanted.build_key():
             log.info("the saved index was built with other dictionaries or parameters; rebuilding")
             return None
-        return self._query_time(index)
+        index.params = wanted  # the same build; today's query-time settings
+        return index
 
     def _sync_locked(self, index: ExpertIndex, version: int) -> _Loaded:
         """Bring `index` up to the store (changes by anyone): the digest stored beside each record
@@ -467,7 +450,7 @@ class Engine:
         v = index.dense_
         if v is None or v.profiles is not None or not v.complete:
             return
-        if index.units_.n_rows_ != index.units_.n_base_rows_:  # updated since the base: not its vectors
+        if index.words_.n_rows_ != index.words_.n_base_rows_:  # updated since the base: not its vectors
             return
         if index.base_id_ != self.saved_base_id():
             return

@@ -239,9 +239,9 @@ def ablation(
     runs: dict[str, dict[str, list[str]]] = {name: {} for name in [*variants, "bm25 reference"]}
     for q in bench.queries:
         query = make_query(q.text, " ".join([q.title, *q.keywords]))
-        sig, _ = index.signals(query)
+        scores = index.signal_scores(query)
         for name, weights in variants.items():
-            total = index.fuse(sig, weights)
+            total = index.fuse(scores, weights)
             order = np.argsort(-total, kind="stable")[:top]
             runs[name][q.id] = [ids[i] for i in order if total[i] > 0]
         ref = reference.score(list(query.tokens))

@@ -44,7 +44,8 @@ import scipy.sparse as sp
 
 from matcher.errors import IndexStateError
 
-FORMAT_VERSION = 5  # 4: memory-mappable .npy base segments, shared BM25/TF-IDF counts; 5: dense keys
+FORMAT_VERSION = 6  # 4: memory-mappable .npy base segments, shared BM25/TF-IDF counts; 5: dense keys;
+# 6: the ranking as signals, each saving its own part (words.*, centroid.rows.npy)
 _RUNS = re.compile(r"[0-9a-z][0-9a-z+#\-.]*|[\u3400-\u9fff\uf900-\ufaff]+")
 
 

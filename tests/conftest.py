@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 
 from matcher.config import DEFAULT_CORPORA, Settings
 from matcher.engine import Engine
+from matcher.models import Demand, Expert
 from matcher.text import ChineseTokenizer
 
 jieba.setLogLevel(logging.WARNING)
@@ -16,6 +18,21 @@ jieba.setLogLevel(logging.WARNING)
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BENCH = SHARED / "bench" / "cdl"
 THERMOS = "我司生产不锈钢保温杯，真空层激光焊接合格率低，寻求焊接工艺改进方案"
+DEMO = DEFAULT_CORPORA / "demo"
+
+
+def demo_records(kind: str) -> list[dict]:
+    """The demo corpus's `experts` or `demands` as the JSON objects of its file."""
+    lines = (DEMO / f"{kind}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(x) for x in lines if x.strip()]
+
+
+def demo_experts() -> list[Expert]:
+    return sorted((Expert.from_dict(r) for r in demo_records("experts")), key=lambda e: e.id)
+
+
+def demo_demands() -> list[Demand]:
+    return [Demand.from_dict(r) for r in demo_records("demands")]
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from matcher.models import Demand, Expert, expert_digest
 from matcher.rank import ExpertIndex, Query
 from matcher.store import Store
 
-from .conftest import make_settings
+from .conftest import demo_demands, demo_experts, make_settings
 
 DEMO = DEFAULT_CORPORA / "demo"
 WORDS = ["焊接", "激光", "不锈钢", "保温杯", "真空", "电池", "bms", "plc", "sic", "蚕桑", "茶叶", "锂电池",
@@ -31,16 +31,6 @@ LEXICAL = ("docs", "profile", "fields", "chars", "prior")
 def random_corpus(rng: random.Random, n: int, extra: tuple[str, ...] = ()) -> list[list[str]]:
     words = [*WORDS, *extra]
     return [[rng.choice(words) for _ in range(rng.randint(1, 25))] for _ in range(n)]
-
-
-def demo_experts() -> list[Expert]:
-    lines = (DEMO / "experts.jsonl").read_text(encoding="utf-8").splitlines()
-    return sorted((Expert.from_dict(json.loads(x)) for x in lines if x.strip()), key=lambda e: e.id)
-
-
-def demo_demands() -> list[Demand]:
-    lines = (DEMO / "demands.jsonl").read_text(encoding="utf-8").splitlines()
-    return [Demand.from_dict(json.loads(x)) for x in lines if x.strip()]
 
 
 def query_of(demand: Demand, tokenizer) -> Query:

@@ -23,8 +23,8 @@ def health(engine: EngineDep) -> dict[str, Any]:
         "version": matcher.__version__,
         "index": {
             "experts": index.n_experts,
-            "documents": index.units_.n_docs_,
-            "terms": index.units_.n_terms,
+            "documents": index.words_.n_docs_,
+            "terms": index.words_.n_terms,
             "format_version": FORMAT_VERSION,
             "data_version": loaded.data_version,
         },
