@@ -199,7 +199,7 @@ def run_size(n: int, queries: int, batch: int, workdir: Path, char_abstracts: bo
     out["units"] = int(index.words_.n_rows_)
     out["rss_after_build_mb"] = _rss_mb()
     out["rss_before_build_mb"] = rss0
-    engine._loaded = None
+    engine.live.loaded = None
     t = time.perf_counter()
     engine.rebuild()
     out["build_warm_s"] = time.perf_counter() - t

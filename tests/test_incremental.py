@@ -282,7 +282,7 @@ def test_start_up_reads_whole_only_the_records_whose_stored_digest_differs(engin
     real = starting.store.get_experts
     monkeypatch.setattr(starting.store, "get_experts", lambda ids: (read.extend(ids), real(ids))[1])
     indexed: list[str] = []
-    index = starting._load_saved()
+    index = starting.live.load_saved()
     real_updated = type(index).updated
     monkeypatch.setattr(type(index), "updated",
                         lambda self, up, rm, tok: (indexed.extend(e.id for e in up), real_updated(self, up, rm, tok))[1])
