@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
 from matcher.models import OUTCOME_KINDS, VERDICT_LABELS, Demand, Expert, Match
+from matcher.records import FeedbackEntry, Outcome, Pause
 from matcher.reverse import DemandMatch, VisitPlan
-from matcher.store import FeedbackEntry, Outcome, Pause
 from matcher.understand import Understanding
 
 MAX_TOP_K = 100

@@ -27,7 +27,8 @@ from datetime import UTC, datetime, timedelta
 
 from matcher.config import Settings
 from matcher.errors import AuthError, ForbiddenError, InputError, LockedOutError, NotFoundError
-from matcher.store import Store, User
+from matcher.records import User
+from matcher.store import Store
 
 ROLES: tuple[str, ...] = ("staff", "admin")
 MIN_PASSWORD_CHARS = 10

@@ -52,15 +52,8 @@ from matcher.engine import Engine
 from matcher.errors import InputError, NotFoundError, StoreError
 from matcher.io import csv_safe
 from matcher.models import Demand, Expert, Explanation
-from matcher.store import (
-    BatchCandidate,
-    BatchExclusion,
-    BatchMatch,
-    BatchOutcome,
-    BatchRun,
-    CandidateTable,
-    Store,
-)
+from matcher.records import BatchCandidate, BatchExclusion, BatchMatch, BatchOutcome, BatchRun, CandidateTable
+from matcher.store import Store
 from matcher.team import MAX_SIZE as MAX_TEAM_SIZE
 from matcher.team import recommend_team
 

@@ -25,7 +25,7 @@ from matcher.errors import InputError, MatcherError
 from matcher.index import TermIndex
 from matcher.models import Demand, Expert
 from matcher.rank import ExpertIndex, Query
-from matcher.store import FeedbackEntry
+from matcher.records import FeedbackEntry
 
 if TYPE_CHECKING:
     from matcher.engine import Engine

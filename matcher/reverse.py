@@ -35,8 +35,8 @@ from matcher.engine import Engine, Rules, rule_out
 from matcher.errors import InputError
 from matcher.index import TermIndex
 from matcher.models import EXCLUDING_VERDICTS, Demand, Evidence, Expert, Explanation
+from matcher.records import Pause
 from matcher.regions import parse_region
-from matcher.store import Pause
 
 OPEN_STATUSES: tuple[str, ...] = ("new", "matched", "contacted")
 

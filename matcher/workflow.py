@@ -40,7 +40,7 @@ from matcher.models import (
     Explanation,
     demand_status,
 )
-from matcher.store import BatchRun, FeedbackEntry, Outcome, Pause
+from matcher.records import BatchRun, FeedbackEntry, Outcome, Pause
 
 MAX_NOTE_CHARS = 2000
 MAX_OUTCOME_VALUE = 1_000_000_000

@@ -33,7 +33,8 @@ from matcher.config import DEFAULT_CORPORA, Settings
 from matcher.engine import Engine
 from matcher.errors import InputError, StoreError
 from matcher.models import Demand, Expert
-from matcher.store import BatchRun, Store
+from matcher.records import BatchRun
+from matcher.store import Store
 
 from .conftest import copy_db
 

@@ -29,7 +29,8 @@ from api import create_app
 from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.models import Demand, Expert, Explanation
-from matcher.store import BatchCandidate, BatchExclusion, BatchMatch, BatchOutcome, Store
+from matcher.records import BatchCandidate, BatchExclusion, BatchMatch, BatchOutcome
+from matcher.store import Store
 
 from .test_load import free_port, serve_in_thread
 

@@ -19,8 +19,8 @@ from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.errors import InputError, NotFoundError
 from matcher.models import Demand, Expert, Explanation
+from matcher.records import BatchMatch, BatchOutcome
 from matcher.stats import compute
-from matcher.store import BatchMatch, BatchOutcome
 from matcher.workflow import Workflow, key_actor
 
 from .test_api import assert_error

@@ -42,7 +42,8 @@ from matcher.engine.rules import Rules
 from matcher.errors import InputError
 from matcher.models import Demand, Expert, Explanation, Match
 from matcher.rank import ExpertIndex, Filters, Query
-from matcher.store import MergeEntry, Pause, Store, WriteSummary
+from matcher.records import MergeEntry, Pause, WriteSummary
+from matcher.store import Store
 from matcher.text import ChineseTokenizer, Synonyms, read_wordlist
 from matcher.thesaurus import Thesaurus
 from matcher.tokens import TokenSource

@@ -13,7 +13,8 @@ from matcher import dedupe as dd
 from matcher import io as mio
 from matcher.errors import DataImportError, InputError, NotFoundError
 from matcher.models import Expert
-from matcher.store import MergeEntry, Store
+from matcher.records import MergeEntry
+from matcher.store import Store
 
 #: The demo corpus's dense vectors, computed once and shipped (CC0, like the corpus), so that the
 #: README's first command ranks with every signal at once instead of encoding 600 texts first.

@@ -16,7 +16,8 @@ from datetime import date
 
 from matcher.models import EXCLUDING_VERDICTS, Demand, Expert
 from matcher.ranking.filters import Filters, same_institution
-from matcher.store import Pause, Store
+from matcher.records import Pause
+from matcher.store import Store
 
 FILTERED = "left out by the filters"  # `rule_out`'s reason for a filter, not a 回避 rule
 
