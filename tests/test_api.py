@@ -25,6 +25,7 @@ from api.routes import match as match_routes
 from api.routes import team as team_routes
 from matcher.config import Settings
 from matcher.engine import Engine
+from matcher.errors import DataImportError
 from matcher.models import Demand, Expert
 from matcher.text import ChineseTokenizer
 
@@ -240,7 +241,7 @@ def test_a_wrong_key_is_refused_even_on_reads(client: TestClient) -> None:
 
 def test_the_key_is_never_logged(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    client.post("/api/v1/experts", json={"id": "e-new", "name": "新人"}, headers=AUTH)
+    client.post("/api/v1/experts", json={"id": "e-new", "name": "新人", "bio": "焊接"}, headers=AUTH)
     client.get("/api/v1/experts/e-weld", headers={"X-API-Key": "wrong-key-123"})
     assert KEY not in caplog.text and "wrong-key-123" not in caplog.text
 
@@ -294,7 +295,7 @@ def test_list_experts_rejects_bad_paging(client: TestClient, params: dict) -> No
 def test_unknown_ids_are_404(client: TestClient) -> None:
     assert_error(client.get("/api/v1/experts/nobody"), 404, "NotFoundError", "nobody")
     assert_error(
-        client.put("/api/v1/experts/nobody", json={"name": "某人"}, headers=AUTH),
+        client.put("/api/v1/experts/nobody", json={"name": "某人", "bio": "焊接"}, headers=AUTH),
         404,
         "NotFoundError",
         "nobody",
@@ -333,7 +334,7 @@ def test_a_created_expert_is_found_by_match_at_once(client: TestClient) -> None:
 
 
 def test_creating_a_taken_id_is_409_and_a_missing_id_is_generated(client: TestClient) -> None:
-    res = client.post("/api/v1/experts", json={"id": "e-weld", "name": "冒名"}, headers=AUTH)
+    res = client.post("/api/v1/experts", json={"id": "e-weld", "name": "冒名", "bio": "焊接"}, headers=AUTH)
     assert_error(res, 409, "ConflictError", "e-weld", "PUT")
     assert client.get("/api/v1/experts/e-weld").json()["name"] == "周焊"
     res = client.post(
@@ -353,10 +354,32 @@ def test_creating_a_taken_id_is_409_and_a_missing_id_is_generated(client: TestCl
         ({"name": "某人", "documents": [{"title": "x", "kind": "novel"}]}, "documents.0.kind"),
         ({"name": "某人", "research_fields": "不是列表"}, "research_fields"),
         ({"name": "某人", "phone": "123"}, "phone"),
+        ({"name": "某人"}, "research_fields"),  # nothing to match on: an import refuses it too
+        ({"name": "某人", "bio": "  "}, "research_fields"),
+        ({"name": "某人", "bio": "焊接", "contact": {"phone": "12-34"}}, "phone"),
+        ({"name": "某人", "bio": "焊接", "contact": {"email": "a@b"}}, "email"),
     ],
 )
 def test_invalid_experts_are_422(client: TestClient, body: dict, needle: str) -> None:
     assert_error(client.post("/api/v1/experts", json=body, headers=AUTH), 422, "InputError", needle)
+    assert client.engine.store.count_experts() == len(EXPERTS)
+
+
+def test_the_api_and_an_import_refuse_an_expert_by_the_same_rule_in_the_same_words(
+        client: TestClient, tmp_path: Path) -> None:
+    body = {"id": "e-empty", "name": "空白", "bio": " ", "contact": {"phone": "0571", "email": "nobody"}}
+    res = client.post("/api/v1/experts", json=body, headers=AUTH)
+    assert res.status_code == 422
+    (tmp_path / "x.jsonl").write_text(json.dumps(body, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(DataImportError) as imported:
+        client.engine.import_experts(tmp_path / "x.jsonl")
+    said = res.json()["error"]["message"]
+    assert len(imported.value.errors) == 3  # nothing to match on, the phone, the e-mail
+    for e in imported.value.errors:  # every problem the import names, the API names in its words
+        assert e.message in said
+    assert all(f in said for f in ("research_fields: is empty", "phone: '0571'", "email: 'nobody'"))
+    res = client.put("/api/v1/experts/e-weld", json={"name": "周焊"}, headers=AUTH)  # PUT: the same rule
+    assert_error(res, 422, "InputError", "research_fields: is empty")
     assert client.engine.store.count_experts() == len(EXPERTS)
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from matcher import io as mio
 from matcher import text as matcher_text
+from matcher import validate
 from matcher.config import Settings, get_settings
 from matcher.engine import matching, rules
 from matcher.engine.bank import DemandBank
@@ -211,11 +212,13 @@ class Engine:
 
     # -- data in --------------------------------------------------------------------------------
     def add_experts(self, experts: Iterable[Expert]) -> WriteSummary:
-        return self.store.upsert_experts(experts)
+        """Write experts (checked by `matcher.validate`); the index follows at the next match."""
+        return self.store.upsert_experts(validate.check_experts(experts))
 
     def upsert_experts(self, experts: Iterable[Expert]) -> WriteSummary:
-        """Write experts and make them findable at once (the index is updated, not rebuilt)."""
-        experts = list(experts)
+        """Write experts (checked by `matcher.validate`, the rules an import applies) and make them
+        findable at once (the index is updated, not rebuilt)."""
+        experts = validate.check_experts(experts)
         with self.live.lock:
             before = self.store.data_version
             summary = self.store.upsert_experts(experts)
@@ -231,7 +234,9 @@ class Engine:
             self.live.follow_write(before, (), (expert_id,))
 
     def add_demands(self, demands: Iterable[Demand]) -> WriteSummary:
-        return self.store.upsert_demands(demands)
+        """Write demands (checked by `matcher.validate`: something to match on, within the limit)."""
+        limit = self.settings.max_text_chars
+        return self.store.upsert_demands([validate.check_demand(d, max_chars=limit) for d in demands])
 
     def import_experts(self, path: Path | str, **options: Any) -> mio.ImportReport:
         """A file of experts, checked, de-duplicated, in one transaction (`Imports.experts`)."""
