@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import matcher
@@ -65,3 +68,31 @@ def test_library_never_imports_the_faces() -> None:
     for path in (ROOT / "matcher").glob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"^\s*(from|import) (fastapi|api)\b", text, re.M), path.name
+
+
+HEAVY = ("jieba", "matcher.store", "matcher.engine", "matcher.ranking", "sqlite_utils", "numpy", "scipy")
+
+
+def _loaded_by(code: str) -> tuple[list[str], float]:
+    """The heavy modules a fresh interpreter has loaded after `code`, and the seconds it took."""
+    probe = (f"import json, sys, time\nt = time.perf_counter()\n{code}\n"
+             f"print(json.dumps([sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} "
+             f"or m in {HEAVY!r}), time.perf_counter() - t]))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=ROOT).stdout.strip().splitlines()[-1]
+    modules, seconds = json.loads(out)
+    return modules, seconds
+
+
+def test_the_settings_and_the_help_load_neither_jieba_nor_the_store() -> None:
+    """`matcher/__init__` imports its public names when first used: reading the settings or asking
+    the command line for help does not load jieba, the store, the engine or numpy."""
+    for code in ("import matcher.config", "import matcher", "import matcher.errors, matcher.models",
+                 "from typer.testing import CliRunner\nfrom matcher.cli import app\n"
+                 "assert 'rank experts' in CliRunner().invoke(app, ['--help']).output\n"
+                 "assert '--top' in CliRunner().invoke(app, ['match', '--help']).output"):
+        modules, seconds = _loaded_by(code)
+        assert modules == [], f"{code!r} loaded {modules}"
+        print(f"{code.splitlines()[-1]!r}: {seconds:.2f} s")  # the figure, for whoever looks (-s)
+    modules, _ = _loaded_by("import matcher\nmatcher.Engine")  # the names still work, when used
+    assert "matcher.engine" in modules and "jieba" in modules
