@@ -646,9 +646,6 @@ def batch(
     Exit code 0: the run is done. 2: bad input or database. 1: the run
     failed; run the same command again to finish it.
     """
-    import time
-    from datetime import datetime
-
     from matcher.batch import BatchOptions, check_report_path, default_run_key, run_batch, write_report
     from matcher.distributed import PartitionedScorer, connect
 
@@ -657,39 +654,8 @@ def batch(
     if team and not 1 <= team_size <= 8:
         raise typer.BadParameter(f"must be between 1 and 8, not {team_size}", param_hint="--team-size")
     key = run_key or default_run_key()
-    tty = sys.stderr.isatty()
-    library_log = logging.getLogger("matcher")
-    old_level = library_log.level
-    if not tty:  # cron, systemd: plain log lines, the library's included
-        library_log.setLevel(logging.INFO)
-    bars: dict[str, Any] = {}
-    last_line = [0.0]
-
-    labels = {"score": "scoring demands", "explain": "explaining the recommendations of demands"}
-
-    def progress(phase: str, done: int, total: int) -> None:
-        stamp = datetime.now().replace(microsecond=0).isoformat(sep=" ")
-        if phase == "assign":
-            for bar in bars.values():
-                bar.__exit__(None, None, None)
-            bars.clear()
-            typer.echo(f"{'' if tty else stamp + ' '}run {key}: assigning experts to {total} demands jointly",
-                       err=True)
-        if phase not in labels or total == 0:
-            return
-        if tty:
-            bar = bars.get(phase)
-            if bar is None:
-                bar = bars[phase] = typer.progressbar(length=total, label=f"run {key}: {labels[phase]}",
-                                                      file=sys.stderr).__enter__()
-            bar.update(done - bar.pos)
-            return
-        now = time.monotonic()
-        if done in (0, total) or now - last_line[0] >= 10 or done % max(1, total // 10) == 0:
-            last_line[0] = now
-            typer.echo(f"{stamp} run {key}: {labels[phase]} {done}/{total}", err=True)
-
-    with _engine(db) as engine, connect(scheduler, workers) as client:
+    shown = _BatchProgress(key)
+    with _engine(db) as engine, connect(scheduler, workers) as client, shown:
         options = BatchOptions(
             run_key=key, top=top, force=force,
             max_per_expert=max_per_expert if max_per_expert is not None else engine.settings.max_per_expert,
@@ -697,25 +663,16 @@ def batch(
         )
         scorer = None if client is None else PartitionedScorer(client)
         try:
-            result = run_batch(engine, options, progress=progress, scorer=scorer)
+            result = run_batch(engine, options, progress=shown.progress, scorer=scorer)
         except MatcherError:
             raise
         except Exception as exc:  # the run is marked failed; cron mails this line
             typer.secho(f"error: batch run {key} failed ({type(exc).__name__}: {exc}); it is resumable: "
                         "run the same command again", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from exc
-        finally:
-            library_log.setLevel(old_level)
-            for bar in bars.values():
-                bar.__exit__(None, None, None)
+        shown.close()
         r = result.run
-        if result.reused:
-            typer.echo(f"run {r.run_key} was done already ({r.finished_at}): nothing recomputed "
-                       "(--force recomputes it)")
-        typer.echo(f"run {r.run_key}: {r.status}; {r.demands} demands, {r.matched} matched, "
-                   f"{r.recommendations} recommendations, {r.unfilled} not filled to --top, "
-                   f"{r.exclusions} experts excluded by 回避 rules"
-                   + ("" if result.reused else f" ({r.seconds:.1f} s)"))
+        _echo_run(result)
         if report is not None:
             try:
                 paths = write_report(engine.store, r, report)
@@ -725,6 +682,71 @@ def batch(
                 raise typer.Exit(1) from exc
             for path in paths:
                 typer.echo(f"report: {path}")
+
+
+def _echo_run(result: Any) -> None:
+    r = result.run
+    if result.reused:
+        typer.echo(f"run {r.run_key} was done already ({r.finished_at}): nothing recomputed "
+                   "(--force recomputes it)")
+    typer.echo(f"run {r.run_key}: {r.status}; {r.demands} demands, {r.matched} matched, "
+               f"{r.recommendations} recommendations, {r.unfilled} not filled to --top, "
+               f"{r.exclusions} experts excluded by 回避 rules"
+               + ("" if result.reused else f" ({r.seconds:.1f} s)"))
+
+
+class _BatchProgress:
+    """How a batch run shows its progress: bars on a terminal; on cron or systemd, a dated line
+    now and then, with the library's own log lines (INFO) while the run lasts."""
+
+    LABELS = {"score": "scoring demands", "explain": "explaining the recommendations of demands"}
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.tty = sys.stderr.isatty()
+        self.bars: dict[str, Any] = {}
+        self.last_line = 0.0
+        self.library_log = logging.getLogger("matcher")
+        self.old_level = self.library_log.level
+
+    def __enter__(self) -> _BatchProgress:
+        if not self.tty:  # cron, systemd: plain log lines, the library's included
+            self.library_log.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.library_log.setLevel(self.old_level)
+        for bar in self.bars.values():
+            bar.__exit__(None, None, None)
+        self.bars.clear()
+
+    def progress(self, phase: str, done: int, total: int) -> None:
+        import time
+        from datetime import datetime
+
+        stamp = datetime.now().replace(microsecond=0).isoformat(sep=" ")
+        if phase == "assign":
+            for bar in self.bars.values():
+                bar.__exit__(None, None, None)
+            self.bars.clear()
+            typer.echo(f"{'' if self.tty else stamp + ' '}run {self.key}: assigning experts to {total} demands "
+                       "jointly", err=True)
+        if phase not in self.LABELS or total == 0:
+            return
+        if self.tty:
+            bar = self.bars.get(phase)
+            if bar is None:
+                bar = self.bars[phase] = typer.progressbar(
+                    length=total, label=f"run {self.key}: {self.LABELS[phase]}", file=sys.stderr).__enter__()
+            bar.update(done - bar.pos)
+            return
+        now = time.monotonic()
+        if done in (0, total) or now - self.last_line >= 10 or done % max(1, total // 10) == 0:
+            self.last_line = now
+            typer.echo(f"{stamp} run {self.key}: {self.LABELS[phase]} {done}/{total}", err=True)
 
 
 # -- staff accounts and the audit log -------------------------------------------------------------

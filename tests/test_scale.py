@@ -118,7 +118,7 @@ def test_a_large_index_scores_characters_on_a_second_thread_with_the_same_result
 
 def test_a_loaded_index_takes_its_tfidf_norms_from_the_files_not_from_every_entry(tmp_path, tokenizer,
                                                                                   monkeypatch) -> None:
-    import matcher.index as index_module
+    import matcher.index.terms as index_module
 
     experts = demo_experts()
     index = ExpertIndex(lsa_dims=16).fit(experts[:-5], tokenizer)
