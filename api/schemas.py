@@ -16,10 +16,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
 from matcher import validate
+from matcher.engine import Understanding
 from matcher.models import OUTCOME_KINDS, VERDICT_LABELS, Demand, Expert, Match
 from matcher.records import FeedbackEntry, Outcome, Pause
 from matcher.reverse import DemandMatch, VisitPlan
-from matcher.understand import Understanding
 
 MAX_TOP_K = 100
 _WORDS = r"\S"  # at least one character that is not white space (what `str.strip` leaves)

@@ -268,6 +268,11 @@ class Accounts:
                     self.store.audit(session.actor, "logout", f"user:{session.user.username}", ip=ip)
 
 
+def open_accounts(settings: Settings) -> Accounts:
+    """Accounts over the settings' database, without an engine (the CLI's `matcher users`, `audit`)."""
+    return Accounts(Store(settings.db, busy_timeout=settings.busy_timeout), settings)
+
+
 def check_csrf(session: Session, sent: str | None) -> None:
     """Refuse a write whose CSRF token is missing or not this session's."""
     if not sent or not hmac.compare_digest(sent.encode("utf-8"), session.csrf_token.encode("utf-8")):

@@ -21,7 +21,7 @@ from matcher.errors import InputError, MatcherError
 from matcher.models import Match
 
 if TYPE_CHECKING:
-    from matcher.understand import Understanding
+    from matcher.engine import Understanding
 
 app = typer.Typer(
     help="金桥 Matcher: rank experts and academicians for enterprises' technical demands.",
@@ -125,7 +125,7 @@ def match(
 ) -> None:
     """Rank experts for a pasted demand, with what the engine understood of it (its terms and the
     concepts it added) and the terms and documents that matched."""
-    from matcher.rank import Filters
+    from matcher import Filters
 
     if text == "-":
         text = sys.stdin.read()
@@ -206,7 +206,7 @@ def team(
     best expert for the whole demand always on it. The matrix shows who covers which aspect
     (●), or how close the member comes to the aspect's best expert (a percentage).
     """
-    from matcher.rank import Filters
+    from matcher import Filters
     from matcher.team import recommend_team
 
     if text == "-":
@@ -503,7 +503,6 @@ def eval_(
     the verdicts staff recorded in the database."""
     from matcher.engine import Engine
     from matcher.evaluate import evaluate, format_table, load_benchmark, write_trec_run
-    from matcher.store import Store
 
     if feedback:
         from matcher.evaluate import evaluate_feedback, format_feedback_table
@@ -524,7 +523,7 @@ def eval_(
     bench = load_benchmark(benchdir)
     cache = cache or _cache_home() / "eval.db"
     settings = Settings(db=cache)
-    engine = Engine(settings, store=Store(cache, busy_timeout=settings.busy_timeout))
+    engine = Engine(settings)
 
     def prepare(index, experts):  # noqa: ANN001, ANN202 - evaluate's hook
         with _progress("encoding") as bar:
@@ -771,11 +770,9 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def _accounts(db: Path | None):  # noqa: ANN202 - imported lazily to keep `--help` fast
-    from matcher.accounts import Accounts
-    from matcher.store import Store
+    from matcher.accounts import open_accounts
 
-    settings = _settings(db)
-    return Accounts(Store(settings.db, busy_timeout=settings.busy_timeout), settings)
+    return open_accounts(_settings(db))
 
 
 @users_app.command("add")
@@ -879,20 +876,18 @@ def audit(
     db: DbOption = None,
 ) -> None:
     """List the audit log: every write, every sign-in, every view of an expert's phone or e-mail."""
-    from matcher.store import Store
     from matcher.workflow import parse_date
 
     lo = parse_date(date_from, "--from").isoformat() if date_from else None
     hi = parse_date(date_to, "--to").isoformat() if date_to else None
     if limit < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--limit")
-    settings = _settings(db)
-    store = Store(settings.db, busy_timeout=settings.busy_timeout)
+    accounts = _accounts(db)
     try:
-        entries, total = store.list_audit(actor=user.strip() or None, action=action.strip() or None,
-                                          date_from=lo, date_to=hi, limit=limit)
+        entries, total = accounts.store.list_audit(actor=user.strip() or None, action=action.strip() or None,
+                                                   date_from=lo, date_to=hi, limit=limit)
     finally:
-        store.close()
+        accounts.store.close()
     for a in entries:
         if as_json:
             record = {"id": a.id, "at": a.at, "actor": a.actor, "action": a.action, "target": a.target,

@@ -11,9 +11,10 @@
 
 from matcher.engine.facade import Engine
 from matcher.engine.imports import DEMO_VECTORS
-from matcher.engine.live import Loaded, card, settings_env
+from matcher.engine.live import IndexInfo, Loaded, card, settings_env
 from matcher.engine.matching import UNEXPLAINED, Analysis, Candidates, Exclusion, RelevanceMatrix
 from matcher.engine.rules import FILTERED, Rules, rule_out
+from matcher.understand import Understanding
 
 __all__ = [
     "DEMO_VECTORS",
@@ -23,9 +24,11 @@ __all__ = [
     "Candidates",
     "Engine",
     "Exclusion",
+    "IndexInfo",
     "Loaded",
     "RelevanceMatrix",
     "Rules",
+    "Understanding",
     "card",
     "rule_out",
     "settings_env",

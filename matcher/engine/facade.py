@@ -37,7 +37,7 @@ from matcher.engine import matching, rules
 from matcher.engine.bank import DemandBank
 from matcher.engine.embeddings import Embeddings
 from matcher.engine.imports import Imports
-from matcher.engine.live import LiveIndex, Loaded, fingerprint
+from matcher.engine.live import IndexInfo, LiveIndex, Loaded, fingerprint
 from matcher.engine.matching import Analysis, Candidates, RelevanceMatrix
 from matcher.engine.rules import Rules
 from matcher.errors import InputError
@@ -147,6 +147,11 @@ class Engine:
             else:
                 self.embeddings.wanted()
         return loaded
+
+    def index_info(self) -> IndexInfo:
+        """How big the index is (experts, documents, terms), its format and the store version it follows."""
+        self.ensure_index()
+        return self.live.info()
 
     def rebuild(self) -> ExpertIndex:
         return self.live.rebuild()

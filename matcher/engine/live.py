@@ -33,6 +33,7 @@ from typing import Protocol
 
 from matcher.config import Settings
 from matcher.errors import IndexStateError
+from matcher.index import FORMAT_VERSION
 from matcher.models import Expert, expert_digest
 from matcher.rank import ExpertIndex
 from matcher.store import Store
@@ -47,6 +48,17 @@ class Loaded:
 
     index: ExpertIndex
     experts: tuple[Expert | None, ...]  # cards by index position; None where an expert was removed
+    data_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class IndexInfo:
+    """How big the loaded index is, and which store version and file format it follows."""
+
+    experts: int
+    documents: int
+    terms: int
+    format_version: int
     data_version: int
 
 
@@ -126,6 +138,11 @@ class LiveIndex:
     @property
     def folder(self) -> Path:
         return self.settings.resolved_index_dir
+
+    def info(self) -> IndexInfo:
+        loaded = self.current()
+        words = loaded.index.words_
+        return IndexInfo(loaded.index.n_experts, words.n_docs_, words.n_terms, FORMAT_VERSION, loaded.data_version)
 
     # -- fresh for the store ----------------------------------------------------------------------
     def current(self) -> Loaded:

@@ -1,5 +1,6 @@
 """The built-in ranking signals, one file each (`matcher.ranking.signal` says what a file declares).
-Importing this package registers them, in the order the fused score sums them:
+Every module of this package is imported here, which registers its signals; the fused score sums
+them in their `order`:
 
   docs           word BM25 over units, kNN vote;
   tfidf          word TF-IDF cosine over units, kNN vote;
@@ -11,17 +12,12 @@ Importing this package registers them, in the order the fused score sums them:
   dense          sentence-embedding cosine over units (`matcher.dense`), kNN vote;
   dense_profile  sentence-embedding cosine with each expert's one profile vector;
   prior          log-scaled activity (number of documents), off by default.
+
+A new signal is a new file here (and its weight `weight_<name>` in the settings).
 """
 
-from matcher.ranking.signals import (  # noqa: F401 - imported to register them
-    centroid,
-    chars,
-    dense,
-    dense_profile,
-    docs,
-    fields,
-    prior,
-    profile,
-    semantic,
-    tfidf,
-)
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
