@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -29,33 +28,17 @@ from matcher.batch import (
     write_report,
 )
 from matcher.cli import app
-from matcher.config import DEFAULT_CORPORA, Settings
+from matcher.config import DEFAULT_CORPORA
 from matcher.engine import Engine
 from matcher.errors import InputError, StoreError
-from matcher.models import Demand, Expert
+from matcher.models import Demand
 from matcher.records import BatchRun
 from matcher.store import Store
 
-from .conftest import copy_db
+from .conftest import build_template, copy_db, open_engine
 
 DEMO = DEFAULT_CORPORA / "demo"
 FORMULA_TITLE = "=HYPERLINK(\"http://x\")不锈钢保温杯激光焊接"
-
-
-def demo_records(kind: str) -> list[dict]:
-    path = DEMO / f"{kind}.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def build_template(folder: Path, tokenizer, n_demands: int | None = None) -> Path:
-    """A demo database with its index built; tests copy it (building the index costs seconds)."""
-    engine = Engine(Settings(db=folder / "t.db"), tokenizer=tokenizer)
-    engine.add_experts(Expert.from_dict(r) for r in demo_records("experts"))
-    demands = [Demand.from_dict(r) for r in demo_records("demands")]
-    engine.add_demands(demands[:n_demands])
-    engine.ensure_index()
-    engine.close()
-    return folder / "t.db"
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +50,6 @@ def template(tmp_path_factory, tokenizer) -> Path:
 def small_template(tmp_path_factory, tokenizer) -> Path:
     """Demo experts and the first 12 demo demands: for tests that run the batch several times."""
     return build_template(tmp_path_factory.mktemp("batch-small"), tokenizer, n_demands=12)
-
-
-def open_engine(db: Path, tokenizer) -> Engine:
-    return Engine(Settings(db=db), tokenizer=tokenizer)
 
 
 def rows(store: Store, run: BatchRun) -> list[tuple[str, str, int, float]]:

@@ -32,7 +32,8 @@ from matcher.errors import InputError
 from matcher.models import Demand, Expert
 from matcher.records import BatchRun
 from matcher.store import Store
-from tests.test_batch import build_template, copy_db, open_engine
+
+from .conftest import build_template, copy_db, open_engine
 
 distributed = pytest.importorskip("distributed")
 

@@ -23,8 +23,7 @@ from matcher.regions import parse_region
 from matcher.reverse import DemandIndex, demand_index, plan_visit
 from matcher.workflow import Workflow
 
-from .conftest import copy_db, demo_template
-from .test_api import assert_error
+from .conftest import assert_error, copy_db, demo_template
 
 GOLDEN = Path(__file__).parent / "golden" / "reverse_welding.json"
 KEY = "reverse-key-1"

@@ -23,7 +23,7 @@ from matcher.records import BatchMatch, BatchOutcome
 from matcher.stats import compute
 from matcher.workflow import Workflow, key_actor
 
-from .test_api import assert_error
+from .conftest import assert_error
 
 KEY = "stats-key-0001"
 AUTH = {"X-API-Key": KEY}
