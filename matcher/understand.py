@@ -12,7 +12,9 @@ and the ranking and says, in a small typed result staff can read and correct:
              and its weight; each source is one file of `matcher.expansion`:
                thesaurus  `corpora/thesaurus.txt` (plain text a 科协 extends without code),
                corpus     terms that keep company with the demand's words in the experts' own
-                          texts (the LSA space of the index: no download, no other data).
+                          texts (the LSA space of the index: no download, no other data),
+               learned    concepts the 科协's own verdicts associate with the demand's words
+                          (`matcher.learning`), each with its evidence.
 
 Expanded terms always weigh less than the demand's own content words (`expansion_weight` < 1
 times an entry's weight in (0, 1]), and expansion is one hop (a target is not looked up again),
@@ -29,8 +31,10 @@ from dataclasses import dataclass
 
 from matcher.expansion import Expansion, Found, Related, Source
 from matcher.expansion.corpus import CorpusSource
+from matcher.expansion.learned import LearnedSource
 from matcher.expansion.thesaurus import PRODUCT, SYMPTOM, TRADE_NAME, ThesaurusSource
 from matcher.index import char_ngrams
+from matcher.learning import Learned
 from matcher.ranking.query import Query
 from matcher.text import Synonyms, normalize
 from matcher.thesaurus import Thesaurus
@@ -87,8 +91,11 @@ class Understander:
         thesaurus_weight: float = 0.5,
         corpus_weight: float = 0.0,
         corpus_terms: int = 5,
+        learned: Callable[[], Learned | None] | None = None,
+        learned_weight: float = 0.0,
+        learned_terms: int = 8,
     ) -> None:
-        if not 0 <= thesaurus_weight < 1 or not 0 <= corpus_weight < 1:
+        if not 0 <= thesaurus_weight < 1 or not 0 <= corpus_weight < 1 or not 0 <= learned_weight < 1:
             raise ValueError("expansion weights must lie in [0, 1): below the demand's own words")
         self.tokenize = tokenize
         self.thesaurus = thesaurus or Thesaurus()
@@ -99,12 +106,29 @@ class Understander:
         self.thesaurus_weight = thesaurus_weight
         self.corpus_weight = corpus_weight
         self.corpus_terms = corpus_terms
+        self.learned = learned or (lambda: None)
+        self.learned_weight = learned_weight
+        self.learned_terms = learned_terms
         #: Where added concepts come from, in order (`matcher.expansion`); their weights are read
         #: from here at each use.
+        self._thesaurus_source = ThesaurusSource(self.thesaurus, lambda: self.thesaurus_weight)
         self.sources: list[Source] = [
-            ThesaurusSource(self.thesaurus, lambda: self.thesaurus_weight),
+            self._thesaurus_source,
             CorpusSource(lambda: self.corpus_weight, lambda: self.corpus_terms, generic),
+            LearnedSource(lambda: self.learned(), lambda: self.learned_weight, lambda: self.learned_terms, generic),
         ]
+
+    def use_thesaurus(self, thesaurus: Thesaurus) -> None:
+        """Read with `thesaurus` from now on (the shipped one and the 科协's own, merged)."""
+        self.thesaurus = thesaurus
+        self._thesaurus_source.thesaurus = thesaurus
+
+    def phrases(self, text: str, emphasis: str = "") -> list[str]:
+        """The demand's own content terms, as learning reads them (`matcher.learning`): its words
+        that are not generic, one character alone or a bare number."""
+        base = Query.build(text, self.tokenize, emphasis=emphasis, generic=self.generic)
+        return [t for t in dict.fromkeys(base.tokens) if t not in self.generic and len(t) >= 2
+                and not t.replace(".", "").isdigit()]
 
     def understand(
         self,

@@ -37,10 +37,12 @@ from matcher.engine import matching, rules
 from matcher.engine.bank import DemandBank
 from matcher.engine.embeddings import Embeddings
 from matcher.engine.imports import Imports
+from matcher.engine.learned import Learning
 from matcher.engine.live import IndexInfo, LiveIndex, Loaded, fingerprint
 from matcher.engine.matching import Analysis, Candidates, RelevanceMatrix
 from matcher.engine.rules import Rules
 from matcher.errors import InputError
+from matcher.learning import LearnParams
 from matcher.models import Demand, Expert, Explanation, Match, has_lone_surrogate
 from matcher.rank import ExpertIndex, Filters, Query
 from matcher.records import MergeEntry, Pause, WriteSummary
@@ -69,6 +71,7 @@ class Engine:
             self.tokenizer, self.thesaurus, generic=self.generic_terms, generic_weight=s.generic_term_weight,
             keyword_boost=s.query_keyword_boost, synonyms=self.synonyms, thesaurus_weight=s.thesaurus_weight,
             corpus_weight=s.corpus_expansion_weight, corpus_terms=s.corpus_expansion_terms,
+            learned_weight=s.learned_weight, learned_terms=s.learned_terms,
         )
         weights = self.new_index().weights
         self.embeddings = Embeddings(s, self.store, weights)
@@ -84,6 +87,10 @@ class Engine:
         self.live = LiveIndex(s, self.store, self.tokens, self, self.new_index)
         self.embeddings.live = self.live
         self.imports = Imports(self.store, s.dedupe_threshold, mio.Limits.from_settings(s))
+        # What staff verdicts taught (`matcher.learning`), and the 科协's own thesaurus entries.
+        self.learning = Learning(self.store, self.understander, self.thesaurus, lambda: self.live.current().index,
+                                 LearnParams(fdr=s.learned_fdr, max_phrase_share=s.learned_max_phrase_share))
+        self.understander.learned = self.learning.current
         self._services: dict[object, Any] = {}
         self._services_lock = threading.Lock()
 
@@ -286,6 +293,7 @@ class Engine:
         """What the demand-understanding stage makes of a text (`matcher.understand`): its own terms,
         the products and symptoms recognised and the concepts they point to; `exclude_terms` and
         `extra_terms` are the staff's corrections."""
+        self.learning.refresh()  # the 科协's own thesaurus and what verdicts taught, as they stand
         related = None
         if self.settings.corpus_expansion_weight > 0:
             related = self.ensure_index().index.related_terms

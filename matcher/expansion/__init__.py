@@ -1,8 +1,10 @@
 """Where the concepts added to a demand come from: one file a source (`matcher.understand` runs them
 in order, each seeing what the ones before it added).
 
-  thesaurus.py  `corpora/thesaurus.txt`: products, symptoms and trade names, and what they point to
+  thesaurus.py  `corpora/thesaurus.txt` (and the 科协's own entries): products, symptoms and trade
+                names, and what they point to
   corpus.py     terms that keep company with the demand's words in the experts' own texts
+  learned.py    concepts the 科协's own verdicts associate with the demand's words (`matcher.learning`)
 
 A source is a class with a `name` and `expand(found)`, which adds `Expansion`s to
 `found.expanded` by its own rule (the thesaurus keeps the strongest of several hits; the corpus
@@ -19,18 +21,35 @@ Related = Callable[[Sequence[tuple[str, float]], int], list[tuple[str, str, floa
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why a learned concept was added: over `demands` judged demands that said the phrase (of
+    `judged`), `accepted` accepted experts held the concept and `declined` declined ones did."""
+
+    demands: int
+    judged: int
+    accepted: int
+    declined: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"demands": self.demands, "judged": self.judged, "accepted": self.accepted,
+                "declined": self.declined}
+
+
+@dataclass(frozen=True, slots=True)
 class Expansion:
     """A concept added to the demand: `origin` is the demand's phrase it came from."""
 
     term: str
     origin: str
-    source: str  # the source's name: "thesaurus" | "corpus"
+    source: str  # the source's name: "thesaurus" | "corpus" | "learned"
     weight: float
     kind: str = ""  # the thesaurus entry's kind (产品, 症状, 俗称)
+    evidence: Evidence | None = None  # a learned concept's verdicts
 
     def to_dict(self) -> dict[str, object]:
         return {"term": self.term, "from": self.origin, "source": self.source, "weight": round(self.weight, 4),
-                **({"kind": self.kind} if self.kind else {})}
+                **({"kind": self.kind} if self.kind else {}),
+                **({"evidence": self.evidence.to_dict()} if self.evidence else {})}
 
 
 @dataclass
