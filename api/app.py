@@ -24,7 +24,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import matcher
 from api.middleware import BodyLimitMiddleware, IdempotencyMiddleware, SecurityHeadersMiddleware
-from api.routes import admin, demands, experts, feedback, health, match, outcomes, pages, staff, team
+from api.routes import (
+    admin,
+    demands,
+    experts,
+    feedback,
+    health,
+    learning,
+    match,
+    outcomes,
+    pages,
+    staff,
+    team,
+)
 from matcher.apikeys import check_keys
 from matcher.config import Settings, get_settings
 from matcher.engine import Engine
@@ -162,9 +174,11 @@ def create_app(
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(outcomes.router, prefix=API_PREFIX)  # outcomes and statistics (issue 17)
+    app.include_router(learning.api, prefix=API_PREFIX)  # what verdicts taught (issue 28)
     app.include_router(pages.router)
     app.include_router(staff.router)  # the staff's pages: sign-in, inbox, a demand, audit
     app.include_router(admin.router)  # administrators: API keys
+    app.include_router(learning.pages)  # administrators: proposals, the own thesaurus; withdrawing a verdict
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     app.add_exception_handler(MatcherError, matcher_error)

@@ -266,6 +266,7 @@ _FLASH: dict[str, Callable[[str], str]] = {
     "succeeded": lambda name: f"已记录：与 {name} 对接成功。",
     "outcome": lambda kind: f"已记录成果：{kind}。",
     "outcome-deleted": lambda _: "已删除该成果记录。",
+    "withdrawn": lambda name: f"已撤回对 {name} 的反馈：它不再排除该专家，系统也不再从中学习。",
 }
 
 

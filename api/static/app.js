@@ -178,9 +178,13 @@ function renderUnderstanding(u) {
   for (const t of u.terms.slice(0, 24)) own.append(chip(t.term, u.extra.includes(t.term) ? "own extra" : "own", `权重 ${t.weight.toFixed(2)}`));
   const added = document.getElementById("added-terms");
   added.replaceChildren(el("span", { class: "label", text: "补充的专业概念：" }));
-  const sources = { thesaurus: "词表", corpus: "专家语料", dense: "语义模型" };
+  const sources = { thesaurus: "词表", corpus: "专家语料", learned: "本会对接记录", dense: "语义模型" };
   for (const e of u.expanded.slice(0, 24)) {
-    added.append(chip(e.term, "added " + e.source, `由「${e.from}」补充（${sources[e.source] || e.source}，权重 ${e.weight.toFixed(2)}）`, `${e.term} ← ${e.from}`));
+    // A learned concept says what taught it: the demands and the experts staff judged.
+    const ev = e.evidence;
+    const why = ev ? `；${ev.judged} 个写有「${e.from}」的需求中 ${ev.demands} 个，被采纳的专家有 ${ev.accepted} 位用此词，不合适或婉拒的 ${ev.declined} 位` : "";
+    const label = ev ? `${e.term} ← ${e.from} · ${ev.demands}次对接` : `${e.term} ← ${e.from}`;
+    added.append(chip(e.term, "added " + e.source, `由「${e.from}」补充（${sources[e.source] || e.source}，权重 ${e.weight.toFixed(2)}${why}）`, label));
   }
   if (!u.expanded.length) added.append(el("span", { class: "note", text: "（无）" }));
   document.getElementById("reset-terms").hidden = !(edits.exclude.length || edits.extra.length);
