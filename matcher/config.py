@@ -32,12 +32,12 @@ class Settings(BaseSettings):
     bm25_k1: float = Field(1.2, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, description="BM25 length normalisation.")
     knn_k: int = Field(100, description="How many of the query's nearest documents vote for their experts.")
-    weight_docs: float = Field(1.0, description="Fusion weight of the word BM25 document vote.")
+    weight_bm25: float = Field(1.0, description="Fusion weight of the word BM25 document vote.")
     weight_tfidf: float = Field(1.0, description="Fusion weight of the word TF-IDF cosine document vote.")
     weight_profile: float = Field(0.0, description="Fusion weight of the whole-profile word BM25 signal.")
     weight_fields: float = Field(0.0, description="Fusion weight of the research-fields/keywords BM25 signal.")
     weight_chars: float = Field(2.0, description="Fusion weight of the character n-gram TF-IDF document vote.")
-    weight_semantic: float = Field(0.5, description="Fusion weight of the LSA semantic document vote.")
+    weight_lsa: float = Field(0.5, description="Fusion weight of the LSA (latent semantic) document vote.")
     weight_prior: float = Field(0.0, description="Fusion weight of the activity prior (0 switches it off).")
     weight_dense: float = Field(
         2.0, description="Fusion weight of the dense (sentence-embedding) document vote (0 switches the encoder off "

@@ -74,7 +74,7 @@ def test_a_rebuild_reuses_the_token_cache_in_the_database(tmp_path, tokenizer) -
     second = fresh.rebuild()
     assert fresh.tokens.stats["tokenised"] == 0 and fresh.tokens.stats["cached"] > 0
     q = fresh.query(THERMOS)
-    assert np.array_equal(first.score(q, {"docs": 1.0}).total, second.score(q, {"docs": 1.0}).total)
+    assert np.array_equal(first.score(q, {"bm25": 1.0}).total, second.score(q, {"bm25": 1.0}).total)
     fresh.close()
     engine.close()
 
@@ -85,7 +85,7 @@ def test_a_loaded_index_is_memory_mapped_and_scores_the_same(tmp_path, tokenizer
     mapped = ExpertIndex.load(tmp_path / "ix")
     read = ExpertIndex.load(tmp_path / "ix", mmap=False)
     assert isinstance(mapped.words_._base.data, np.memmap)
-    assert isinstance(mapped.part("semantic").embeddings_, np.memmap)
+    assert isinstance(mapped.part("lsa").embeddings_, np.memmap)
     assert not isinstance(read.words_._base.data, np.memmap)
     for d in demo_demands()[:10]:
         q = Query.build(d.text, tokenizer)
@@ -156,11 +156,11 @@ def test_the_work_budget_keeps_the_most_informative_terms(tokenizer) -> None:
 
 
 def test_the_semantic_signal_of_a_large_index_rescores_the_lexical_candidates(tokenizer) -> None:
-    full = ExpertIndex(lsa_dims=16, weights={"docs": 1, "semantic": 1}).fit(demo_experts(), tokenizer)
+    full = ExpertIndex(lsa_dims=16, weights={"bm25": 1, "lsa": 1}).fit(demo_experts(), tokenizer)
     q = Query.build(THERMOS, tokenizer)
-    exact = full.signal_scores(q).signals["semantic"]
+    exact = full.signal_scores(q).signals["lsa"]
     # "large": fewer units than this are scanned exhaustively
-    two_stage = full.with_params(semantic_exhaustive=10).signal_scores(q).signals["semantic"]
+    two_stage = full.with_params(semantic_exhaustive=10).signal_scores(q).signals["lsa"]
     # the neighbourhood of a thermos-welding demand is lexical: the two agree on the best experts
     top = lambda v: set(np.argsort(-v, kind="stable")[:5])  # noqa: E731
     assert top(exact) == top(two_stage)

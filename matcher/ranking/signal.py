@@ -15,7 +15,7 @@ the pruned paths run the same code; and its value shows in each explanation's `s
 
 Signals that read only what the index shares (the units' word and character indexes) fit nothing
 of their own: `docs`, `tfidf`, `chars`. Parts by kind: a term index (`TermPart`: `profile`,
-`fields`), one row per expert (`ExpertRows`: `centroid`), or anything else (`semantic`: the LSA space).
+`fields`), one row per expert (`ExpertRows`: `centroid`), or anything else (`lsa`: the LSA space).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 `updated(upserts, removed, tokenize)` re-indexes changed experts (masked at their old position and
 appended) and masks removed ones, tokenising only the changed experts. The lexical signals then
 equal those of a fresh `fit` on the same experts up to float32 rounding (`matcher.index` keeps exact
-statistics). The semantic signal is the one approximation: new documents are projected onto the
+statistics). The LSA signal is the one approximation: new documents are projected onto the
 LSA basis fitted before. `drift` is the share of documents added or removed since that fit; above
 a threshold the owner calls `compacted()`, which refits from the stored counts (no tokenising).
 Each signal follows with its own `updated` / `compacted` (`matcher.ranking.signal`).
