@@ -1,7 +1,7 @@
 """Settings, read from the environment (prefix `MATCHER_`) through one cached `get_settings()`.
 
-Every field carries a description; the README's settings table is checked against this class by a
-test. Tests build their own `Settings(...)` and pass it in: nothing patches globals.
+Every field carries a description; the settings table of docs/operations.md is checked against this
+class by a test. Tests build their own `Settings(...)` and pass it in: nothing patches globals.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ class Settings(BaseSettings):
     )
     topk_pruning: bool = Field(
         False, description="Find each lexical signal's best documents by top-k retrieval with dynamic pruning "
-        "(MaxScore), reading part of the postings: the same rankings, but no faster on long demands (README, "
-        "Performance)."
+        "(MaxScore), reading part of the postings: the same rankings, but no faster on long demands (docs/"
+        "performance.md)."
     )
     semantic_exhaustive: int = Field(
         200_000, description="Up to this many indexed documents the LSA signal scans them all; beyond, it "
