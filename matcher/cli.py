@@ -739,8 +739,8 @@ class _BatchProgress:
             for bar in self.bars.values():
                 bar.__exit__(None, None, None)
             self.bars.clear()
-            typer.echo(f"{'' if self.tty else stamp + ' '}run {self.key}: assigning experts to {total} demands "
-                       "jointly", err=True)
+            typer.echo(f"{'' if self.tty else stamp + ' '}run {self.key}: assigning experts to "
+                       f"{total} demands jointly", err=True)
         if phase not in self.LABELS or total == 0:
             return
         if self.tty:

@@ -522,7 +522,8 @@ class _Row:
         return "" if v is None else str(v).strip()
 
 
-def _record(row: _Row, make: Callable[[dict[str, Any]], Any], problems: Callable[[Any], list[Problem]]) -> Any:
+def _record(row: _Row, make: Callable[[dict[str, Any]], Any],
+            problems: Callable[[Any], list[Problem]]) -> Any:
     """The record of a row whose cells were read: built, then checked by the rules every writer
     shares (`matcher.validate`); None, with the row's errors, when anything is wrong."""
     try:

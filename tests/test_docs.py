@@ -64,7 +64,8 @@ def test_the_readme_is_a_newcomers_page_that_links_every_page() -> None:
 
 
 def test_every_setting_is_documented() -> None:
-    documented = set(re.findall(r"`MATCHER_([A-Z0-9_]+)`", (DOCS / "operations.md").read_text(encoding="utf-8")))
+    page = (DOCS / "operations.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"`MATCHER_([A-Z0-9_]+)`", page))
     fields = {name.upper() for name in Settings.model_fields}
     assert fields == documented, f"undocumented: {fields - documented}; stale: {documented - fields}"
     for name, f in Settings.model_fields.items():

@@ -215,7 +215,8 @@ def test_the_knn_vote_equals_a_plain_reference(tokenizer, k) -> None:
     for _ in range(5):
         scores = np.where(rng.random(len(index.unit_expert_)) < 0.6, 0.0,
                           rng.random(len(index.unit_expert_))).astype(np.float32)
-        vote = knn_vote(scores, index.layout(), index.unit_expert_, len(index.expert_ids_), index.params.knn_k)
+        vote = knn_vote(scores, index.layout(), index.unit_expert_, len(index.expert_ids_),
+                        index.params.knn_k)
         assert np.allclose(vote, reference_vote(index, scores), rtol=1e-5)
 
 

@@ -171,7 +171,8 @@ class Engine:
                        stop: threading.Event | None = None) -> int:
         """Encode the texts of experts whose vectors are missing, cache them and attach them."""
         self.ensure_index()
-        return self.embeddings.encode_missing(self.live, self.attach, limit=limit, progress=progress, stop=stop)
+        return self.embeddings.encode_missing(self.live, self.attach, limit=limit, progress=progress,
+                                              stop=stop)
 
     def dense_status(self) -> tuple[int, int]:
         """(experts whose vectors are all attached, live experts) of the loaded index."""
@@ -179,8 +180,8 @@ class Engine:
         n = index.n_experts
         return (n - len(index.dense_missing()), n) if self.encoder is not None else (0, n)
 
-    def prepare_dense(self, index: ExpertIndex, experts: Iterable[Expert], progress: Progress | None = None, *,
-                      profiles: bool | None = None) -> ExpertIndex:
+    def prepare_dense(self, index: ExpertIndex, experts: Iterable[Expert], progress: Progress | None = None,
+                      *, profiles: bool | None = None) -> ExpertIndex:
         return self.embeddings.prepare(index, experts, progress, profiles=profiles)
 
     def start_background_encoding(self) -> None:
@@ -342,8 +343,8 @@ class Engine:
         return self.query(self.check_text(demand.text), " ".join([demand.title, *demand.keywords]))
 
     # -- the rules (`matcher.engine.rules`) -------------------------------------------------------
-    def rules_for(self, demand: Demand | None = None, filters: Filters | None = None, *, verdicts: bool = True,
-                  pauses: bool = True) -> Rules:
+    def rules_for(self, demand: Demand | None = None, filters: Filters | None = None, *,
+                  verdicts: bool = True, pauses: bool = True) -> Rules:
         """The rules of a ranking: `filters`, and for a stored `demand` its 回避 rules, its verdicts
         (婉拒, 不合适) and the experts paused today."""
         if demand is None:
@@ -372,8 +373,9 @@ class Engine:
     pause_reason = staticmethod(rules.pause_reason)
 
     # -- matching -------------------------------------------------------------------------------
-    def match(self, text: str, top_k: int | None = None, filters: Filters | None = None, *, emphasis: str = "",
-              exclude_terms: Iterable[str] = (), extra_terms: Iterable[str] = ()) -> list[Match]:
+    def match(self, text: str, top_k: int | None = None, filters: Filters | None = None, *,
+              emphasis: str = "", exclude_terms: Iterable[str] = (),
+              extra_terms: Iterable[str] = ()) -> list[Match]:
         """Rank experts for a pasted demand text; each match explained."""
         return list(self.analyse(text, top_k, filters, emphasis=emphasis, exclude_terms=exclude_terms,
                                  extra_terms=extra_terms).matches)

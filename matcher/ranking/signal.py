@@ -204,7 +204,8 @@ class ExpertRows(Signal):
         return np.concatenate(acc) if acc else np.zeros(0, dtype=np.float32)
 
     def updated(self, part: np.ndarray, growth: Growth) -> np.ndarray:
-        return np.concatenate([part, np.asarray(self.features(growth.experts, growth.tokens), dtype=np.float32)])
+        added = np.asarray(self.features(growth.experts, growth.tokens), dtype=np.float32)
+        return np.concatenate([part, added])
 
     def compacted(self, part: np.ndarray, compaction: Compaction) -> np.ndarray:
         return part[compaction.order]

@@ -5,7 +5,8 @@
   rows.py        records to rows and back (lists and explanations as JSON text)
   experts.py     Experts                  merges.py    Merges (the import and merge logs)
   demands.py     Demands, Recommendations feedback.py  Feedback (verdicts, pauses)
-  outcomes.py    Outcomes (and the statistics)         accounts.py  Users (sessions, failures), ApiKeys, AuditLog
+  outcomes.py    Outcomes (and the statistics)
+  accounts.py    Users (sessions, failures), ApiKeys, AuditLog
   replays.py     Replays (idempotent writes)
   caches.py      Caches (tokens, vectors, popularity)  batch.py     BatchRuns
   backup.py      Backups (SQLite's online backup API), check_database
@@ -62,10 +63,16 @@ from matcher.store.outcomes import Outcomes
 from matcher.store.replays import Replays
 
 
-class Store(Experts, Merges, Demands, Recommendations, Feedback, Outcomes, Users, ApiKeys, AuditLog, Replays, Caches, BatchRuns, Backups):
+class Store(Experts, Merges, Demands, Recommendations, Feedback, Outcomes, Users, ApiKeys, AuditLog,
+            Replays, Caches, BatchRuns, Backups):
     """One SQLite database (a path, or ":memory:"), every resource of it: the union of the
     resource classes, which share one set of connections and transaction rules (`Database`).
     `busy_timeout`: seconds a write waits for another connection's write lock before it fails."""
 
 
-__all__ = ['ApiKey', 'ApiKeys', 'AuditEntry', 'AuditLog', 'Backups', 'BatchCandidate', 'BatchExclusion', 'BatchMatch', 'BatchOutcome', 'BatchRun', 'BatchRuns', 'Caches', 'CandidateTable', 'Database', 'DatabaseInfo', 'DemandFact', 'DemandPage', 'Demands', 'Engagement', 'Experts', 'Failures', 'Feedback', 'FeedbackEntry', 'MIGRATIONS', 'MergeEntry', 'Merges', 'Outcome', 'Outcomes', 'Pause', 'RUN_STATUSES', 'Recommendations', 'Replay', 'Replays', 'SessionRow', 'Store', 'StoredRecommendations', 'User', 'Users', 'WriteSummary', 'check_database']
+__all__ = ["ApiKey", "ApiKeys", "AuditEntry", "AuditLog", "Backups", "BatchCandidate", "BatchExclusion",
+           "BatchMatch", "BatchOutcome", "BatchRun", "BatchRuns", "Caches", "CandidateTable", "Database",
+           "DatabaseInfo", "DemandFact", "DemandPage", "Demands", "Engagement", "Experts", "Failures",
+           "Feedback", "FeedbackEntry", "MIGRATIONS", "MergeEntry", "Merges", "Outcome", "Outcomes",
+           "Pause", "RUN_STATUSES", "Recommendations", "Replay", "Replays", "SessionRow", "Store",
+           "StoredRecommendations", "User", "Users", "WriteSummary", "check_database"]
