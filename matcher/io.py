@@ -28,7 +28,6 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -523,7 +522,8 @@ class _Row:
         return "" if v is None else str(v).strip()
 
 
-def _record(row: _Row, make: Callable[[dict[str, Any]], Any], problems: Callable[[Any], list[Problem]]) -> Any:
+def _record(row: _Row, make: Callable[[dict[str, Any]], Any],
+            problems: Callable[[Any], list[Problem]]) -> Any:
     """The record of a row whose cells were read: built, then checked by the rules every writer
     shares (`matcher.validate`); None, with the row's errors, when anything is wrong."""
     try:
@@ -537,7 +537,7 @@ def _record(row: _Row, make: Callable[[dict[str, Any]], Any], problems: Callable
     return None if row.errors else record
 
 
-def _parse_expert(row: _Row) -> Expert | None:
+def _parse_expert(row: _Row, limits: Limits) -> Expert | None:
     """A row of a file of experts as an `Expert` (its cells read; the record checked)."""
     d = row.data
     explicit = bool(row.text("id"))
@@ -589,11 +589,6 @@ _DATE = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?([ t].*)?$")
 def _parse_demand(row: _Row, limits: Limits) -> Demand | None:
     """A row of a file of demands as a `Demand` (its cells read; the record checked)."""
     d = row.data
-    said = len(row.text("title")) + len(row.text("description")) + len(row.text("keywords"))
-    if said > limits.text_chars:
-        row.error("description", f"需求名称、关键词和描述共 {said:,} 字，超过上限 {limits.text_chars:,} 字"
-                                 "（与接口相同，设置 MATCHER_MAX_TEXT_CHARS） "
-                                 "(the demand's text is over the limit)")
     for fld in ("keywords", "avoid_institutions", "avoid_experts"):
         if fld in d:
             d[fld] = _cell_list(d[fld])
@@ -622,7 +617,7 @@ def _parse_demand(row: _Row, limits: Limits) -> Demand | None:
         row.error("needs_team", f"{row.text('needs_team')!r} is neither 是 nor 否")
     if not row.text("id"):
         d["id"] = _stable_id("D", row.text("enterprise"), row.text("title"), row.text("description"))
-    return _record(row, Demand.from_dict, validate.demand_problems)
+    return _record(row, Demand.from_dict, lambda r: validate.demand_problems(r, max_chars=limits.text_chars))
 
 
 def _parse(kind: str, rows: Iterable[RawRow], source: str, mapping: Mapping[str, str] | None,
@@ -636,11 +631,11 @@ def _parse(kind: str, rows: Iterable[RawRow], source: str, mapping: Mapping[str,
     unstored = set(UNSTORED[kind])
     out.ignored_columns = tuple(h for h in headers if h not in columns or columns[h] in unstored)
     out.has_contact = bool({"phone", "email", "contact"} & set(columns.values()))
-    make = _parse_expert if kind == "experts" else partial(_parse_demand, limits=limits)
+    make = _parse_expert if kind == "experts" else _parse_demand
     for n, raw in enumerate(rows, start=1):
         row = _Row(raw, kind, columns, source, limits)
         explicit = bool(row.text("id"))
-        record = make(row)
+        record = make(row, limits)
         if record is None:
             out.errors.extend(row.errors)
             out.rejects.append(Reject(raw.row, raw.data, tuple(row.errors)))

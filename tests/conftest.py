@@ -145,7 +145,7 @@ def running_server(tmp: Path, db: Path, *, workers: int = 1, env: dict[str, str]
 
 # -- the HTTP API through a TestClient (tests/test_api.py and the tests of other routes) ------------
 API_KEY = "k-7f3a9c0e-test-3451cc474d5698"
-#: A key with the read role: the working data, no contacts.
+# a key with the read role: the working data, no contacts
 API_READ_KEY = "k-r7f3a9c0e-test-3451cc474d5698-read"
 API_READ = {"X-API-Key": API_READ_KEY}
 API_AUTH = {"X-API-Key": API_KEY}
@@ -391,6 +391,7 @@ def page(browser, live: Live):  # noqa: ANN001, ANN201 - Playwright types
     context.close()
 
 
+# -- staff pages -------------------------------------------------------------------------------------
 #: The password of the staff accounts tests make (10+ characters, not the user name).
 PASSWORD = "金华市科协-2026-loop"
 
