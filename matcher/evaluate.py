@@ -379,6 +379,10 @@ class Simulation:
     changed: int  # test queries whose understanding gained a learned concept
     seconds: float
     hubs: dict[str, Hub] = field(default_factory=dict)
+    #: every association learned (strongest first) and the test queries' rankings before and after:
+    #: what a test compares when it shuffles the test queries' qrels
+    associations: list[Association] = field(default_factory=list)
+    runs: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {"before": self.before, "after": self.after, "learned": self.learned,
@@ -387,7 +391,8 @@ class Simulation:
                 "seconds": round(self.seconds, 2)}
 
 
-def split_queries(ids: Sequence[str], history: float, seed: int = SIMULATION_SEED) -> tuple[list[str], list[str]]:
+def split_queries(ids: Sequence[str], history: float,
+                  seed: int = SIMULATION_SEED) -> tuple[list[str], list[str]]:
     """(history, test): the ids shuffled by `seed` (from their sorted order), the first `history` share."""
     if not 0 < history < 1:
         raise InputError(f"--history is the share of queries whose verdicts are learned from: between 0 and "
@@ -460,8 +465,10 @@ def simulate_feedback(bench: Benchmark, engine: Engine, *, history: float = 0.5,
         m = mean_metrics(runs, qrels)
         hubs[name] = hub_of(runs, asked)
         scores[name] = {"nDCG@10": m["nDCG@10"], "Recall@50": m["Recall@50"], "hub": hubs[name].share}
+    everything = learned.all()
     return Simulation(len(hist_ids), len(test_ids), seed, len(found), scores["before"], scores["after"],
-                      len(learned), learned.all()[:examples], changed, time.perf_counter() - start, hubs)
+                      len(learned), everything[:examples], changed, time.perf_counter() - start, hubs,
+                      everything, {"before": before, "after": after})
 
 
 def format_simulation(result: Simulation) -> str:
@@ -470,9 +477,11 @@ def format_simulation(result: Simulation) -> str:
             f"{'':<8}" + "".join(f"{m:>11}" for m in SIMULATION_METRICS)]
     for name, vals in (("before", result.before), ("after", result.after)):
         rows.append(f"{name:<8}" + "".join(f"{vals[m]:>11.4f}" for m in SIMULATION_METRICS))
-    rows.append(f"{result.learned} associations learned; {result.changed} test queries gained a learned concept")
+    rows.append(f"{result.learned} associations learned; {result.changed} test queries gained a learned "
+                "concept")
     for a in result.examples:
         rows.append(f"  {a.phrase} -> {a.concept}  strength {a.strength:.2f}, {a.demands} of {a.judged} "
-                    f"demands, {a.accepted} accepted / {a.declined} declined experts hold it, p {a.p_value:.2g}")
+                    f"demands, {a.accepted} accepted / {a.declined} declined experts hold it, "
+                    f"p {a.p_value:.2g}")
     rows.append(f"{result.seconds:.1f} s")
     return "\n".join(rows)
