@@ -187,7 +187,8 @@ class TermOut(BaseModel):
 
 
 class LearnedEvidenceOut(BaseModel):
-    demands: int = Field(description="Judged demands saying the phrase whose accepted experts held the concept.")
+    demands: int = Field(
+        description="Judged demands saying the phrase whose accepted experts held the concept.")
     judged: int = Field(description="Judged demands saying the phrase.")
     accepted: int = Field(description="Accepted experts (over those demands) who hold the concept.")
     declined: int = Field(description="Declined or unsuitable experts (over those demands) who hold it.")
@@ -197,8 +198,8 @@ class ExpandedOut(BaseModel):
     term: str = Field(description="A technical concept the demand points to.")
     from_: str = Field(alias="from", description="The demand's phrase it was added for.")
     source: Literal["thesaurus", "corpus", "learned", "dense"] = Field(
-        description="Where it came from: the thesaurus (corpora/thesaurus.txt and the 科协's own entries), the "
-        "experts' own texts, the 科协's own verdicts (learned), or the dense model.")
+        description="Where it came from: the thesaurus (corpora/thesaurus.txt and the 科协's own entries), "
+        "the experts' own texts, the 科协's own verdicts (learned), or the dense model.")
     weight: float = Field(description="Its weight in the query (below the demand's own words).")
     kind: str | None = Field(None, description="The thesaurus entry's kind: 产品, 症状 or 俗称.")
     evidence: LearnedEvidenceOut | None = Field(None, description="A learned concept's verdicts.")
@@ -831,8 +832,10 @@ def visit_plan_out(plan: VisitPlan) -> dict[str, Any]:
 class ProposalOut(BaseModel):
     phrase: str = Field(description="The demand phrase.")
     concept: str = Field(description="The expert concept it points to.")
-    strength: float = Field(description="The excess over chance, shrunk toward zero with little evidence (0-1).")
-    demands: int = Field(description="Judged demands saying the phrase whose accepted experts held the concept.")
+    strength: float = Field(
+        description="The excess over chance, shrunk toward zero with little evidence (0-1).")
+    demands: int = Field(
+        description="Judged demands saying the phrase whose accepted experts held the concept.")
     judged: int = Field(description="Judged demands saying the phrase.")
     accepted: int = Field(description="Accepted experts (over those demands) who hold the concept.")
     declined: int = Field(description="Declined or unsuitable experts (over those demands) who hold it.")

@@ -525,11 +525,13 @@ def eval_(
         "--feedback", help="Score the ranker on this database's own verdicts instead: 同意对接 and 对接成功 "
         "relevant, 婉拒 and 不合适 not.")] = False,
     simulate_feedback: Annotated[bool, typer.Option(
-        "--simulate-feedback", help="Simulate learning from staff: split the queries by a fixed seed, give the "
-        "history queries' top 10 the verdicts staff would (relevant: 同意对接, else 不合适), learn, and score "
+        "--simulate-feedback", help="Simulate learning from staff: split the queries by a fixed seed, give "
+        "the history queries' top 10 the verdicts staff would (relevant: 同意对接, else 不合适), learn, and "
+        "score "
         "the other queries before and after.")] = False,
     history: Annotated[float, typer.Option(
-        "--history", help="With --simulate-feedback: the share of queries whose verdicts are learned from.")] = 0.5,
+        "--history",
+        help="With --simulate-feedback: the share of queries whose verdicts are learned from.")] = 0.5,
     seed: Annotated[int, typer.Option(
         "--seed", help="With --simulate-feedback: the seed of the split.")] = 28,
     db: DbOption = None,
@@ -1118,8 +1120,9 @@ def report(
 
 
 # -- what the matcher learned from verdicts, and the 科协's own thesaurus ----------------------------
-thesaurus_app = typer.Typer(help="Proposed thesaurus entries learned from verdicts, and the 科协's own thesaurus "
-                            "(kept apart from corpora/thesaurus.txt, every change a version).", no_args_is_help=True)
+thesaurus_app = typer.Typer(help="Proposed thesaurus entries learned from verdicts, and the 科协's own "
+                            "thesaurus (kept apart from corpora/thesaurus.txt, every change a version).",
+                            no_args_is_help=True)
 app.add_typer(thesaurus_app, name="thesaurus")
 
 
@@ -1151,7 +1154,8 @@ def thesaurus_proposals(
                    f"{a.demands}/{a.judged} 个需求  采纳专家 {a.accepted} 位持有、不合适 {a.declined} 位  "
                    f"(p={a.p_value:.2g})  例：{'；'.join(t for _, t in p.examples[:3])}")
     if not found and not as_json:
-        typer.echo("no proposals: associations appear as verdicts (同意对接, 对接成功, 不合适, 婉拒) accumulate",
+        typer.echo("no proposals: associations appear as verdicts (同意对接, 对接成功, 不合适, 婉拒) "
+                   "accumulate",
                    err=True)
 
 
@@ -1221,7 +1225,8 @@ def thesaurus_export(
 @thesaurus_app.command("import")
 @_fail_cleanly
 def thesaurus_import(
-    file: Annotated[Path, typer.Argument(help="A thesaurus file (UTF-8; the format of corpora/thesaurus.txt).")],
+    file: Annotated[Path, typer.Argument(
+        help="A thesaurus file (UTF-8; the format of corpora/thesaurus.txt).")],
     note: Annotated[str, typer.Option("--note", help="What changed (kept with the version).")] = "",
     db: DbOption = None,
 ) -> None:

@@ -77,7 +77,8 @@ class Settings(BaseSettings):
         "and an expert concept is learned from verdicts (lower: fewer, surer associations)."
     )
     learned_max_phrase_share: float = Field(
-        0.02, gt=0, le=1, description="Associations are learned for demand phrases that at most this share of "
+        0.02, gt=0, le=1,
+        description="Associations are learned for demand phrases that at most this share of "
         "the experts write themselves (a word experts write already reaches them; 1: any phrase)."
     )
     bank_size: int = Field(

@@ -52,7 +52,8 @@ from scipy.stats import binom
 
 #: What each verdict says about fit: + the expert's words answered the demand's, - they did not.
 #: 婉拒 (declined) is most often about the expert's time, not their field: a third of 不合适.
-VERDICT_EVIDENCE: Mapping[str, float] = {"succeeded": 1.0, "accepted": 1.0, "unsuitable": -1.0, "declined": -0.3}
+VERDICT_EVIDENCE: Mapping[str, float] = {"succeeded": 1.0, "accepted": 1.0, "unsuitable": -1.0,
+                                         "declined": -0.3}
 #: An outcome (合作意向, 项目合作, …) recorded with an expert: the strongest positive there is.
 OUTCOME_EVIDENCE = 1.0
 
@@ -259,7 +260,8 @@ def learn(found: Sequence[Judgment], phrases: Mapping[str, Sequence[str]],
             said[p] += 1
     # A phrase the experts' own texts hold often already reaches them: what is learned bridges the
     # words owners use and experts do not.
-    vocab_p = sorted(p for p, n in said.items() if n >= params.min_demands and share(p) <= params.max_phrase_share)
+    vocab_p = sorted(p for p, n in said.items()
+                     if n >= params.min_demands and share(p) <= params.max_phrase_share)
     pos_p = {p: i for i, p in enumerate(vocab_p)}
     x_r, x_c = [], []
     for i, d in enumerate(demand_ids):

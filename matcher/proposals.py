@@ -2,11 +2,12 @@
 the 科协's own thesaurus or to silence (`matcher thesaurus proposals`, the page /admin/proposals).
 
     proposals = Proposals(engine)
-    proposals.list()                                         -> [Proposal] (open ones, strongest first)
-    proposals.accept("staff:admin", "起皮", "涂层", kind="症状", weight=0.8)   -> the new own-thesaurus version
-    proposals.reject("staff:admin", "一半", "发酵")            -> the decision (the pair is silenced)
-    proposals.reopen("staff:admin", "一半", "发酵")            -> proposed again (an accepted one leaves the file)
-    proposals.import_text("staff:admin", text)               -> a new version from an edited file
+    proposals.list()                                  -> [Proposal] (open ones, strongest first)
+    proposals.accept("staff:admin", "起皮", "涂层", kind="症状", weight=0.8)
+                                                      -> the new own-thesaurus version
+    proposals.reject("staff:admin", "一半", "发酵")   -> the decision (the pair is silenced)
+    proposals.reopen("staff:admin", "一半", "发酵")   -> proposed again (an accepted one leaves the file)
+    proposals.import_text("staff:admin", text)        -> a new version from an edited file
 
 `export_learning` / `import_learning` carry everything learning rests on to another database (with
 `matcher export learning` and `matcher import learning`, after the experts and demands): the
@@ -124,8 +125,8 @@ class Proposals:
         return self.store.own_thesaurus(version), text, len(Thesaurus.parse(text, name="本会词表"))
 
     # -- deciding (each audited) ------------------------------------------------------------------
-    def accept(self, actor: str, phrase: str, concept: str, *, kind: str = "症状", weight: float | None = None,
-               note: str = "", ip: str = "") -> ThesaurusVersion:
+    def accept(self, actor: str, phrase: str, concept: str, *, kind: str = "症状",
+               weight: float | None = None, note: str = "", ip: str = "") -> ThesaurusVersion:
         """Write the association into the 科协's own thesaurus (a new version) as `kind`
         (产品, 症状 or 俗称) at `weight` (default: suggested from its strength)."""
         if kind not in KINDS:
@@ -291,7 +292,8 @@ def import_learning(engine: Engine, path: Path | str, actor: str) -> LearningImp
     records = list(_lines(path))
     errors = _check_learning(engine, records, path.name)
     if errors:
-        raise DataImportError(f"{path.name}: {len(errors)} 行有错，未导入任何数据 (nothing was imported)", errors)
+        raise DataImportError(f"{path.name}: {len(errors)} 行有错，未导入任何数据 (nothing was imported)",
+                              errors)
     return _write_learning(engine, records, path.name, actor)
 
 
@@ -310,19 +312,21 @@ def _check_learning(engine: Engine, records: list[tuple[int, dict[str, Any]]], s
             errors.append(RowError(number, "type", f"未知的类型 {kind!r}（应为 verdict、outcome、decision 或 "
                                    "thesaurus）", source))
         elif kind in ("verdict", "outcome") and r.get("demand_id") not in known_d:
-            errors.append(RowError(number, "demand_id", f"需求 {r.get('demand_id')!r} 不在本数据库中，请先导入需求",
-                                   source))
+            errors.append(RowError(number, "demand_id",
+                                   f"需求 {r.get('demand_id')!r} 不在本数据库中，请先导入需求", source))
         elif kind == "verdict" and r.get("expert_id") not in known_e:
-            errors.append(RowError(number, "expert_id", f"专家 {r.get('expert_id')!r} 不在本数据库中，请先导入专家",
-                                   source))
+            errors.append(RowError(number, "expert_id",
+                                   f"专家 {r.get('expert_id')!r} 不在本数据库中，请先导入专家", source))
         elif kind == "outcome" and any(e not in known_e for e in r.get("expert_ids") or [None]):
-            errors.append(RowError(number, "expert_ids", "成果所列的专家不全在本数据库中，请先导入专家", source))
+            errors.append(RowError(number, "expert_ids", "成果所列的专家不全在本数据库中，请先导入专家",
+                                   source))
         elif kind == "outcome" and r.get("kind") not in OUTCOME_KINDS:
-            errors.append(RowError(number, "kind", f"成果类别 {r.get('kind')!r} 不是 {'、'.join(OUTCOME_KINDS)} 之一",
+            errors.append(RowError(number, "kind",
+                                   f"成果类别 {r.get('kind')!r} 不是 {'、'.join(OUTCOME_KINDS)} 之一",
                                    source))
         elif kind == "verdict" and r.get("verdict") not in VERDICTS:
-            errors.append(RowError(number, "verdict", f"反馈 {r.get('verdict')!r} 不是 {', '.join(VERDICTS)} 之一",
-                                   source))
+            errors.append(RowError(number, "verdict",
+                                   f"反馈 {r.get('verdict')!r} 不是 {', '.join(VERDICTS)} 之一", source))
         elif kind == "decision" and r.get("decision") not in ("accepted", "rejected"):
             errors.append(RowError(number, "decision", f"{r.get('decision')!r} 应为 accepted 或 rejected",
                                    source))
@@ -353,12 +357,13 @@ def _write_learning(engine: Engine, records: list[tuple[int, dict[str, Any]]], s
                     if key in have_v:
                         skipped += 1
                         continue
-                    store.record_feedback(r["demand_id"], r["expert_id"], r["verdict"], str(r.get("note", "")),
-                                          actor=str(r.get("actor", "")), at=r.get("created_at") or None)
+                    store.record_feedback(r["demand_id"], r["expert_id"], r["verdict"],
+                                          str(r.get("note", "")), actor=str(r.get("actor", "")),
+                                          at=r.get("created_at") or None)
                     have_v.add(key)
                 elif kind == "outcome":
-                    key = (r["demand_id"], tuple(sorted(r["expert_ids"])), r["kind"], float(r["value"]), r["date"],
-                           str(r.get("note", "")))
+                    key = (r["demand_id"], tuple(sorted(r["expert_ids"])), r["kind"], float(r["value"]),
+                           r["date"], str(r.get("note", "")))
                     if key in have_o:
                         skipped += 1
                         continue
@@ -372,19 +377,22 @@ def _write_learning(engine: Engine, records: list[tuple[int, dict[str, Any]]], s
                         skipped += 1
                         continue
                     store.decide(r["phrase"], r["concept"], r["decision"], str(r.get("actor", "")),
-                                 note=str(r.get("note", "")), evidence=r.get("evidence") or {}, at=r.get("at"))
+                                 note=str(r.get("note", "")), evidence=r.get("evidence") or {},
+                                 at=r.get("at"))
                 else:
                     text = str(r["text"])
                     if text in texts:
                         skipped += 1
                         continue
-                    store.add_own_thesaurus(text, str(r.get("actor", "")), str(r.get("note", "")), at=r.get("at"))
+                    store.add_own_thesaurus(text, str(r.get("actor", "")), str(r.get("note", "")),
+                                            at=r.get("at"))
                     texts.append(text)
             except (KeyError, TypeError, ValueError) as exc:
                 raise DataImportError(f"{source} 第{number}行缺少字段或字段有误 ({exc})；未导入任何数据",
                                       [RowError(number, "", f"缺少字段或字段有误 ({exc})", source)]) from exc
             added[kind] += 1
-        result = LearningImport(added["verdict"], added["outcome"], added["decision"], added["thesaurus"], skipped)
+        result = LearningImport(added["verdict"], added["outcome"], added["decision"], added["thesaurus"],
+                                skipped)
         store.audit(actor, "learning.import", f"file:{source}",
                     {"verdicts": result.verdicts, "outcomes": result.outcomes, "decisions": result.decisions,
                      "versions": result.versions, "skipped": result.skipped})

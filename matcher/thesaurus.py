@@ -401,8 +401,10 @@ def _trie_regex(sources: Sequence[str]) -> re.Pattern[str]:
 
 
 # -- editing a thesaurus text (the 科协's own file: accepted proposals) --------------------------------
-OWN_HEADER = ("# 本会自建词表（金桥 Matcher）：管理员采纳的“学到的关联”写在这里，格式与 corpora/thesaurus.txt 相同。\n"
-              "# 每次修改都保存为新版本（matcher thesaurus versions）；可导出、编辑后导入（matcher thesaurus import）。\n")
+OWN_HEADER = ("# 本会自建词表（金桥 Matcher）：管理员采纳的“学到的关联”写在这里，"
+              "格式与 corpora/thesaurus.txt 相同。\n"
+              "# 每次修改都保存为新版本（matcher thesaurus versions）；"
+              "可导出、编辑后导入（matcher thesaurus import）。\n")
 
 
 def format_entry(kind: str, sources: Sequence[str], targets: Sequence[Target]) -> str:

@@ -115,7 +115,8 @@ class Understander:
         self.sources: list[Source] = [
             self._thesaurus_source,
             CorpusSource(lambda: self.corpus_weight, lambda: self.corpus_terms, generic),
-            LearnedSource(lambda: self.learned(), lambda: self.learned_weight, lambda: self.learned_terms, generic),
+            LearnedSource(lambda: self.learned(), lambda: self.learned_weight, lambda: self.learned_terms,
+                          generic),
         ]
 
     def use_thesaurus(self, thesaurus: Thesaurus) -> None:

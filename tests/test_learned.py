@@ -87,7 +87,8 @@ def test_a_demand_that_does_not_say_the_phrase_gains_nothing(engine: Engine) -> 
 
 def test_a_withdrawn_verdict_withdraws_its_evidence(engine: Engine) -> None:
     loop = Workflow(engine)
-    accepted = [f for f in engine.store.feedback_entries() if f.demand_id.startswith("L-") and f.verdict == "accepted"]
+    accepted = [f for f in engine.store.feedback_entries()
+                if f.demand_id.startswith("L-") and f.verdict == "accepted"]
     assert len(accepted) == 6
     loop.withdraw_feedback("staff:lihua", accepted[0].id)
     a = engine.learning.current().find("烂筒", "木霉")
@@ -119,7 +120,8 @@ def test_a_database_without_verdicts_ranks_exactly_as_before(tmp_path: Path, pla
 
 
 # -- proposals and the 科协's own thesaurus ------------------------------------------------------------
-def test_accepting_a_proposal_writes_the_own_thesaurus_and_the_thesaurus_source_uses_it(engine: Engine) -> None:
+def test_accepting_a_proposal_writes_the_own_thesaurus_and_the_thesaurus_source_uses_it(
+        engine: Engine) -> None:
     proposals = Proposals(engine)
     listed = {(p.association.phrase, p.association.concept): p for p in proposals.list()}
     assert ("烂筒", "木霉") in listed and listed[("烂筒", "木霉")].status == "open"
@@ -173,7 +175,8 @@ def test_proposal_errors_are_clear_and_write_nothing(engine: Engine) -> None:
 def test_the_own_thesaurus_is_versioned_imported_and_reverted(engine: Engine) -> None:
     proposals = Proposals(engine)
     proposals.import_text(ADMIN, "[本会]\n俗称  烂筒  =>  菌棒污染\n")
-    assert next(e for e in engine.understand(OWNER_TEXT).expanded if e.term == "菌棒污染").source == "thesaurus"
+    added = engine.understand(OWNER_TEXT).expanded
+    assert next(e for e in added if e.term == "菌棒污染").source == "thesaurus"
     proposals.import_text(ADMIN, "[本会]\n俗称  烂棒  =>  菌棒污染\n")
     assert "菌棒污染" not in {e.term for e in engine.understand(OWNER_TEXT).expanded}
     made = proposals.revert(ADMIN, 1)
@@ -185,7 +188,8 @@ def test_the_own_thesaurus_is_versioned_imported_and_reverted(engine: Engine) ->
 # -- learned data survives backup/restore and export/import -------------------------------------------
 def state(engine: Engine) -> tuple:
     learned = engine.learning.associations()
-    return ([a.to_dict() for a in learned.all()], sorted((k, d.decision) for k, d in engine.store.decisions().items()),
+    return ([a.to_dict() for a in learned.all()],
+            sorted((k, d.decision) for k, d in engine.store.decisions().items()),
             [(v.version, v.text) for v in engine.store.own_thesaurus_versions()])
 
 

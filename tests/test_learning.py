@@ -153,7 +153,8 @@ def test_declines_weigh_less_than_unsuitable_verdicts() -> None:
         found, phrases, concepts, share = world(8)
         extra = {f"K{i}": ["涂层", *POOL[200 + i: 203 + i]] for i in range(8)}
         concepts.update(extra)
-        found = [*found, *(Judgment(f"Q{d:02d}", f"K{d}", VERDICT_EVIDENCE[verdict], verdict) for d in range(8))]
+        found = [*found, *(Judgment(f"Q{d:02d}", f"K{d}", VERDICT_EVIDENCE[verdict], verdict)
+                           for d in range(8))]
         for d in range(8):  # the only turned-down expert of each 起皮 demand
             found = [j for j in found if not (j.demand_id == f"Q{d:02d}" and j.expert_id.startswith("E"))]
         return found, phrases, concepts, share

@@ -99,7 +99,8 @@ def proposals_page(request: Request, session: SessionDep, proposals: ProposalsDe
 
 
 def _decided(kind: str, value: object = "", status: str = "open") -> RedirectResponse:
-    return RedirectResponse(f"/admin/proposals?status={status}&done={kind}:{quote(str(value))}", status_code=303)
+    return RedirectResponse(f"/admin/proposals?status={status}&done={kind}:{quote(str(value))}",
+                            status_code=303)
 
 
 @pages.post("/admin/proposals/accept")
@@ -225,12 +226,14 @@ _DECIDE = {**WRITE_AUTH, 404: {"model": ErrorOut, "description": "No such learne
            422: {"model": ErrorOut, "description": "Invalid input; the message names the field."}}
 
 
-@api.post("/proposals/accept", response_model=OwnThesaurusOut, operation_id="acceptProposal", responses=_DECIDE)
+@api.post("/proposals/accept", response_model=OwnThesaurusOut, operation_id="acceptProposal",
+          responses=_DECIDE)
 def accept_proposal(body: AcceptIn, proposals: ProposalsDep, lock: WriteLock, actor: AdminActor,
                     ip: ClientIp) -> dict[str, Any]:
     """Write a learned association into the 科协's own thesaurus (a new version; an admin key)."""
     with lock:
-        version = proposals.accept(actor, body.phrase, body.concept, kind=body.kind, weight=body.weight, ip=ip)
+        version = proposals.accept(actor, body.phrase, body.concept, kind=body.kind, weight=body.weight,
+                                   ip=ip)
     return _own(proposals, version.version)
 
 

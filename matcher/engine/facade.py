@@ -89,7 +89,8 @@ class Engine:
         self.embeddings.live = self.live
         self.imports = Imports(self.store, s.dedupe_threshold, mio.Limits.from_settings(s))
         # What staff verdicts taught (`matcher.learning`), and the 科协's own thesaurus entries.
-        self.learning = Learning(self.store, self.understander, self.thesaurus, lambda: self.live.current().index,
+        self.learning = Learning(self.store, self.understander, self.thesaurus,
+                                 lambda: self.live.current().index,
                                  LearnParams(fdr=s.learned_fdr, max_phrase_share=s.learned_max_phrase_share))
         self.understander.learned = self.learning.current
         self._services: dict[object, Any] = {}

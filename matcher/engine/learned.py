@@ -164,7 +164,8 @@ class Learning:
                  learned.demands)
         return learned
 
-    def learn_from(self, found: Sequence[Judgment], demands: Mapping[str, Demand], experts: Mapping[str, Expert],
+    def learn_from(self, found: Sequence[Judgment], demands: Mapping[str, Demand],
+                   experts: Mapping[str, Expert],
                    index: IndexState) -> Learned:
         """Associations from `found`, reading the demands' phrases and the experts' concept words
         (those missing from the mappings are left out)."""

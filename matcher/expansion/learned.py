@@ -41,8 +41,8 @@ class LearnedSource:
                 if a.concept in found.own or a.concept in found.drop:
                     continue
                 by_concept.setdefault(a.concept, []).append(a)
-        ranked = sorted(((weight * combine(a.strength for a in found_), c, found_) for c, found_ in by_concept.items()),
-                        key=lambda t: (-t[0], t[1]))
+        ranked = sorted(((weight * combine(a.strength for a in via), c, via)
+                         for c, via in by_concept.items()), key=lambda t: (-t[0], t[1]))
         added = 0
         for w, concept, via in ranked:
             if added >= terms:

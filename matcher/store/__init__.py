@@ -75,8 +75,9 @@ class Store(Experts, Merges, Demands, Recommendations, Feedback, Outcomes, Users
 
 
 __all__ = ["ApiKey", "ApiKeys", "AuditEntry", "AuditLog", "Backups", "BatchCandidate", "BatchExclusion",
-           "BatchMatch", "BatchOutcome", "BatchRun", "BatchRuns", "Caches", "CandidateTable", "DECISIONS", "Database",
-           "DatabaseInfo", "Decision", "DemandFact", "DemandPage", "Demands", "Engagement", "Experts", "Failures",
-           "Feedback", "FeedbackEntry", "LearnedData", "MIGRATIONS", "MergeEntry", "Merges", "Outcome", "Outcomes",
-           "Pause", "RUN_STATUSES", "Recommendations", "Replay", "Replays", "SessionRow", "Store",
-           "StoredRecommendations", "ThesaurusVersion", "User", "Users", "WriteSummary", "check_database"]
+           "BatchMatch", "BatchOutcome", "BatchRun", "BatchRuns", "Caches", "CandidateTable", "DECISIONS",
+           "Database", "DatabaseInfo", "Decision", "DemandFact", "DemandPage", "Demands", "Engagement",
+           "Experts", "Failures", "Feedback", "FeedbackEntry", "LearnedData", "MIGRATIONS", "MergeEntry",
+           "Merges", "Outcome", "Outcomes", "Pause", "RUN_STATUSES", "Recommendations", "Replay", "Replays",
+           "SessionRow", "Store", "StoredRecommendations", "ThesaurusVersion", "User", "Users",
+           "WriteSummary", "check_database"]

@@ -25,8 +25,8 @@ class LearnedData(Database):
     def verdict_evidence(self, verdicts: Sequence[str]) -> list[tuple[str, str, str]]:
         """(demand, expert, verdict) of every verdict among `verdicts`, in the order recorded."""
         marks = ", ".join("?" * len(verdicts))
-        rows = self.db.execute(f"SELECT demand_id, expert_id, verdict FROM feedback WHERE verdict IN ({marks}) "
-                               "ORDER BY id", list(verdicts))
+        rows = self.db.execute(f"SELECT demand_id, expert_id, verdict FROM feedback "
+                               f"WHERE verdict IN ({marks}) ORDER BY id", list(verdicts))
         return [(r[0], r[1], r[2]) for r in rows.fetchall()]
 
     def outcome_evidence(self) -> list[tuple[str, str]]:
@@ -43,7 +43,8 @@ class LearnedData(Database):
         return Decision(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}"))
 
     def decisions(self) -> dict[tuple[str, str], Decision]:
-        rows = self.db.execute(f"SELECT {self._DECISION_COLUMNS} FROM proposal_decisions ORDER BY at, phrase, concept")
+        rows = self.db.execute(f"SELECT {self._DECISION_COLUMNS} FROM proposal_decisions "
+                               "ORDER BY at, phrase, concept")
         return {(d.phrase, d.concept): d for d in map(self._decision, rows.fetchall())}
 
     def get_decision(self, phrase: str, concept: str) -> Decision | None:
@@ -59,8 +60,8 @@ class LearnedData(Database):
             self.db.execute(
                 "INSERT INTO proposal_decisions (phrase, concept, decision, actor, at, note, evidence) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(phrase, concept) DO UPDATE SET "
-                "decision = excluded.decision, actor = excluded.actor, at = excluded.at, note = excluded.note, "
-                "evidence = excluded.evidence",
+                "decision = excluded.decision, actor = excluded.actor, at = excluded.at, "
+                "note = excluded.note, evidence = excluded.evidence",
                 [phrase, concept, decision, actor, at or now_iso(), note,
                  json.dumps(dict(evidence or {}), ensure_ascii=False, sort_keys=True)])
             made = self.get_decision(phrase, concept)
@@ -94,7 +95,8 @@ class LearnedData(Database):
         rows = self.db.execute(f"SELECT {self._VERSION_COLUMNS} FROM own_thesaurus ORDER BY version DESC")
         return [ThesaurusVersion(int(r[0]), *r[1:]) for r in rows.fetchall()]
 
-    def add_own_thesaurus(self, text: str, actor: str, note: str = "", *, at: str | None = None) -> ThesaurusVersion:
+    def add_own_thesaurus(self, text: str, actor: str, note: str = "", *,
+                          at: str | None = None) -> ThesaurusVersion:
         """Store `text` as the next version."""
         with self.transaction():
             cur = self.db.execute("INSERT INTO own_thesaurus (version, text, actor, at, note) VALUES "

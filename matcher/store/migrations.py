@@ -251,7 +251,8 @@ def _m12_learning(db: sqlite_utils.Database) -> None:
     table, moved on by triggers at every change to what learning reads (verdicts, outcomes and
     their experts, decisions, the own thesaurus, a demand's words), whoever writes it."""
     db["proposal_decisions"].create(
-        {"phrase": str, "concept": str, "decision": str, "actor": str, "at": str, "note": str, "evidence": str},
+        {"phrase": str, "concept": str, "decision": str, "actor": str, "at": str, "note": str,
+         "evidence": str},
         pk=("phrase", "concept"), not_null={"decision", "at"}, if_not_exists=True,
     )
     db["own_thesaurus"].create(
@@ -262,8 +263,8 @@ def _m12_learning(db: sqlite_utils.Database) -> None:
             "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
     for table in ("feedback", "outcomes", "outcome_experts", "proposal_decisions", "own_thesaurus"):
         for event in ("INSERT", "UPDATE", "DELETE"):
-            db.execute(f"CREATE TRIGGER IF NOT EXISTS learning_{table}_{event.lower()} AFTER {event} ON {table} "
-                       f"BEGIN {bump}; END")
+            db.execute(f"CREATE TRIGGER IF NOT EXISTS learning_{table}_{event.lower()} AFTER {event} "
+                       f"ON {table} BEGIN {bump}; END")
     db.execute("CREATE TRIGGER IF NOT EXISTS learning_demands_words AFTER UPDATE OF title, description, "
                f"keywords ON demands BEGIN {bump}; END")
     db.execute("CREATE TRIGGER IF NOT EXISTS learning_demands_delete AFTER DELETE ON demands "
