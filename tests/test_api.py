@@ -23,10 +23,10 @@ from api import create_app
 from api.routes import demands, experts, feedback, health, outcomes
 from api.routes import match as match_routes
 from api.routes import team as team_routes
+from matcher import validate
 from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.errors import DataImportError
-from matcher import validate
 from matcher.models import Demand
 from matcher.text import ChineseTokenizer
 
@@ -665,7 +665,8 @@ def test_the_schema_promises_no_address_or_id_the_rules_refuse(client: TestClien
         body = {"name": "某人", "bio": "焊接", "contact": {"email": address}}
         assert_error(client.post("/api/v1/experts", json=body, headers=AUTH), 422, "InputError", "email")
     assert pattern.search("zhou.han@例子.中国") and validate.EMAIL.fullmatch("zhou.han@例子.中国")
-    res = client.post("/api/v1/outcomes", headers=AUTH, json={
-        "demand_id": "q-1", "expert_ids": [f"{space} "], "kind": "技术难题解决", "value": 1, "date": "2026-01-05"})
+    outcome = {"demand_id": "q-1", "expert_ids": [f"{space} "], "kind": "技术难题解决", "value": 1,
+               "date": "2026-01-05"}
+    res = client.post("/api/v1/outcomes", headers=AUTH, json=outcome)
     assert_error(res, 422, "InputError", "expert_ids")
     assert re.fullmatch(f"[{validate.SPACE}]+", "".join(c for c in map(chr, range(0x3001)) if c.isspace()))
