@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -113,6 +114,17 @@ class Learning:
 
     def unpin(self) -> None:
         self._pinned = None
+
+    def reader(self) -> Callable[[], Learned | None]:
+        """`current`, held weakly: what the understander reads with (it must not keep this, and
+        through it the live index, alive once the engine is dropped)."""
+        method = weakref.WeakMethod(self.current)
+
+        def read() -> Learned | None:
+            current = method()
+            return current() if current is not None else None
+
+        return read
 
     def current(self) -> Learned | None:
         """The associations the understanding stage uses now (module docstring)."""
