@@ -68,7 +68,8 @@ WRITES = {
 }
 # The 科协's working data: a read key or a staff session (issue 27).
 #: Deciding on a learned association: an admin key's (a write key is refused).
-DECISIONS = {"POST /api/v1/proposals/accept", "POST /api/v1/proposals/reject", "POST /api/v1/proposals/reopen"}
+DECISIONS = {"POST /api/v1/proposals/accept", "POST /api/v1/proposals/reject",
+             "POST /api/v1/proposals/reopen"}
 READS = {
     "GET /api/v1/demands",
     "GET /api/v1/demands/{demand_id}",

@@ -38,7 +38,8 @@ MOULD = {"phrase": "烂筒", "concept": "木霉"}
 
 @pytest.fixture(scope="module")
 def taught(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
-    db = copy_db(demo_template(tmp_path_factory.mktemp("plain"), tokenizer), tmp_path_factory.mktemp("taught"))
+    plain = demo_template(tmp_path_factory.mktemp("plain"), tokenizer)
+    db = copy_db(plain, tmp_path_factory.mktemp("taught"))
     engine = Engine(Settings(db=db), tokenizer=tokenizer)
     learned_world(engine)
     accounts = Accounts(engine.store, engine.settings)
@@ -113,7 +114,8 @@ def test_proposals_are_listed_with_evidence_and_decided_only_by_an_admin_key(cli
 
 def test_a_verdict_withdrawn_through_the_api_takes_its_evidence_along(client: TestClient) -> None:
     store = client.engine.store
-    accepted = [f for f in store.feedback_entries() if f.demand_id.startswith("L-") and f.verdict == "accepted"]
+    accepted = [f for f in store.feedback_entries()
+                if f.demand_id.startswith("L-") and f.verdict == "accepted"]
     assert len(accepted) == 6
     assert client.delete(f"/api/v1/feedback/{accepted[0].id}", headers=API_READ).status_code == 403
     res = client.delete(f"/api/v1/feedback/{accepted[0].id}", headers=WRITE)
