@@ -5,7 +5,9 @@
 Builds a throw-away database from the demo corpus, runs one nightly batch, records a few verdicts
 the way staff would (one 婉拒, one 已联系, one 同意对接), starts the real server (uvicorn) and drives
 Debian's Chromium with Playwright (never `playwright install`): sign in, the inbox filtered to
-永康 保温杯, the thermos demand after the 婉拒, an expert's page with their history.
+永康 保温杯, the thermos demand after the 婉拒, an expert's page with their history; and, signed in as
+an administrator, what the verdicts taught (/admin/proposals: a 科协 whose six 烂筒 demands, in an
+owner's words, each accepted a mushroom expert who writes 木霉 and 杂菌).
 """
 
 from __future__ import annotations
@@ -30,10 +32,40 @@ from matcher.accounts import Accounts  # noqa: E402
 from matcher.batch import BatchOptions, run_batch  # noqa: E402
 from matcher.config import Settings  # noqa: E402
 from matcher.engine import Engine  # noqa: E402
+from matcher.models import Demand, Expert  # noqa: E402
 from matcher.workflow import Workflow  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "screenshot-password-1"
+MUSHROOM = [
+    {"id": "M-001", "name": "林菇", "title": "研究员", "institution": "丽水市农林科学研究院",
+     "research_fields": ["食用菌栽培", "菌棒杂菌污染防控"],
+     "documents": [{"kind": "paper", "title": "香菇菌棒木霉污染的发生规律与防控",
+                    "keywords": ["木霉", "杂菌"]}]},
+    {"id": "M-002", "name": "叶耳", "title": "副教授", "institution": "浙江农林大学",
+     "research_fields": ["食用菌病害", "木霉鉴定"],
+     "documents": [{"kind": "paper", "title": "段木香菇杂菌与木霉的分子鉴定", "keywords": ["木霉", "杂菌"]}]},
+]
+ROTTEN = ["今年香菇烂筒特别多，一片一片的", "花菇大棚烂筒严重，损失大", "菇棚里烂筒，菇农着急",
+          "香菇烂筒以后出菇少", "冬菇烂筒，想找人看看", "我们合作社香菇烂筒，怎么防"]
+
+
+def teach(engine: Engine, loop: Workflow) -> None:
+    """Verdicts that teach 烂筒 -> 木霉: each 烂筒 demand accepts a mushroom expert and finds three
+    others unsuitable; 40 demo demands accept their first expert and find the next three unsuitable."""
+    engine.add_experts(Expert.from_dict(e) for e in MUSHROOM)
+    engine.add_demands(Demand(id=f"L-{i}", title=t, enterprise=f"庆元县第{i}菇业合作社")
+                       for i, t in enumerate(ROTTEN))
+    for i in range(len(ROTTEN)):
+        loop.record_feedback("staff:wangfang", f"L-{i}", MUSHROOM[i % 2]["id"], "accepted")
+        for e in ("X0001", "X0002", "X0003", "X0004", "X0005", "X0006")[i % 2 * 3: i % 2 * 3 + 3]:
+            loop.record_feedback("staff:wangfang", f"L-{i}", e, "unsuitable")
+    judged = {f.demand_id for f in engine.store.feedback_entries()}
+    for d in sorted(engine.store.iter_demands(), key=lambda d: d.id)[:48]:
+        if d.id not in judged:
+            for j, m in enumerate(engine.match_demand(d, top_k=4)):
+                verdict = "accepted" if j == 0 else "unsuitable"
+                loop.record_feedback("staff:wangfang", d.id, m.expert.id, verdict)
 
 
 @contextmanager
@@ -64,6 +96,7 @@ def prepare(db: Path) -> Settings:
         engine.load_demo()
         run_batch(engine, BatchOptions(run_key="2026-11-25"))
         Accounts(engine.store, settings).add_user("wangfang", PASSWORD, "staff")
+        Accounts(engine.store, settings).add_user("zhaomin", PASSWORD, "admin")
         loop = Workflow(engine)
         recs = loop.recommendations("Q0001").items
         loop.record_feedback(
@@ -84,6 +117,7 @@ def prepare(db: Path) -> Settings:
             ("Q0002", "X0004", "人才培养", 6, "2026-11-26"),
         ):
             loop.record_outcome("staff:wangfang", demand, [expert], kind, value, day)
+        teach(engine, loop)
     finally:
         engine.close()
     return settings
@@ -120,6 +154,14 @@ def main() -> None:
             page.goto(url + path)
             page.screenshot(path=str(args.out / name), full_page=True)
             print(args.out / name)
+        admin = browser.new_page(viewport={"width": 1280, "height": 860}, locale="zh-CN")
+        admin.goto(url + "/login?next=/admin/proposals")
+        admin.fill("#username", "zhaomin")
+        admin.fill("#password", PASSWORD)
+        admin.click("#login-button")
+        admin.wait_for_url(url + "/admin/proposals")
+        admin.screenshot(path=str(args.out / "proposals.png"), full_page=True)
+        print(args.out / "proposals.png")
         browser.close()
 
 

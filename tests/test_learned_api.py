@@ -138,6 +138,7 @@ def test_the_proposals_page_is_for_admins_and_its_forms_are_checked(client: Test
     sign_in(client, "zhaomin", next_="/admin/proposals")
     page = client.get("/admin/proposals")
     assert page.status_code == 200 and 'data-phrase="烂筒"' in page.text and "6/6 个需求" in page.text
+    assert "偶然出现的概率不到万分之一" in page.text and "e-0" not in page.text  # no 6e-05 for staff
     token = csrf_of(page.text)
     # without the CSRF token: refused, nothing decided
     bad = client.post("/admin/proposals/accept", data=MOULD, follow_redirects=False)

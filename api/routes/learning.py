@@ -61,9 +61,19 @@ def _admin(session: Session | None) -> Session:
     return session  # type: ignore[return-value]
 
 
+def chance(p_value: float) -> str:
+    """How likely the evidence is by chance, as staff read it: a percentage, not 6e-05."""
+    if p_value < 0.0001:
+        return "不到万分之一"
+    if p_value < 0.001:
+        return "不到千分之一"
+    return f"约 {p_value:.1%}"
+
+
 def _row(p: Proposal) -> dict[str, Any]:
     a = p.association
-    return {"phrase": a.phrase, "concept": a.concept, "strength": a.strength, "demands": a.demands,
+    return {"chance": chance(a.p_value), "phrase": a.phrase, "concept": a.concept, "strength": a.strength,
+            "demands": a.demands,
             "judged": a.judged, "accepted": a.accepted, "declined": a.declined, "p_value": a.p_value,
             "status": p.status, "suggested_weight": p.weight,
             "examples": [{"id": i, "title": t} for i, t in p.examples]}
