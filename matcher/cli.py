@@ -526,14 +526,18 @@ def eval_(
     settings = Settings(db=cache)
     engine = Engine(settings, store=Store(cache, busy_timeout=settings.busy_timeout))
 
+    prepared = {}
+
     def prepare(index, experts):  # noqa: ANN001, ANN202 - evaluate's hook
         with _progress("encoding") as bar:
             index = engine.prepare_dense(index, experts, progress=bar)
-        # the benchmark's queries are the demand bank, as a 科协's stored demands are
-        return engine.prepare_bank(engine._query_time(index), bench.queries)
+        # the benchmark's experts judge the expansions (`matcher.understand`), and its queries
+        # are the demand bank, as a 科协's stored demands are
+        prepared["index"] = index = engine._query_time(index)
+        return engine.prepare_bank(index, bench.queries)
 
-    result = evaluate(bench, engine.tokenizer, engine.new_index, lambda t, e: engine.query(t, e), top=top,
-                      prepare=prepare)
+    result = evaluate(bench, engine.tokenizer, engine.new_index,
+                      lambda t, e: engine.query(t, e, index=prepared.get("index")), top=top, prepare=prepare)
     if run is not None:
         write_trec_run(run, result.runs)
     typer.echo(format_table(result))

@@ -51,7 +51,7 @@ from matcher.store import MergeEntry, Pause, Store, WriteSummary
 from matcher.text import ChineseTokenizer, Synonyms, read_wordlist
 from matcher.thesaurus import Thesaurus
 from matcher.tokens import TokenSource
-from matcher.understand import Understander, Understanding
+from matcher.understand import Lexicon, Understander, Understanding, cooccurring
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ class Engine:
             self.tokenizer, self.thesaurus, generic=self.generic_terms, generic_weight=s.generic_term_weight,
             keyword_boost=s.query_keyword_boost, synonyms=self.synonyms, thesaurus_weight=s.thesaurus_weight,
             corpus_weight=s.corpus_expansion_weight, corpus_terms=s.corpus_expansion_terms,
+            lexicon=Lexicon.load(corpora),
         )
         self._loaded: _Loaded | None = None
         self._build_lock = threading.Lock()
@@ -535,7 +536,7 @@ class Engine:
         for _, text, emphasis in bank:
             if stop is not None and stop.is_set():
                 return 0
-            queries.append(self.query(text, emphasis))
+            queries.append(self.query(text, emphasis, index=loaded.index))
         values = popularity(index, queries, index.weights, stop) if self.settings.popularity_weight else {}
         if values is None:
             return 0
@@ -610,7 +611,7 @@ class Engine:
         if self.encoder is not None and dense_w and index.dense_ is not None and said:
             index = index.with_dense_bank(np.stack([self.query_vector(t) for t, _ in said]), dense_w)
         if pop_w and said:
-            queries = [self.query(t, e) for t, e in said]
+            queries = [self.query(t, e, index=index) for t, e in said]
             index = index.with_popularity(popularity(index.with_popularity(None), queries, index.weights))
         return index
 
@@ -793,21 +794,23 @@ class Engine:
         return text
 
     def understand(self, text: str, emphasis: str = "", *, exclude_terms: Iterable[str] = (),
-                   extra_terms: Iterable[str] = ()) -> Understanding:
+                   extra_terms: Iterable[str] = (), index: ExpertIndex | None = None) -> Understanding:
         """What the demand-understanding stage makes of a text (`matcher.understand`): its own terms,
         the products and symptoms recognised and the concepts they point to; `exclude_terms` and
-        `extra_terms` are the staff's corrections."""
-        related = None
-        if self.settings.corpus_expansion_weight > 0:
-            related = self.ensure_index().index.related_terms
+        `extra_terms` are the staff's corrections. The library whose texts judge an expansion is
+        this engine's index, or `index` (a benchmark's, in `matcher eval`)."""
+        index = index if index is not None else self.ensure_index().index
+        related = index.related_terms if self.settings.corpus_expansion_weight > 0 else None
         return self.understander.understand(text, emphasis, exclude=exclude_terms, extra=extra_terms,
-                                            related=related)
+                                            related=related,
+                                            support=lambda concept, others: cooccurring(
+                                                index.units_, index.unit_expert_, concept, others))
 
     def query(self, text: str, emphasis: str = "", *, understanding: Understanding | None = None,
-              encode: bool = True) -> Query:
+              encode: bool = True, index: ExpertIndex | None = None) -> Query:
         """The weighted query every signal reads, from the understanding of `text`; `encode=False`
         for a caller that reads only its words (no dense vector, no encoding started)."""
-        u = understanding if understanding is not None else self.understand(text, emphasis)
+        u = understanding if understanding is not None else self.understand(text, emphasis, index=index)
         q = self.understander.build_query(u)
         if self.encoder is None or not encode:
             return q

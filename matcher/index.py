@@ -257,6 +257,25 @@ class TermIndex:
     def n_base_rows_(self) -> int:
         return self._base.shape[0]
 
+    def rows_with(self, terms: Sequence[str]) -> list[np.ndarray]:
+        """The live rows holding each of `terms` (sorted row numbers; empty for an unknown term):
+        the postings, read without weighing them (co-occurrence of terms in the documents)."""
+        self._require_fitted()
+        out: list[np.ndarray] = []
+        nb = self._base.shape[0]
+        for term in terms:
+            j = self.vocabulary_.get(term)
+            if j is None:
+                out.append(np.zeros(0, dtype=np.int64))
+                continue
+            parts = []
+            for seg, offset in ((self._base, 0), (self._delta_c, nb)):
+                if j < seg.shape[1]:
+                    parts.append(seg.indices[seg.indptr[j]:seg.indptr[j + 1]].astype(np.int64) + offset)
+            rows = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+            out.append(rows[self.alive_[rows]] if self.n_docs_ < self.n_rows_ else rows)
+        return out
+
     # -- querying -------------------------------------------------------------------------------
     def query_vector(self, weights: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
         """(term ids, weights) of the query terms present in the live documents.

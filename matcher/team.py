@@ -499,7 +499,7 @@ def _name(text: str, explanations: Sequence[Explanation]) -> tuple[str, ...]:
     lower = text.lower()
     score: dict[str, float] = {}
     for x in explanations:
-        for i, t in enumerate(x.terms):
+        for i, t in enumerate(normalize(t) for t in x.terms):  # shown as written (MES): folded here
             if len(t) > 1 and t in folded:
                 score[t] = score.get(t, 0.0) + 1.0 / (1 + i)
     ranked = sorted(score, key=lambda t: (-score[t], -len(t), t))

@@ -208,7 +208,7 @@ def test_a_two_part_demand_gets_a_team_covering_both_parts(demo_engine: Engine) 
     bms = next(m for m in team.members if m.expert.id == "X0035")
     assert bms.covers == (2,) and "X0035" in team.aspects[1].covered_by
     assert bms.aspects[0].aspect_id == 2 and bms.aspects[0].relevance >= 0.5
-    assert "bms" in bms.aspects[0].explanation.terms and bms.aspects[0].explanation.evidence
+    assert "BMS" in bms.aspects[0].explanation.terms and bms.aspects[0].explanation.evidence
     assert set(bms.explanation.terms) == set(bms.aspects[0].explanation.terms)
     assert team.coverage == 1.0 and 0.9 <= team.objective <= 1.0
     assert team.ranking[:3] == tuple(ids) and len(team.ranking) == 10

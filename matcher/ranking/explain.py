@@ -15,7 +15,7 @@ import numpy as np
 from matcher.models import Evidence, Explanation
 from matcher.ranking.fusion import Scored
 from matcher.ranking.query import Query
-from matcher.text import normalize
+from matcher.text import normalize, show
 
 if TYPE_CHECKING:
     from matcher.ranking.expert_index import ExpertIndex
@@ -43,12 +43,14 @@ def explain_many(
         units = units[scored.unit_scores[units] > 0]
         per_expert.append(units[np.argsort(-scored.unit_scores[units], kind="stable")])
     vocab = index.units_.vocabulary_
-    known = [t for t in query.weights if t in vocab]
+    # A generic word (客户, 改进) counts in the score but is never cited as a reason.
+    known = [t for t in query.weights if t in vocab and t not in query.quiet]
     rows = np.concatenate(per_expert) if per_expert else np.zeros(0, dtype=np.int64)
     weights = index.units_.entry_weights(rows, np.asarray([vocab[t] for t in known], dtype=np.int64))
     out: list[Explanation] = []
     start = 0
     n = len(index.expert_ids_)
+    shown = _shower(query)
     for expert, by_score in zip(experts, per_expert, strict=True):
         block = weights[start : start + len(by_score)]
         start += len(by_score)
@@ -61,7 +63,8 @@ def explain_many(
             contrib = {known[j]: float(block[row, j]) for j in hit}
             terms = tuple(sorted(contrib, key=lambda t: -contrib[t]))
             evidence.append(
-                Evidence(index.unit_field_[u], index.unit_text_[u], terms, float(scored.unit_scores[u]))
+                Evidence(index.unit_field_[u], index.unit_text_[u], tuple(shown(t) for t in terms),
+                         float(scored.unit_scores[u]))
             )
         terms = _terms_by_weight(block, known)
         expanded = {t: query.origins[t] for t in terms if t in query.origins}
@@ -69,9 +72,17 @@ def explain_many(
             evidence += _beyond_words(index, int(expert), query, scored, max_evidence - len(evidence),
                                       {e.text for e in evidence}, terms, expanded)
         signals = {name: float(arr[expert]) for name, arr in scored.signals.items() if len(arr) == n}
-        out.append(Explanation(terms=tuple(terms), evidence=tuple(evidence), signals=signals,
-                               expanded=expanded))
+        out.append(Explanation(terms=tuple(shown(t) for t in terms), evidence=tuple(evidence),
+                               signals=signals,
+                               expanded={shown(t): shown(o) for t, o in expanded.items()}))
     return out
+
+
+def _shower(query: Query):  # noqa: ANN202 - a small closure
+    """How a matched term is shown: as the query says (Latin as the demand writes it), else with
+    each of its Latin words so written."""
+    table = query.shown
+    return lambda term: table.get(term) or show(term, table)
 
 
 def _terms_by_weight(block: np.ndarray, known: list[str]) -> list[str]:
@@ -105,10 +116,12 @@ def _beyond_words(index: ExpertIndex, expert: int, query: Query, scored: Scored,
             shown_text = index.unit_text_[u]
             if shown_text in shown:
                 continue
-            strings = common_strings(text, normalize(shown_text), extra)
+            strings = tuple(s for s in common_strings(text, normalize(shown_text), extra)
+                            if s not in query.quiet)
             if strings:
-                out.append(Evidence(index.unit_field_[u], shown_text, strings, float(scored.char_scores[u]),
-                                    match="chars"))
+                show_ = _shower(query)
+                out.append(Evidence(index.unit_field_[u], shown_text, tuple(show_(s) for s in strings),
+                                    float(scored.char_scores[u]), match="chars"))
                 shown.add(shown_text)
                 terms.extend(s for s in strings if s not in terms)
                 for piece in strings:
