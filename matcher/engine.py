@@ -894,8 +894,11 @@ class Engine:
             if expert is not None and filters.allows(expert):
                 chosen.append(i)
         explanations = loaded.index.explain_many(chosen, q, scored)
+        # No padding: an expert whose match cites nothing (it shared only generic words, which an
+        # explanation never cites) is left out rather than listed without a reason.
+        kept = [(i, x) for i, x in zip(chosen, explanations, strict=True) if x.terms or x.evidence]
         return [Match(rank=r, expert=loaded.experts[i], score=float(total[i]), explanation=expl)  # type: ignore[arg-type]
-                for r, (i, expl) in enumerate(zip(chosen, explanations, strict=True), start=1)]
+                for r, (i, expl) in enumerate(kept, start=1)]
 
     def get_expert(self, expert_id: str) -> Expert:
         return self.store.get_expert(expert_id)

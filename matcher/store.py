@@ -24,7 +24,7 @@ import numpy as np
 import sqlite_utils
 
 from matcher.errors import NotFoundError, StoreError
-from matcher.models import VERDICTS, Demand, Evidence, Expert, Explanation, expert_digest, now_iso
+from matcher.models import VERDICTS, Demand, Expert, Explanation, expert_digest, now_iso
 
 _EXPERT_COLUMNS = ("id", "name", "title", "institution", "region", "research_fields", "bio", "documents",
                    "tags", "contact")
@@ -453,14 +453,7 @@ def _explanation_json(expl: Explanation) -> str:
 
 
 def _explanation_from_json(text: str) -> Explanation:
-    d = json.loads(text)
-    evidence = tuple(
-        Evidence(field=e["field"], text=e["text"], terms=tuple(e.get("terms", ())),
-                 score=float(e.get("score", 0.0)), match=str(e.get("match", "words")))
-        for e in d.get("evidence", ())
-    )
-    return Explanation(terms=tuple(d.get("terms", ())), evidence=evidence, signals=dict(d.get("signals", {})),
-                       expanded=dict(d.get("expanded", {})))
+    return Explanation.from_dict(json.loads(text))
 
 
 def _aspects_json(aspects: Sequence[Mapping[str, Any]]) -> str | None:

@@ -197,7 +197,7 @@ def test_the_page_ranks_and_highlights_the_thermos_demand(page, live: Live) -> N
     rows = page.locator("#results-table tbody tr")
     assert rows.count() == 10
     header = page.locator("#results-table thead th").all_text_contents()
-    assert header == ["排名", "姓名", "职称", "单位", "地区", "得分", "匹配依据"]
+    assert header == ["排名", "姓名", "职称", "单位", "地区", "匹配强度", "匹配依据"]
 
     top_ids = [page.locator("td.name a").nth(i).get_attribute("href").rsplit("/", 1)[1] for i in range(3)]
     assert set(top_ids) & welding_experts(), f"no welding/vacuum expert in the first rows: {top_ids}"
@@ -303,9 +303,11 @@ def test_the_understanding_is_shown_as_chips_and_staff_correct_it_in_one_click(p
     u = api["understanding"]
     # the demand's own terms, then (another colour) what was added, each with where it came from
     own = page.locator("#own-terms .chip").evaluate_all("els => els.map(e => e.dataset.term)")
-    assert own == [t["term"] for t in u["terms"]]
+    assert own == [t["term"] for t in u["terms"] if t["kind"] == "content"]
+    low = page.locator("#low-terms .chip").evaluate_all("els => els.map(e => e.dataset.term)")
+    assert low == [t["term"] for t in u["terms"] if t["kind"] != "content"]  # generic words apart
     added = page.locator("#added-terms .chip.added")
-    assert added.count() == len(u["expanded"]) > 0
+    assert added.count() == len(u["expanded"]) + len(u["synonyms"]) > 0
     first = u["expanded"][0]
     assert added.first.text_content().startswith(f"{first['term']} ← {first['from']}")
     assert page.locator("#added-terms .chip.added").first.evaluate("e => getComputedStyle(e).backgroundColor") != \

@@ -322,7 +322,9 @@ def test_the_cli_team_table_json_and_errors(tmp_path) -> None:
     assert "demo corpus" in res.output and "需求分为 2 个方面，团队覆盖 100%" in res.output
     assert "叶青松" in res.output  # the BMS expert
     matrix = res.output.strip().splitlines()[-2:]
-    assert matrix[0].startswith("方面1") and matrix[1].startswith("方面2")
+    as_json = runner.invoke(app, ["team", WELD_BMS, "--db", db, "--json"]).output
+    names = [a["name"] for a in json.loads(as_json)["aspects"]]
+    assert matrix[0].startswith(names[0]) and matrix[1].startswith(names[1])  # aspects by their names
     # three members over two aspects: one aspect has two, the other one (which depends on scores)
     assert sorted(row.count("●") for row in matrix) == [1, 2]
 

@@ -15,6 +15,7 @@ import numpy as np
 from matcher.models import Evidence, Explanation
 from matcher.ranking.fusion import Scored
 from matcher.ranking.query import Query
+from matcher.strength import Field, best, coverage, strength
 from matcher.text import normalize, show
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def explain_many(
     start = 0
     n = len(index.expert_ids_)
     shown = _shower(query)
+    field = Field.of(scored.total)
     for expert, by_score in zip(experts, per_expert, strict=True):
         block = weights[start : start + len(by_score)]
         start += len(by_score)
@@ -72,9 +74,18 @@ def explain_many(
             evidence += _beyond_words(index, int(expert), query, scored, max_evidence - len(evidence),
                                       {e.text for e in evidence}, terms, expanded)
         signals = {name: float(arr[expert]) for name, arr in scored.signals.items() if len(arr) == n}
+        units = index._units_of(int(expert))
+        score = float(scored.total[expert])
+        measures = {
+            "share": field.share(score), "gap": field.gap(score), "crowd": field.crowd,
+            "dense": best(scored.dense_scores, units), "chars": best(scored.char_scores, units),
+            "coverage": coverage(query.said, terms, query.counts_as, terms),
+        }
+        s = strength(measures)
         out.append(Explanation(terms=tuple(shown(t) for t in terms), evidence=tuple(evidence),
                                signals=signals,
-                               expanded={shown(t): shown(o) for t, o in expanded.items()}))
+                               expanded={shown(t): shown(o) for t, o in expanded.items()},
+                               measures=measures, strength=s.score, level=s.level))
     return out
 
 
