@@ -44,7 +44,15 @@ from matcher import text as matcher_text
 from matcher.config import Settings, get_settings
 from matcher.dense import make_encoder
 from matcher.errors import DataImportError, IndexStateError, InputError, NotFoundError, StoreError
-from matcher.models import EXCLUDING_VERDICTS, Demand, Expert, Explanation, Match, expert_digest
+from matcher.models import (
+    EXCLUDING_VERDICTS,
+    Demand,
+    Expert,
+    Explanation,
+    Match,
+    expert_digest,
+    has_lone_surrogate,
+)
 from matcher.rank import ExpertIndex, Filters, Query, Scored, best_first, same_institution
 from matcher.ranking.bank import popularity
 from matcher.store import MergeEntry, Pause, Store, WriteSummary
@@ -273,7 +281,7 @@ class Engine:
         the server's background thread, `matcher index` or the nightly batch."""
         self._follow_saved_soon()
         loaded = self._ensure_index()
-        if not self._bank_busy and not self.bank_is_fresh():
+        if not self._bank_busy and not self.store.in_transaction and not self.bank_is_fresh():
             if self.store.count_demands() <= self.settings.bank_sync_max:
                 self.refresh_bank()
                 loaded = self._loaded or loaded
@@ -283,7 +291,11 @@ class Engine:
 
     def _ensure_index(self) -> _Loaded:
         loaded = self._loaded
-        if loaded is not None and loaded.data_version == self.store.data_version:
+        if loaded is not None and (self.store.in_transaction
+                                   or loaded.data_version == self.store.data_version):
+            # Inside a write transaction this thread's connection sees its own uncommitted rows:
+            # the index follows committed data only (`_follow_write`), or a rollback would leave
+            # it holding what the store never kept.
             return loaded
         with self._build_lock:
             loaded = self._loaded
@@ -355,6 +367,20 @@ class Engine:
         self._loaded = _Loaded(self._with_bank(self._with_dense(new)), experts, version)
         self._dense_wanted()
         return self._loaded
+
+    def _follow_write(self, before: int, upserts: Sequence[Expert], removed: Sequence[str]) -> None:
+        """Follow a write into the index once it is committed: at once (the caller holds the build
+        lock), or, inside a caller's transaction, when that commits (never when it rolls back, so
+        the index never holds a write the store does not)."""
+        if not self.store.in_transaction:
+            self._after_write_locked(before, upserts, removed)
+            return
+
+        def follow() -> None:
+            with self._build_lock:
+                self._after_write_locked(before, upserts, removed)
+
+        self.store.after_commit(follow)
 
     def _after_write_locked(self, before: int, upserts: Sequence[Expert], removed: Sequence[str]) -> None:
         """Follow a write made under the lock: incrementally when it is the only change since the
@@ -633,7 +659,7 @@ class Engine:
             before = self.store.data_version
             summary = self.store.upsert_experts(experts)
             if summary.inserted or summary.updated:
-                self._after_write_locked(before, experts, ())
+                self._follow_write(before, experts, ())
         return summary
 
     def delete_expert(self, expert_id: str) -> None:
@@ -641,7 +667,7 @@ class Engine:
         with self._build_lock:
             before = self.store.data_version
             self.store.delete_expert(expert_id)
-            self._after_write_locked(before, (), (expert_id,))
+            self._follow_write(before, (), (expert_id,))
 
     def add_demands(self, demands: Iterable[Demand]) -> WriteSummary:
         return self.store.upsert_demands(demands)
@@ -654,11 +680,18 @@ class Engine:
         is merged (`matcher.dedupe`); each merge is logged and can be undone. The index follows at
         the next match (`ensure_index`), incrementally."""
         source = Path(path).name
-        parsed = mio.parse_file(path, "experts", mapping=mapping, progress=progress)
+        parsed = mio.parse_file(path, "experts", mapping=mapping, progress=progress,
+                                limits=mio.Limits.from_settings(self.settings))
         self._refuse_invalid(parsed, source, skip_invalid)
         names = {dd.name_key(e.name) for e in parsed.records} - {""}
         candidates = [i for i, n in self.store.expert_names() if dd.name_key(n) in names]
         existing = self.store.get_experts([*candidates, *(e.id for e in parsed.records)])
+        if not parsed.has_contact:
+            # A file without contact columns (an export made without --contact, edited in Excel)
+            # says nothing about contacts: the stored ones stay.
+            stored_contact = {e.id: e.contact for e in existing}
+            parsed.records = [replace(r, contact=stored_contact[r.id]) if r.id in stored_contact else r
+                              for r in parsed.records]
         plan = dd.plan_import(parsed.records, parsed.rows, existing, explicit_ids=parsed.explicit_ids,
                               distinct=self.store.undone_merge_pairs(), dedupe=dedupe,
                               threshold=self.settings.dedupe_threshold)
@@ -689,7 +722,8 @@ class Engine:
                        progress: mio.Progress | None = None) -> mio.ImportReport:
         """Import a file of demands in one transaction (checked as `import_experts`; no merging)."""
         source = Path(path).name
-        parsed = mio.parse_file(path, "demands", mapping=mapping, progress=progress)
+        parsed = mio.parse_file(path, "demands", mapping=mapping, progress=progress,
+                                limits=mio.Limits.from_settings(self.settings))
         self._refuse_invalid(parsed, source, skip_invalid)
         report = partial(mio.ImportReport, "demands", source, rejects=tuple(parsed.rejects),
                          ignored_columns=parsed.ignored_columns)
@@ -743,7 +777,7 @@ class Engine:
             with self.store.transaction():
                 self.store.upsert_experts([entry.before, entry.merged])
                 self.store.mark_merge_undone(merge_id)
-            self._after_write_locked(before, [entry.before, entry.merged], ())
+            self._follow_write(before, [entry.before, entry.merged], ())
         return entry
 
     def load_demo(self) -> bool:
@@ -791,6 +825,9 @@ class Engine:
         limit = self.settings.max_text_chars
         if len(text) > limit:
             raise InputError(f"the demand text has {len(text)} characters; the limit is {limit}. Shorten it")
+        if has_lone_surrogate(text):
+            raise InputError("需求文字含有无效的 Unicode 字符（孤立的代理项），请检查复制来源 "
+                             "(the demand text holds a lone surrogate code point, which is not valid text)")
         return text
 
     def understand(self, text: str, emphasis: str = "", *, exclude_terms: Iterable[str] = (),

@@ -11,9 +11,13 @@ experts, so a saved index knows whether it is stale.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +29,8 @@ import sqlite_utils
 
 from matcher.errors import NotFoundError, StoreError
 from matcher.models import VERDICTS, Demand, Expert, Explanation, expert_digest, now_iso
+
+log = logging.getLogger(__name__)
 
 _EXPERT_COLUMNS = ("id", "name", "title", "institution", "region", "research_fields", "bio", "documents",
                    "tags", "contact")
@@ -242,6 +248,31 @@ def _m10_outcomes(db: sqlite_utils.Database) -> None:
 MIGRATIONS.append(_m10_outcomes)
 
 
+def _m11_keys_and_replays(db: sqlite_utils.Database) -> None:
+    """API keys with roles (only their SHA-256 is kept), the answers to writes sent with an
+    `Idempotency-Key` (a retried write is answered again, not done twice), and counts of failed
+    sign-ins and API keys per name or client (lock-out of unknown names, throttling of key guesses)."""
+    db["api_keys"].create(
+        {"id": int, "name": str, "role": str, "key_hash": str, "prefix": str, "created_at": str,
+         "created_by": str, "revoked_at": str, "last_used_at": str},
+        pk="id", not_null={"name", "role", "key_hash"}, if_not_exists=True,
+    )
+    db["api_keys"].create_index(["key_hash"], unique=True, if_not_exists=True)
+    db["api_keys"].create_index(["name"], unique=True, if_not_exists=True)
+    db["idempotency"].create(
+        {"scope": str, "fingerprint": str, "state": str, "status": int, "headers": str, "body": bytes,
+         "created_at": str},
+        pk="scope", not_null={"fingerprint", "state", "created_at"}, if_not_exists=True,
+    )
+    db["auth_failures"].create(
+        {"subject": str, "failures": int, "first_at": str, "locked_until": str},
+        pk="subject", if_not_exists=True,
+    )
+
+
+MIGRATIONS.append(_m11_keys_and_replays)
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What a match produced: 合作意向, 技术难题解决, 项目合作, 授权专利, 人才培养 or 经济效益."""
@@ -320,6 +351,42 @@ class User:
     locked_until: str | None
     disabled: bool
     last_login_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A stored API key: its name, role (read, write or admin) and the first characters of the key
+    (to tell keys apart in a list); the key itself is never stored, only its SHA-256."""
+
+    id: int
+    name: str
+    role: str
+    prefix: str
+    created_at: str
+    created_by: str
+    revoked_at: str | None
+    last_used_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The stored answer to a write sent with an Idempotency-Key (state `pending` while it runs)."""
+
+    fingerprint: str
+    state: str
+    status: int | None
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failures:
+    """Failed attempts in a row for one subject (a sign-in name, an API client)."""
+
+    failures: int
+    first_at: str
+    locked_until: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,6 +587,7 @@ class DatabaseInfo:
     experts: int
     demands: int
     size_bytes: int
+    last_audit_at: str | None = None  # the time of its audit log's last entry (None: none, or no log)
 
 
 def check_database(path: Path | str) -> DatabaseInfo:
@@ -551,11 +619,13 @@ def check_database(path: Path | str) -> DatabaseInfo:
                              f"{len(MIGRATIONS)}): upgrade the matcher first")
         experts = int(conn.execute("SELECT count(*) FROM experts").fetchone()[0])
         demands = int(conn.execute("SELECT count(*) FROM demands").fetchone()[0])
+        last_audit = (conn.execute("SELECT max(at) FROM audit_log").fetchone()[0]
+                      if "audit_log" in tables else None)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{p} is not a readable SQLite database ({exc})") from exc
     finally:
         conn.close()
-    return DatabaseInfo(p, version, experts, demands, p.stat().st_size)
+    return DatabaseInfo(p, version, experts, demands, p.stat().st_size, last_audit)
 
 
 class _GaveUp(Exception):
@@ -577,27 +647,84 @@ class Store:
     """One SQLite database. Open with a path (or ":memory:").
 
     `busy_timeout`: seconds a write waits for another connection's write lock before it fails.
+
+    **One connection per thread.** A server writes from its request threads and from background
+    threads (the dense encoder caching vectors, the bank refresh); sharing one `sqlite3` connection
+    between them let a thread's write land inside another thread's open transaction (a savepoint
+    where a BEGIN was meant: "cannot start a transaction within a transaction", "no such
+    savepoint"), interleave cursors ("another row available") and report a failure for a write
+    that the other thread then committed. Each thread now opens its own connection on first use
+    (WAL, the same busy timeout, foreign keys), so every transaction is its own: SQLite's write lock
+    serialises writers across threads as it does across processes, a write that fails has not
+    happened, and a write that is answered has. `:memory:` databases (tests) cannot be shared
+    between connections and keep one connection for every thread.
     """
 
     def __init__(self, path: Path | str, *, busy_timeout: float = 10.0) -> None:
         self.path = str(path)
         self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._conns: list[tuple[weakref.ref[threading.Thread], sqlite_utils.Database]] = []
+        self._conns_lock = threading.Lock()
+        self._shared: sqlite_utils.Database | None = None
+        self._closed = False
         try:
             if self.path == ":memory:":
-                self.db = sqlite_utils.Database(memory=True)
+                self._shared = sqlite_utils.Database(memory=True)
+                self._shared.execute("PRAGMA foreign_keys=ON")
             else:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=busy_timeout, check_same_thread=False)
-                self.db = sqlite_utils.Database(conn)
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-            self.db.execute("PRAGMA foreign_keys=ON")
             self.migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
 
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection (opened on first use)."""
+        if self._shared is not None:
+            return self._shared
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._open()
+        return db
+
+    def _open(self) -> sqlite_utils.Database:
+        if self._closed:
+            raise StoreError(f"the database {self.path} was closed")
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
+            db = sqlite_utils.Database(conn)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            db.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
+        me = threading.current_thread()
+        with self._conns_lock:
+            # Connections of threads that ended are closed here, so short-lived threads do not
+            # leave one open each.
+            alive = []
+            for ref, other in self._conns:
+                if ref() is None or not ref().is_alive():  # type: ignore[union-attr]
+                    other.close()
+                else:
+                    alive.append((ref, other))
+            self._conns = [*alive, (weakref.ref(me), db)]
+        self._local.db = db
+        return db
+
     def close(self) -> None:
-        self.db.close()
+        """Close every thread's connection."""
+        self._closed = True
+        if self._shared is not None:
+            self._shared.close()
+            return
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for _, db in conns:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+        self._local = threading.local()
 
     # -- schema ---------------------------------------------------------------------------------
     @property
@@ -622,26 +749,60 @@ class Store:
         The outermost block starts with BEGIN IMMEDIATE: it takes the write lock first, waiting up to
         `busy_timeout`. A deferred BEGIN that reads before it writes fails at once, without waiting,
         when another connection committed in between (a stale WAL snapshot cannot be upgraded).
+        What `after_commit` registered inside runs once the outermost block has committed, and is
+        dropped when it rolls back.
         """
         conn = self.db.conn
         try:
             if conn.in_transaction:
-                with self.db.atomic():
-                    yield self
+                pending = getattr(self._local, "on_commit", None)
+                mark = len(pending) if pending is not None else 0
+                try:
+                    with self.db.atomic():
+                        yield self
+                except BaseException:
+                    if pending is not None:
+                        del pending[mark:]  # what the rolled-back savepoint wrote will not commit
+                    raise
                 return
             conn.execute("BEGIN IMMEDIATE")
+            self._local.on_commit = []
             try:
-                yield self
-            except BaseException:
-                conn.rollback()
-                raise
-            try:
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.rollback()
-                raise
+                try:
+                    yield self
+                except BaseException:
+                    conn.rollback()
+                    raise
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.rollback()
+                    raise
+                callbacks = self._local.on_commit
+            finally:
+                self._local.on_commit = None
         except sqlite3.OperationalError as exc:
             raise _write_error(exc, self.busy_timeout) from exc
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - the write stands; what follows it must not say otherwise
+                log.exception("after a committed write, %s failed", getattr(callback, "__name__", callback))
+
+    @property
+    def in_transaction(self) -> bool:
+        """True inside `transaction()` on this thread."""
+        return bool(self.db.conn.in_transaction)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` when this thread's open transaction commits (never, if it rolls back); at
+        once when none is open. The engine follows a write into its index this way, so that an
+        index never holds a write that a caller's enclosing transaction then rolled back."""
+        pending = getattr(self._local, "on_commit", None)
+        if self.in_transaction and pending is not None:
+            pending.append(callback)
+        else:
+            callback()
 
     # -- backup and restore ---------------------------------------------------------------------
     def backup_to(self, target: Path | str) -> DatabaseInfo:
@@ -1544,6 +1705,100 @@ class Store:
             return self.db.execute(f"DELETE FROM sessions WHERE {' AND '.join(clauses)}", params).rowcount
 
     # -- the audit log --------------------------------------------------------------------------
+    # -- API keys, replays of idempotent writes, failed attempts ---------------------------------
+    @staticmethod
+    def _api_key_from_row(r: Sequence[Any]) -> ApiKey:
+        return ApiKey(int(r[0]), r[1], r[2], r[3] or "", r[4] or "", r[5] or "", r[6], r[7])
+
+    _KEY_COLUMNS = "id, name, role, prefix, created_at, created_by, revoked_at, last_used_at"
+
+    def add_api_key(self, name: str, role: str, key_hash: str, prefix: str, created_by: str) -> ApiKey:
+        with self.transaction():
+            if self.db.execute("SELECT 1 FROM api_keys WHERE name = ?", [name]).fetchone():
+                raise StoreError(f"an API key named {name!r} exists; choose another name")
+            cur = self.db.execute(
+                "INSERT INTO api_keys (name, role, key_hash, prefix, created_at, created_by) "
+                "VALUES (?, ?, ?, ?, ?, ?)", [name, role, key_hash, prefix, now_iso(), created_by])
+            key_id = int(cur.lastrowid or 0)
+        return self.get_api_key(key_id)
+
+    def get_api_key(self, key_id: int) -> ApiKey:
+        row = self.db.execute(f"SELECT {self._KEY_COLUMNS} FROM api_keys WHERE id = ?", [key_id]).fetchone()
+        if row is None:
+            raise NotFoundError(f"no API key with id {key_id}")
+        return self._api_key_from_row(row)
+
+    def list_api_keys(self, *, include_revoked: bool = True) -> list[ApiKey]:
+        where = "" if include_revoked else "WHERE revoked_at IS NULL"
+        rows = self.db.execute(f"SELECT {self._KEY_COLUMNS} FROM api_keys {where} ORDER BY id")
+        return [self._api_key_from_row(r) for r in rows]
+
+    def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The live (not revoked) key with this SHA-256, or None."""
+        row = self.db.execute(f"SELECT {self._KEY_COLUMNS} FROM api_keys WHERE key_hash = ? "
+                              "AND revoked_at IS NULL", [key_hash]).fetchone()
+        return self._api_key_from_row(row) if row else None
+
+    def revoke_api_key(self, key_id: int) -> ApiKey:
+        with self.transaction():
+            key = self.get_api_key(key_id)
+            if key.revoked_at is None:
+                self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", [now_iso(), key_id])
+        return self.get_api_key(key_id)
+
+    def touch_api_key(self, key_id: int, at: str) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", [at, key_id])
+
+    def get_replay(self, scope: str) -> Replay | None:
+        row = self.db.execute("SELECT fingerprint, state, status, headers, body, created_at FROM idempotency "
+                              "WHERE scope = ?", [scope]).fetchone()
+        if row is None:
+            return None
+        headers = tuple((str(k), str(v)) for k, v in json.loads(row[3] or "[]"))
+        return Replay(row[0], row[1], row[2], headers, bytes(row[4] or b""), row[5])
+
+    def begin_replay(self, scope: str, fingerprint: str, *, expired_before: str, stale_before: str) -> Replay | None:
+        """Claim `scope` for a request about to run: None when claimed (new, expired, or pending
+        since before `stale_before`: its process died), else the row that stands (done, or pending
+        in another request). Rows older than `expired_before` are dropped on the way."""
+        with self.transaction():
+            self.db.execute("DELETE FROM idempotency WHERE created_at < ?", [expired_before])
+            current = self.get_replay(scope)
+            if current is not None and not (current.state == "pending" and current.created_at < stale_before):
+                return current
+            self.db.execute(
+                "INSERT INTO idempotency (scope, fingerprint, state, created_at) VALUES (?, ?, 'pending', ?) "
+                "ON CONFLICT(scope) DO UPDATE SET fingerprint = excluded.fingerprint, state = 'pending', "
+                "status = NULL, headers = NULL, body = NULL, created_at = excluded.created_at",
+                [scope, fingerprint, now_iso()])
+        return None
+
+    def finish_replay(self, scope: str, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE idempotency SET state = 'done', status = ?, headers = ?, body = ? "
+                            "WHERE scope = ?", [status, json.dumps(list(headers)), body, scope])
+
+    def drop_replay(self, scope: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM idempotency WHERE scope = ?", [scope])
+
+    def get_failures(self, subject: str) -> Failures | None:
+        row = self.db.execute("SELECT failures, first_at, locked_until FROM auth_failures WHERE subject = ?",
+                              [subject]).fetchone()
+        return Failures(int(row[0] or 0), row[1] or "", row[2]) if row else None
+
+    def set_failures(self, subject: str, failures: int, first_at: str, locked_until: str | None) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO auth_failures (subject, failures, first_at, locked_until) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(subject) DO UPDATE SET failures = excluded.failures, first_at = excluded.first_at, "
+                "locked_until = excluded.locked_until", [subject, failures, first_at, locked_until])
+
+    def clear_failures(self, subject: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM auth_failures WHERE subject = ?", [subject])
+
     def audit(self, actor: str, action: str, target: str = "", detail: Mapping[str, Any] | None = None,
               ip: str = "") -> int:
         """Append to the audit log (in the caller's transaction, when there is one)."""
@@ -1554,6 +1809,25 @@ class Store:
                  json.dumps(dict(detail or {}), ensure_ascii=False, sort_keys=True), ip],
             )
             return int(cur.lastrowid or 0)
+
+    _AUDIT_ROW = "at, actor, action, coalesce(target, ''), coalesce(detail, '{}'), coalesce(ip, '')"
+
+    def audit_rows_from(self, at: str | None) -> list[tuple[str, str, str, str, str, str]]:
+        """The audit log's rows (at, actor, action, target, detail, ip) at or after `at`, oldest first
+        (all of them for None)."""
+        where, params = ("WHERE at >= ?", [at]) if at else ("", [])
+        rows = self.db.execute(f"SELECT {self._AUDIT_ROW} FROM audit_log {where} ORDER BY id", params)
+        return [tuple(r) for r in rows.fetchall()]  # type: ignore[misc]
+
+    def append_audit_rows(self, rows: Sequence[Sequence[str]]) -> int:
+        """Add rows (as `audit_rows_from` gives them) to the audit log, skipping any it holds already
+        (the same time, actor, action, target, detail and address); returns how many were added."""
+        with self.transaction():
+            have = set(self.audit_rows_from(min((r[0] for r in rows), default=None))) if rows else set()
+            new = [tuple(r) for r in rows if tuple(r) not in have]
+            self.db.conn.executemany(
+                "INSERT INTO audit_log (at, actor, action, target, detail, ip) VALUES (?, ?, ?, ?, ?, ?)", new)
+        return len(new)
 
     def list_audit(self, *, actor: str | None = None, action: str | None = None, target: str | None = None,
                    date_from: str | None = None, date_to: str | None = None, limit: int = 200,
