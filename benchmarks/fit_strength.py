@@ -44,10 +44,11 @@ TOP = 10
 NAMES = ("cdl", "nsfc", "enterprise")
 
 
-def measure(benchdir: Path, cache: Path, top: int = TOP) -> dict[str, np.ndarray]:
-    """The measurements and labels of the first `top` experts of every query of a benchmark."""
+def measure(benchdir: Path, cache: Path, top: int = TOP, *, encoder: str | None = None) -> dict[str, np.ndarray]:
+    """The measurements and labels of the first `top` experts of every query of a benchmark
+    (`encoder`: "none" ranks without the dense signal, as the notebook's quick run does)."""
     bench = load_benchmark(benchdir)
-    settings = Settings(db=cache)
+    settings = Settings(db=cache) if encoder is None else Settings(db=cache, encoder=encoder)
     engine = Engine(settings, store=Store(cache, busy_timeout=settings.busy_timeout))
     prepared = {}
     rows: list[list[float]] = []

@@ -225,9 +225,10 @@ def _states_a_problem(engine: Engine, text: str) -> bool:
 
 def split_problems(engine: Engine, part: str) -> list[str]:
     """A part cut at the commas where a new problem starts: a clause naming a product of another
-    industry (thesaurus section) than the running part's products, once the running part has stated
-    a problem of its own (a symptom the thesaurus knows): 锂电池包在高温下容易过热 | 齿轮箱噪声大寿命短.
-    A clause naming no product, or one of the same industry, continues the part, and so does the
+    industry (thesaurus section) than the running part's products and a problem of its own (a
+    symptom the thesaurus knows), once the running part has stated one too: 锂电池包在高温下容易过热 |
+    齿轮箱噪声大寿命短. A clause naming no product, or one of the same industry, or no problem (客户还以为
+    是电机不行: a cause guessed at; 减震弹簧换了好几种: a part tried) continues the part, and so does the
     first problem after a clause that only names what the firm makes (我们厂做防盗门，门板点焊完…)."""
     out: list[str] = []
     sections: set[str] = set()
@@ -236,7 +237,8 @@ def split_problems(engine: Engine, part: str) -> list[str]:
         if not clause:
             continue
         found = product_sections(engine, clause)
-        if out and not (found and sections and problem and not found & sections):
+        new = bool(found and sections and problem and not found & sections)
+        if out and not (new and _states_a_problem(engine, clause)):
             out[-1] = f"{out[-1]}，{clause}"
             sections |= found
             problem = problem or _states_a_problem(engine, clause)
@@ -468,10 +470,11 @@ def recommend_team(
     unmatched = tuple(clauses[i] for i in range(len(parts)) if i not in matched)
     # Parts are compared by their rows of the objective's relevance (before RHO): the cosine weighs
     # each part's best experts most, so two parts with the same best experts are one aspect; but
-    # parts naming products of different industries are different problems, whoever answers both
-    # (a power-tool engineer knows battery packs and gearboxes alike).
+    # parts each stating a problem of a product of a different industry are different problems,
+    # whoever answers both (a power-tool engineer knows battery packs and gearboxes alike).
     similarity = cosine(normalised(parts[matched], 1.0, GAMMA))
-    made = [product_sections(engine, clauses[i]) for i in matched]
+    made = [product_sections(engine, clauses[i]) if _states_a_problem(engine, clauses[i]) else frozenset()
+            for i in matched]
     for a, b in itertools.combinations(range(len(matched)), 2):
         if made[a] and made[b] and not made[a] & made[b]:
             similarity[a, b] = similarity[b, a] = 0.0
