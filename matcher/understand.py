@@ -91,6 +91,7 @@ _COUNTED = re.compile(r"^[一二两三四五六七八九十百千万几多半每
 # (not jieba's "l", which it gives to 组蛋白 and 呼吸系统 as often as to set phrases).
 DESCRIPTIVE_POS = frozenset({"a", "ad", "an", "ag", "b", "z", "i"})
 _LATIN_WORD = re.compile(r"[0-9a-z][0-9a-z+#.\-_/]*")
+_NOUN_TAG = re.compile(r"^(n|j$|vn$|eng$)")  # jieba's nouns (n, nr, ns, nz, ng …), abbreviations
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -298,8 +299,9 @@ class Understander:
         if len(token) == 1:
             return CONTENT if token in self.lexicon.content_chars else MINOR
         flags = pos.split("+")
-        if len(flags) > 1:  # the tagger cut it otherwise: pieces the HMM glued (水有, 布是, 就结)
-            return MINOR
+        if len(flags) > 1:  # the tagger cut it otherwise: nouns jieba's HMM joined (滇藏) are one,
+            # anything else it glued is debris (水有, 布是, 就结, 及区系)
+            return CONTENT if all(_NOUN_TAG.match(f) for f in flags) else MINOR
         if _COUNTED.match(token) or (pos in ("m", "mq") and token[0] in _SOME):
             return FILLER
         if pos in FUNCTION_POS:

@@ -219,3 +219,22 @@ def test_a_thesaurus_condition_decides_without_the_library(tokenizer) -> None:
     # a library that cannot judge (None) keeps the product's concepts
     unsure = und.understand("电动车电池散热不好", support=lambda concept, others: None)
     assert "轮毂电机" in {e.term for e in unsure.expanded}
+
+
+def test_the_word_lists_are_clean() -> None:
+    from matcher.text import read_wordlist
+    from matcher.understand import read_words
+
+    def words(name: str) -> list[str]:
+        lines = (DEFAULT_CORPORA / name).read_text(encoding="utf-8").splitlines()
+        return [w for line in lines if not line.startswith("#") for w in line.split()]
+
+    chars, fillers = words("content_chars.txt"), words("filler_terms.txt")
+    assert all(len(c) == 1 for c in chars) and len(chars) == len(set(chars))
+    assert len(fillers) == len(set(fillers))
+    stop = set(read_wordlist(DEFAULT_CORPORA / "stopwords.txt"))
+    generic = set(read_wordlist(DEFAULT_CORPORA / "generic_terms.txt"))
+    assert not (set(fillers) & (stop | generic)) and not (set(chars) & set(fillers))
+    readme = (DEFAULT_CORPORA / "README.md").read_text(encoding="utf-8")
+    assert f"{len(read_words(DEFAULT_CORPORA / 'content_chars.txt'))} characters" in readme
+    assert f"{len(read_words(DEFAULT_CORPORA / 'filler_terms.txt'))} words" in readme
