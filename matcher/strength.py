@@ -44,9 +44,9 @@ STRONG_LABEL, MEDIUM_LABEL, WEAK_LABEL = "强", "中", "弱"
 LEVELS: tuple[str, ...] = (STRONG_LABEL, MEDIUM_LABEL, WEAK_LABEL)
 
 # -- fitted by benchmarks/fit_strength.py (do not edit by hand) ---------------------------------
-INTERCEPT = -3.6360
-WEIGHTS: Mapping[str, float] = {"share": 3.9135, "gap": 2.5392, "crowd": -2.6868, "dense": 1.3609}
-STRONG = 0.82
+INTERCEPT = -3.6206
+WEIGHTS: Mapping[str, float] = {"share": 3.9116, "gap": 2.5173, "crowd": -2.6974, "dense": 1.3450}
+STRONG = 0.81
 WEAK = 0.10
 # -- end of fitted numbers -----------------------------------------------------------------------
 

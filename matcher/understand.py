@@ -152,10 +152,6 @@ class Understanding:
     shown: Mapping[str, str] = field(default_factory=dict)
 
     @property
-    def content(self) -> tuple[Term, ...]:
-        return tuple(t for t in self.terms if t.kind == CONTENT)
-
-    @property
     def quiet(self) -> frozenset[str]:
         """Words the ranking reads that an explanation never cites: the generic ones (and the
         generic pieces of phrases)."""

@@ -223,6 +223,9 @@ function renderUnderstanding(u, editable = true) {
   if (!u.expanded.length && !(u.synonyms || []).length) added.append(el("span", { class: "note", text: "（无）" }));
   document.getElementById("reset-terms").hidden = !editable || !(edits.exclude.length || edits.extra.length);
   section.querySelector(".chips-edit").hidden = !editable;
+  document.getElementById("understanding-hint").textContent = editable
+    ? "（点 × 去掉不相关的词，或补充一个词，列表随即重排）"
+    : "（组团按需求原文理解；要修改词语，请关闭组团推荐）";
   section.hidden = false;
 }
 

@@ -118,6 +118,7 @@ def _beyond_words(index: ExpertIndex, expert: int, query: Query, scored: Scored,
     the demand's own text goes into `expanded` with the demand's phrase the concept came from."""
     units = index._units_of(expert)
     out: list[Evidence] = []
+    show_ = _shower(query)
     if scored.char_scores is not None:
         text = normalize(query.text)
         extra = [t for t in query.origins if len(t) >= 2]
@@ -130,7 +131,6 @@ def _beyond_words(index: ExpertIndex, expert: int, query: Query, scored: Scored,
             strings = tuple(s for s in common_strings(text, normalize(shown_text), extra)
                             if s not in query.quiet)
             if strings:
-                show_ = _shower(query)
                 out.append(Evidence(index.unit_field_[u], shown_text, tuple(show_(s) for s in strings),
                                     float(scored.char_scores[u]), match="chars"))
                 shown.add(shown_text)
