@@ -259,6 +259,10 @@ def strengths_of(engine: Engine, expert_id: str, found: Sequence[DemandMatch]) -
     One ranking of each demand: call it for the matches that are shown."""
     out: list[DemandMatch] = []
     for m in found:
+        if engine.encoder is not None:
+            # the demand's vector, cached in the store (the bank's are already): its ranking then
+            # encodes nothing, and the next request for it reads the cache too
+            engine.query_vector(m.demand.text)
         forward = engine.explain_demand(m.demand, [expert_id]).get(expert_id)
         x = m.explanation
         if forward is not None:
