@@ -19,6 +19,7 @@ consistent (index, experts) pair.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -838,10 +839,13 @@ class Engine:
         this engine's index, or `index` (a benchmark's, in `matcher eval`)."""
         index = index if index is not None else self.ensure_index().index
         related = index.related_terms if self.settings.corpus_expansion_weight > 0 else None
+        # each term's postings read once for all the demand's concepts
+        rows_of = functools.lru_cache(maxsize=None)(lambda term: index.units_.rows_with([term])[0])
         return self.understander.understand(text, emphasis, exclude=exclude_terms, extra=extra_terms,
                                             related=related,
                                             support=lambda concept, others: cooccurring(
-                                                index.units_, index.unit_expert_, concept, others))
+                                                index.units_, index.unit_expert_, concept, others,
+                                                rows_of=rows_of))
 
     def query(self, text: str, emphasis: str = "", *, understanding: Understanding | None = None,
               encode: bool = True, index: ExpertIndex | None = None) -> Query:

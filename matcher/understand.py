@@ -208,16 +208,17 @@ class Lexicon:
 
 
 def cooccurring(units: TermIndex, owner: np.ndarray, concept: Sequence[str], others: Sequence[str], *,
-                min_units: int = 2, known_share: float = 0.5, lift: float = 2.0) -> dict[str, int] | None:
+                min_units: int = 2, known_share: float = 0.5, lift: float = 2.0,
+                rows_of: Callable[[str], np.ndarray] | None = None) -> dict[str, int] | None:
     """Which of `others` keep company with `concept` in the experts' texts: {term: experts whose
     record holds the term and, in one of its units, every word of the concept}, for the terms
     found so `lift` times as often as chance. None when the library cannot say: the concept is in
     no unit, or fewer than `known_share` of `others` are in `min_units` units each (an owner's
     word that experts never write is no evidence for or against). `owner`: the expert of each row
-    of `units`."""
+    of `units`; `rows_of(term)`, when given, is its postings (a cache over one demand's concepts)."""
     if not concept or not others:
         return None
-    rows = units.rows_with([*concept, *others])
+    rows = [rows_of(t) for t in (*concept, *others)] if rows_of else units.rows_with([*concept, *others])
     held = rows[0]
     for r in rows[1 : len(concept)]:
         held = np.intersect1d(held, r, assume_unique=True)
