@@ -53,6 +53,7 @@ so entries that chain or point back cannot blow a query up. Staff may remove a t
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import Counter
@@ -344,9 +345,15 @@ class Understander:
         # query at their own weights but are not shown (起皮, not 起 and 皮).
         surfaces = surface_forms(text) if surfaces is None else surfaces
         inside: dict[str, list[str]] = {}  # a phrase -> the demand's tokens within its occurrences
+        placed = [(a, b, tok) for tok, _, a, b in tagged if a >= 0]  # in text order
+        starts = [a for a, _, _ in placed]
         for h in hits:
-            inside.setdefault(h.source, []).extend(
-                tok for tok, _, a, b in tagged if a >= 0 and h.start <= a and b <= h.end)
+            found = inside.setdefault(h.source, [])
+            for a, b, tok in placed[bisect.bisect_left(starts, h.start):]:
+                if a >= h.end:
+                    break
+                if b <= h.end:
+                    found.append(tok)
         for phrase in dict.fromkeys(h.source for h in hits):
             if phrase in drop:
                 continue
