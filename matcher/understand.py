@@ -8,7 +8,8 @@ and the ranking and says, in a small typed result staff can read and correct:
   products   the products and industries recognised (thesaurus entries of kind 产品);
   symptoms   the symptoms and wanted outcomes recognised (kind 症状, and 俗称 trade names);
   expanded   the technical concepts they point to, each with the phrase it came from, its source,
-             its weight and what in the demand supports it:
+             its weight and what in the demand supports it; each source is one file of
+             `matcher.expansion`:
                thesaurus  `corpora/thesaurus.txt` (plain text a 科协 extends without code),
                corpus     terms that keep company with the demand's words in the experts' own
                           texts (the LSA space of the index: no download, no other data);
@@ -63,15 +64,17 @@ from pathlib import Path
 
 import numpy as np
 
+from matcher.expansion import Expansion, Found, Related, Source, Support
+from matcher.expansion.corpus import CorpusSource
+from matcher.expansion.thesaurus import PRODUCT, SYMPTOM, TRADE_NAME, ThesaurusSource
 from matcher.index import TermIndex, char_ngrams
 from matcher.ranking.query import Query
 from matcher.text import Synonyms, normalize, read_wordlist, show, surface_forms
-from matcher.thesaurus import Hit, Target, Thesaurus
+from matcher.thesaurus import Hit, Thesaurus
 
 Tokenize = Callable[[str], list[str]]
 Tag = Callable[[str], list[tuple[str, str]]]
-#: The kinds of thesaurus entry, and what they are shown as.
-PRODUCT, SYMPTOM, TRADE_NAME = "产品", "症状", "俗称"
+__all__ = ["PRODUCT", "SYMPTOM", "TRADE_NAME", "Expansion", "Term", "Understander", "Understanding"]
 #: How a demand's word counts (module docstring).
 CONTENT, GENERIC, MINOR, FILLER = "content", "generic", "minor", "filler"
 
@@ -110,29 +113,6 @@ class Term:
     @property
     def label(self) -> str:
         return self.shown or self.term
-
-
-@dataclass(frozen=True, slots=True)
-class Expansion:
-    """A concept added to the demand: `origin` is the demand's phrase it came from; `support`
-    what else in the demand made it fit (its terms, or the thesaurus condition met)."""
-
-    term: str
-    origin: str
-    source: str  # "thesaurus" | "corpus" | "synonym"
-    weight: float
-    kind: str = ""  # the thesaurus entry's kind (产品, 症状, 俗称)
-    support: tuple[str, ...] = ()
-    shown: str = ""
-
-    @property
-    def label(self) -> str:
-        return self.shown or self.term
-
-    def to_dict(self) -> dict[str, object]:
-        return {"term": self.label, "from": self.origin, "source": self.source,
-                "weight": round(self.weight, 4),
-                "support": list(self.support), **({"kind": self.kind} if self.kind else {})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +262,12 @@ class Understander:
         self.lexicon = lexicon or Lexicon()
         # Without a tagger (a plain tokenising function) every word is content, as before POS.
         self.tag = tag or getattr(tokenize, "tag", None)
+        #: Where added concepts come from, in order (`matcher.expansion`); their weights are read
+        #: from here at each use.
+        self.sources: list[Source] = [
+            ThesaurusSource(self.thesaurus, lambda: self.thesaurus_weight, self.tokenize, generic),
+            CorpusSource(lambda: self.corpus_weight, lambda: self.corpus_terms, generic),
+        ]
 
     # -- the demand's own words ----------------------------------------------------------------
     def kind_of(self, token: str, pos: str) -> str:
@@ -387,8 +373,8 @@ class Understander:
         *,
         exclude: Iterable[str] = (),
         extra: Iterable[str] = (),
-        related: Callable[[Sequence[tuple[str, float]], int], list[tuple[str, str, float]]] | None = None,
-        support: Callable[[Sequence[str], Sequence[str]], Mapping[str, int] | None] | None = None,
+        related: Related | None = None,
+        support: Support | None = None,
     ) -> Understanding:
         """The demand's own terms and what they point to; `exclude` removes terms (own or added),
         `extra` adds terms as if the demand had said them."""
@@ -405,46 +391,30 @@ class Understander:
             for t in self.tokenize(phrase) or [phrase]:
                 if t not in drop and (t not in own or own[t].weight < 1.0):
                     own[t] = Term(t, 1.0, CONTENT, show(t, surfaces))
-        products: list[str] = []
-        symptoms: list[str] = []
-        expanded: dict[str, Expansion] = {}
-        dropped: dict[str, Expansion] = {}
-        content = [t for t in own.values() if t.kind == CONTENT]
-        norm = normalize(text)
-        for hit in hits:
-            kind = hit.entry.kind
-            bucket = products if kind == PRODUCT else symptoms
-            if hit.source not in bucket:
-                bucket.append(hit.source)
-            if hit.source in drop:
-                continue
-            # What else the demand says: its content terms that are not the trigger or inside it.
-            others = [t.term for t in content
-                      if t.term not in hit.source and hit.source not in t.term]
-            origin = show(hit.source, surfaces)
-            for target in hit.entry.targets:
-                if target.term in drop or target.term in own:
-                    continue
-                w = self.thesaurus_weight * target.weight
-                old = expanded.get(target.term)
-                if old is not None and w <= old.weight:
-                    continue
-                backing = self._support(target, kind, norm, others, support)
-                e = Expansion(target.term, origin, "thesaurus", w, kind,
-                              tuple(show(b, surfaces) for b in backing or ()), show(target.term, surfaces))
-                if backing is None:
-                    dropped.setdefault(target.term, e)
-                else:
-                    expanded[target.term] = e
-                    dropped.pop(target.term, None)
-        if related is not None and self.corpus_weight > 0 and self.corpus_terms > 0:
-            pairs = [(t.term, t.weight) for t in own.values() if t.kind == CONTENT]
-            for term, origin, sim in related(pairs, self.corpus_terms):
-                if term in drop or term in own or term in expanded:
-                    continue
-                expanded[term] = Expansion(term, show(origin, surfaces), "corpus",
-                                           self.corpus_weight * max(0.0, min(1.0, sim)),
-                                           shown=show(term, surfaces))
+        found = Found(text, {t: v.weight for t, v in own.items()}, drop, related,
+                      content=[t.term for t in own.values() if t.kind == CONTENT], hits=hits,
+                      surfaces=surfaces, support=support)
+        for source in self.sources:
+            source.expand(found)
+        synonyms = self._synonyms(own, drop, surfaces)
+        terms = sorted(own.values(), key=lambda t: (t.kind != CONTENT, -t.weight))
+        shown = {t.term: t.label for t in terms}
+        for t in terms:
+            for p, _ in t.parts:
+                shown.setdefault(p, show(p, surfaces))
+        for e in [*found.expanded.values(), *synonyms]:
+            shown.setdefault(e.term, e.label)
+            for tok in self.tokenize(e.term):
+                shown.setdefault(tok, show(tok, surfaces))
+        return Understanding(text=text, terms=tuple(terms), products=tuple(found.products),
+                             symptoms=tuple(found.symptoms),
+                             expanded=tuple(sorted(found.expanded.values(), key=lambda e: -e.weight)),
+                             excluded=excluded, extra=extras, synonyms=synonyms,
+                             dropped=tuple(found.dropped.values()), shown=shown)
+
+    def _synonyms(self, own: Mapping[str, Term], drop: set[str],
+                  surfaces: Mapping[str, str]) -> tuple[Expansion, ...]:
+        """The synonym table's equivalents of the own terms, at half their weight, heaviest first."""
         synonyms: dict[str, Expansion] = {}
         if self.synonyms is not None and len(self.synonyms):
             for t in own.values():
@@ -453,42 +423,7 @@ class Understander:
                     old = synonyms.get(eq)
                     if eq not in own and eq not in drop and (old is None or w > old.weight):
                         synonyms[eq] = Expansion(eq, t.label, "synonym", w, shown=show(eq, surfaces))
-        terms = sorted(own.values(), key=lambda t: (t.kind != CONTENT, -t.weight))
-        shown = {t.term: t.label for t in terms}
-        for t in terms:
-            for p, _ in t.parts:
-                shown.setdefault(p, show(p, surfaces))
-        for e in [*expanded.values(), *synonyms.values()]:
-            shown.setdefault(e.term, e.label)
-            for tok in self.tokenize(e.term):
-                shown.setdefault(tok, show(tok, surfaces))
-        return Understanding(text=text, terms=tuple(terms), products=tuple(products),
-                             symptoms=tuple(symptoms),
-                             expanded=tuple(sorted(expanded.values(), key=lambda e: -e.weight)),
-                             excluded=excluded, extra=extras,
-                             synonyms=tuple(sorted(synonyms.values(), key=lambda e: -e.weight)),
-                             dropped=tuple(dropped.values()), shown=shown)
-
-    def _support(self, target: Target, kind: str, norm: str, others: Sequence[str],
-                 support: Callable[[Sequence[str], Sequence[str]], Mapping[str, int] | None] | None,
-                 ) -> tuple[str, ...] | None:
-        """What supports adding `target` (module docstring): () when it needs nothing, the
-        condition met or the co-occurring terms, None when nothing does."""
-        if target.conditions:
-            met = tuple(c for c in target.conditions if c in norm)
-            return met or None
-        if kind != PRODUCT and target.weight >= 1.0:
-            return ()
-        concept = [t for t in dict.fromkeys(self.tokenize(target.term)) if t not in self.generic]
-        said = tuple(t for t in concept if t in others)
-        if said:  # the concept names something else the demand says (车架焊接, and it says 车架)
-            return said
-        if support is None or not others or not concept:
-            return ()
-        found = support(concept, others)
-        if found is None:  # the library cannot judge: no evidence against it
-            return ()
-        return tuple(sorted(found, key=lambda t: -found[t])) or None
+        return tuple(sorted(synonyms.values(), key=lambda e: -e.weight))
 
     def build_query(self, u: Understanding) -> Query:
         """The weighted query of an understanding: the own terms (a phrase with its pieces), their
