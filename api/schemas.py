@@ -212,8 +212,9 @@ class ExpandedOut(BaseModel):
     weight: float = Field(description="Its weight in the query (below the demand's own words).")
     kind: str | None = Field(None, description="The thesaurus entry's kind: 产品, 症状 or 俗称.")
     support: list[str] = Field(
-        default_factory=list, description="What else in the demand made it fit: its words that keep company "
-        "with the concept in the experts' texts, or the thesaurus condition met (empty: a direct translation).")
+        default_factory=list, description="What else in the demand made it fit: its words that keep "
+        "company with the concept in the experts' texts, or the thesaurus condition met (empty: a direct "
+        "translation).")
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -782,7 +783,8 @@ class DemandMatchOut(BaseModel):
     rank: int
     demand: DemandOut
     strength: float | None = Field(description="The pair's calibrated strength in the demand's own ranking: "
-                                   "the scale of /match (null for a pasted profile, which is not in the index).")
+                                   "the scale of /match (null for a pasted profile, which is not in the "
+                                   "index).")
     level: Level
     score: float = Field(description="The demand index's BM25 for the profile: it orders this list only.")
     explanation: ExplanationOut

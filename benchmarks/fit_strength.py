@@ -44,7 +44,8 @@ TOP = 10
 NAMES = ("cdl", "nsfc", "enterprise")
 
 
-def measure(benchdir: Path, cache: Path, top: int = TOP, *, encoder: str | None = None) -> dict[str, np.ndarray]:
+def measure(benchdir: Path, cache: Path, top: int = TOP, *,
+            encoder: str | None = None) -> dict[str, np.ndarray]:
     """The measurements and labels of the first `top` experts of every query of a benchmark
     (`encoder`: "none" ranks without the dense signal, as the notebook's quick run does)."""
     bench = load_benchmark(benchdir)

@@ -114,7 +114,8 @@ def test_a_stop_is_never_made_of_generic_words_alone(engine: Engine) -> None:
     assert "某管理咨询公司" not in {s.enterprise for s in plan.stops}
 
 
-def test_the_three_problem_demand_gives_three_named_aspects_each_led_by_another_member(engine: Engine) -> None:
+def test_the_three_problem_demand_gives_three_named_aspects_each_led_by_another_member(
+        engine: Engine) -> None:
     team = recommend_team(engine, THREE, size=3)
     assert [a.name for a in team.aspects] == ["电池热管理", "齿轮箱噪声", "MES"]
     leads = [a.lead for a in team.aspects]
