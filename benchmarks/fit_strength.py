@@ -38,7 +38,6 @@ from matcher.config import Settings  # noqa: E402
 from matcher.engine import Engine  # noqa: E402
 from matcher.evaluate import evaluate, load_benchmark  # noqa: E402
 from matcher.rank import best_first  # noqa: E402
-from matcher.store import Store  # noqa: E402
 
 TOP = 10
 NAMES = ("cdl", "nsfc", "enterprise")
@@ -50,7 +49,7 @@ def measure(benchdir: Path, cache: Path, top: int = TOP, *,
     (`encoder`: "none" ranks without the dense signal, as the notebook's quick run does)."""
     bench = load_benchmark(benchdir)
     settings = Settings(db=cache) if encoder is None else Settings(db=cache, encoder=encoder)
-    engine = Engine(settings, store=Store(cache, busy_timeout=settings.busy_timeout))
+    engine = Engine(settings)
     prepared = {}
     rows: list[list[float]] = []
     labels: list[int] = []
@@ -59,7 +58,7 @@ def measure(benchdir: Path, cache: Path, top: int = TOP, *,
     number = {q.id: i for i, q in enumerate(bench.queries)}
 
     def prepare(index, experts):  # noqa: ANN001, ANN202 - evaluate's hook, as in `matcher eval`
-        prepared["index"] = index = engine._query_time(engine.prepare_dense(index, experts))
+        prepared["index"] = index = engine.prepare_dense(index, experts)
         return engine.prepare_bank(index, bench.queries)
 
     def inspect(q, index, query, scored) -> None:  # noqa: ANN001 - evaluate's hook
