@@ -5,9 +5,10 @@
 Builds a throw-away database from the demo corpus, runs one nightly batch, records a few verdicts
 the way staff would (one 婉拒, one 已联系, one 同意对接), starts the real server (uvicorn) and drives
 Debian's Chromium with Playwright (never `playwright install`): sign in, the inbox filtered to
-永康 保温杯, the thermos demand after the 婉拒, an expert's page with their history; and, signed in as
-an administrator, what the verdicts taught (/admin/proposals: a 科协 whose six 烂筒 demands, in an
-owner's words, each accepted a mushroom expert who writes 木霉 and 杂菌).
+永康 保温杯, the thermos demand after the 婉拒, an expert's page with their history, the statistics,
+the match page for an owner's cookware demand and a team for a demand of three problems; and,
+signed in as an administrator, what the verdicts taught (/admin/proposals: a 科协 whose six 烂筒
+demands, in an owner's words, each accepted a mushroom expert who writes 木霉 and 杂菌).
 """
 
 from __future__ import annotations
@@ -154,6 +155,20 @@ def main() -> None:
             page.goto(url + path)
             page.screenshot(path=str(args.out / name), full_page=True)
             print(args.out / name)
+        # The match page (issue 24): the cookware demand as an owner writes it, its understanding,
+        # the strong and medium matches and the weak ones folded; then a team for three problems.
+        for name, text, team in (
+            ("match.png", COOKWARE, False),
+            ("team.png", THREE_PROBLEMS, True),
+        ):
+            page.goto(url + "/")
+            page.fill("#demand", text)
+            if team:
+                page.get_by_label("组团推荐").check()
+            page.get_by_role("button", name="匹配", exact=True).click()
+            page.wait_for_selector("#status[data-state=done]")
+            page.screenshot(path=str(args.out / name), full_page=True)
+            print(args.out / name)
         admin = browser.new_page(viewport={"width": 1280, "height": 860}, locale="zh-CN")
         admin.goto(url + "/login?next=/admin/proposals")
         admin.fill("#username", "zhaomin")
@@ -163,6 +178,10 @@ def main() -> None:
         admin.screenshot(path=str(args.out / "proposals.png"), full_page=True)
         print(args.out / "proposals.png")
         browser.close()
+
+
+COOKWARE = "我们厂的不锈钢炒锅用了半年就起皮掉渣，客户投诉多，想找专家看看涂层怎么改进"
+THREE_PROBLEMS = "锂电池包在高温下容易过热，齿轮箱噪声大寿命短，还想上MES"
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from matcher.errors import InputError, MatcherError
 from matcher.index import TermIndex
 from matcher.learning import Association, Judgment
 from matcher.models import Demand, Expert
-from matcher.rank import ExpertIndex, Query
+from matcher.rank import ExpertIndex, Query, Scored
 from matcher.records import FeedbackEntry
 
 if TYPE_CHECKING:
@@ -159,9 +159,11 @@ def evaluate(
     top: int = 100,
     progress: Callable[[int, int], None] | None = None,
     prepare: Callable[[ExpertIndex, Sequence[Expert]], ExpertIndex] | None = None,
+    inspect: Callable[[Demand, ExpertIndex, Query, Scored], None] | None = None,
 ) -> EvalResult:
     """Rank every query of `bench` and score the rankings. `prepare` finishes the fitted index
-    (the engine attaches the dense vectors, encoding what its cache lacks)."""
+    (the engine attaches the dense vectors, encoding what its cache lacks); `inspect` sees each
+    query's scoring (`benchmarks/fit_strength.py` explains the first ten there)."""
     start = time.perf_counter()
     cached = lru_cache(maxsize=None)(tokenize)
     tok = lambda s: list(cached(s))  # noqa: E731 - callers must not mutate the cached lists
@@ -175,7 +177,10 @@ def evaluate(
     for n, q in enumerate(bench.queries, start=1):
         emphasis = " ".join([q.title, *q.keywords])
         query = make_query(q.text, emphasis)
-        total = index.score(query).total
+        scored = index.score(query)
+        total = scored.total
+        if inspect is not None:
+            inspect(q, index, query, scored)
         order = np.argsort(-total, kind="stable")[:top]
         ranker_runs[q.id] = [(str(ids[i]), float(total[i])) for i in order if total[i] > 0]
         ref = reference.score(list(query.tokens))
@@ -435,8 +440,9 @@ def simulate_feedback(bench: Benchmark, engine: Engine, *, history: float = 0.5,
     def rank(qid: str) -> tuple[list[str], bool]:
         nonlocal done
         q = queries[qid]
-        u = engine.understand(q.text, " ".join([q.title, *q.keywords]))
-        total = index.score(engine.query(q.text, " ".join([q.title, *q.keywords]), understanding=u)).total
+        emphasis = " ".join([q.title, *q.keywords])
+        u = engine.understand(q.text, emphasis, index=index)  # the benchmark's experts judge expansions
+        total = index.score(engine.query(q.text, emphasis, understanding=u, index=index)).total
         order = np.argsort(-total, kind="stable")[:top]
         done += 1
         if progress:

@@ -21,7 +21,7 @@ from matcher.rank import ExpertIndex, Query
 from matcher.ranking.bank import popularity
 from matcher.store import Store
 
-QueryOf = Callable[[str, str], Query]
+QueryOf = Callable[..., Query]  # (text, emphasis, *, index): the index judges the expansions
 
 
 class DemandBank:
@@ -90,7 +90,7 @@ class DemandBank:
         for _, text, emphasis in bank:
             if stop is not None and stop.is_set():
                 return 0
-            queries.append(query(text, emphasis))
+            queries.append(query(text, emphasis, index=loaded.index))
         values = popularity(index, queries, index.weights, stop) if self.settings.popularity_weight else {}
         if values is None:
             return 0
@@ -109,6 +109,6 @@ class DemandBank:
             index = index.with_dense_bank(np.stack([self.embeddings.query_vector(t) for t, _ in said]),
                                           s.dense_bank_weight)
         if s.popularity_weight and said:
-            queries = [query(t, e) for t, e in said]
+            queries = [query(t, e, index=index) for t, e in said]
             index = index.with_popularity(popularity(index.with_popularity(None), queries, index.weights))
         return index
