@@ -170,3 +170,33 @@ def test_combine_is_a_noisy_or_below_one() -> None:
     assert combine([0.5, 0.5]) == pytest.approx(0.75)
     assert combine([]) == 0.0 and combine([0.3]) == pytest.approx(0.3)
     assert combine([0.99, 0.99, 0.99]) < 1.0
+
+
+# -- the learned source keeps to the understanding stage's rule: support beyond the trigger ----------
+def _expand(own: list[str], judge):  # noqa: ANN001, ANN202
+    from matcher.expansion import Found
+    from matcher.expansion.learned import LearnedSource
+    from matcher.learning import Association, Learned
+
+    learned = Learned({"烂筒": [Association("烂筒", "木霉", 0.6, 6, 6, 6, 0)],
+                       "发黑": [Association("发黑", "木霉", 0.5, 4, 4, 3, 1)]})
+    found = Found("".join(own), {t: 1.0 for t in own}, set(), content=list(own), support=judge)
+    LearnedSource(lambda: learned, lambda: 0.4, lambda: 8, tokenize=lambda s: [s]).expand(found)
+    return found
+
+
+def test_a_learned_concept_needs_support_beyond_its_trigger() -> None:
+    # the library judges that nothing else the demand says keeps company with 木霉: dropped
+    f = _expand(["烂筒", "出菇"], lambda concept, others: {})
+    assert "木霉" not in f.expanded and f.dropped["木霉"].source == "learned"
+    # a term that keeps company with it supports it; the library that cannot judge keeps it
+    f = _expand(["烂筒", "出菇"], lambda concept, others: {"出菇": 3})
+    assert f.expanded["木霉"].support == ("出菇",) and f.expanded["木霉"].evidence.demands == 6
+    assert _expand(["烂筒", "出菇"], lambda concept, others: None).expanded["木霉"].support == ()
+    # a demand that says nothing else keeps it: the trigger is all it says
+    assert "木霉" in _expand(["烂筒"], lambda concept, others: {}).expanded
+    # two of the demand's phrases pointing to it support each other, whatever the library says;
+    # their strengths combine as a noisy-or, times the weight, below the demand's own words (1)
+    e = _expand(["烂筒", "发黑"], lambda concept, others: {}).expanded["木霉"]
+    assert e.support == ("发黑",) and e.origin == "烂筒"
+    assert e.weight == pytest.approx(0.4 * (1 - 0.4 * 0.5)) and e.weight < 1
