@@ -49,7 +49,7 @@ from openpyxl.styles import Font
 
 from matcher import assign
 from matcher.cells import append_row, csv_row
-from matcher.engine import Engine
+from matcher.engine import Candidates, Engine
 from matcher.errors import InputError, NotFoundError, StoreError
 from matcher.models import Demand, Expert, Explanation
 from matcher.records import BatchCandidate, BatchExclusion, BatchMatch, BatchOutcome, BatchRun, CandidateTable
@@ -64,6 +64,9 @@ Progress = Callable[[str, int, int], None]
 joint assignment starts), "explain" (per demand) and "done"."""
 
 NO_EXPLANATION = Explanation(terms=(), evidence=())
+#: Demands scored together: their dense and LSA signals are one matrix product (`score_demands`).
+#: 32 queries read the 10,000-expert pool's vectors once instead of 32 times; larger blocks gain little.
+BLOCK = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +224,37 @@ def score_demand(engine: Engine, demand: Demand, limit: int, *, explain: int = 0
         found = engine.demand_candidates(demand, limit, explain=explain)
     except InputError as exc:  # e.g. a demand with no text: reported, the night goes on
         return DemandScores(demand.id, error=exc.message)
+    return _stored(demand, found, explain)
+
+
+def score_demands(engine: Engine, demands: Sequence[Demand], limit: int, *, explain: int = 0,
+                  block: int = BLOCK) -> Iterator[DemandScores]:
+    """`score_demand` of each demand, in order, `block` demands scored together (their semantic
+    signals as one matrix product: `Engine.demand_candidates_many`); the same rankings. A demand
+    the engine refuses (no text) is reported alone, the rest of its block goes on."""
+    for start in range(0, len(demands), max(block, 1)):
+        part = demands[start : start + max(block, 1)]
+        errors: dict[str, str] = {}
+        for d in part:
+            try:
+                engine.check_text(d.text)
+            except InputError as exc:
+                errors[d.id] = exc.message
+        good = [d for d in part if d.id not in errors]
+        try:
+            ranked = engine.demand_candidates_many(good, limit, explain=explain) if good else []
+        except InputError:  # something else refused in the block: one at a time, as before
+            yield from (score_demand(engine, d, limit, explain=explain) for d in part)
+            continue
+        found = {d.id: c for d, c in zip(good, ranked, strict=True)}
+        for d in part:
+            if d.id in errors:
+                yield DemandScores(d.id, error=errors[d.id])
+            else:
+                yield _stored(d, found[d.id], explain)
+
+
+def _stored(demand: Demand, found: Candidates, explain: int) -> DemandScores:
     return DemandScores(
         demand.id,
         tuple(BatchCandidate(demand.id, m.expert.id, m.rank, m.score, m.explanation if m.rank <= explain else None)
@@ -246,9 +280,8 @@ def score_team_demand(engine: Engine, demand: Demand, size: int) -> DemandScores
 
 
 def score_locally(engine: Engine, run: BatchRun, pending: Sequence[Demand]) -> Iterator[DemandScores]:
-    """The default `Scorer`: each pending demand in turn, in this process."""
-    for demand in pending:
-        yield score_demand(engine, demand, run.candidates, explain=run.top)
+    """The default `Scorer`: the pending demands in blocks (`score_demands`), in this process."""
+    yield from score_demands(engine, pending, run.candidates, explain=run.top)
 
 
 def _score(engine: Engine, run: BatchRun, progress: Progress | None, scorer: Scorer) -> int:

@@ -27,7 +27,15 @@ from matcher.engine import Engine
 from matcher.errors import IndexStateError, InputError
 from matcher.rank import Query, Scored
 from matcher.ranking.score import SignalScores
-from matcher.ranking.shard_part import ShardAnswer, ShardPart, ShardQuery, carve, merged_scores, shard_query, split
+from matcher.ranking.shard_part import (
+    ShardAnswer,
+    ShardPart,
+    ShardQuery,
+    carve,
+    merged_scores,
+    shard_query,
+    split,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,7 +111,8 @@ def expert_vote(unit_scores: np.ndarray, lay: Layout, unit_expert: np.ndarray, n
     keeps the CDL reviewer-assignment figure (where the number of projects a reviewer reviewed in
     a topic is real evidence) and lifts the enterprise-voice set, where one specific document of a
     local engineer should beat a professor's many loosely related papers."""
-    return length_normed(knn_vote(unit_scores, lay, unit_expert, len(n_documents), k), n_documents, length_norm)
+    vote = knn_vote(unit_scores, lay, unit_expert, len(n_documents), k)
+    return length_normed(vote, n_documents, length_norm)
 
 
 def length_normed(vote: np.ndarray, n_documents: np.ndarray, length_norm: float) -> np.ndarray:

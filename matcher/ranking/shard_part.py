@@ -141,7 +141,8 @@ def split(n_experts: int, shards: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
-def merge_answers(answers: Sequence[ShardAnswer], n_experts: int, k: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def merge_answers(answers: Sequence[ShardAnswer], n_experts: int,
+                  k: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The kNN votes per signal (before the expert length norm) and the centroid sums per expert,
     from every shard's answer: as one index computes them."""
     votes: dict[str, np.ndarray] = {}

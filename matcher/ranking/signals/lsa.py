@@ -75,5 +75,7 @@ class Lsa(Signal):
         if qe is None or part is None:
             return ctx.zeros()
         emb = part.embeddings_
-        cos = ctx.semantic_scores(len(emb), lambda rows: emb @ qe if rows is None else emb[rows] @ qe)
+        # memo: a batch scoring a block of queries fills it from one matrix product (`block`)
+        cos = ctx.memo("lsa_unit_scores", lambda: ctx.semantic_scores(
+            len(emb), lambda rows: emb @ qe if rows is None else emb[rows] @ qe))
         return ctx.vote_units(np.clip(cos, 0.0, None))

@@ -1,0 +1,106 @@
+"""The nightly batch's demands scored in blocks (matcher/ranking/block.py): the dense and LSA signals
+of a block as one matrix product each give what the one-at-a-time path gives: the same experts in
+the same order, the same exclusions and explanations, every lexical signal bit for bit and the
+semantic ones to float32 rounding (a matrix product blocks its sums otherwise than a matrix-vector
+product). On the demo corpus and on a 10,000-expert pool (the scale benchmark's generator)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matcher.batch import BatchOptions, score_demand, score_demands
+from matcher.engine import Candidates, Engine
+from matcher.models import Demand
+
+from .conftest import make_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT.parent / "shared" / "bench" / "cdl"
+LEXICAL = ("bm25", "tfidf", "centroid", "chars", "profile", "fields", "dense_profile", "prior")
+FLOAT32 = 1.2e-7  # one float32 rounding of a score near 1
+
+
+def assert_same_candidates(one: Candidates, block: Candidates) -> None:
+    assert [m.expert.id for m in block.ranked] == [m.expert.id for m in one.ranked]
+    assert [(x.expert.id, x.reason) for x in block.excluded] == [(x.expert.id, x.reason) for x in one.excluded]
+    for a, b in [*zip(one.ranked, block.ranked, strict=True), *zip(one.excluded, block.excluded, strict=True)]:
+        assert abs(a.score - b.score) <= FLOAT32 * max(1.0, abs(a.score))
+    for a, b in zip(one.ranked, block.ranked, strict=True):
+        ea, eb = a.explanation, b.explanation
+        assert (ea.terms, ea.expanded) == (eb.terms, eb.expanded)
+        assert [(e.field, e.text, e.terms, e.match) for e in ea.evidence] == \
+            [(e.field, e.text, e.terms, e.match) for e in eb.evidence]
+        for name, value in ea.signals.items():
+            if name in LEXICAL:
+                assert eb.signals[name] == value, name
+            else:
+                assert abs(eb.signals[name] - value) <= 1e-6 * max(1.0, abs(value)), name
+
+
+def test_a_block_of_the_demo_demands_ranks_as_one_at_a_time(demo_engine: Engine) -> None:
+    demands = list(demo_engine.iter_demands())
+    assert len(demands) > 50
+    index = demo_engine.ensure_index().index
+    assert index.dense_ is not None and index.part("lsa") is not None  # both block products run
+    block = demo_engine.demand_candidates_many(demands, 300, explain=10)
+    for demand, got in zip(demands, block, strict=True):
+        assert_same_candidates(demo_engine.demand_candidates(demand, 300, explain=10), got)
+
+
+def test_the_semantic_signals_come_from_the_block_and_the_lexical_ones_are_bit_equal(demo_engine: Engine) -> None:
+    index = demo_engine.ensure_index().index
+    queries = [demo_engine.query(d.text) for d in list(demo_engine.iter_demands())[:20]]
+    many = index.score_many(queries)
+    bitwise = total = 0
+    for q, got in zip(queries, many, strict=True):
+        want = index.score(q)
+        for name in LEXICAL:
+            assert np.array_equal(got.signals[name], want.signals[name]), name
+        for name in ("lsa", "dense"):
+            np.testing.assert_allclose(got.signals[name], want.signals[name], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.dense_scores, want.dense_scores, rtol=0, atol=1e-6)
+        bitwise += int((got.dense_scores == want.dense_scores).sum())
+        total += len(want.dense_scores)
+    # Not the one-query product in disguise: BLAS sums a block's products in another order.
+    assert bitwise < total
+
+
+def test_the_batch_scorer_keeps_order_and_reports_a_bad_demand_alone(demo_engine: Engine) -> None:
+    demands = list(demo_engine.iter_demands())[:9]
+    bad = Demand(id="D-empty", title="", description="")
+    mixed = [*demands[:4], bad, *demands[4:]]
+    opts = BatchOptions(run_key="x")
+    got = list(score_demands(demo_engine, mixed, 50, explain=opts.top, block=4))
+    assert [s.demand_id for s in got] == [d.id for d in mixed]
+    alone = [score_demand(demo_engine, d, 50, explain=opts.top) for d in mixed]
+    assert got[4].error and got[4].error == alone[4].error
+    for a, b in zip(alone, got, strict=True):
+        assert [(c.expert_id, c.rank) for c in a.ranked] == [(c.expert_id, c.rank) for c in b.ranked]
+        assert [(x.expert_id, x.reason) for x in a.excluded] == [(x.expert_id, x.reason) for x in b.excluded]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BENCH.exists(), reason="needs ../shared/bench/cdl for the synthetic pool")
+def test_a_block_ranks_a_10000_expert_pool_as_one_at_a_time(tmp_path, tokenizer) -> None:  # noqa: ANN001
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import synth
+    from scale import _synthetic_vectors
+
+    settings = make_settings(tmp_path, char_abstracts=False)
+    engine = Engine(settings, tokenizer=tokenizer)
+    engine.store.upsert_experts(synth.experts(10_000))
+    index = engine.rebuild()
+    demands = list(synth.demands(40))
+    _synthetic_vectors(engine, index, [d.text for d in demands])
+    engine.close()
+    engine = Engine(settings, tokenizer=tokenizer)
+    assert engine.ensure_index().index.dense_ is not None
+    for start in (0, 20):
+        part = demands[start : start + 20]
+        for demand, got in zip(part, engine.demand_candidates_many(part, 300, explain=10), strict=True):
+            assert_same_candidates(engine.demand_candidates(demand, 300, explain=10), got)
+    engine.close()
