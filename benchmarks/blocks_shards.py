@@ -39,6 +39,12 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
+def _rss_bytes() -> int:
+    """This process's resident memory (runs on a worker)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def pool(workdir: Path, n: int, demands: int):  # noqa: ANN201
     """The engine over the pool in `workdir` (built with made-up vectors on first use)."""
     from scale import _synthetic_vectors
@@ -105,7 +111,7 @@ def shards(engine, texts: list[str], workers: int) -> dict[str, object]:  # noqa
             got = sharded.score(q)
             on_cluster.append((time.perf_counter() - t) * 1e3)
             same &= list(best_first(got.total)) == list(best_first(want.total))
-        rss = client.run(lambda: int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+        rss = client.run(_rss_bytes)
         out["worker_rss_mb"] = sorted(round(v / 2**20) for v in rss.values())
         sharded.close()
     out.update({"single_p50_ms": _pct(single, 50), "single_p95_ms": _pct(single, 95),

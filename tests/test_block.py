@@ -41,12 +41,14 @@ def assert_same_candidates(one: Candidates, block: Candidates, *, exact: bool = 
     float32 rounding may trade places (and the last such run may reach past the limit)."""
     if exact:
         assert [m.expert.id for m in block.ranked] == [m.expert.id for m in one.ranked]
-        assert [(x.expert.id, x.reason) for x in block.excluded] == [(x.expert.id, x.reason) for x in one.excluded]
+        assert [(x.expert.id, x.reason) for x in block.excluded] == \
+            [(x.expert.id, x.reason) for x in one.excluded]
     else:
         assert len(block.ranked) == len(one.ranked)
         assert tie_groups(list(block.ranked))[:-1] == tie_groups(list(one.ranked))[:-1]
         return
-    for a, b in [*zip(one.ranked, block.ranked, strict=True), *zip(one.excluded, block.excluded, strict=True)]:
+    pairs = [*zip(one.ranked, block.ranked, strict=True), *zip(one.excluded, block.excluded, strict=True)]
+    for a, b in pairs:
         assert abs(a.score - b.score) <= FLOAT32 * max(1.0, abs(a.score))
     for a, b in zip(one.ranked, block.ranked, strict=True):
         ea, eb = a.explanation, b.explanation
@@ -70,7 +72,7 @@ def test_a_block_of_the_demo_demands_ranks_as_one_at_a_time(demo_engine: Engine)
         assert_same_candidates(demo_engine.demand_candidates(demand, 300, explain=10), got)
 
 
-def test_the_semantic_signals_come_from_the_block_and_the_lexical_ones_are_bit_equal(demo_engine: Engine) -> None:
+def test_the_semantic_signals_come_from_the_block_the_lexical_ones_bit_equal(demo_engine: Engine) -> None:
     index = demo_engine.ensure_index().index
     queries = [demo_engine.query(d.text) for d in list(demo_engine.iter_demands())[:20]]
     many = index.score_many(queries)

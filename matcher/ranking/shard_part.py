@@ -131,8 +131,16 @@ def carve(index: IndexState, first: int, stop: int) -> ShardPart:
         first, stop, rows.astype(np.int64), np.asarray(index.unit_hash_)[rows], ue[rows].astype(np.int64),
         index.layout().unit_alive[rows], words, tfidf, chars,
         None if lsa is None else np.ascontiguousarray(lsa.embeddings_[rows]),
-        None if dense is None else np.ascontiguousarray(dense.units[rows]),
+        None if dense is None else _widened(dense.units[rows]),
     )
+
+
+def _widened(units: np.ndarray) -> np.ndarray:
+    """A shard's dense vectors as float32 up to `dense.WIDE_UNITS` rows (the single index keeps
+    that copy too: widening float16 on every query was most of a shard's time), float16 beyond."""
+    from matcher import dense
+
+    return units.astype(np.float32) if len(units) <= dense.WIDE_UNITS else np.ascontiguousarray(units)
 
 
 def split(n_experts: int, shards: int) -> list[tuple[int, int]]:
