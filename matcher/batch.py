@@ -64,8 +64,8 @@ Progress = Callable[[str, int, int], None]
 joint assignment starts), "explain" (per demand) and "done"."""
 
 NO_EXPLANATION = Explanation(terms=(), evidence=())
-#: Demands scored together: their dense and LSA signals are one matrix product (`score_demands`).
-#: 32 queries read the 10,000-expert pool's vectors once instead of 32 times; larger blocks gain little.
+#: Demands a block holds when blocks are asked for (`MATCHER_BATCH_BLOCK`): 32 queries read the
+#: 10,000-expert pool's vectors once instead of 32 times.
 BLOCK = 32
 
 
@@ -228,10 +228,15 @@ def score_demand(engine: Engine, demand: Demand, limit: int, *, explain: int = 0
 
 
 def score_demands(engine: Engine, demands: Sequence[Demand], limit: int, *, explain: int = 0,
-                  block: int = BLOCK) -> Iterator[DemandScores]:
-    """`score_demand` of each demand, in order, `block` demands scored together (their semantic
-    signals as one matrix product: `Engine.demand_candidates_many`); the same rankings. A demand
-    the engine refuses (no text) is reported alone, the rest of its block goes on."""
+                  block: int | None = None) -> Iterator[DemandScores]:
+    """`score_demand` of each demand, in order; `block` (default: the setting `batch_block`) demands
+    scored together, their semantic signals as one matrix product (`Engine.demand_candidates_many`):
+    the same rankings, a cosine possibly one float32 rounding away. A demand the engine refuses
+    (no text) is reported alone, the rest of its block goes on."""
+    block = engine.settings.batch_block if block is None else block
+    if block <= 1:
+        yield from (score_demand(engine, d, limit, explain=explain) for d in demands)
+        return
     for start in range(0, len(demands), max(block, 1)):
         part = demands[start : start + max(block, 1)]
         errors: dict[str, str] = {}
