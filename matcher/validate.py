@@ -64,8 +64,9 @@ def demand_problems(demand: Demand, *, max_chars: int | None = None) -> list[Pro
     if not (demand.title.strip() or demand.description.strip() or any(k.strip() for k in demand.keywords)):
         out.append(Problem("description", "is empty (and so is {title})"))
     elif max_chars is not None and len(demand.text) > max_chars:
-        out.append(Problem("description", f"title, keywords and description hold {len(demand.text)} "
-                                          f"characters; at most {max_chars} are matched. Shorten them"))
+        out.append(Problem("description", f"需求名称、关键词和描述共 {len(demand.text):,} 字，超过上限 "
+                                          f"{max_chars:,} 字（设置 MATCHER_MAX_TEXT_CHARS），请删减 "
+                                          f"(the demand's text is over the limit)"))
     return out
 
 

@@ -144,8 +144,11 @@ def running_server(tmp: Path, db: Path, *, workers: int = 1, env: dict[str, str]
 
 
 # -- the HTTP API through a TestClient (tests/test_api.py and the tests of other routes) ------------
-API_KEY = "k-7f3a9c0e-test"
+API_KEY = "k-7f3a9c0e-test-3451cc474d5698"
 API_AUTH = {"X-API-Key": API_KEY}
+#: a key with the read role: the working data, no contacts
+API_READ_KEY = "k-r7f3a9c0e-test-3451cc474d5698-read"
+API_READ = {"X-API-Key": API_READ_KEY}
 
 #: A handful of made-up experts with distinct topics: the rankings of the API tests are obvious.
 API_EXPERTS = [
@@ -224,7 +227,7 @@ API_DEMAND = {
 
 def api_settings(tmp_path: Path, **kw: object) -> Settings:
     """Settings of an API test: a database in `tmp_path` and the test key."""
-    return Settings(db=tmp_path / "api.db", api_keys=(API_KEY,), **kw)
+    return Settings(db=tmp_path / "api.db", api_keys=(API_KEY, f"read:{API_READ_KEY}"), **kw)
 
 
 def make_client(settings: Settings, tokenizer: ChineseTokenizer) -> Iterator[TestClient]:
@@ -303,7 +306,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-PAGE_KEY = "page-test-key-41c2"
+PAGE_KEY = "page-test-key-41c2-3acfabde0a3aaa"
 PAGE_BODY_LIMIT = 200_000
 
 XSS_NAME = "<script>window.__pwned = 1; alert(1)</script>林瓷"
@@ -386,3 +389,27 @@ def page(browser, live: Live):  # noqa: ANN001, ANN201 - Playwright types
     pg.problems = problems
     yield pg
     context.close()
+
+
+#: The password of the staff accounts tests make (10+ characters, not the user name).
+PASSWORD = "金华市科协-2026-loop"
+
+
+def sign_in(client, user: str = "lihua", password: str = PASSWORD, next_: str = "/demands"):  # noqa: ANN001, ANN201
+    """Sign `user` in through the real form (its double-submit token included); the response."""
+    import re
+
+    form = client.get(f"/login?next={next_}")
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text).group(1)
+    return client.post(
+        "/login",
+        data={"username": user, "password": password, "login_token": token, "next": next_},
+        follow_redirects=False,
+    )
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a page's forms carry."""
+    import re
+
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)

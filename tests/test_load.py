@@ -23,7 +23,7 @@ from matcher.models import Expert
 
 from .conftest import serve_in_thread, synthetic_expert  # noqa: E402
 
-KEY = "load-test-key-000000001"
+KEY = "load-test-key-000000001-39f545cd21f1ca"
 CLIENTS = 32
 MIN_WRITES = 5
 MIN_REBUILDS = 2

@@ -169,7 +169,9 @@ def test_record_an_outcome_then_read_the_statistics(tab, server) -> None:  # noq
     assert "已记录成果：授权专利" in tab.locator("#flash").text_content()
     assert tab.locator("#outcome-list tbody tr").count() == 1
     tab.goto(url + "/stats")
-    api = httpx.get(url + "/api/v1/stats", timeout=120).json()
+    # The API's statistics with the page's own session: the same figures the page shows.
+    cookies = {c["name"]: c["value"] for c in tab.context.cookies()}
+    api = httpx.get(url + "/api/v1/stats", cookies=cookies, timeout=120).json()
     for stage, n in api["funnel"].items():
         assert tab.locator(f'.stat-card[data-stage="{stage}"] .n').text_content() == str(n)
     assert tab.locator('#outcomes-table tr[data-kind="授权专利"] td').nth(1).text_content() == "2"

@@ -41,7 +41,7 @@ from matcher.engine.live import IndexInfo, LiveIndex, Loaded, fingerprint
 from matcher.engine.matching import Analysis, Candidates, RelevanceMatrix
 from matcher.engine.rules import Rules
 from matcher.errors import InputError
-from matcher.models import Demand, Expert, Explanation, Match
+from matcher.models import Demand, Expert, Explanation, Match, has_lone_surrogate
 from matcher.rank import ExpertIndex, Filters, Query
 from matcher.records import MergeEntry, Pause, WriteSummary
 from matcher.store import Store
@@ -83,7 +83,7 @@ class Engine:
         )
         self.live = LiveIndex(s, self.store, self.tokens, self, self.new_index)
         self.embeddings.live = self.live
-        self.imports = Imports(self.store, s.dedupe_threshold)
+        self.imports = Imports(self.store, s.dedupe_threshold, mio.Limits.from_settings(s))
         self._services: dict[object, Any] = {}
         self._services_lock = threading.Lock()
 
@@ -270,6 +270,9 @@ class Engine:
         limit = self.settings.max_text_chars
         if len(text) > limit:
             raise InputError(f"the demand text has {len(text)} characters; the limit is {limit}. Shorten it")
+        if has_lone_surrogate(text):
+            raise InputError("需求文字含有无效的 Unicode 字符（孤立的代理项），请检查复制来源 "
+                             "(the demand text holds a lone surrogate code point, which is not valid text)")
         return text
 
     def _check_top_k(self, top_k: int | None) -> int:

@@ -6,6 +6,7 @@ rules of `matcher.validate` (the same the API and the pages apply), duplicates m
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -24,9 +25,10 @@ FollowWrite = Callable[[int, Sequence[Expert], Sequence[str]], None]
 
 
 class Imports:
-    def __init__(self, store: Store, dedupe_threshold: float) -> None:
+    def __init__(self, store: Store, dedupe_threshold: float, limits: mio.Limits | None = None) -> None:
         self.store = store
         self.dedupe_threshold = dedupe_threshold
+        self.limits = limits or mio.Limits()
 
     def experts(self, path: Path | str, *, mapping: Mapping[str, str] | None = None, skip_invalid: bool = False,
                 dedupe: bool = True, dry_run: bool = False,
@@ -36,12 +38,18 @@ class Imports:
         is merged (`matcher.dedupe`); each merge is logged and can be undone. The index follows at
         the next match, incrementally."""
         source = Path(path).name
-        parsed = mio.parse_file(path, "experts", mapping=mapping, progress=progress)
+        parsed = mio.parse_file(path, "experts", mapping=mapping, progress=progress, limits=self.limits)
         refuse_invalid(parsed, source, skip_invalid)
         store = self.store
         names = {dd.name_key(e.name) for e in parsed.records} - {""}
         candidates = [i for i, n in store.expert_names() if dd.name_key(n) in names]
         existing = store.get_experts([*candidates, *(e.id for e in parsed.records)])
+        if not parsed.has_contact:
+            # A file without contact columns (an export made without --contact, edited in Excel)
+            # says nothing about contacts: the stored ones stay.
+            stored_contact = {e.id: e.contact for e in existing}
+            parsed.records = [replace(r, contact=stored_contact[r.id]) if r.id in stored_contact else r
+                              for r in parsed.records]
         plan = dd.plan_import(parsed.records, parsed.rows, existing, explicit_ids=parsed.explicit_ids,
                               distinct=store.undone_merge_pairs(), dedupe=dedupe, threshold=self.dedupe_threshold)
         report = partial(mio.ImportReport, "experts", source, merges=plan.merges,
@@ -68,7 +76,7 @@ class Imports:
                 dry_run: bool = False, progress: mio.Progress | None = None) -> mio.ImportReport:
         """Import a file of demands in one transaction (checked as `experts`; no merging)."""
         source = Path(path).name
-        parsed = mio.parse_file(path, "demands", mapping=mapping, progress=progress)
+        parsed = mio.parse_file(path, "demands", mapping=mapping, progress=progress, limits=self.limits)
         refuse_invalid(parsed, source, skip_invalid)
         report = partial(mio.ImportReport, "demands", source, rejects=tuple(parsed.rejects),
                          ignored_columns=parsed.ignored_columns)

@@ -8,6 +8,7 @@
   outcomes.py    Outcomes (and the statistics)         accounts.py  Users (and sessions), AuditLog
   caches.py      Caches (tokens, vectors, popularity)  batch.py     BatchRuns
   backup.py      Backups (SQLite's online backup API), check_database
+  keys.py        ApiKeys (API keys, replays of idempotent writes, failed attempts)
 
 Each resource is a small class deriving from `Database`, so all of them write through the same
 connection and transaction rules; `Store` is their union, what the engine and the services hold.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from matcher.records import (
     RUN_STATUSES,
+    ApiKey,
     AuditEntry,
     BatchCandidate,
     BatchExclusion,
@@ -35,10 +37,12 @@ from matcher.records import (
     DemandFact,
     DemandPage,
     Engagement,
+    Failures,
     FeedbackEntry,
     MergeEntry,
     Outcome,
     Pause,
+    Replay,
     SessionRow,
     StoredRecommendations,
     User,
@@ -52,15 +56,17 @@ from matcher.store.database import Database
 from matcher.store.demands import Demands, Recommendations
 from matcher.store.experts import Experts
 from matcher.store.feedback import Feedback
+from matcher.store.keys import ApiKeys
 from matcher.store.merges import Merges
 from matcher.store.migrations import MIGRATIONS
 from matcher.store.outcomes import Outcomes
 
 
-class Store(Experts, Merges, Demands, Recommendations, Feedback, Outcomes, Users, AuditLog, Caches, BatchRuns, Backups):
+class Store(Experts, Merges, Demands, Recommendations, Feedback, Outcomes, Users, AuditLog, ApiKeys, Caches,
+            BatchRuns, Backups):
     """One SQLite database (a path, or ":memory:"), every resource of it: the union of the
     resource classes, which share one set of connections and transaction rules (`Database`).
     `busy_timeout`: seconds a write waits for another connection's write lock before it fails."""
 
 
-__all__ = ['AuditEntry', 'AuditLog', 'Backups', 'BatchCandidate', 'BatchExclusion', 'BatchMatch', 'BatchOutcome', 'BatchRun', 'BatchRuns', 'Caches', 'CandidateTable', 'Database', 'DatabaseInfo', 'DemandFact', 'DemandPage', 'Demands', 'Engagement', 'Experts', 'Feedback', 'FeedbackEntry', 'MIGRATIONS', 'MergeEntry', 'Merges', 'Outcome', 'Outcomes', 'Pause', 'RUN_STATUSES', 'Recommendations', 'SessionRow', 'Store', 'StoredRecommendations', 'User', 'Users', 'WriteSummary', 'check_database']
+__all__ = ['ApiKey', 'ApiKeys', 'AuditEntry', 'AuditLog', 'Backups', 'BatchCandidate', 'BatchExclusion', 'BatchMatch', 'BatchOutcome', 'BatchRun', 'BatchRuns', 'Caches', 'CandidateTable', 'Database', 'DatabaseInfo', 'DemandFact', 'DemandPage', 'Demands', 'Engagement', 'Experts', 'Failures', 'Feedback', 'FeedbackEntry', 'MIGRATIONS', 'MergeEntry', 'Merges', 'Outcome', 'Outcomes', 'Pause', 'RUN_STATUSES', 'Recommendations', 'Replay', 'SessionRow', 'Store', 'StoredRecommendations', 'User', 'Users', 'WriteSummary', 'check_database']

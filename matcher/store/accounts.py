@@ -104,6 +104,25 @@ class AuditLog(Database):
             )
             return int(cur.lastrowid or 0)
 
+    _AUDIT_ROW = "at, actor, action, coalesce(target, ''), coalesce(detail, '{}'), coalesce(ip, '')"
+
+    def audit_rows_from(self, at: str | None) -> list[tuple[str, str, str, str, str, str]]:
+        """The audit log's rows (at, actor, action, target, detail, ip) at or after `at`, oldest first
+        (all of them for None)."""
+        where, params = ("WHERE at >= ?", [at]) if at else ("", [])
+        rows = self.db.execute(f"SELECT {self._AUDIT_ROW} FROM audit_log {where} ORDER BY id", params)
+        return [tuple(r) for r in rows.fetchall()]  # type: ignore[misc]
+
+    def append_audit_rows(self, rows: Sequence[Sequence[str]]) -> int:
+        """Add rows (as `audit_rows_from` gives them) to the audit log, skipping any it holds already
+        (the same time, actor, action, target, detail and address); returns how many were added."""
+        with self.transaction():
+            have = set(self.audit_rows_from(min((r[0] for r in rows), default=None))) if rows else set()
+            new = [tuple(r) for r in rows if tuple(r) not in have]
+            self.db.conn.executemany(
+                "INSERT INTO audit_log (at, actor, action, target, detail, ip) VALUES (?, ?, ?, ?, ?, ?)", new)
+        return len(new)
+
     def list_audit(self, *, actor: str | None = None, action: str | None = None, target: str | None = None,
                    date_from: str | None = None, date_to: str | None = None, limit: int = 200,
                    offset: int = 0) -> tuple[list[AuditEntry], int]:

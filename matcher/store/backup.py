@@ -44,11 +44,13 @@ def check_database(path: Path | str) -> DatabaseInfo:
                              f"{len(MIGRATIONS)}): upgrade the matcher first")
         experts = int(conn.execute("SELECT count(*) FROM experts").fetchone()[0])
         demands = int(conn.execute("SELECT count(*) FROM demands").fetchone()[0])
+        last_audit = (conn.execute("SELECT max(at) FROM audit_log").fetchone()[0]
+                      if "audit_log" in tables else None)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{p} is not a readable SQLite database ({exc})") from exc
     finally:
         conn.close()
-    return DatabaseInfo(p, version, experts, demands, p.stat().st_size)
+    return DatabaseInfo(p, version, experts, demands, p.stat().st_size, last_audit)
 
 
 class _GaveUp(Exception):

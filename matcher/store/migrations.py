@@ -218,3 +218,28 @@ def _m10_outcomes(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS.append(_m10_outcomes)
+
+
+def _m11_keys_and_replays(db: sqlite_utils.Database) -> None:
+    """API keys with roles (only their SHA-256 is kept), the answers to writes sent with an
+    `Idempotency-Key` (a retried write is answered again, not done twice), and counts of failed
+    sign-ins and API keys per name or client (lock-out of unknown names, throttling of key guesses)."""
+    db["api_keys"].create(
+        {"id": int, "name": str, "role": str, "key_hash": str, "prefix": str, "created_at": str,
+         "created_by": str, "revoked_at": str, "last_used_at": str},
+        pk="id", not_null={"name", "role", "key_hash"}, if_not_exists=True,
+    )
+    db["api_keys"].create_index(["key_hash"], unique=True, if_not_exists=True)
+    db["api_keys"].create_index(["name"], unique=True, if_not_exists=True)
+    db["idempotency"].create(
+        {"scope": str, "fingerprint": str, "state": str, "status": int, "headers": str, "body": bytes,
+         "created_at": str},
+        pk="scope", not_null={"fingerprint", "state", "created_at"}, if_not_exists=True,
+    )
+    db["auth_failures"].create(
+        {"subject": str, "failures": int, "first_at": str, "locked_until": str},
+        pk="subject", if_not_exists=True,
+    )
+
+
+MIGRATIONS.append(_m11_keys_and_replays)
