@@ -678,7 +678,7 @@ def batch(
             raise typer.Exit(1) from exc
         shown.close()
         r = result.run
-        _echo_run(result)
+        _echo_run(result, engine.store)
         if report is not None:
             try:
                 paths = write_report(engine.store, r, report)
@@ -690,14 +690,21 @@ def batch(
                 typer.echo(f"report: {path}")
 
 
-def _echo_run(result: Any) -> None:
+def _echo_run(result: Any, store: Any) -> None:
+    from matcher.batch import exclusion_counts
+
     r = result.run
     if result.reused:
         typer.echo(f"run {r.run_key} was done already ({r.finished_at}): nothing recomputed "
                    "(--force recomputes it)")
+    # By kind: a 不合适 or 婉拒 verdict is a verdict, not a 回避 rule.
+    kinds = {"回避": "by 回避 rules", "婉拒": "declined (婉拒)", "不合适": "found unsuitable (不合适)",
+             "暂停推荐": "paused (暂停推荐)"}
+    counts = exclusion_counts(store, r)
+    excluded = ", ".join(f"{n} {kinds[k]}" for k, n in counts.items() if n) or "none"
     typer.echo(f"run {r.run_key}: {r.status}; {r.demands} demands, {r.matched} matched, "
                f"{r.recommendations} recommendations, {r.unfilled} not filled to --top, "
-               f"{r.exclusions} experts excluded by 回避 rules"
+               f"{r.exclusions} experts excluded ({excluded})"
                + ("" if result.reused else f" ({r.seconds:.1f} s)"))
 
 

@@ -12,9 +12,11 @@ reader that met the cell; what makes a record unusable is decided here.
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 
 from matcher.errors import InputError
 from matcher.models import Demand, Expert
@@ -45,24 +47,52 @@ class _Labels(dict):  # type: ignore[type-arg]
         return self._label(key)
 
 
+_ISO_DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+_ISO_TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ]\d{2}:\d{2}")
+
+
+def date_problem(value: str, *, time_allowed: bool = False) -> str:
+    """Why `value` is not a real date written YYYY-MM-DD (with `time_allowed`, also an ISO time such
+    as 2026-12-07T09:00:00+08:00), or "". 2026-11-31 is refused: November has 30 days."""
+    text = value.strip()
+    m = _ISO_DAY.match(text) or (_ISO_TIME.match(text) if time_allowed else None)
+    if m is None:
+        return f"「{text}」不是日期，请写成 2026-12-31 这样的年-月-日"
+    year, month, day = int(m[1]), int(m[2]), int(m[3])
+    if not 1 <= month <= 12:
+        return f"「{text}」不是有效日期：没有 {month} 月"
+    if not year >= 1 or not 1 <= day <= calendar.monthrange(year, month)[1]:
+        return f"「{text}」不是有效日期：{year} 年 {month} 月没有 {day} 日"
+    try:
+        (datetime.fromisoformat(text.replace("Z", "+00:00")) if len(text) > 10 else date.fromisoformat(text))
+    except ValueError:
+        return f"「{text}」不是有效的时间，请写成 2026-12-07T09:00:00 这样的形式"
+    return ""
+
+
 def expert_problems(expert: Expert) -> list[Problem]:
     """What makes an expert's record unusable or wrong."""
     out = []
     if not (expert.research_fields or expert.bio.strip() or expert.documents):
-        out.append(Problem("research_fields", "is empty, and there is no bio or document to match on"))
+        out.append(Problem("research_fields", "为空，且没有简介或论文、专利、项目可供匹配"))
     phone, email = expert.contact.phone, expert.contact.email
     if phone and len(re.sub(r"\D", "", phone)) < PHONE_DIGITS:
-        out.append(Problem("phone", f"{phone!r} is not a phone number"))
+        out.append(Problem("phone", f"「{phone}」不是电话号码（至少 {PHONE_DIGITS} 位数字）"))
     if email and not EMAIL.fullmatch(email):
-        out.append(Problem("email", f"{email!r} is not an e-mail address"))
+        out.append(Problem("email", f"「{email}」不是电子邮箱地址"))
     return out
 
 
 def demand_problems(demand: Demand, *, max_chars: int | None = None) -> list[Problem]:
-    """What makes a demand unusable: nothing to match on, or more text than a match reads."""
+    """What makes a demand unusable: nothing to match on, more text than a match reads, or a date
+    that does not exist (2026-11-31 emptied the median days to first contact)."""
     out = []
+    if demand.created_at and (why := date_problem(demand.created_at, time_allowed=True)):
+        out.append(Problem("created_at", why))
+    if demand.deadline and (why := date_problem(demand.deadline)):
+        out.append(Problem("deadline", why))
     if not (demand.title.strip() or demand.description.strip() or any(k.strip() for k in demand.keywords)):
-        out.append(Problem("description", "is empty (and so is {title})"))
+        out.append(Problem("description", "为空（{title}也为空），没有可供匹配的内容"))
     elif max_chars is not None and len(demand.text) > max_chars:
         out.append(Problem("description", f"需求名称、关键词和描述共 {len(demand.text):,} 字，超过上限 "
                                           f"{max_chars:,} 字（设置 MATCHER_MAX_TEXT_CHARS），请删减 "
@@ -72,11 +102,11 @@ def demand_problems(demand: Demand, *, max_chars: int | None = None) -> list[Pro
 
 def _refuse(what: str, problems: Sequence[Problem]) -> None:
     if problems:
-        raise InputError(f"{what}: " + "; ".join(f"{p.field}: {p.text()}" for p in problems))
+        raise InputError(f"{what}：" + "；".join(f"{p.field}：{p.text()}" for p in problems))
 
 
 def check_expert(expert: Expert) -> Expert:
-    _refuse(f"expert {expert.id}", expert_problems(expert))
+    _refuse(f"专家 {expert.id}", expert_problems(expert))
     return expert
 
 
@@ -85,5 +115,5 @@ def check_experts(experts: Iterable[Expert]) -> list[Expert]:
 
 
 def check_demand(demand: Demand, *, max_chars: int | None = None) -> Demand:
-    _refuse(f"demand {demand.id}", demand_problems(demand, max_chars=max_chars))
+    _refuse(f"需求 {demand.id}", demand_problems(demand, max_chars=max_chars))
     return demand

@@ -297,9 +297,9 @@ def test_the_api_and_an_import_refuse_an_expert_by_the_same_rule_in_the_same_wor
     assert len(imported.value.errors) == 3  # nothing to match on, the phone, the e-mail
     for e in imported.value.errors:  # every problem the import names, the API names in its words
         assert e.message in said
-    assert all(f in said for f in ("research_fields: is empty", "phone: '0571'", "email: 'nobody'"))
+    assert all(f in said for f in ("research_fields：为空", "phone：「0571」", "email：「nobody」"))
     res = client.put("/api/v1/experts/e-weld", json={"name": "周焊"}, headers=AUTH)  # PUT: the same rule
-    assert_error(res, 422, "InputError", "research_fields: is empty")
+    assert_error(res, 422, "InputError", "research_fields：为空")
     assert client.engine.store.count_experts() == len(EXPERTS)
 
 

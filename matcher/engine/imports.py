@@ -52,10 +52,11 @@ class Imports:
                               for r in parsed.records]
         plan = dd.plan_import(parsed.records, parsed.rows, existing, explicit_ids=parsed.explicit_ids,
                               distinct=store.undone_merge_pairs(), dedupe=dedupe, threshold=self.dedupe_threshold)
+        stored = {e.id: e for e in existing}
         report = partial(mio.ImportReport, "experts", source, merges=plan.merges,
-                         rejects=tuple(parsed.rejects), ignored_columns=parsed.ignored_columns)
+                         rejects=tuple(parsed.rejects), ignored_columns=parsed.ignored_columns,
+                         preview=expert_preview(parsed, plan, stored))
         if dry_run:
-            stored = {e.id: e for e in existing}
             new = sum(1 for r in plan.records if r.id not in stored)
             same = sum(1 for r in plan.records if stored.get(r.id) == r)
             return report(inserted=new, updated=len(plan.records) - new - same, unchanged=same, dry_run=True)
@@ -78,15 +79,15 @@ class Imports:
         source = Path(path).name
         parsed = mio.parse_file(path, "demands", mapping=mapping, progress=progress, limits=self.limits)
         refuse_invalid(parsed, source, skip_invalid)
+        stored = {d.id: d for d in self.store.get_demands(d.id for d in parsed.records)}
+        actions = ["insert" if d.id not in stored else "unchanged" if stored[d.id] == d else "update"
+                   for d in parsed.records]
+        preview = tuple(mio.PreviewRow(row, d.id, d.title, d.enterprise, action)
+                        for row, d, action in zip(parsed.rows, parsed.records, actions, strict=True))
         report = partial(mio.ImportReport, "demands", source, rejects=tuple(parsed.rejects),
-                         ignored_columns=parsed.ignored_columns)
+                         ignored_columns=parsed.ignored_columns, preview=preview)
         if dry_run:
-            new = same = 0
-            for d in parsed.records:
-                try:
-                    same += self.store.get_demand(d.id) == d
-                except NotFoundError:
-                    new += 1
+            new, same = actions.count("insert"), actions.count("unchanged")
             return report(inserted=new, updated=len(parsed.records) - new - same, unchanged=same, dry_run=True)
         with self.store.transaction():
             summary = self.store.upsert_demands(parsed.records)
@@ -134,10 +135,27 @@ class Imports:
         return True
 
 
+def expert_preview(parsed: mio.Parsed, plan: dd.Plan, stored: Mapping[str, Expert]) -> tuple[mio.PreviewRow, ...]:
+    """Each valid row of a file of experts and what the import does with it."""
+    merged_into = {m.row: m.kept_id for m in plan.merges}
+    final = {e.id: e for e in plan.records}
+    out = []
+    for row, e in zip(parsed.rows, parsed.records, strict=True):
+        if row in merged_into:
+            action, into = "merge", merged_into[row]
+        elif e.id not in stored:
+            action, into = "insert", ""
+        else:
+            action, into = ("unchanged" if stored[e.id] == final.get(e.id, e) else "update"), ""
+        out.append(mio.PreviewRow(row, e.id, e.name, e.institution, action, into))
+    return tuple(out)
+
+
 def refuse_invalid(parsed: mio.Parsed, source: str, skip_invalid: bool) -> None:
     if parsed.errors and not skip_invalid:
         raise DataImportError(
-            f"{source}: {len(parsed.errors)} problem(s) in {len(parsed.rejects)} row(s); nothing was "
-            "imported (fix them, or import the valid rows with --skip-invalid)",
+            f"{source}: {len(parsed.rejects)} 行共 {len(parsed.errors)} 处错误，未导入任何数据；请改正后重新导入 "
+            f"({len(parsed.errors)} problem(s) in {len(parsed.rejects)} row(s); nothing was imported: fix them, "
+            "or import the valid rows with --skip-invalid)",
             sorted(parsed.errors, key=lambda e: e.row),
         )
