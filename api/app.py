@@ -24,7 +24,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import matcher
 from api.middleware import BodyLimitMiddleware, IdempotencyMiddleware, SecurityHeadersMiddleware
-from api.routes import admin, demands, experts, feedback, health, match, outcomes, pages, staff, team
+from api.routes import (
+    admin,
+    audit,
+    batch,
+    demands,
+    downloads,
+    experts,
+    feedback,
+    health,
+    intake,
+    match,
+    outcomes,
+    pages,
+    staff,
+    team,
+    users,
+)
 from matcher.apikeys import check_keys
 from matcher.config import Settings, get_settings
 from matcher.engine import Engine
@@ -33,6 +49,7 @@ from matcher.errors import MatcherError
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 API_PREFIX = "/api/v1"
+UPLOAD_PATHS = ("/demands/upload", "/experts/upload")
 
 
 def error_response(
@@ -71,14 +88,47 @@ def _readable(error: dict) -> str:
     return f"{_where(loc)}: {error.get('msg', '')}"
 
 
+def _chinese(error: dict) -> str:
+    """One validation error as staff read it (the match page shows the Chinese part of a 422)."""
+    kind, ctx = error.get("type", ""), error.get("ctx") or {}
+    where = _where(tuple(error.get("loc", ())))
+    said = {
+        "json_invalid": "请求不是有效的 JSON", "missing": "缺少此项", "extra_forbidden": "不认识的字段",
+        "string_too_long": f"最多 {ctx.get('max_length', '')} 个字符", "string_too_short": "不能为空",
+        "too_long": f"最多 {ctx.get('max_length', '')} 项", "too_short": "项数太少",
+        "greater_than_equal": f"不能小于 {ctx.get('ge', '')}", "less_than_equal": f"不能大于 {ctx.get('le', '')}",
+        "greater_than": f"应大于 {ctx.get('gt', '')}", "less_than": f"应小于 {ctx.get('lt', '')}",
+        "int_parsing": "应是整数", "int_type": "应是整数", "float_parsing": "应是数字", "float_type": "应是数字",
+        "bool_parsing": "应是 true 或 false", "bool_type": "应是 true 或 false", "string_type": "应是文本",
+        "list_type": "应是列表", "dict_type": "应是对象", "model_type": "应是对象",
+        "string_pattern_mismatch": "格式不对", "literal_error": "不是允许的取值", "date_from_datetime_parsing":
+        "不是日期", "date_parsing": "不是日期", "url_parsing": "不是网址",
+    }.get(kind)
+    if said is None:
+        msg = str(error.get("msg", ""))
+        said = msg.removeprefix("Value error, ") if _CJK.search(msg) else "取值无效"
+        said = said.split(" (")[0] if _CJK.search(said.split(" (")[0]) else said
+    return said if kind == "json_invalid" else f"{where}：{said}"
+
+
+_CJK = re.compile(r"[\u3000-\u9fff]")
+
+
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     details = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors
     ]
+    chinese = "；".join(_chinese(e) for e in errors[:5])
     message = "; ".join(_readable(e) for e in errors[:5])
-    return error_response(422, "InputError", f"invalid request: {message}", details)
+    if not request.url.path.startswith(API_PREFIX):  # a page's form: answered with a page, in Chinese
+        from api.render import render  # the pages' renderer, only when a page needs it
+
+        fields = "；".join(_chinese({**e, "loc": e.get("loc", ())[-1:]}) for e in errors[:5])
+        return render(request, "error.html", {"heading": "输入有误", "message": f"表单内容有误：{fields}。请返回修改后重试。",
+                                              "back": ""}, status_code=422)
+    return error_response(422, "InputError", f"请求有误：{chinese} (invalid request: {message})", details)
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -162,9 +212,10 @@ def create_app(
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(outcomes.router, prefix=API_PREFIX)  # outcomes and statistics (issue 17)
-    app.include_router(pages.router)
-    app.include_router(staff.router)  # the staff's pages: sign-in, inbox, a demand, audit
-    app.include_router(admin.router)  # administrators: API keys
+    # The staff's pages. intake first: its /demands/new must not be read as the demand with id "new".
+    for router in (intake.router, pages.router, staff.router, audit.router, batch.router, downloads.router,
+                   users.router, admin.router):
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     app.add_exception_handler(MatcherError, matcher_error)
@@ -180,7 +231,9 @@ def create_app(
             allow_headers=["Content-Type", "X-API-Key"],
         )
     app.add_middleware(IdempotencyMiddleware, hours=settings.idempotency_hours)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Uploads of a workbook may be as large as an import accepts (and a little more: the form around it).
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       upload_bytes=settings.max_import_bytes + 64_000, upload_paths=UPLOAD_PATHS)
     app.add_middleware(SecurityHeadersMiddleware)
     return app
 

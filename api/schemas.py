@@ -63,7 +63,7 @@ class _In(BaseModel):
     def _no_lone_surrogates(cls, data: Any) -> Any:
         where = _surrogate_at(data)
         if where:
-            raise ValueError(f"{where}: 含有无效的 Unicode 字符（孤立的代理项，常见于损坏的复制或编码），"
+            raise ValueError(f"{where}: 含有无效的字符（孤立的代理项，常见于损坏的复制或编码），"
                              "请检查后重发 (holds a lone surrogate code point, which is not valid text)")
         return data
 
@@ -491,9 +491,9 @@ class ExcludedOut(BaseModel):
 
 class RecommendationList(BaseModel):
     demand_id: str
-    source: Literal["batch", "live"] = Field(
-        description="batch: the last nightly run's stored recommendations; live: ranked now (no run "
-        "recommended anyone for this demand yet)."
+    source: Literal["batch", "saved", "live"] = Field(
+        description="batch: the last nightly run's stored recommendations; saved: the list staff saved "
+        "from a live ranking on the match page (实时匹配), when newer; live: ranked now (neither exists)."
     )
     run_key: str | None
     data: list[RecommendationOut] = Field(description="Never an expert declined or found unsuitable for it.")

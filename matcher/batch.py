@@ -35,6 +35,8 @@ import csv
 import fcntl
 import logging
 import os
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -49,7 +51,7 @@ from openpyxl.styles import Font
 
 from matcher import assign
 from matcher.cells import append_row, csv_row
-from matcher.engine import EXCLUSION_KINDS, Engine, exclusion_kind
+from matcher.engine import EXCLUSION_KINDS, Engine, exclusion_kind, settings_env
 from matcher.errors import InputError, NotFoundError, StoreError
 from matcher.models import Demand, Expert, Explanation
 from matcher.records import BatchCandidate, BatchExclusion, BatchMatch, BatchOutcome, BatchRun, CandidateTable
@@ -139,6 +141,87 @@ def exclusive(db: Path | str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_running(db: Path | str) -> bool:
+    """Whether a batch holds `<db>.batch.lock` now (in this process or another)."""
+    if str(db) == ":memory:":
+        return False
+    path = Path(f"{db}.batch.lock")
+    if not path.exists():
+        return False
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStatus:
+    """What the batch page shows: the last run, whether one is running now and how far it got."""
+
+    last: BatchRun | None  # the latest run, whatever its status
+    last_done: BatchRun | None  # the latest run that finished
+    running: bool
+    scored: int = 0  # of the running run: demands ranked so far
+    total: int = 0  # of the running run: demands it took
+    new_demands: int = 0  # demands waiting for a run (status 新需求)
+
+
+def batch_status(store: Store) -> BatchStatus:
+    runs = store.list_batch_runs()
+    last = max(runs, key=lambda r: (r.started_at, r.id), default=None)
+    done = [r for r in runs if r.status == "done"]
+    last_done = max(done, key=lambda r: (r.finished_at or "", r.id), default=None)
+    running = is_running(store.path)
+    scored = total = 0
+    if running and last is not None and last.status == "running":
+        total = store.count_batch_demands(last.id)
+        scored = store.count_batch_demands(last.id, scored=True)
+    new = store.demand_facets().get("status", {}).get("new", 0)
+    return BatchStatus(last, last_done, running, scored, total, new)
+
+
+def page_run_key(store: Store, tz: str) -> str:
+    """The run key of a run started from the page: the local date and time with 手动 (manual), so
+    that it never takes the key of the nightly run (the date alone), whose selection it would
+    otherwise change."""
+    from matcher.timefmt import now_local
+
+    key = f"{now_local(tz):%Y-%m-%d-手动%H%M}"
+    n = 1
+    while (run := store.get_batch_run(key if n == 1 else f"{key}-{n}")) is not None and run.status == "done":
+        n += 1
+    return key if n == 1 else f"{key}-{n}"
+
+
+def start_batch(engine: Engine, actor: str, *, ip: str = "", top: int = 10) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start `matcher batch` in a process of its own (the page's 立即运行), audited; its output goes to
+    `<db>.batch.log`. Refused while a batch runs (the lock file says so); the run itself takes the
+    same lock, so two never run at once, however they were started. Returns the run key and the
+    process (the caller reaps it)."""
+    store = engine.store
+    if str(store.path) == ":memory:":
+        raise InputError("内存数据库不能在另一个进程中运行批处理 (an in-memory database cannot be batched elsewhere)")
+    if is_running(store.path):
+        raise StoreError("批处理正在运行，请等它结束后再启动 (a batch is running on this database)")
+    if not store.count_experts():
+        raise InputError("专家库是空的：请先导入专家 (the database has no experts)")
+    key = page_run_key(store, engine.settings.timezone)
+    env = {**os.environ, **settings_env(engine.settings), "PYTHONUNBUFFERED": "1"}
+    log_path = Path(f"{store.path}.batch.log")
+    cmd = [sys.executable, "-m", "matcher", "batch", "--run-key", key, "--top", str(top), "--db", str(store.path)]
+    with store.transaction():
+        store.audit(actor, "batch.start", f"batch:{key}", {"run_key": key}, ip=ip)
+    with log_path.open("ab") as log_file:
+        log_file.write(f"\n== {key}: started from the page by {actor}\n".encode())
+        log_file.flush()
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+    return key, proc
 
 
 def run_batch(engine: Engine, options: BatchOptions, *, progress: Progress | None = None,

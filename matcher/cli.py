@@ -1060,8 +1060,7 @@ def report(
 ) -> None:
     """The figures for a 科协's annual report as an .xlsx: the funnel, outcomes by kind, by month,
     industry and region, the most engaged experts, the expert-gap list (the same as /stats)."""
-    from matcher.report import write_report
-    from matcher.stats import compute
+    from matcher.report import annual_report
     from matcher.workflow import parse_date
 
     if out.suffix.lower() != ".xlsx":
@@ -1069,12 +1068,8 @@ def report(
     lo = parse_date(date_from, "--from") if date_from else None
     hi = parse_date(date_to, "--to") if date_to else None
     with _engine(db) as engine:
-        stats = compute(engine, lo, hi)
-        ids = {o.demand_id for o in stats.outcome_rows}
-        titles = {d.id: (d.title, d.enterprise) for d in engine.store.get_demands(ids)}
-        named = {x for o in stats.outcome_rows for x in o.expert_ids}
-        names = {e.id: e.name for e in engine.store.get_experts(named)}
-        path = write_report(stats, out, demand_titles=titles, expert_names=names)
+        stats = annual_report(engine, lo, hi, out)
+        path = out
     f = stats.funnel
     typer.echo(f"report {path}: {f['received']} demands received, {f['succeeded']} succeeded, "
                f"{sum(stats.outcome_counts.values())} outcomes, "

@@ -70,8 +70,10 @@ class Limits:
                    settings.max_text_chars)
 
 
-def _mb(n: int) -> str:
+def size_text(n: int) -> str:
+    """A size as staff read it: 50 MB, 2,000 字节."""
     return f"{n / 1_000_000:,.0f} MB" if n >= 1_000_000 else f"{n:,} 字节"
+
 
 EXPERT_HEADERS: dict[str, tuple[str, ...]] = {
     "id": ("id", "编号", "专家编号", "expert_id"),
@@ -251,9 +253,10 @@ def read_rows(path: Path | str, known_headers: Collection[str] = (), *,
         raise InputError(f"{path}: no such file")
     size = path.stat().st_size
     if size > limits.file_bytes:
-        raise DataImportError(f"{path.name}: 文件有 {_mb(size)}，超过导入上限 {_mb(limits.file_bytes)}"
-                              f"（设置 MATCHER_MAX_IMPORT_BYTES）；请拆分后分批导入。未导入任何数据 "
-                              f"(the file is over the import limit; nothing was imported)")
+        raise DataImportError(f"{path.name}: 文件有 {size_text(size)}，超过导入上限 {size_text(limits.file_bytes)}"
+                              "；请拆分后分批导入。未导入任何数据 "
+                              "(the file is over the import limit, setting MATCHER_MAX_IMPORT_BYTES; "
+                              "nothing was imported)")
     known = _KNOWN_HEADERS | {_header_key(h) for h in known_headers}
     if suffix in (".jsonl", ".json"):
         yield from _read_jsonl(path)
@@ -282,10 +285,10 @@ def _check_workbook(path: Path, limits: Limits) -> None:
                               "(not an .xlsx workbook: no sheet)")
     unpacked = sum(m.file_size for m in members)
     if unpacked > limits.unpacked_bytes:
-        raise DataImportError(f"{path.name}: 工作簿解压后有 {_mb(unpacked)}，"
-                              f"超过上限 {_mb(limits.unpacked_bytes)}"
-                              f"（设置 MATCHER_MAX_IMPORT_UNPACKED_BYTES）；未导入任何数据 "
-                              f"(the workbook unpacks to more than the limit; nothing was imported)")
+        raise DataImportError(f"{path.name}: 工作簿解压后有 {size_text(unpacked)}，"
+                              f"超过上限 {size_text(limits.unpacked_bytes)}"
+                              "；未导入任何数据 (the workbook unpacks to more than the limit, setting "
+                              "MATCHER_MAX_IMPORT_UNPACKED_BYTES; nothing was imported)")
 
 
 def _read_jsonl(path: Path) -> Iterator[RawRow]:
@@ -338,9 +341,9 @@ def _csv_values(path: Path, limits: Limits) -> Iterator[tuple[int, list[Any]]]:
             except csv.Error as exc:
                 line = reader.line_num
                 raise DataImportError(
-                    f"{path.name}: 第{line}行附近的单元格超过 {limits.cell_chars:,} 字的上限"
-                    f"（设置 MATCHER_MAX_CELL_CHARS），或引号不成对；未导入任何数据 "
-                    f"(line {line}: {exc}; nothing was imported)",
+                    f"{path.name}: 第{line}行附近的单元格超过 {limits.cell_chars:,} 字的上限，"
+                    "或引号不成对；未导入任何数据 "
+                    f"(line {line}: {exc}; setting MATCHER_MAX_CELL_CHARS; nothing was imported)",
                     [RowError(line, "", f"单元格超过 {limits.cell_chars:,} 字，或引号不成对 ({exc})",
                               path.name)],
                 ) from exc
@@ -524,10 +527,10 @@ class _Row:
     def _check_cell(self, fld: str, value: Any, limits: Limits) -> None:
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         if len(text) > limits.cell_chars:
-            self.error(fld, f"有 {len(text):,} 字，超过单元格上限 {limits.cell_chars:,} 字"
-                            f"（设置 MATCHER_MAX_CELL_CHARS） (the cell is over the limit)")
+            self.error(fld, f"有 {len(text):,} 字，超过单元格上限 {limits.cell_chars:,} 字 "
+                            "(the cell is over the limit, setting MATCHER_MAX_CELL_CHARS)")
         elif has_lone_surrogate(text):
-            self.error(fld, "含有无效的 Unicode 字符（孤立的代理项），请检查来源 "
+            self.error(fld, "含有无效的字符（孤立的代理项），请检查来源 "
                             "(a lone surrogate: not valid text)")
             # U+FFFD in its place, so that the row can still be written to the rejects file
             self.data[fld] = _replace_surrogates(value)

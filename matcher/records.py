@@ -91,6 +91,7 @@ class User:
     locked_until: str | None
     disabled: bool
     last_login_at: str | None
+    must_change: bool = False  # a one-time password was set: change it after signing in
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,9 +97,11 @@ class Excluded:
 
 @dataclass(frozen=True, slots=True)
 class Recommendations:
-    """A demand's recommendations: the last batch run's (`source` "batch"), or, when no run
-    recommended anyone for it, a live ranking (`source` "live"). Experts ruled out by a verdict
-    are never among `items`; they are listed in `excluded`."""
+    """A demand's recommendations: the last batch run's (`source` "batch"), those staff saved from a
+    live ranking on the match page (`source` "saved", 实时匹配: `saved_at`, `saved_by`), whichever is
+    newer; or, when neither exists, a live ranking made now (`source` "live"). Experts ruled out by
+    a verdict are never among `items` (they are listed in `excluded`), and the others are ranked
+    1, 2, 3 … again: a list never starts at 2 because its first expert was found unsuitable."""
 
     demand: Demand
     source: str
@@ -107,6 +109,8 @@ class Recommendations:
     items: list[Recommendation]
     excluded: list[Excluded]
     error: str = ""  # why a live ranking could not be made (a demand with no text)
+    saved_at: str = ""
+    saved_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,22 +199,25 @@ class Workflow:
         experts = {e.id: e for e in self.store.get_experts(ruled_out)}
         excluded = [Excluded(experts.get(i) or Expert(id=i), f) for i, f in ruled_out.items()]
         stored = self.store.last_recommendations(demand_id)
-        if stored.run is not None:
-            ids = [m.expert_id for m in stored.matches if m.expert_id not in ruled_out]
-            records = {e.id: e for e in self.store.get_experts(ids)}
+        if stored.matches:
+            kept = [m for m in stored.matches if m.expert_id not in ruled_out]
+            records = {e.id: e for e in self.store.get_experts(m.expert_id for m in kept)}
+            run_key = stored.run.run_key if stored.run is not None else None
             items = [
                 Recommendation(
-                    m.rank,
+                    rank,
                     records.get(m.expert_id) or Expert(id=m.expert_id),
                     m.score,
                     m.explanation,
-                    stored.run.run_key,
+                    run_key,
                     latest.get(m.expert_id),
                     pauses.get(m.expert_id),
                 )
-                for m in stored.matches
-                if m.expert_id not in ruled_out
+                for rank, m in enumerate(kept, start=1)
             ]
+            if stored.source == "live":
+                return Recommendations(demand, "saved", None, items, excluded, saved_at=stored.saved_at,
+                                       saved_by=stored.saved_by)
             return Recommendations(demand, "batch", stored.run, items, excluded)
         try:
             live = self.engine.match_demand(demand, top_k=top_k)

@@ -3,10 +3,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -413,3 +414,36 @@ def csrf_of(html: str) -> str:
     import re
 
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+# -- no English on a page ---------------------------------------------------------------------------
+#: Latin-letter words a staff page may show besides the data: product and format names, and units.
+PRODUCT_WORDS = frozenset({"Matcher", "Excel", "API", "xlsx", "csv", "CSV", "MB", "KB"})
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+
+
+def english_words(text: str, allowed: Iterable[str] = ()) -> list[str]:
+    """The words in Latin letters in `text` that are neither product names nor `allowed` (terms in
+    the data, user names): what must not appear on a staff page. Single letters (a 型号 like "A")
+    and digits are not words."""
+    ok = PRODUCT_WORDS | set(allowed)
+    return [w for w in _LATIN_WORD.findall(text) if len(w) > 1 and w not in ok]
+
+
+def data_words(engine: Engine) -> set[str]:
+    """Every Latin-letter word in the experts' and demands' own texts (PLC, SiC, BMS …)."""
+    words: set[str] = set()
+    for e in engine.store.iter_experts():
+        words.update(_LATIN_WORD.findall(json.dumps(e.to_dict(), ensure_ascii=False)))
+    for d in engine.store.iter_demands():
+        words.update(_LATIN_WORD.findall(json.dumps(d.to_dict(), ensure_ascii=False)))
+    return words
+
+
+def visible_text(html: str) -> str:
+    """The text a page shows (tags, scripts and styles dropped; entities unescaped)."""
+    import html as html_lib
+
+    body = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S | re.I)
+    body = re.sub(r"<[^>]+>", " ", body)
+    return re.sub(r"\s+", " ", html_lib.unescape(body)).strip()

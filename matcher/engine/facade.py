@@ -273,7 +273,7 @@ class Engine:
             raise InputError(f"需求文字有 {len(text):,} 字，超过上限 {limit:,} 字，请删减后重试 "
                              f"(the demand text has {len(text)} characters; the limit is {limit}. Shorten it)")
         if has_lone_surrogate(text):
-            raise InputError("需求文字含有无效的 Unicode 字符（孤立的代理项），请检查复制来源 "
+            raise InputError("需求文字含有无效的字符（孤立的代理项），请检查复制来源 "
                              "(the demand text holds a lone surrogate code point, which is not valid text)")
         return text
 

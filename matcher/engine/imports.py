@@ -105,16 +105,20 @@ class Imports:
         store = self.store
         entry = store.get_merge(merge_id)
         if entry.undone_at:
-            raise InputError(f"merge {merge_id} was undone already ({entry.undone_at})")
+            raise InputError(f"合并记录 {merge_id} 已于 {entry.undone_at[:10]} 撤销 "
+                             f"(merge {merge_id} was undone already, {entry.undone_at})")
         try:
             current = store.get_expert(entry.kept_id)
         except NotFoundError:
-            raise InputError(f"expert {entry.kept_id} was deleted after merge {merge_id}; nothing to split") from None
+            raise InputError(f"专家 {entry.kept_id} 在这次合并后已被删除，无法拆分 "
+                             f"(expert {entry.kept_id} was deleted after merge {merge_id})") from None
         if current != entry.after:
-            raise InputError(f"expert {entry.kept_id} changed after merge {merge_id}; undo the later "
-                             f"merges first (`matcher merges list --expert {entry.kept_id}`)")
+            raise InputError(f"专家 {entry.kept_id} 在这次合并后又有改动，请先撤销之后的合并 "
+                             f"(expert {entry.kept_id} changed after merge {merge_id}; undo the later "
+                             f"merges first: `matcher merges list --expert {entry.kept_id}`)")
         if store.get_experts([entry.merged_id]):
-            raise InputError(f"an expert with id {entry.merged_id} exists again; merge {merge_id} cannot be undone")
+            raise InputError(f"编号 {entry.merged_id} 的专家已重新存在，无法撤销合并 {merge_id} "
+                             f"(an expert with id {entry.merged_id} exists again)")
         before = store.data_version
         with store.transaction():
             store.upsert_experts([entry.before, entry.merged])
