@@ -353,7 +353,8 @@ class DemandIn(_In):
         return self
 
     def to_demand(self, demand_id: str) -> Demand:
-        return validate.check_demand(Demand.from_dict({**self.model_dump(), "id": demand_id, "status": "new"}))
+        fields = {**self.model_dump(), "id": demand_id, "status": "new"}
+        return validate.check_demand(Demand.from_dict(fields))
 
 
 DemandStatus = Literal["new", "matched", "contacted", "connected", "closed"]

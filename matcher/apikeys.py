@@ -226,5 +226,5 @@ class ApiKeys:
 
 
 def open_api_keys(settings: Settings) -> ApiKeys:
-    """API keys over the settings' database, without an engine (the CLI's `matcher keys`)."""
+    """The API keys of the settings' database, without an engine (the CLI's `matcher keys`)."""
     return ApiKeys(Store(settings.db, busy_timeout=settings.busy_timeout), settings)

@@ -133,7 +133,7 @@ def match(
     with engine:
         if engine.load_demo():
             typer.echo(f"The database {engine.settings.db} was empty: loaded the demo corpus "
-                       f"({engine.store.count_experts()} fictional experts).", err=True)
+                       f"({engine.count_experts()} fictional experts).", err=True)
         result = engine.analyse(text, top_k=top, filters=Filters(region=region, title=title),
                                 exclude_terms=exclude or (), extra_terms=add or ())
     matches = result.matches
@@ -215,7 +215,7 @@ def team(
     with engine:
         if engine.load_demo():
             typer.echo(f"The database {engine.settings.db} was empty: loaded the demo corpus "
-                       f"({engine.store.count_experts()} fictional experts).", err=True)
+                       f"({engine.count_experts()} fictional experts).", err=True)
         result = recommend_team(engine, text, size=size, filters=Filters(region=region, title=title),
                                 one_per_institution=one_per_institution)
     if as_json:
@@ -327,6 +327,7 @@ def export(
 ) -> None:
     """Export experts, demands or matches; `matcher import` reads an export back unchanged."""
     from matcher import io as mio
+    from matcher.workflow import Workflow
 
     if kind not in ("experts", "demands", "matches"):
         raise typer.BadParameter("must be 'experts', 'demands' or 'matches'", param_hint="KIND")
@@ -336,13 +337,12 @@ def export(
         raise typer.BadParameter("an .xlsx export needs --out FILE", param_hint="--out")
     target = out if out is not None else sys.stdout
     with _engine(db) as engine:
-        store = engine.store
         if kind == "experts":
-            n = mio.export_experts(store.iter_experts(), fmt, target, include_contact=contact)
+            n = mio.export_experts(engine.iter_experts(), fmt, target, include_contact=contact)
         elif kind == "demands":
-            n = mio.export_demands(store.iter_demands(status or None), fmt, target)
+            n = mio.export_demands(engine.iter_demands(status or None), fmt, target)
         else:
-            demands = [d for d in store.iter_demands(status or None) if d.text.strip()]
+            demands = [d for d in engine.iter_demands(status or None) if d.text.strip()]
             with _progress("matching demands", at_least=20) as progress:
                 results = []
                 for i, d in enumerate(demands, start=1):
@@ -351,8 +351,9 @@ def export(
             n = mio.export_matches(results, fmt, target, include_contact=contact)
         if contact and kind != "demands":
             rows = n if kind == "experts" else sum(len(ms) for _, ms in results)
-            store.audit(_cli_actor(), "contact.export", f"{kind}:{rows}",
-                        {"kind": kind, "rows": rows, "format": fmt, "file": str(out) if out else "stdout"})
+            Workflow(engine).record(_cli_actor(), "contact.export", f"{kind}:{rows}",
+                                    {"kind": kind, "rows": rows, "format": fmt,
+                                     "file": str(out) if out else "stdout"})
     typer.echo(f"exported {n} {kind if kind != 'matches' else 'demands with their matches'}"
                f"{f' to {out}' if out else ''}", err=True)
 
@@ -371,7 +372,7 @@ def merges_list(
 ) -> None:
     """List the merges made by imports, newest first."""
     with _engine(db) as engine:
-        entries = engine.store.list_merges(expert or None, include_undone=include_undone)
+        entries = engine.merges(expert or None, include_undone=include_undone)
     for m in entries:
         if as_json:
             record = {"id": m.id, "kept_id": m.kept_id, "merged_id": m.merged_id, "reason": m.reason,
@@ -601,8 +602,8 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> No
         engine.tokenizer.initialize()
         if engine.load_demo():
             typer.echo(f"The database {settings.db} was empty: loaded the demo corpus "
-                       f"({engine.store.count_experts()} fictional experts).", err=True)
-        if engine.store.count_experts():
+                       f"({engine.count_experts()} fictional experts).", err=True)
+        if engine.count_experts():
             engine.ensure_index()
     os.environ.update(settings_env(settings), MATCHER_SHARED_INDEX="1")
     typer.echo(f"serving on http://{host}:{port}/ with {workers} workers (API docs at /docs); Ctrl+C stops",
@@ -745,8 +746,8 @@ class _BatchProgress:
             for bar in self.bars.values():
                 bar.__exit__(None, None, None)
             self.bars.clear()
-            typer.echo(f"{'' if self.tty else stamp + ' '}run {self.key}: assigning experts to {total} demands "
-                       "jointly", err=True)
+            typer.echo(f"{'' if self.tty else stamp + ' '}run {self.key}: assigning experts to "
+                       f"{total} demands jointly", err=True)
         if phase not in self.LABELS or total == 0:
             return
         if self.tty:

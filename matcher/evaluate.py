@@ -226,7 +226,7 @@ def ablation(
 ) -> dict[str, dict[str, float]]:
     """Metrics of several fusion weightings in one pass: signals are computed once per query.
 
-    `variants` maps a label to fusion weights, e.g. {"docs only": {"docs": 1}, "all": {...}}.
+    `variants` maps a label to fusion weights, e.g. {"bm25 only": {"bm25": 1}, "all": {...}}.
     The BM25 reference (whole profile concatenated, same tokens) is added as "bm25 reference".
     """
     cached = lru_cache(maxsize=None)(tokenize)

@@ -28,7 +28,6 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -546,7 +545,8 @@ class _Row:
         return "" if v is None else str(v).strip()
 
 
-def _record(row: _Row, make: Callable[[dict[str, Any]], Any], problems: Callable[[Any], list[Problem]]) -> Any:
+def _record(row: _Row, make: Callable[[dict[str, Any]], Any],
+            problems: Callable[[Any], list[Problem]]) -> Any:
     """The record of a row whose cells were read: built, then checked by the rules every writer
     shares (`matcher.validate`); None, with the row's errors, when anything is wrong."""
     try:
@@ -659,7 +659,7 @@ def _parse_demand(row: _Row, limits: Limits) -> Demand | None:
         row.error("needs_team", f"「{row.text('needs_team')}」应为「是」或「否」")
     if not row.text("id"):
         d["id"] = _stable_id("D", row.text("enterprise"), row.text("title"), row.text("description"))
-    return _record(row, Demand.from_dict, partial(validate.demand_problems, max_chars=limits.text_chars))
+    return _record(row, Demand.from_dict, lambda r: validate.demand_problems(r, max_chars=limits.text_chars))
 
 
 def _parse(kind: str, rows: Iterable[RawRow], source: str, mapping: Mapping[str, str] | None,

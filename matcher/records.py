@@ -95,6 +95,42 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A stored API key: its name, role (read, write or admin) and the first characters of the key
+    (to tell keys apart in a list); the key itself is never stored, only its SHA-256."""
+
+    id: int
+    name: str
+    role: str
+    prefix: str
+    created_at: str
+    created_by: str
+    revoked_at: str | None
+    last_used_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The stored answer to a write sent with an Idempotency-Key (state `pending` while it runs)."""
+
+    fingerprint: str
+    state: str
+    status: int | None
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failures:
+    """Failed attempts in a row for one subject (a sign-in name, an API client)."""
+
+    failures: int
+    first_at: str
+    locked_until: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class SessionRow:
     token_hash: str
     user_id: int
@@ -266,39 +302,3 @@ class DatabaseInfo:
     demands: int
     size_bytes: int
     last_audit_at: str | None = None  # the time of its audit log's last entry (None: none, or no log)
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    """A stored API key: its name, role (read, write or admin) and the first characters of the key
-    (to tell keys apart in a list); the key itself is never stored, only its SHA-256."""
-
-    id: int
-    name: str
-    role: str
-    prefix: str
-    created_at: str
-    created_by: str
-    revoked_at: str | None
-    last_used_at: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """The stored answer to a write sent with an Idempotency-Key (state `pending` while it runs)."""
-
-    fingerprint: str
-    state: str
-    status: int | None
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class Failures:
-    """Failed attempts in a row for one subject (a sign-in name, an API client)."""
-
-    failures: int
-    first_at: str
-    locked_until: str | None

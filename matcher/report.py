@@ -28,9 +28,9 @@ def annual_report(engine: Engine, date_from: date | None, date_to: date | None, 
     page's 导出年度报告 both write. Returns the figures it holds."""
     stats = compute(engine, date_from, date_to)
     ids = {o.demand_id for o in stats.outcome_rows}
-    titles = {d.id: (d.title, d.enterprise) for d in engine.store.get_demands(ids)}
+    titles = {d.id: (d.title, d.enterprise) for d in engine.get_demands(ids)}
     named = {x for o in stats.outcome_rows for x in o.expert_ids}
-    names = {e.id: e.name for e in engine.store.get_experts(named)}
+    names = {e.id: e.name for e in engine.get_experts(named)}
     write_report(stats, path, demand_titles=titles, expert_names=names)
     return stats
 
@@ -78,7 +78,8 @@ def _overview(stats: Stats) -> Rows:
     rows: Rows = [["指标", "数值", "说明"],
                   ["统计期间", period, "漏斗与专家：期间内提交的需求；成果：成果日期在期间内"]]
     rows += [[FUNNEL_LABELS[stage], stats.funnel[stage], f"funnel.{stage}"] for stage in FUNNEL]
-    rows.append(["从提交到首次联系（天，中位数）", stats.median_days_to_contact, f"{stats.contacted_demands} 条需求"])
+    rows.append(["从提交到首次联系（天，中位数）", stats.median_days_to_contact,
+                 f"{stats.contacted_demands} 条需求"])
     rows += [[f"{kind}（{unit}）", _num(stats.outcomes[kind]), f"{stats.outcome_counts[kind]} 条成果记录"]
              for kind, unit in OUTCOME_KINDS.items()]
     return rows
@@ -91,7 +92,8 @@ def _outcome_totals(stats: Stats) -> Rows:
 
 
 def _outcome_rows(stats: Stats, titles: dict[str, tuple[str, str]], names: dict[str, str]) -> Rows:
-    rows: Rows = [["编号", "日期", "成果类别", "数值", "单位", "需求编号", "需求名称", "企业", "专家", "备注", "记录人"]]
+    rows: Rows = [["编号", "日期", "成果类别", "数值", "单位", "需求编号", "需求名称", "企业", "专家", "备注",
+                   "记录人"]]
     for o in sorted(stats.outcome_rows, key=lambda o: (o.date, o.id)):
         title, enterprise = titles.get(o.demand_id, ("", ""))
         rows.append([o.id, o.date, o.kind, _num(o.value), o.unit, o.demand_id, title, enterprise,
@@ -119,7 +121,8 @@ def _gaps(stats: Stats) -> Rows:
     threshold = stats.gaps.threshold if stats.gaps else None
     head = f"弱匹配：最佳专家覆盖需求内容不足 {threshold:.0%}" if threshold else ""
     return [["概念", "需求数", "需求编号", head],
-            *([g.concept, g.demands, "、".join(g.demand_ids)] for g in (stats.gaps.gaps if stats.gaps else ()))]
+            *([g.concept, g.demands, "、".join(g.demand_ids)]
+              for g in (stats.gaps.gaps if stats.gaps else ()))]
 
 
 def _num(v: float) -> float | int:

@@ -93,10 +93,11 @@ def demand_problems(demand: Demand, *, max_chars: int | None = None) -> list[Pro
         out.append(Problem("deadline", why))
     if not (demand.title.strip() or demand.description.strip() or any(k.strip() for k in demand.keywords)):
         out.append(Problem("description", "为空（{title}也为空），没有可供匹配的内容"))
-    elif max_chars is not None and len(demand.text) > max_chars:
-        out.append(Problem("description", f"需求名称、关键词和描述共 {len(demand.text):,} 字，超过上限 "
-                                          f"{max_chars:,} 字，请删减 "
-                                          "(the demand's text is over the limit, setting MATCHER_MAX_TEXT_CHARS)"))
+    said = len(demand.title) + len(demand.description) + len(" ".join(demand.keywords))
+    if max_chars is not None and said > max_chars:
+        out.append(Problem("description", f"需求名称、关键词和描述共 {said:,} 字，超过上限 {max_chars:,} 字，"
+                                          "请删减 (the demand's text is over the limit, setting "
+                                          "MATCHER_MAX_TEXT_CHARS)"))
     return out
 
 

@@ -40,7 +40,7 @@ from matcher.models import (
     Explanation,
     demand_status,
 )
-from matcher.records import BatchRun, FeedbackEntry, Outcome, Pause
+from matcher.records import AuditEntry, BatchRun, FeedbackEntry, Outcome, Pause
 
 MAX_NOTE_CHARS = 2000
 MAX_OUTCOME_VALUE = 1_000_000_000
@@ -459,3 +459,30 @@ class Workflow:
                 ip=ip,
             )
         return gone
+
+    def outcomes(self, *, limit: int | None = 200, offset: int = 0, **filters: str | None) -> list[Outcome]:
+        """Outcomes by date, newest first; `filters`: demand_id, expert_id, date_from, date_to."""
+        return self.store.list_outcomes(**filters, limit=limit, offset=offset)  # type: ignore[arg-type]
+
+    def count_outcomes(self, **filters: str | None) -> int:
+        return self.store.count_outcomes(**filters)  # type: ignore[arg-type]
+
+    def outcome(self, outcome_id: int) -> Outcome:
+        return self.store.get_outcome(outcome_id)
+
+    def audit_log(self, *, actor: str | None = None, action: str | None = None, date_from: str | None = None,
+                  date_to: str | None = None, limit: int = 500) -> tuple[list[AuditEntry], int]:
+        """The audit log, newest first (what /audit shows admins), and how many entries match."""
+        return self.store.list_audit(actor=actor, action=action, date_from=date_from, date_to=date_to,
+                                     limit=limit)
+
+    def demands(self, *, status: str | None = None, industry: str | None = None, region: str | None = None,
+                date_from: str | date | None = None, date_to: str | date | None = None,
+                limit: int = 200_000) -> list[Demand]:
+        """Every demand the inbox's filters select, newest first (its Excel download)."""
+        lo = parse_date(date_from, "from").isoformat() if date_from else None
+        hi = parse_date(date_to, "to").isoformat() if date_to else None
+        return self.store.list_demands(status=demand_status(status) if status else None,
+                                       industry=(industry or "").strip() or None,
+                                       region=(region or "").strip() or None, date_from=lo, date_to=hi,
+                                       limit=limit, offset=0).demands

@@ -136,7 +136,7 @@ CELLS = [
         "    W = dict(index.weights)\n"
         "    base = signals(engine, index, bench)\n"
         "    variants = {}\n"
-        "    for s in ['docs', 'tfidf', 'chars', 'semantic', 'dense', 'dense_profile', 'centroid', 'profile', 'fields']:\n"
+        "    for s in ['bm25', 'tfidf', 'chars', 'lsa', 'dense', 'dense_profile', 'centroid', 'profile', 'fields']:\n"
         "        variants[f'{s} alone'] = (base, {s: 1, 'popularity': 0})\n"
         "    variants['fusion (defaults)'] = (base, W)\n"
         "    for s in [k for k, v in W.items() if v]:\n"

@@ -392,6 +392,7 @@ def page(browser, live: Live):  # noqa: ANN001, ANN201 - Playwright types
     context.close()
 
 
+# -- staff pages -------------------------------------------------------------------------------------
 #: The password of the staff accounts tests make (10+ characters, not the user name).
 PASSWORD = "金华市科协-2026-loop"
 

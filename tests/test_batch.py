@@ -486,14 +486,14 @@ def test_cli_batch_fails_with_a_message_and_exit_code_2(tmp_path, small_template
 
 
 # -- the docs ----------------------------------------------------------------------------------------
-def test_the_readme_shows_the_deploy_files_and_their_options_exist() -> None:
+def test_the_batch_page_shows_the_deploy_files_and_their_options_exist() -> None:
     root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text(encoding="utf-8")
-    assert "## Nightly batch" in readme
+    page = (root / "docs" / "batch.md").read_text(encoding="utf-8")
+    assert "## Nightly batch" in page and "docs/batch.md" in (root / "README.md").read_text(encoding="utf-8")
     deploy = root / "deploy"
     for name in ("matcher-batch.cron", "matcher-batch.service", "matcher-batch.timer"):
         text = (deploy / name).read_text(encoding="utf-8").strip()
-        assert text in readme, f"the README must show deploy/{name} as it is"
+        assert text in page, f"docs/batch.md must show deploy/{name} as it is"
     help_text = runner.invoke(app, ["batch", "--help"]).output
     cron = (deploy / "matcher-batch.cron").read_text(encoding="utf-8")
     service = (deploy / "matcher-batch.service").read_text(encoding="utf-8")

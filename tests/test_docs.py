@@ -1,4 +1,6 @@
-"""The docs are part of the product: the README's commands, settings and the public API are checked."""
+"""The docs are part of the product: the README's commands, its links, the settings page and the
+public API are checked (each other page by the tests of what it describes: docs/data.md's headers by
+test_io, docs/batch.md's deploy files by test_batch)."""
 
 from __future__ import annotations
 
@@ -45,8 +47,25 @@ def test_ci_installs_into_a_fresh_virtual_environment_from_the_lock() -> None:
     assert "pip check" in ci
 
 
+DOCS = ROOT / "docs"
+
+
+def test_the_readme_is_a_newcomers_page_that_links_every_page() -> None:
+    """At most ~300 lines: what it is, set-up, a first match, the pages, the commands, the layout and
+    links; the long parts are pages of docs/, each linked and present."""
+    assert len(README.splitlines()) <= 300
+    linked = set(re.findall(r"\]\(docs/([\w-]+\.md)\)", README))
+    pages = {p.name for p in DOCS.glob("*.md")}
+    assert linked == pages, f"not linked: {pages - linked}; missing: {linked - pages}"
+    for page in pages:  # every page leads back, and its own links lead somewhere
+        text = (DOCS / page).read_text(encoding="utf-8")
+        for target in re.findall(r"\]\((?!https?:)([^)#]+)", text):
+            assert (DOCS / target).exists(), f"docs/{page} links {target}, which does not exist"
+
+
 def test_every_setting_is_documented() -> None:
-    documented = set(re.findall(r"`MATCHER_([A-Z0-9_]+)`", README))
+    page = (DOCS / "operations.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"`MATCHER_([A-Z0-9_]+)`", page))
     fields = {name.upper() for name in Settings.model_fields}
     assert fields == documented, f"undocumented: {fields - documented}; stale: {documented - fields}"
     for name, f in Settings.model_fields.items():

@@ -262,7 +262,8 @@ def test_every_writer_keeps_text_as_text_and_drops_what_a_workbook_refuses(tmp_p
     check(tmp_path / "match.xlsx")
     run = demo_engine.store.create_batch_run("writers", top=1, max_per_expert=1, candidates=1)
     rows = [("Q1", BELL, FORMULA, 1, "X1", "张三", "某大学", 0.5, "焊接", "", "")]
-    _write_xlsx(Report(run, rows, [("回避排除", *rows[0][:8], FORMULA)]), tmp_path / "batch.xlsx")  # the batch
+    # the batch
+    _write_xlsx(Report(run, rows, [("回避排除", *rows[0][:8], FORMULA)]), tmp_path / "batch.xlsx")
     check(tmp_path / "batch.xlsx")
     _write_csv(tmp_path / "batch.csv", ("a", "b", "c"), [(BELL, FORMULA, 1)])
     assert (tmp_path / "batch.csv").read_text(encoding="utf-8-sig").splitlines()[1].startswith(f"{BELL},\"'=")

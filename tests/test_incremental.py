@@ -25,7 +25,7 @@ from .conftest import demo_demands, demo_experts, make_settings
 DEMO = DEFAULT_CORPORA / "demo"
 WORDS = ["焊接", "激光", "不锈钢", "保温杯", "真空", "电池", "bms", "plc", "sic", "蚕桑", "茶叶", "锂电池",
          "5g"]
-LEXICAL = ("docs", "profile", "fields", "chars", "prior")
+LEXICAL = ("bm25", "profile", "fields", "chars", "prior")
 
 
 def random_corpus(rng: random.Random, n: int, extra: tuple[str, ...] = ()) -> list[list[str]]:
@@ -134,7 +134,7 @@ def test_an_updated_expert_index_equals_a_full_rebuild(demo_fit, tokenizer) -> N
     assert 0 < up.drift < 0.10 and elapsed < 1.0
     order = np.asarray([pos[i] for i in full.expert_ids_])
     overlaps = []
-    plain = dict(full.weights, semantic=0.0)
+    plain = dict(full.weights, lsa=0.0)
     for demand in demo_demands():
         q = query_of(demand, tokenizer)
         a, b = up.score(q), full.score(q)

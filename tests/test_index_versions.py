@@ -17,7 +17,7 @@ from matcher.ranking.state import IndexCaches
 from .conftest import THERMOS, demo_experts
 
 ALL_ON = {
-    "weights": {"docs": 1.0, "tfidf": 1.0, "profile": 0.4, "fields": 0.3, "chars": 2.0, "semantic": 0.5,
+    "weights": {"bm25": 1.0, "tfidf": 1.0, "profile": 0.4, "fields": 0.3, "chars": 2.0, "lsa": 0.5,
                 "prior": 0.2},
     "max_postings": 3000, "semantic_exhaustive": 150, "lsa_dims": 16,
 }

@@ -74,7 +74,7 @@ def test_a_rebuild_reuses_the_token_cache_in_the_database(tmp_path, tokenizer) -
     second = fresh.rebuild()
     assert fresh.tokens.stats["tokenised"] == 0 and fresh.tokens.stats["cached"] > 0
     q = fresh.query(THERMOS)
-    assert np.array_equal(first.score(q, {"docs": 1.0}).total, second.score(q, {"docs": 1.0}).total)
+    assert np.array_equal(first.score(q, {"bm25": 1.0}).total, second.score(q, {"bm25": 1.0}).total)
     fresh.close()
     engine.close()
 
@@ -85,7 +85,7 @@ def test_a_loaded_index_is_memory_mapped_and_scores_the_same(tmp_path, tokenizer
     mapped = ExpertIndex.load(tmp_path / "ix")
     read = ExpertIndex.load(tmp_path / "ix", mmap=False)
     assert isinstance(mapped.words_._base.data, np.memmap)
-    assert isinstance(mapped.part("semantic").embeddings_, np.memmap)
+    assert isinstance(mapped.part("lsa").embeddings_, np.memmap)
     assert not isinstance(read.words_._base.data, np.memmap)
     for d in demo_demands()[:10]:
         q = Query.build(d.text, tokenizer)
@@ -156,11 +156,11 @@ def test_the_work_budget_keeps_the_most_informative_terms(tokenizer) -> None:
 
 
 def test_the_semantic_signal_of_a_large_index_rescores_the_lexical_candidates(tokenizer) -> None:
-    full = ExpertIndex(lsa_dims=16, weights={"docs": 1, "semantic": 1}).fit(demo_experts(), tokenizer)
+    full = ExpertIndex(lsa_dims=16, weights={"bm25": 1, "lsa": 1}).fit(demo_experts(), tokenizer)
     q = Query.build(THERMOS, tokenizer)
-    exact = full.signal_scores(q).signals["semantic"]
+    exact = full.signal_scores(q).signals["lsa"]
     # "large": fewer units than this are scanned exhaustively
-    two_stage = full.with_params(semantic_exhaustive=10).signal_scores(q).signals["semantic"]
+    two_stage = full.with_params(semantic_exhaustive=10).signal_scores(q).signals["lsa"]
     # the neighbourhood of a thermos-welding demand is lexical: the two agree on the best experts
     top = lambda v: set(np.argsort(-v, kind="stable")[:5])  # noqa: E731
     assert top(exact) == top(two_stage)
@@ -215,7 +215,8 @@ def test_the_knn_vote_equals_a_plain_reference(tokenizer, k) -> None:
     for _ in range(5):
         scores = np.where(rng.random(len(index.unit_expert_)) < 0.6, 0.0,
                           rng.random(len(index.unit_expert_))).astype(np.float32)
-        vote = knn_vote(scores, index.layout(), index.unit_expert_, len(index.expert_ids_), index.params.knn_k)
+        vote = knn_vote(scores, index.layout(), index.unit_expert_, len(index.expert_ids_),
+                        index.params.knn_k)
         assert np.allclose(vote, reference_vote(index, scores), rtol=1e-5)
 
 

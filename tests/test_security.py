@@ -133,9 +133,9 @@ def test_keys_never_reach_the_server_log(tmp_path: Path) -> None:
                 for key in (KEY, OTHER_KEY, wrong):
                     h = {"X-API-Key": key}
                     http.post("/api/v1/match", json={"text": THERMOS}, headers=h)
-                    http.post("/api/v1/experts", json={"id": "log-1", "name": "日志", "bio": "焊接"}, headers=h)
-                    http.post("/api/v1/experts", json={"id": "log-1", "name": "日志", "bio": "焊接"},
-                              headers=h)  # 409
+                    expert = {"id": "log-1", "name": "日志", "bio": "焊接"}
+                    http.post("/api/v1/experts", json=expert, headers=h)
+                    http.post("/api/v1/experts", json=expert, headers=h)  # 409
                     http.post("/api/v1/experts", json={"nam": "typo"}, headers=h)  # 422
                     http.get("/api/v1/experts/nope", headers=h)  # 404
                     http.post("/api/v1/match", content=b"{" * 2_000_000, headers=h)  # 413

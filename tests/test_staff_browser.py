@@ -71,6 +71,8 @@ def test_sign_in_open_a_demand_decline_an_expert_and_it_is_gone(tab, server) -> 
     tab.fill("#region", "永康")
     tab.select_option("#industry", "保温杯")
     tab.get_by_role("button", name="筛选").click()
+    tab.wait_for_url("**region=*")  # the filtered inbox is a new page: wait for it, not the old one
+    tab.wait_for_load_state()
     assert [r.get_attribute("data-demand") for r in inbox.all()] == ["Q0005", "Q0004", "Q0002", "Q0001"]
     first_row_top = tab.locator('tr[data-demand="Q0001"] td.top3 a').all_text_contents()
     assert len(first_row_top) == 3

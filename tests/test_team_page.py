@@ -1,6 +1,7 @@
 """The staff page's 组团推荐 switch in a real headless Chromium against a real uvicorn server on the
-demo corpus (conftest's `live` server, `browser` and `page`): the aspects x members matrix, the members' evidence per
-aspect, highlighting an aspect, a markup-laden expert shown as text, and errors in words."""
+demo corpus (conftest's `live` server, `browser` and `page`): the aspects x members matrix, the
+members' evidence per aspect, highlighting an aspect, a markup-laden expert shown as text, and
+errors in words."""
 
 from __future__ import annotations
 

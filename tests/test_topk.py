@@ -19,7 +19,7 @@ from matcher.ranking import pruned, topk
 
 from .conftest import BENCH, THERMOS, demo_demands, make_settings
 
-EXACT = ("docs", "tfidf", "chars", "semantic", "dense", "dense_profile", "prior")
+EXACT = ("bm25", "tfidf", "chars", "lsa", "dense", "dense_profile", "prior")
 TEXTS = [THERMOS, "锂电池BMS均衡策略与SOC估计", "不锈钢锅底用久了发黑起斑，想找做涂层的专家",
          "PLC 控制的五金冲压生产线", "今天天气不错", "茶叶加工机械化与品质控制", "SiC功率器件封装散热"]
 

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.deps import EngineDep
+from api.deps import EngineDep, WorkflowDep
 from api.render import problem, render
 from api.session import SessionDep, login_redirect
 from matcher.auditlog import ACTIONS, actor_label, describe, expert_ids
@@ -26,6 +26,7 @@ def audit_page(
     request: Request,
     session: SessionDep,
     engine: EngineDep,
+    workflow: WorkflowDep,
     user: Annotated[str, Query(max_length=100)] = "",
     action: Annotated[str, Query(max_length=40)] = "",
     date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
@@ -42,9 +43,9 @@ def audit_page(
     except MatcherError as exc:
         return problem(request, session, exc, back="/audit")
     code = action if action in ACTIONS else ""
-    entries, total = engine.store.list_audit(actor=user.strip() or None, action=code or None, date_from=lo,
-                                             date_to=hi, limit=SHOWN)
-    names = {e.id: e.name for e in engine.store.get_experts({i for a in entries for i in expert_ids(a)})}
+    entries, total = workflow.audit_log(actor=user.strip() or None, action=code or None, date_from=lo,
+                                        date_to=hi, limit=SHOWN)
+    names = {e.id: e.name for e in engine.get_experts({i for a in entries for i in expert_ids(a)})}
     shown = [{"at": local_time(a.at, tz, label=False, seconds=True), "actor": actor_label(a.actor),
               "code": a.action, "label": ACTIONS.get(a.action, "其他操作"), "sentence": describe(a, names, tz),
               "ip": a.ip} for a in entries]

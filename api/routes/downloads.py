@@ -22,7 +22,6 @@ from matcher import io as mio
 from matcher.auditlog import ACTIONS, actor_label, describe, expert_ids
 from matcher.batch import write_report as write_batch_report
 from matcher.errors import ForbiddenError, MatcherError, NotFoundError
-from matcher.models import demand_status
 from matcher.report import annual_report
 from matcher.timefmt import local_time, now_local, zone_label
 from matcher.workflow import parse_date
@@ -60,17 +59,13 @@ def demands_xlsx(request: Request, session: SessionDep, engine: EngineDep, workf
     if session is None:
         return login_redirect(request)
     try:
-        lo = parse_date(date_from, "from").isoformat() if date_from else None
-        hi = parse_date(date_to, "to").isoformat() if date_to else None
-        page = engine.store.list_demands(status=demand_status(status) if status else None, industry=industry.strip() or None,
-                                         region=region.strip() or None, date_from=lo, date_to=hi,
-                                         limit=MAX_ROWS, offset=0)
+        demands = workflow.demands(status=status, industry=industry, region=region, date_from=date_from,
+                                   date_to=date_to, limit=MAX_ROWS)
     except MatcherError as exc:
         return problem(request, session, exc, back="/demands")
     with lock:
-        workflow.record(session.actor, "export.download", "demands", {"what": "需求", "rows": len(page.demands)},
-                        ip=ip)
-    return xlsx_response(lambda p: mio.export_demands(page.demands, "xlsx", p), f"需求_{_today(engine)}.xlsx")
+        workflow.record(session.actor, "export.download", "demands", {"what": "需求", "rows": len(demands)}, ip=ip)
+    return xlsx_response(lambda p: mio.export_demands(demands, "xlsx", p), f"需求_{_today(engine)}.xlsx")
 
 
 @router.get("/experts.xlsx")
@@ -79,7 +74,7 @@ def experts_xlsx(request: Request, session: SessionDep, engine: EngineDep, workf
     """The expert library (or the experts found), without phone and e-mail (personal information)."""
     if session is None:
         return login_redirect(request)
-    experts, _ = engine.store.search_experts(q.strip(), limit=MAX_ROWS)
+    experts, _ = engine.search_experts(q.strip(), limit=MAX_ROWS)
     with lock:
         workflow.record(session.actor, "export.download", "experts", {"what": "专家", "rows": len(experts)}, ip=ip)
     return xlsx_response(lambda p: mio.export_experts(experts, "xlsx", p, include_contact=False),
@@ -105,9 +100,9 @@ def audit_xlsx(request: Request, session: SessionDep, engine: EngineDep, workflo
         hi = parse_date(date_to, "to").isoformat() if date_to else None
     except MatcherError as exc:
         return problem(request, session, exc, back="/audit")
-    entries, _ = engine.store.list_audit(actor=user.strip() or None, action=action or None, date_from=lo,
-                                         date_to=hi, limit=MAX_ROWS)
-    names = {e.id: e.name for e in engine.store.get_experts({i for a in entries for i in expert_ids(a)})}
+    entries, _ = workflow.audit_log(actor=user.strip() or None, action=action or None, date_from=lo,
+                                    date_to=hi, limit=MAX_ROWS)
+    names = {e.id: e.name for e in engine.get_experts({i for a in entries for i in expert_ids(a)})}
     when = f"时间（{zone_label(tz)}）"
     header = [when, *AUDIT_COLUMNS[1:]]
     rows = [{when: local_time(a.at, tz, label=False, seconds=True), "操作者": actor_label(a.actor),

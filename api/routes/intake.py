@@ -228,8 +228,8 @@ def experts_page(request: Request, session: SessionDep, engine: EngineDep,
                  done: Annotated[str, Query(max_length=100)] = "") -> Response:
     if session is None:
         return login_redirect(request)
-    experts, total = engine.store.search_experts(q.strip(), limit=EXPERTS_PAGE, offset=(page - 1) * EXPERTS_PAGE)
-    merges = engine.store.list_merges()[::-1][:20]
+    experts, total = engine.search_experts(q.strip(), limit=EXPERTS_PAGE, offset=(page - 1) * EXPERTS_PAGE)
+    merges = engine.merges()[::-1][:20]
     first = (page - 1) * EXPERTS_PAGE + 1
 
     def url(**changes: Any) -> str:
@@ -274,7 +274,7 @@ def edit_expert(request: Request, expert_id: str, session: SessionDep, engine: E
     except MatcherError as exc:
         return problem(request, session, exc)
     try:
-        before = engine.store.get_expert(expert_id)
+        before = engine.get_expert(expert_id)
         with lock:
             after = _intake(engine).update_expert(writer.actor, expert_id, {
                 "name": name, "title": title, "institution": institution, "region": region,

@@ -55,7 +55,8 @@ class DemandBank:
         return not self.settings.popularity_weight or self.store.get_meta("popularity_stamp") == self.stamp()
 
     def refresh(self, live: LiveIndex, attach: Callable[[ExpertIndex], ExpertIndex], query: QueryOf,
-                progress: Callable[[int, int], None] | None = None, stop: threading.Event | None = None) -> int:
+                progress: Callable[[int, int], None] | None = None,
+                stop: threading.Event | None = None) -> int:
         """Recompute the bank's statistics from the stored demands: encode their vectors (cached),
         score each against the index without the discount, save every expert's popularity, and
         attach both (`attach`: everything the engine attaches). Returns the number of demands.

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
@@ -170,7 +171,8 @@ class Engine:
                        stop: threading.Event | None = None) -> int:
         """Encode the texts of experts whose vectors are missing, cache them and attach them."""
         self.ensure_index()
-        return self.embeddings.encode_missing(self.live, self.attach, limit=limit, progress=progress, stop=stop)
+        return self.embeddings.encode_missing(self.live, self.attach, limit=limit, progress=progress,
+                                              stop=stop)
 
     def dense_status(self) -> tuple[int, int]:
         """(experts whose vectors are all attached, live experts) of the loaded index."""
@@ -178,8 +180,8 @@ class Engine:
         n = index.n_experts
         return (n - len(index.dense_missing()), n) if self.encoder is not None else (0, n)
 
-    def prepare_dense(self, index: ExpertIndex, experts: Iterable[Expert], progress: Progress | None = None, *,
-                      profiles: bool | None = None) -> ExpertIndex:
+    def prepare_dense(self, index: ExpertIndex, experts: Iterable[Expert], progress: Progress | None = None,
+                      *, profiles: bool | None = None) -> ExpertIndex:
         return self.embeddings.prepare(index, experts, progress, profiles=profiles)
 
     def start_background_encoding(self) -> None:
@@ -258,8 +260,43 @@ class Engine:
         """Load the demo corpus when the store has no experts. True when it loaded it."""
         return self.imports.demo(self.settings.corpora_dir, lambda p: self.import_vectors(p, missing_ok=True))
 
+    # -- reading the records (what the faces show) -------------------------------------------------
     def get_expert(self, expert_id: str) -> Expert:
         return self.store.get_expert(expert_id)
+
+    def get_experts(self, ids: Iterable[str]) -> list[Expert]:
+        """The experts with these ids that exist, in id order."""
+        return self.store.get_experts(ids)
+
+    def search_experts(self, q: str = "", limit: int = 50, offset: int = 0) -> tuple[list[Expert], int]:
+        """Experts whose name, institution, fields or region contain `q` (a page, and the total)."""
+        return self.store.search_experts(q, limit=limit, offset=offset)
+
+    def count_experts(self) -> int:
+        return self.store.count_experts()
+
+    def iter_experts(self) -> Iterator[Expert]:
+        """Every expert's whole record, in id order (read as it goes: an export of 100,000)."""
+        return self.store.iter_experts()
+
+    def iter_demands(self, status: str | None = None) -> Iterator[Demand]:
+        return self.store.iter_demands(status)
+
+    def get_demand(self, demand_id: str) -> Demand:
+        return self.store.get_demand(demand_id)
+
+    def get_demands(self, ids: Iterable[str]) -> list[Demand]:
+        """The demands with these ids that exist, in the order asked."""
+        return self.store.get_demands(ids)
+
+    def merges(self, expert_id: str | None = None, *, include_undone: bool = True) -> list[MergeEntry]:
+        """The merges of duplicates, newest first; of one expert when `expert_id` is given."""
+        return self.store.list_merges(expert_id, include_undone=include_undone)
+
+    def transaction(self) -> AbstractContextManager[object]:
+        """Writes inside (the engine's and a service's, e.g. an audit entry) commit together; the
+        index follows them once they have committed."""
+        return self.store.transaction()
 
     # -- the query ------------------------------------------------------------------------------
     def check_text(self, text: str) -> str:
@@ -314,8 +351,8 @@ class Engine:
         return self.query(text, emphasis, understanding=u)
 
     # -- the rules (`matcher.engine.rules`) -------------------------------------------------------
-    def rules_for(self, demand: Demand | None = None, filters: Filters | None = None, *, verdicts: bool = True,
-                  pauses: bool = True) -> Rules:
+    def rules_for(self, demand: Demand | None = None, filters: Filters | None = None, *,
+                  verdicts: bool = True, pauses: bool = True) -> Rules:
         """The rules of a ranking: `filters`, and for a stored `demand` its 回避 rules, its verdicts
         (婉拒, 不合适) and the experts paused today."""
         if demand is None:
@@ -344,8 +381,9 @@ class Engine:
     pause_reason = staticmethod(rules.pause_reason)
 
     # -- matching -------------------------------------------------------------------------------
-    def match(self, text: str, top_k: int | None = None, filters: Filters | None = None, *, emphasis: str = "",
-              exclude_terms: Iterable[str] = (), extra_terms: Iterable[str] = ()) -> list[Match]:
+    def match(self, text: str, top_k: int | None = None, filters: Filters | None = None, *,
+              emphasis: str = "", exclude_terms: Iterable[str] = (),
+              extra_terms: Iterable[str] = ()) -> list[Match]:
         """Rank experts for a pasted demand text; each match explained."""
         return list(self.analyse(text, top_k, filters, emphasis=emphasis, exclude_terms=exclude_terms,
                                  extra_terms=extra_terms).matches)

@@ -28,10 +28,10 @@ class Imports:
     def __init__(self, store: Store, dedupe_threshold: float, limits: mio.Limits | None = None) -> None:
         self.store = store
         self.dedupe_threshold = dedupe_threshold
-        self.limits = limits or mio.Limits()
+        self.limits = limits  # the bounds of a file (size, unzipped size, cells, demand text)
 
-    def experts(self, path: Path | str, *, mapping: Mapping[str, str] | None = None, skip_invalid: bool = False,
-                dedupe: bool = True, dry_run: bool = False,
+    def experts(self, path: Path | str, *, mapping: Mapping[str, str] | None = None,
+                skip_invalid: bool = False, dedupe: bool = True, dry_run: bool = False,
                 progress: mio.Progress | None = None) -> mio.ImportReport:
         """Import a file of experts in one transaction. Every row is checked: with any bad row nothing
         is written, unless `skip_invalid` (the report carries the rejects). The same person met twice
@@ -51,7 +51,8 @@ class Imports:
             parsed.records = [replace(r, contact=stored_contact[r.id]) if r.id in stored_contact else r
                               for r in parsed.records]
         plan = dd.plan_import(parsed.records, parsed.rows, existing, explicit_ids=parsed.explicit_ids,
-                              distinct=store.undone_merge_pairs(), dedupe=dedupe, threshold=self.dedupe_threshold)
+                              distinct=store.undone_merge_pairs(), dedupe=dedupe,
+                              threshold=self.dedupe_threshold)
         stored = {e.id: e for e in existing}
         report = partial(mio.ImportReport, "experts", source, merges=plan.merges,
                          rejects=tuple(parsed.rejects), ignored_columns=parsed.ignored_columns,
@@ -73,8 +74,9 @@ class Imports:
         return report(inserted=summary.inserted, updated=summary.updated, unchanged=summary.unchanged,
                       import_id=import_id)
 
-    def demands(self, path: Path | str, *, mapping: Mapping[str, str] | None = None, skip_invalid: bool = False,
-                dry_run: bool = False, progress: mio.Progress | None = None) -> mio.ImportReport:
+    def demands(self, path: Path | str, *, mapping: Mapping[str, str] | None = None,
+                skip_invalid: bool = False, dry_run: bool = False,
+                progress: mio.Progress | None = None) -> mio.ImportReport:
         """Import a file of demands in one transaction (checked as `experts`; no merging)."""
         source = Path(path).name
         parsed = mio.parse_file(path, "demands", mapping=mapping, progress=progress, limits=self.limits)
@@ -88,7 +90,8 @@ class Imports:
                          ignored_columns=parsed.ignored_columns, preview=preview)
         if dry_run:
             new, same = actions.count("insert"), actions.count("unchanged")
-            return report(inserted=new, updated=len(parsed.records) - new - same, unchanged=same, dry_run=True)
+            return report(inserted=new, updated=len(parsed.records) - new - same, unchanged=same,
+                          dry_run=True)
         with self.store.transaction():
             summary = self.store.upsert_demands(parsed.records)
             import_id = self.store.log_import(

@@ -142,7 +142,8 @@ class LiveIndex:
     def info(self) -> IndexInfo:
         loaded = self.current()
         words = loaded.index.words_
-        return IndexInfo(loaded.index.n_experts, words.n_docs_, words.n_terms, FORMAT_VERSION, loaded.data_version)
+        return IndexInfo(loaded.index.n_experts, words.n_docs_, words.n_terms, FORMAT_VERSION,
+                         loaded.data_version)
 
     # -- fresh for the store ----------------------------------------------------------------------
     def current(self) -> Loaded:
@@ -199,7 +200,8 @@ class LiveIndex:
             log.warning("%s (rebuilding it from the database now)", reason)
             return None
         wanted = self.new_index().params
-        if index.meta_.get("fingerprint") != self.fingerprint or index.params.build_key() != wanted.build_key():
+        same_params = index.params.build_key() == wanted.build_key()
+        if index.meta_.get("fingerprint") != self.fingerprint or not same_params:
             log.info("the saved index was built with other dictionaries or parameters; rebuilding")
             return None
         index.params = wanted  # the same build; today's query-time settings

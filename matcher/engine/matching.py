@@ -82,7 +82,8 @@ def page(loaded: Loaded, q: Query, top_k: int, rules: Rules) -> list[Match]:
             for r, (i, expl) in enumerate(zip(chosen, explanations, strict=True), start=1)]
 
 
-def candidates(loaded: Loaded, demand_id: str, q: Query, limit: int, explain: int, rules: Rules) -> Candidates:
+def candidates(loaded: Loaded, demand_id: str, q: Query, limit: int, explain: int,
+               rules: Rules) -> Candidates:
     """Up to `limit` allowed experts, best first; the first `explain` carry their explanation, the
     others `UNEXPLAINED`. `excluded` lists the experts the rules removed, each with its reason."""
     scored = loaded.index.score(q)

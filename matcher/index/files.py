@@ -55,7 +55,8 @@ class TermFiles:
         np.savez(folder / f"{name}.npz", **self._stats_arrays())
 
     @classmethod
-    def load(cls, folder: Path | str, name: str, *, delta: Path | str | None = None, mmap: bool = False) -> Self:
+    def load(cls, folder: Path | str, name: str, *, delta: Path | str | None = None,
+             mmap: bool = False) -> Self:
         """Read a saved index (and its `delta`). With `mmap`, the base segment's arrays are mapped
         read-only from their files instead of read into memory."""
         folder = Path(folder)

@@ -5,7 +5,7 @@
   units.py         what is indexed: an expert's record cut into units and their pieces of text
   query.py         the query: a demand's terms with their weights
   signal.py        what a signal is: what it fits, scores, updates and saves (one class)
-  signals/         the built-in signals, one file each (docs, tfidf, chars, semantic, dense, ...)
+  signals/         the built-in signals, one file each (bm25, tfidf, chars, lsa, dense, ...)
   fit.py           fitting: units, their word and character indexes, each signal's part
   scoring.py       candidate scoring: what the signals of one query share (every posting read)
   pruned.py        the same by top-k retrieval (MaxScore, `topk.py`): the same numbers, fewer postings

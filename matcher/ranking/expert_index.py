@@ -114,7 +114,7 @@ class ExpertIndex(IndexState):
         columns of its basis), each with the given term it is nearest to and its cosine. Terms
         seen in a single document are left out (a typo is no expansion)."""
         self.require_fitted()
-        lsa = self.part("semantic")
+        lsa = self.part("lsa")
         if lsa is None or k <= 0:
             return []
         vecs = self.cached("term_vectors", lambda: _unit_rows(lsa.components_.T.astype(np.float32)))

@@ -59,7 +59,8 @@ class IndexParams:
 
     def build_key(self) -> dict[str, object]:
         """What the index was fitted with, weights included (a saved index must match it)."""
-        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("build")}
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)
+                                  if f.metadata.get("build")}
         out["weights"] = dict(self.weights)
         return out
 

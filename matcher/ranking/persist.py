@@ -70,7 +70,8 @@ def save(index: IndexState, folder: Path | str, *, extra_meta: Mapping[str, obje
                           **dict(extra_meta or {})})
 
 
-def save_delta(index: IndexState, folder: Path | str, *, extra_meta: Mapping[str, object] | None = None) -> None:
+def save_delta(index: IndexState, folder: Path | str, *,
+               extra_meta: Mapping[str, object] | None = None) -> None:
     """Record the changes since the base in `folder`, which must hold this index's base (else
     `IndexStateError`: save the whole index instead)."""
     index.require_fitted()
@@ -162,7 +163,8 @@ def load(cls: type[S], folder: Path | str, *, mmap: bool = True) -> S:
                     raise ValueError(f"the part of signal {s.name} is missing")
                 loaded[s.name] = part
         if parts - set(loaded):
-            raise ValueError(f"it holds parts of signals this version does not know: {sorted(parts - set(loaded))}")
+            unknown = sorted(parts - set(loaded))
+            raise ValueError(f"it holds parts of signals this version does not know: {unknown}")
         index.parts_ = loaded
         _check_lengths(index)
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -192,7 +192,8 @@ class Pruned(Scoring):
     @functools.cached_property
     def _dense(self) -> dict[str, np.ndarray | None]:
         chars = self._chars
-        return {"words": self._words[0].hits.dense(self.n_units), "tfidf": self._words[1].hits.dense(self.n_units),
+        return {"words": self._words[0].hits.dense(self.n_units),
+                "tfidf": self._words[1].hits.dense(self.n_units),
                 "chars": chars.hits.dense(self.n_units) if chars is not None else None}
 
     def unit_scores(self, kind: str) -> np.ndarray | None:

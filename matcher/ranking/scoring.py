@@ -150,7 +150,8 @@ class Exhaustive(Scoring):
     @functools.cached_property
     def _words(self) -> tuple[np.ndarray, np.ndarray]:
         idx = self.index
-        words, tfidf = idx.words_.score_with((idx.words_tfidf_,), self.query.weights, max_postings=self.budget)
+        words, tfidf = idx.words_.score_with((idx.words_tfidf_,), self.query.weights,
+                                             max_postings=self.budget)
         return words, tfidf
 
     @functools.cached_property

@@ -15,7 +15,7 @@ the pruned paths run the same code; and its value shows in each explanation's `s
 
 Signals that read only what the index shares (the units' word and character indexes) fit nothing
 of their own: `docs`, `tfidf`, `chars`. Parts by kind: a term index (`TermPart`: `profile`,
-`fields`), one row per expert (`ExpertRows`: `centroid`), or anything else (`semantic`: the LSA space).
+`fields`), one row per expert (`ExpertRows`: `centroid`), or anything else (`lsa`: the LSA space).
 """
 
 from __future__ import annotations
@@ -204,7 +204,8 @@ class ExpertRows(Signal):
         return np.concatenate(acc) if acc else np.zeros(0, dtype=np.float32)
 
     def updated(self, part: np.ndarray, growth: Growth) -> np.ndarray:
-        return np.concatenate([part, np.asarray(self.features(growth.experts, growth.tokens), dtype=np.float32)])
+        added = np.asarray(self.features(growth.experts, growth.tokens), dtype=np.float32)
+        return np.concatenate([part, added])
 
     def compacted(self, part: np.ndarray, compaction: Compaction) -> np.ndarray:
         return part[compaction.order]

@@ -140,7 +140,8 @@ class IndexState:
 
     def layout(self) -> Layout:
         """Lookup arrays derived from the unit list (`matcher.ranking.aggregate.Layout`)."""
-        return self.cached("layout", lambda: Layout.of(self.unit_expert_, self.unit_hash_, self.expert_alive_))
+        return self.cached("layout",
+                           lambda: Layout.of(self.unit_expert_, self.unit_hash_, self.expert_alive_))
 
     def units_of(self, expert: int) -> np.ndarray:
         lay = self.layout()

@@ -4,7 +4,7 @@
 `updated(upserts, removed, tokenize)` re-indexes changed experts (masked at their old position and
 appended) and masks removed ones, tokenising only the changed experts. The lexical signals then
 equal those of a fresh `fit` on the same experts up to float32 rounding (`matcher.index` keeps exact
-statistics). The semantic signal is the one approximation: new documents are projected onto the
+statistics). The LSA signal is the one approximation: new documents are projected onto the
 LSA basis fitted before. `drift` is the share of documents added or removed since that fit; above
 a threshold the owner calls `compacted()`, which refits from the stored counts (no tokenising).
 Each signal follows with its own `updated` / `compacted` (`matcher.ranking.signal`).
@@ -41,8 +41,8 @@ def updated(index: S, upserts: Iterable[Expert], removed: Iterable[str], tokeniz
     latest = {e.id: e for e in upserts}
     changed = [e for e in latest.values()
                if e.id not in pos or index.digests_[pos[e.id]] != expert_digest(e)]
-    dead = np.asarray(sorted({pos[i] for i in removed if i in pos} | {pos[e.id] for e in changed if e.id in pos}),
-                      dtype=np.int64)
+    gone = {pos[i] for i in removed if i in pos} | {pos[e.id] for e in changed if e.id in pos}
+    dead = np.asarray(sorted(gone), dtype=np.int64)
     if not changed and not len(dead):
         return index
     n0, u0 = len(index.expert_ids_), len(index.unit_expert_)
@@ -70,9 +70,10 @@ def updated(index: S, upserts: Iterable[Expert], removed: Iterable[str], tokeniz
     new.unit_field_ = [*index.unit_field_, *(u.field for u in units)]
     new.unit_text_ = [*index.unit_text_, *(u.text for u in units)]
     new.unit_dkey_ = np.concatenate([index.unit_dkey_, dense_keys(u.dense for u in units)])
-    new.expert_dkey_ = np.concatenate([index.expert_dkey_, dense_keys(expert_profile_text(e) for e in changed)])
-    new.unit_hash_ = np.concatenate([index.unit_hash_, np.fromiter((hash_unit(u) for u in units), dtype=np.int64,
-                                                                   count=len(units))])
+    new.expert_dkey_ = np.concatenate([index.expert_dkey_,
+                                       dense_keys(expert_profile_text(e) for e in changed)])
+    hashes = np.fromiter((hash_unit(u) for u in units), dtype=np.int64, count=len(units))
+    new.unit_hash_ = np.concatenate([index.unit_hash_, hashes])
     new.n_documents_ = np.concatenate([index.n_documents_,
                                        np.asarray([len(e.documents) for e in changed], dtype=np.float32)])
     if index.popularity_ is not None:  # a new expert has no record over the bank yet

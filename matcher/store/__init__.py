@@ -5,10 +5,11 @@
   rows.py        records to rows and back (lists and explanations as JSON text)
   experts.py     Experts                  merges.py    Merges (the import and merge logs)
   demands.py     Demands, Recommendations feedback.py  Feedback (verdicts, pauses)
-  outcomes.py    Outcomes (and the statistics)         accounts.py  Users (and sessions), AuditLog
+  outcomes.py    Outcomes (and the statistics)
+  accounts.py    Users (sessions, failures), ApiKeys, AuditLog
+  replays.py     Replays (idempotent writes)
   caches.py      Caches (tokens, vectors, popularity)  batch.py     BatchRuns
   backup.py      Backups (SQLite's online backup API), check_database
-  keys.py        ApiKeys (API keys, replays of idempotent writes, failed attempts)
 
 Each resource is a small class deriving from `Database`, so all of them write through the same
 connection and transaction rules; `Store` is their union, what the engine and the services hold.
@@ -48,7 +49,7 @@ from matcher.records import (
     User,
     WriteSummary,
 )
-from matcher.store.accounts import AuditLog, Users
+from matcher.store.accounts import ApiKeys, AuditLog, Users
 from matcher.store.backup import Backups, check_database
 from matcher.store.batch import BatchRuns
 from matcher.store.caches import Caches
@@ -56,17 +57,22 @@ from matcher.store.database import Database
 from matcher.store.demands import Demands, Recommendations
 from matcher.store.experts import Experts
 from matcher.store.feedback import Feedback
-from matcher.store.keys import ApiKeys
 from matcher.store.merges import Merges
 from matcher.store.migrations import MIGRATIONS
 from matcher.store.outcomes import Outcomes
+from matcher.store.replays import Replays
 
 
-class Store(Experts, Merges, Demands, Recommendations, Feedback, Outcomes, Users, AuditLog, ApiKeys, Caches,
-            BatchRuns, Backups):
+class Store(Experts, Merges, Demands, Recommendations, Feedback, Outcomes, Users, ApiKeys, AuditLog,
+            Replays, Caches, BatchRuns, Backups):
     """One SQLite database (a path, or ":memory:"), every resource of it: the union of the
     resource classes, which share one set of connections and transaction rules (`Database`).
     `busy_timeout`: seconds a write waits for another connection's write lock before it fails."""
 
 
-__all__ = ['ApiKey', 'ApiKeys', 'AuditEntry', 'AuditLog', 'Backups', 'BatchCandidate', 'BatchExclusion', 'BatchMatch', 'BatchOutcome', 'BatchRun', 'BatchRuns', 'Caches', 'CandidateTable', 'Database', 'DatabaseInfo', 'DemandFact', 'DemandPage', 'Demands', 'Engagement', 'Experts', 'Failures', 'Feedback', 'FeedbackEntry', 'MIGRATIONS', 'MergeEntry', 'Merges', 'Outcome', 'Outcomes', 'Pause', 'RUN_STATUSES', 'Recommendations', 'Replay', 'SessionRow', 'Store', 'StoredRecommendations', 'User', 'Users', 'WriteSummary', 'check_database']
+__all__ = ["ApiKey", "ApiKeys", "AuditEntry", "AuditLog", "Backups", "BatchCandidate", "BatchExclusion",
+           "BatchMatch", "BatchOutcome", "BatchRun", "BatchRuns", "Caches", "CandidateTable", "Database",
+           "DatabaseInfo", "DemandFact", "DemandPage", "Demands", "Engagement", "Experts", "Failures",
+           "Feedback", "FeedbackEntry", "MIGRATIONS", "MergeEntry", "Merges", "Outcome", "Outcomes",
+           "Pause", "RUN_STATUSES", "Recommendations", "Replay", "Replays", "SessionRow", "Store",
+           "StoredRecommendations", "User", "Users", "WriteSummary", "check_database"]

@@ -1,4 +1,4 @@
-"""Staff accounts, sessions and the audit log."""
+"""Staff accounts (their sessions, sign-in failures), API keys and the audit log."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from matcher.errors import StoreError
+from matcher.errors import NotFoundError, StoreError
 from matcher.models import now_iso
 from matcher.records import (
+    ApiKey,
     AuditEntry,
+    Failures,
     SessionRow,
     User,
 )
@@ -94,6 +96,22 @@ class Users(Database):
         with self.transaction():
             return self.db.execute(f"DELETE FROM sessions WHERE {' AND '.join(clauses)}", params).rowcount
 
+    def get_failures(self, subject: str) -> Failures | None:
+        row = self.db.execute("SELECT failures, first_at, locked_until FROM auth_failures WHERE subject = ?",
+                              [subject]).fetchone()
+        return Failures(int(row[0] or 0), row[1] or "", row[2]) if row else None
+
+    def set_failures(self, subject: str, failures: int, first_at: str, locked_until: str | None) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO auth_failures (subject, failures, first_at, locked_until) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(subject) DO UPDATE SET failures = excluded.failures, first_at = excluded.first_at, "
+                "locked_until = excluded.locked_until", [subject, failures, first_at, locked_until])
+
+    def clear_failures(self, subject: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM auth_failures WHERE subject = ?", [subject])
+
 
 class AuditLog(Database):
     """The audit log: every write, every sign-in, every view of contact details."""
@@ -161,3 +179,51 @@ class AuditLog(Database):
         entries = [AuditEntry(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
                    for r in rows.fetchall()]
         return entries, total
+
+
+class ApiKeys(Database):
+    """API keys with their roles, stored by the SHA-256 of the key."""
+
+    @staticmethod
+    def _api_key_from_row(r: Sequence[Any]) -> ApiKey:
+        return ApiKey(int(r[0]), r[1], r[2], r[3] or "", r[4] or "", r[5] or "", r[6], r[7])
+
+    _KEY_COLUMNS = "id, name, role, prefix, created_at, created_by, revoked_at, last_used_at"
+
+    def add_api_key(self, name: str, role: str, key_hash: str, prefix: str, created_by: str) -> ApiKey:
+        with self.transaction():
+            if self.db.execute("SELECT 1 FROM api_keys WHERE name = ?", [name]).fetchone():
+                raise StoreError(f"an API key named {name!r} exists; choose another name")
+            cur = self.db.execute(
+                "INSERT INTO api_keys (name, role, key_hash, prefix, created_at, created_by) "
+                "VALUES (?, ?, ?, ?, ?, ?)", [name, role, key_hash, prefix, now_iso(), created_by])
+            key_id = int(cur.lastrowid or 0)
+        return self.get_api_key(key_id)
+
+    def get_api_key(self, key_id: int) -> ApiKey:
+        row = self.db.execute(f"SELECT {self._KEY_COLUMNS} FROM api_keys WHERE id = ?", [key_id]).fetchone()
+        if row is None:
+            raise NotFoundError(f"no API key with id {key_id}")
+        return self._api_key_from_row(row)
+
+    def list_api_keys(self, *, include_revoked: bool = True) -> list[ApiKey]:
+        where = "" if include_revoked else "WHERE revoked_at IS NULL"
+        rows = self.db.execute(f"SELECT {self._KEY_COLUMNS} FROM api_keys {where} ORDER BY id")
+        return [self._api_key_from_row(r) for r in rows]
+
+    def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The live (not revoked) key with this SHA-256, or None."""
+        row = self.db.execute(f"SELECT {self._KEY_COLUMNS} FROM api_keys WHERE key_hash = ? "
+                              "AND revoked_at IS NULL", [key_hash]).fetchone()
+        return self._api_key_from_row(row) if row else None
+
+    def revoke_api_key(self, key_id: int) -> ApiKey:
+        with self.transaction():
+            key = self.get_api_key(key_id)
+            if key.revoked_at is None:
+                self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", [now_iso(), key_id])
+        return self.get_api_key(key_id)
+
+    def touch_api_key(self, key_id: int, at: str) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", [at, key_id])

@@ -1,4 +1,4 @@
-"""tfidf: word TF-IDF cosine over the units (the same counts as `docs`, another weighting), kNN vote."""
+"""tfidf: word TF-IDF cosine over the units (the same counts as `bm25`, another weighting), kNN vote."""
 
 from __future__ import annotations
 

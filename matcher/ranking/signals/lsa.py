@@ -1,4 +1,4 @@
-"""semantic: LSA (a TruncatedSVD of the units' word TF-IDF) cosine over the units, kNN vote: a
+"""lsa: LSA (a TruncatedSVD of the units' word TF-IDF) cosine over the units, kNN vote: a
 semantic signal that needs no download. Its part is the LSA space (basis and unit embeddings).
 Updates project new units onto the basis fitted before; a compaction refits it (`drift`)."""
 
@@ -20,7 +20,7 @@ def lsa_query(index: IndexState, query: Query) -> np.ndarray | None:
     """The query in the LSA space, unit length (float32); None without LSA, without a fitted term
     in the query, or at the origin. Terms added by incremental updates lie outside the fitted
     space and are left out."""
-    lsa = index.part("semantic")
+    lsa = index.part("lsa")
     if lsa is None:
         return None
     ids, ws = index.words_tfidf_.query_vector(query.weights)
@@ -35,8 +35,8 @@ def lsa_query(index: IndexState, query: Query) -> np.ndarray | None:
     return (qe / norm).astype(np.float32) if norm > 0 else None
 
 
-class Semantic(Signal):
-    name = "semantic"
+class Lsa(Signal):
+    name = "lsa"
     order = 70
 
     def finish(self, acc: Any, index: IndexState) -> LsaSpace | None:
