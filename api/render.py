@@ -28,22 +28,19 @@ from matcher.timefmt import local_time, to_local, zone_label
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 _CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
+_GLOSS = re.compile(r" \((?=[A-Za-z`])")
 
 
 def chinese(message: str) -> str:
-    """`message` without a trailing English gloss: "文件有 60 MB，超过上限 (the file is over…)" ->
-    "文件有 60 MB，超过上限". A message with no Chinese at all becomes a general Chinese one."""
+    """`message` without its English gloss: "文件有 60 MB，超过上限 (the file is over…)" -> "文件有 60 MB，
+    超过上限". The gloss is the last part, from a " (" followed by a Latin letter or a backquote, to the
+    closing parenthesis at the end; "(第 3 行)" is the message's own. A message with no Chinese at
+    all becomes a general Chinese one."""
     text = str(message or "").strip()
-    while text.endswith(")"):
-        depth, i = 0, len(text) - 1
-        while i >= 0:
-            depth += {")": 1, "(": -1}.get(text[i], 0)
-            if depth == 0:
-                break
-            i -= 1
-        if i <= 0 or _CJK.search(text[i:]):
-            break
-        text = text[:i].rstrip()
+    if text.endswith(")"):
+        gloss = _GLOSS.search(text)
+        if gloss is not None and _CJK.search(text[: gloss.start()]):
+            text = text[: gloss.start()].rstrip()
     if not _CJK.search(text):
         return "请求未能完成，请检查输入后重试。"
     return text

@@ -34,17 +34,13 @@ class Problem:
     message: str  # may name other fields as {field}
 
     def text(self, label: Callable[[str], str] = str) -> str:
-        """The message, other fields named by `label` (the file's column, or the field's name)."""
-        return self.message.format_map(_Labels(label))
+        """The message, other fields named by `label` (the file's column, or the field's name). Only
+        `{field}` is replaced: a message quotes what was typed, and "{" in a phone number or a date
+        cell is text, not a placeholder (str.format raised on it)."""
+        return _FIELD.sub(lambda m: label(m.group(1)), self.message)
 
 
-class _Labels(dict):  # type: ignore[type-arg]
-    def __init__(self, label: Callable[[str], str]) -> None:
-        super().__init__()
-        self._label = label
-
-    def __missing__(self, key: str) -> str:
-        return self._label(key)
+_FIELD = re.compile(r"\{([a-z_]+)\}")
 
 
 _ISO_DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")

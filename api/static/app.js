@@ -346,16 +346,9 @@ const CJK = /[\u3000-\u9fff\uff00-\uffef]/;
 
 function chinese(message) {
   let text = String(message || "").trim();
-  while (text.endsWith(")")) {
-    let depth = 0;
-    let i = text.length - 1;
-    for (; i >= 0; i--) {
-      if (text[i] === ")") depth++;
-      else if (text[i] === "(") depth--;
-      if (depth === 0) break;
-    }
-    if (i <= 0 || CJK.test(text.slice(i))) break;
-    text = text.slice(0, i).trimEnd();
+  if (text.endsWith(")")) {
+    const gloss = text.search(/ \((?=[A-Za-z`])/);  // "(第 3 行)" stays; " (the …)" is a gloss
+    if (gloss > 0 && CJK.test(text.slice(0, gloss))) text = text.slice(0, gloss).trimEnd();
   }
   return CJK.test(text) ? text : "";
 }
