@@ -431,12 +431,14 @@ def english_words(text: str, allowed: Iterable[str] = ()) -> list[str]:
     return [w for w in _LATIN_WORD.findall(text) if len(w) > 1 and w not in ok]
 
 
-def data_words(engine: Engine) -> set[str]:
-    """Every Latin-letter word in the experts' and demands' own texts (PLC, SiC, BMS …)."""
+def data_words(engine: Any) -> set[str]:
+    """Every Latin-letter word in the experts' and demands' own texts (PLC, SiC, BMS …), of an
+    engine or a store."""
+    store = getattr(engine, "store", engine)
     words: set[str] = set()
-    for e in engine.store.iter_experts():
+    for e in store.iter_experts():
         words.update(_LATIN_WORD.findall(json.dumps(e.to_dict(), ensure_ascii=False)))
-    for d in engine.store.iter_demands():
+    for d in store.iter_demands():
         words.update(_LATIN_WORD.findall(json.dumps(d.to_dict(), ensure_ascii=False)))
     return words
 
@@ -448,3 +450,12 @@ def visible_text(html: str) -> str:
     body = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S | re.I)
     body = re.sub(r"<[^>]+>", " ", body)
     return re.sub(r"\s+", " ", html_lib.unescape(body)).strip()
+
+
+def corpus_words() -> set[str]:
+    """The Latin-letter words of the product's own vocabulary (the domain dictionary, the synonyms,
+    the thesaurus: SPC, PLC, stainless …): the match page shows the concepts it added from them."""
+    words: set[str] = set()
+    for name in ("domain_dict.txt", "synonyms.txt", "thesaurus.txt"):
+        words.update(_LATIN_WORD.findall((DEFAULT_CORPORA / name).read_text(encoding="utf-8")))
+    return words

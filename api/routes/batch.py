@@ -22,12 +22,14 @@ from matcher.records import BatchRun
 
 router = APIRouter(include_in_schema=False)
 STATUS_LABELS = {"running": "运行中", "done": "已完成", "failed": "失败", "interrupted": "中断"}
+PAGE_TOP = 10  # experts per demand of a run started here, as the nightly timer's (deploy/)
 _STARTING = threading.Lock()  # one start at a time in this process (the lock file covers the others)
 
 
 def _run_row(engine: EngineDep, run: BatchRun) -> dict[str, object]:
+    done = run.status == "done"
     return {"run": run, "status": STATUS_LABELS.get(run.status, run.status),
-            "exclusions": exclusions_text(exclusion_counts(engine.store, run)) if run.status == "done" else ""}
+            "exclusions": exclusions_text(exclusion_counts(engine.store, run)) if done else ""}
 
 
 @router.get("/batch", response_class=HTMLResponse)
@@ -41,7 +43,8 @@ def batch_page(request: Request, session: SessionDep, engine: EngineDep,
     return render(request, "batch.html", {
         "session": session, "nav": "batch", "status": status, "runs": [_run_row(engine, r) for r in runs],
         "last": _run_row(engine, status.last_done) if status.last_done else None,
-        "status_labels": STATUS_LABELS, "flash": flash,
+        "status_labels": STATUS_LABELS, "flash": flash, "top": PAGE_TOP,
+        "per_expert": engine.settings.max_per_expert,
         "percent": round(100 * status.scored / status.total) if status.total else 0,
     })
 
@@ -55,7 +58,7 @@ def run_now(request: Request, session: SessionDep, engine: EngineDep, ip: Client
         if writer.user.role != "admin":
             raise ForbiddenError("只有管理员可以立即运行批处理")
         with _STARTING:
-            key, proc = start_batch(engine, writer.actor, ip=ip)
+            key, proc = start_batch(engine, writer.actor, ip=ip, top=PAGE_TOP)
     except MatcherError as exc:
         return problem(request, session, exc, back="/batch")
     # Reaped by a thread of its own: the page never waits for it, and it leaves no zombie behind.
