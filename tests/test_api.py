@@ -25,7 +25,7 @@ from api.routes import match as match_routes
 from api.routes import team as team_routes
 from matcher.config import Settings
 from matcher.engine import Engine
-from matcher.errors import DataImportError
+from matcher.errors import DataImportError, NotFoundError
 from matcher.models import Demand
 from matcher.text import ChineseTokenizer
 
@@ -381,6 +381,25 @@ def test_demand_errors(client: TestClient) -> None:
     assert client.get(f"/api/v1/demands/{generated['id']}", headers=READ).json()["title"] == "锂电池均衡"
     assert client.engine.store.count_demands() == 2
 
+
+
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("created_at", "2026-11-31", "2026 年 11 月没有 31 日"),
+    ("created_at", "2026-02-29T10:00:00", "2026 年 2 月没有 29 日"),
+    ("deadline", "2027-02-30", "2027 年 2 月没有 30 日"),
+    ("deadline", "2027-13-01", "没有 13 月"),
+])
+def test_the_api_refuses_an_impossible_date_as_import_does(client: TestClient, field: str, value: str,
+                                                           why: str) -> None:
+    """The demo's Q0031 was dated 2026-11-31 and emptied the median days to first contact: the API
+    refuses a day that does not exist, with the message the import gives its row, and writes nothing."""
+    before = client.engine.store.count_demands()
+    res = client.post("/api/v1/demands", json={**DEMAND, field: value}, headers=AUTH)
+    assert_error(res, 422, "InputError", value)
+    assert why in res.json()["error"]["message"]
+    assert client.engine.store.count_demands() == before
+    with pytest.raises(NotFoundError):
+        client.engine.store.get_demand(DEMAND["id"])
 
 def test_feedback_is_stored(client: TestClient) -> None:
     client.post("/api/v1/demands", json=DEMAND, headers=AUTH)
