@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,7 +39,7 @@ from matcher.engine import matching, rules
 from matcher.engine.bank import DemandBank
 from matcher.engine.embeddings import Embeddings
 from matcher.engine.imports import Imports
-from matcher.engine.live import IndexInfo, LiveIndex, Loaded, fingerprint
+from matcher.engine.live import IndexInfo, LiveIndex, Loaded, fingerprint, new_index
 from matcher.engine.matching import Analysis, Candidates, RelevanceMatrix
 from matcher.engine.rules import Rules
 from matcher.errors import InputError
@@ -82,7 +83,7 @@ class Engine:
             fingerprint=hashlib.sha1(fingerprint(s).encode() + text_code).hexdigest()[:16],
             processes=s.tokenize_processes or None,
         )
-        self.live = LiveIndex(s, self.store, self.tokens, self, self.new_index)
+        self.live = LiveIndex(s, self.store, self.tokens, self, partial(new_index, s))
         self.embeddings.live = self.live
         self.imports = Imports(self.store, s.dedupe_threshold, mio.Limits.from_settings(s))
         self._services: dict[object, Any] = {}
@@ -116,13 +117,7 @@ class Engine:
 
     def new_index(self, **overrides: object) -> ExpertIndex:
         """An unfitted index with this engine's settings (`ExpertIndex` reads them by name)."""
-        if self.settings.topk_pruning:
-            try:
-                import numba  # noqa: F401  (the `scale` extra; imported here for a clear error)
-            except ImportError as e:
-                raise RuntimeError("MATCHER_TOPK_PRUNING=true needs numba: "
-                                   "python -m pip install 'jinqiao-matcher[scale]'") from e
-        return ExpertIndex(self.settings, **overrides)
+        return new_index(self.settings, **overrides)
 
     # -- the index (`LiveIndex`), with what is attached to it ------------------------------------
     def attach(self, index: ExpertIndex) -> ExpertIndex:

@@ -12,7 +12,8 @@ consistent (index, experts) pair. An index rebuilt by another process (`matcher 
 `rebuild_elsewhere`) is adopted by a background thread while the loaded one goes on serving.
 
 What is attached to every index it publishes (the dense vectors, the demand bank) comes from its
-owner (`Attach`), which also hears when vectors are wanted.
+owner (`Attach`), which also hears when vectors are wanted. The owner is held weakly: an engine
+dropped without `close()` frees its index at once, not at the next garbage collection.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -60,6 +62,17 @@ class IndexInfo:
     terms: int
     format_version: int
     data_version: int
+
+
+def new_index(settings: Settings, **overrides: object) -> ExpertIndex:
+    """An unfitted index with `settings` (`ExpertIndex` reads them by name)."""
+    if settings.topk_pruning:
+        try:
+            import numba  # noqa: F401  (the `scale` extra; imported here for a clear error)
+        except ImportError as e:
+            raise RuntimeError("MATCHER_TOPK_PRUNING=true needs numba: "
+                               "python -m pip install 'jinqiao-matcher[scale]'") from e
+    return ExpertIndex(settings, **overrides)
 
 
 class Attach(Protocol):
@@ -127,7 +140,7 @@ class LiveIndex:
         self.settings = settings
         self.store = store
         self.tokens = tokens
-        self._attach = attach
+        self._attach = weakref.proxy(attach)  # the owner holds this object (module docstring)
         self.new_index = new_index
         self.loaded: Loaded | None = None
         self.lock = threading.Lock()  # one build, update or swap at a time

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from matcher.ranking import pruned, signal
+from matcher.ranking import signal
 from matcher.ranking import signals as _builtin  # noqa: F401 - registers the built-in signals
 from matcher.ranking.fusion import Scored, fuse
 from matcher.ranking.query import Query
@@ -26,8 +26,11 @@ class SignalScores:
 
 def scoring(index: IndexState, query: Query) -> Scoring:
     """The scoring path for `index`: top-k retrieval when asked for and exact for its settings."""
-    if index.params.topk_pruning and pruned.applies(index):
-        return pruned.Pruned(index, query)
+    if index.params.topk_pruning:
+        from matcher.ranking import pruned  # numba, compiled loops: loaded only when pruning is on
+
+        if pruned.applies(index):
+            return pruned.Pruned(index, query)
     return Exhaustive(index, query)
 
 
