@@ -93,16 +93,32 @@ def _chinese(error: dict) -> str:
     kind, ctx = error.get("type", ""), error.get("ctx") or {}
     where = _where(tuple(error.get("loc", ())))
     said = {
-        "json_invalid": "请求不是有效的 JSON", "missing": "缺少此项", "extra_forbidden": "不认识的字段",
-        "string_too_long": f"最多 {ctx.get('max_length', '')} 个字符", "string_too_short": "不能为空",
-        "too_long": f"最多 {ctx.get('max_length', '')} 项", "too_short": "项数太少",
-        "greater_than_equal": f"不能小于 {ctx.get('ge', '')}", "less_than_equal": f"不能大于 {ctx.get('le', '')}",
-        "greater_than": f"应大于 {ctx.get('gt', '')}", "less_than": f"应小于 {ctx.get('lt', '')}",
-        "int_parsing": "应是整数", "int_type": "应是整数", "float_parsing": "应是数字", "float_type": "应是数字",
-        "bool_parsing": "应是 true 或 false", "bool_type": "应是 true 或 false", "string_type": "应是文本",
-        "list_type": "应是列表", "dict_type": "应是对象", "model_type": "应是对象",
-        "string_pattern_mismatch": "格式不对", "literal_error": "不是允许的取值", "date_from_datetime_parsing":
-        "不是日期", "date_parsing": "不是日期", "url_parsing": "不是网址",
+        "json_invalid": "请求不是有效的 JSON",
+        "missing": "缺少此项",
+        "extra_forbidden": "不认识的字段",
+        "string_too_long": f"最多 {ctx.get('max_length', '')} 个字符",
+        "string_too_short": "不能为空",
+        "too_long": f"最多 {ctx.get('max_length', '')} 项",
+        "too_short": "项数太少",
+        "greater_than_equal": f"不能小于 {ctx.get('ge', '')}",
+        "less_than_equal": f"不能大于 {ctx.get('le', '')}",
+        "greater_than": f"应大于 {ctx.get('gt', '')}",
+        "less_than": f"应小于 {ctx.get('lt', '')}",
+        "int_parsing": "应是整数",
+        "int_type": "应是整数",
+        "float_parsing": "应是数字",
+        "float_type": "应是数字",
+        "bool_parsing": "应是 true 或 false",
+        "bool_type": "应是 true 或 false",
+        "string_type": "应是文本",
+        "list_type": "应是列表",
+        "dict_type": "应是对象",
+        "model_type": "应是对象",
+        "string_pattern_mismatch": "格式不对",
+        "literal_error": "不是允许的取值",
+        "date_from_datetime_parsing": "不是日期",
+        "date_parsing": "不是日期",
+        "url_parsing": "不是网址",
     }.get(kind)
     if said is None:
         msg = str(error.get("msg", ""))
@@ -114,17 +130,59 @@ def _chinese(error: dict) -> str:
 _CJK = re.compile(r"[\u3000-\u9fff]")
 #: How a page's form fields (and query parameters) are named in its error page.
 PAGE_FIELDS = {
-    "title": "名称", "description": "需求描述", "enterprise": "企业名称", "contact": "联系人", "region": "地区",
-    "industry": "行业", "deadline": "截止日期", "keywords": "关键词", "text": "需求文字", "top_k": "显示人数",
-    "exclude_terms": "排除的词", "extra_terms": "补充的词", "name": "名称", "institution": "工作单位",
-    "research_fields": "研究方向", "tags": "标签", "bio": "简介", "kind": "类别", "year": "年份", "abstract": "摘要",
-    "expert_id": "专家", "verdict": "反馈", "note": "备注", "status": "状态", "until": "暂停截止日期",
-    "reason": "原因", "value": "数值", "date": "日期", "expert_ids": "相关专家", "username": "用户名", "role": "角色",
-    "current": "当前密码", "new": "新密码", "again": "再输入一次的密码", "csrf_token": "表单校验码", "file": "文件",
-    "demand": "需求", "filter_region": "地区", "filter_title": "职称", "merge_id": "合并记录编号",
-    "outcome_id": "成果记录编号", "key_id": "密钥编号", "page": "页码", "q": "查找内容", "from": "起始日期",
-    "to": "结束日期", "user": "用户", "action": "操作", "login_token": "登录校验码", "password": "密码",
-    "next": "跳转地址", "done": "提示", "visit": "走访日期",
+    "title": "名称",
+    "description": "需求描述",
+    "enterprise": "企业名称",
+    "contact": "联系人",
+    "region": "地区",
+    "industry": "行业",
+    "deadline": "截止日期",
+    "keywords": "关键词",
+    "text": "需求文字",
+    "top_k": "显示人数",
+    "exclude_terms": "排除的词",
+    "extra_terms": "补充的词",
+    "name": "名称",
+    "institution": "工作单位",
+    "research_fields": "研究方向",
+    "tags": "标签",
+    "bio": "简介",
+    "kind": "类别",
+    "year": "年份",
+    "abstract": "摘要",
+    "expert_id": "专家",
+    "verdict": "反馈",
+    "note": "备注",
+    "status": "状态",
+    "until": "暂停截止日期",
+    "reason": "原因",
+    "value": "数值",
+    "date": "日期",
+    "expert_ids": "相关专家",
+    "username": "用户名",
+    "role": "角色",
+    "current": "当前密码",
+    "new": "新密码",
+    "again": "再输入一次的密码",
+    "csrf_token": "表单校验码",
+    "file": "文件",
+    "demand": "需求",
+    "filter_region": "地区",
+    "filter_title": "职称",
+    "merge_id": "合并记录编号",
+    "outcome_id": "成果记录编号",
+    "key_id": "密钥编号",
+    "page": "页码",
+    "q": "查找内容",
+    "from": "起始日期",
+    "to": "结束日期",
+    "user": "用户",
+    "action": "操作",
+    "login_token": "登录校验码",
+    "password": "密码",
+    "next": "跳转地址",
+    "done": "提示",
+    "visit": "走访日期",
 }
 
 
@@ -141,8 +199,12 @@ async def validation_error(request: Request, exc: Exception) -> Response:
 
         fields = "；".join(_chinese({**e, "loc": (PAGE_FIELDS.get(str(e.get("loc", ("",))[-1]), "某一项"),)})
                           for e in errors[:5])
-        return render(request, "error.html", {"heading": "输入有误", "message": f"表单内容有误：{fields}。请返回修改后重试。",
-                                              "back": ""}, status_code=422)
+        return render(
+            request,
+            "error.html",
+            {"heading": "输入有误", "message": f"表单内容有误：{fields}。请返回修改后重试。", "back": ""},
+            status_code=422,
+        )
     return error_response(422, "InputError", f"请求有误：{chinese} (invalid request: {message})", details)
 
 
@@ -187,8 +249,16 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     if not request.url.path.startswith(API_PREFIX):
         from api.render import render  # the pages' renderer, only when a page needs it
 
-        return render(request, "error.html", {"heading": "出错了", "message": "服务器出错了，请稍后重试；"
-                                              "若反复出现，请告诉管理员出错的时间。", "back": ""}, status_code=500)
+        return render(
+            request,
+            "error.html",
+            {
+                "heading": "出错了",
+                "message": "服务器出错了，请稍后重试；若反复出现，请告诉管理员出错的时间。",
+                "back": "",
+            },
+            status_code=500,
+        )
     return error_response(500, "InternalError", "internal error; the server log has the details")
 
 

@@ -77,15 +77,22 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, send: Send, scope: Scope, limit: int) -> None:
         if str(scope.get("path", "")).startswith("/api/"):
-            await send_error(send, 413, "PayloadTooLargeError",
-                             f"the request body is larger than {limit} bytes (setting MATCHER_MAX_BODY_BYTES); "
-                             "send less")
+            await send_error(
+                send,
+                413,
+                "PayloadTooLargeError",
+                f"the request body is larger than {limit} bytes (setting MATCHER_MAX_BODY_BYTES); send less",
+            )
         elif limit == self.upload_bytes and self.upload_bytes != self.max_bytes:
             await send_page_error(send, 413, "文件太大", f"文件超过导入上限 {size_text(limit - 64_000)}，"
                                   "请拆分后分批导入。未导入任何数据。")
         else:
-            await send_page_error(send, 413, "内容太多", f"提交的内容超过 {size_text(limit)} 的上限，请删减后重试。"
-                                  "未保存任何数据。")
+            await send_page_error(
+                send,
+                413,
+                "内容太多",
+                f"提交的内容超过 {size_text(limit)} 的上限，请删减后重试。未保存任何数据。",
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

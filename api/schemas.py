@@ -313,15 +313,20 @@ class DemandIn(_In):
         default_factory=list, max_length=100, description="Expert ids or names to avoid (回避)."
     )
     needs_team: StrictBool = Field(False, description="组团需求: `matcher batch --team` recommends a team for it.")
-    contact: str = Field("", max_length=200, description="The enterprise's contact person and phone (联系人).")
+    contact: str = Field(
+        "", max_length=200, description="The enterprise's contact person and phone (联系人)."
+    )
     deadline: str = Field("", max_length=10, pattern=r"^$|^\d{4}-\d{2}-\d{2}$",
                           description="截止日期, YYYY-MM-DD: a day that exists (2026-11-31 is refused).")
     created_at: str = Field("", max_length=40, pattern=r"^$|^\d{4}-\d{2}-\d{2}([T ][0-9:.+\-Z]{5,})?$",
                             description="When the enterprise submitted it (an ISO date or time, a day that "
                             "exists); now when left out.")
     exclude_terms: list[Keyword] = Field(
-        default_factory=list, max_length=100,
-        description="Terms staff removed from what the engine understood; every ranking of it leaves them out.")
+        default_factory=list,
+        max_length=100,
+        description="Terms staff removed from what the engine understood; every ranking of it leaves "
+        "them out.",
+    )
     extra_terms: list[Keyword] = Field(
         default_factory=list, max_length=100,
         description="Terms staff added; every ranking of it weighs them as if the demand said them.")
@@ -378,8 +383,12 @@ class DemandOut(BaseModel):
     needs_team: bool = Field(description="组团需求: the nightly batch (--team) recommends a team for it.")
     contact: str = Field("", description="The enterprise's contact person and phone (联系人).")
     deadline: str = Field("", description="截止日期 (YYYY-MM-DD), or empty.")
-    exclude_terms: list[str] = Field(default_factory=list, description="Terms staff left out of its understanding.")
-    extra_terms: list[str] = Field(default_factory=list, description="Terms staff added to its understanding.")
+    exclude_terms: list[str] = Field(
+        default_factory=list, description="Terms staff left out of its understanding."
+    )
+    extra_terms: list[str] = Field(
+        default_factory=list, description="Terms staff added to its understanding."
+    )
 
 
 class NeedsTeamIn(_In):

@@ -107,7 +107,9 @@ def check_password(password: str, username: str = "") -> str:
     if username and username.lower() in password.lower():
         raise InputError("密码不能包含用户名 (the password must not contain the user name)")
     if len(set(password)) < 4:
-        raise InputError("密码重复的字符太多，请换一个 (the password repeats too few characters; choose another)")
+        raise InputError(
+            "密码重复的字符太多，请换一个 (the password repeats too few characters; choose another)"
+        )
     return password
 
 
@@ -168,7 +170,9 @@ class Accounts:
                  ip: str = "", must_change: bool = False) -> User:
         name = check_username(username)
         if role not in ROLES:
-            raise InputError(f"角色应为工作人员或管理员 (role must be one of {', '.join(ROLES)}, not {role!r})")
+            raise InputError(
+                f"角色应为工作人员或管理员 (role must be one of {', '.join(ROLES)}, not {role!r})"
+            )
         check_password(password, name)
         if self.store.get_user(name) is not None:
             raise InputError(f"账号「{name}」已存在 (a user named {name!r} exists; "
@@ -190,7 +194,9 @@ class Accounts:
     def _require(self, username: str) -> User:
         user = self.store.get_user(username.strip())
         if user is None:
-            raise NotFoundError(f"没有账号「{username}」 (no user named {username!r}; `matcher users list` shows them)")
+            raise NotFoundError(
+                f"没有账号「{username}」 (no user named {username!r}; `matcher users list` shows them)"
+            )
         return user
 
     def set_password(self, username: str, password: str, *, actor: str = "cli", ip: str = "") -> None:
@@ -198,7 +204,11 @@ class Accounts:
         check_password(password, user.username)
         with self.store.transaction():
             self.store.update_user(
-                user.id, password_hash=hash_password(password), failed_logins=0, locked_until=None, must_change=0
+                user.id,
+                password_hash=hash_password(password),
+                failed_logins=0,
+                locked_until=None,
+                must_change=0,
             )
             self.store.delete_sessions(user_id=user.id)  # a new password signs every browser out
             self.store.audit(actor, "user.passwd", f"user:{user.username}", ip=ip)
@@ -242,12 +252,16 @@ class Accounts:
         if disabled and user.role == "admin" and not user.disabled:
             admins = [u for u in self.store.list_users() if u.role == "admin" and not u.disabled]
             if len(admins) <= 1:
-                raise InputError("不能停用唯一的管理员账号：请先添加另一位管理员 (the last admin cannot be disabled)")
+                raise InputError(
+                    "不能停用唯一的管理员账号：请先添加另一位管理员 (the last admin cannot be disabled)"
+                )
         with self.store.transaction():
             self.store.update_user(user.id, disabled=int(disabled))
             if disabled:
                 self.store.delete_sessions(user_id=user.id)
-            self.store.audit(actor, "user.disable" if disabled else "user.enable", f"user:{user.username}", ip=ip)
+            self.store.audit(
+                actor, "user.disable" if disabled else "user.enable", f"user:{user.username}", ip=ip
+            )
 
     def users(self) -> list[User]:
         return self.store.list_users()

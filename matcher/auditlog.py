@@ -112,8 +112,13 @@ def _import(e: AuditEntry, d: Mapping[str, Any]) -> str:
     return f"导入{kind}{_target(e.target)}：{'，'.join(parts)}"
 
 
+def _status(code: str) -> str:
+    return DEMAND_STATUS_LABELS.get(code, code)
+
+
 def _save(e: AuditEntry, d: Mapping[str, Any]) -> str:
-    text = f"把粘贴的需求保存为{_target(e.target)}「{d.get('title', '')}」，实时匹配推荐 {len(d.get('experts', []))} 位专家"
+    experts = len(d.get("experts", []))
+    text = f"把粘贴的需求保存为{_target(e.target)}「{d.get('title', '')}」，实时匹配推荐 {experts} 位专家"
     if d.get("exclude_terms"):
         text += f"，排除的词：{_quoted(d['exclude_terms'])}"
     if d.get("extra_terms"):
@@ -121,13 +126,21 @@ def _save(e: AuditEntry, d: Mapping[str, Any]) -> str:
     return text
 
 
-def _sentences(names: Mapping[str, str], tz: str) -> dict[str, Callable[[AuditEntry, Mapping[str, Any]], str]]:
+def _sentences(
+    names: Mapping[str, str], tz: str
+) -> dict[str, Callable[[AuditEntry, Mapping[str, Any]], str]]:
     role = lambda d: _ROLES.get(str(d.get("role")), str(d.get("role", "")))  # noqa: E731
     return {
         "login": lambda e, d: "登录" + ("（密码已按新参数重新加密）" if d.get("password_rehashed") else ""),
         "login.failed": lambda e, d: _login_failed(e, d, tz),
-        "login.refused": lambda e, d: "账号锁定中，登录被拒绝" + (
-            f"（锁定至 {local_time(d['locked_until'], tz, label=False)}）" if d.get("locked_until") else ""),
+        "login.refused": lambda e, d: (
+            "账号锁定中，登录被拒绝"
+            + (
+                f"（锁定至 {local_time(d['locked_until'], tz, label=False)}）"
+                if d.get("locked_until")
+                else ""
+            )
+        ),
         "logout": lambda e, d: "退出登录",
         "user.add": lambda e, d: f"新增{_target(e.target)}（{role(d)}）",
         "user.passwd": lambda e, d: f"修改{_target(e.target)}的密码",
@@ -138,38 +151,53 @@ def _sentences(names: Mapping[str, str], tz: str) -> dict[str, Callable[[AuditEn
         "apikey.add": lambda e, d: f"生成 API 密钥「{d.get('name', '')}」（{role(d)}）",
         "apikey.revoke": lambda e, d: f"停用 API 密钥「{d.get('name', '')}」",
         "apikey.failed": lambda e, d: "使用了无效的 API 密钥",
-        "demand.create": lambda e, d: f"通过{_SOURCES.get(str(d.get('source')), '接口')}新建{_target(e.target)}"
-                                      + (f"「{d['title']}」" if d.get("title") else ""),
+        "demand.create": lambda e, d: (
+            f"通过{_SOURCES.get(str(d.get('source')), '接口')}新建{_target(e.target)}"
+            + (f"「{d['title']}」" if d.get("title") else "")
+        ),
         "demand.save": _save,
         "demand.status": lambda e, d: (
-            f"将{_target(e.target)}的状态从「{DEMAND_STATUS_LABELS.get(d.get('from', ''), d.get('from', ''))}」"
-            f"改为「{DEMAND_STATUS_LABELS.get(d.get('to', ''), d.get('to', ''))}」"),
-        "demand.needs_team": lambda e, d: f"将{_target(e.target)}" + (
-            "标记为组团需求" if d.get("needs_team") else "取消组团需求标记"),
+            f"将{_target(e.target)}的状态从「{_status(d.get('from', ''))}」改为「{_status(d.get('to', ''))}」"
+        ),
+        "demand.needs_team": lambda e, d: (
+            f"将{_target(e.target)}" + ("标记为组团需求" if d.get("needs_team") else "取消组团需求标记")
+        ),
         "feedback.add": lambda e, d: _feedback(e, d, names),
         "outcome.add": lambda e, d: _outcome("记录", e, d, names),
         "outcome.delete": lambda e, d: _outcome("删除", e, d, names),
         "expert.create": lambda e, d: f"新增{_target(e.target)}",
         "expert.replace": lambda e, d: f"替换{_target(e.target)}的档案",
-        "expert.update": lambda e, d: f"修改{_expert(names, e.target.partition(':')[2])}的档案"
-                                      + (f"（{'、'.join(_FIELDS.get(f, f) for f in d.get('fields', []))}）"
-                                         if d.get("fields") else ""),
-        "expert.document": lambda e, d: f"为{_expert(names, e.target.partition(':')[2])}补充"
-                                        f"{_DOCS.get(str(d.get('kind')), '成果')}「{d.get('title', '')}」",
+        "expert.update": lambda e, d: (
+            f"修改{_expert(names, e.target.partition(':')[2])}的档案"
+            + (f"（{'、'.join(_FIELDS.get(f, f) for f in d.get('fields', []))}）" if d.get("fields") else "")
+        ),
+        "expert.document": lambda e, d: (
+            f"为{_expert(names, e.target.partition(':')[2])}补充"
+            f"{_DOCS.get(str(d.get('kind')), '成果')}「{d.get('title', '')}」"
+        ),
         "expert.delete": lambda e, d: f"删除{_target(e.target)}",
-        "expert.pause": lambda e, d: f"暂停推荐{_expert(names, e.target.partition(':')[2])}至 {d.get('until', '')}"
-                                     + (f"（{d['reason']}）" if d.get("reason") else ""),
+        "expert.pause": lambda e, d: (
+            f"暂停推荐{_expert(names, e.target.partition(':')[2])}至 {d.get('until', '')}"
+            + (f"（{d['reason']}）" if d.get("reason") else "")
+        ),
         "expert.resume": lambda e, d: f"恢复推荐{_expert(names, e.target.partition(':')[2])}",
-        "merge.undo": lambda e, d: f"撤销合并 {d.get('merge_id', '')}：{d.get('merged_id', '')} 从"
-                                   f"{_target(e.target)}中拆分出来",
-        "contact.view": lambda e, d: "查看" + "、".join(_expert(names, x) for x in d.get("experts", []))
-                                     + "的联系方式" + _where(str(d.get("where") or "")),
+        "merge.undo": lambda e, d: (
+            f"撤销合并 {d.get('merge_id', '')}：{d.get('merged_id', '')} 从{_target(e.target)}中拆分出来"
+        ),
+        "contact.view": lambda e, d: (
+            "查看"
+            + "、".join(_expert(names, x) for x in d.get("experts", []))
+            + "的联系方式"
+            + _where(str(d.get("where") or ""))
+        ),
         "contact.export": lambda e, d: f"导出含联系方式的数据（{d.get('rows', '')} 行）",
         "import.demands": _import,
         "import.experts": _import,
         "batch.start": lambda e, d: f"从页面启动批处理（运行编号 {d.get('run_key', '')}）",
         "export.download": lambda e, d: f"下载{d.get('what', '表格')}（{d.get('rows', 0)} 行）",
-        "report.download": lambda e, d: f"下载年度报告（{d.get('from') or '最早'} 至 {d.get('to') or '今天'}）",
+        "report.download": lambda e, d: (
+            f"下载年度报告（{d.get('from') or '最早'} 至 {d.get('to') or '今天'}）"
+        ),
         "backup.restore": lambda e, d: "从备份恢复数据库",
     }
 

@@ -198,14 +198,18 @@ def page_run_key(store: Store, tz: str) -> str:
     return key if n == 1 else f"{key}-{n}"
 
 
-def start_batch(engine: Engine, actor: str, *, ip: str = "", top: int = 10) -> tuple[str, subprocess.Popen[bytes]]:
+def start_batch(
+    engine: Engine, actor: str, *, ip: str = "", top: int = 10
+) -> tuple[str, subprocess.Popen[bytes]]:
     """Start `matcher batch` in a process of its own (the page's 立即运行), audited; its output goes to
     `<db>.batch.log`. Refused while a batch runs (the lock file says so); the run itself takes the
     same lock, so two never run at once, however they were started. Returns the run key and the
     process (the caller reaps it)."""
     store = engine.store
     if str(store.path) == ":memory:":
-        raise InputError("内存数据库不能在另一个进程中运行批处理 (an in-memory database cannot be batched elsewhere)")
+        raise InputError(
+            "内存数据库不能在另一个进程中运行批处理 (an in-memory database cannot be batched elsewhere)"
+        )
     if is_running(store.path):
         raise StoreError("批处理正在运行，请等它结束后再启动 (a batch is running on this database)")
     if not store.count_experts():
@@ -213,7 +217,18 @@ def start_batch(engine: Engine, actor: str, *, ip: str = "", top: int = 10) -> t
     key = page_run_key(store, engine.settings.timezone)
     env = {**os.environ, **settings_env(engine.settings), "PYTHONUNBUFFERED": "1"}
     log_path = Path(f"{store.path}.batch.log")
-    cmd = [sys.executable, "-m", "matcher", "batch", "--run-key", key, "--top", str(top), "--db", str(store.path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "matcher",
+        "batch",
+        "--run-key",
+        key,
+        "--top",
+        str(top),
+        "--db",
+        str(store.path),
+    ]
     with store.transaction():
         store.audit(actor, "batch.start", f"batch:{key}", {"run_key": key}, ip=ip)
     with log_path.open("ab") as log_file:
@@ -520,7 +535,12 @@ PROBLEM_COLUMNS = ("类型", "需求编号", "需求名称", "企业", "专家�
 UNFILLED = "未满额"
 #: The 类型 of an excluded expert in the report, by the kind of rule (`matcher.engine.exclusion_kind`):
 #: a 不合适 verdict is not a 回避 rule.
-EXCLUDED = {"回避": "回避排除", "婉拒": "反馈排除（婉拒）", "不合适": "反馈排除（不合适）", "暂停推荐": "暂停推荐"}
+EXCLUDED = {
+    "回避": "回避排除",
+    "婉拒": "反馈排除（婉拒）",
+    "不合适": "反馈排除（不合适）",
+    "暂停推荐": "暂停推荐",
+}
 
 
 def exclusion_counts(store: Store, run: BatchRun) -> dict[str, int]:
@@ -570,8 +590,15 @@ def build_report(store: Store, run: BatchRun) -> Report:
         for m in matches
     ]
     problems: list[tuple[object, ...]] = [
-        (EXCLUDED.get(exclusion_kind(x.reason), "回避排除"), x.demand_id, demands[x.demand_id].title, demands[x.demand_id].enterprise,
-         *expert_cells(x.expert_id), round(x.score, 4), x.reason)
+        (
+            EXCLUDED.get(exclusion_kind(x.reason), "回避排除"),
+            x.demand_id,
+            demands[x.demand_id].title,
+            demands[x.demand_id].enterprise,
+            *expert_cells(x.expert_id),
+            round(x.score, 4),
+            x.reason,
+        )
         for x in exclusions
     ]
     problems += [

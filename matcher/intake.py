@@ -120,8 +120,10 @@ class Intake:
                      extra_terms: Iterable[str] = (), status: str = "new") -> Demand:
         """The demand a form describes, checked by the rules an import applies (`matcher.validate`);
         `InputError` names each problem by the form's own labels."""
-        values = {k: _clean(getattr(form, k), k, DEMAND_FIELDS)
-                  for k in ("title", "description", "enterprise", "contact", "region", "industry", "deadline")}
+        values = {
+            k: _clean(getattr(form, k), k, DEMAND_FIELDS)
+            for k in ("title", "description", "enterprise", "contact", "region", "industry", "deadline")
+        }
         demand = Demand(id=new_demand_id(self.settings.timezone), keywords=tuple(form.keywords),
                         created_at=now_iso(), status=status, exclude_terms=split_list(list(exclude_terms)),
                         extra_terms=split_list(list(extra_terms)), **values)
@@ -133,8 +135,13 @@ class Intake:
         demand = self.build_demand(form)
         with self.store.transaction():
             self.engine.add_demands([demand])
-            self.store.audit(actor, "demand.create", f"demand:{demand.id}",
-                             {"source": "form", "title": demand.title, "enterprise": demand.enterprise}, ip=ip)
+            self.store.audit(
+                actor,
+                "demand.create",
+                f"demand:{demand.id}",
+                {"source": "form", "title": demand.title, "enterprise": demand.enterprise},
+                ip=ip,
+            )
         return demand
 
     def save_live(self, actor: str, text: str, form: DemandForm, *, top_k: int | None = None,
@@ -155,7 +162,9 @@ class Intake:
             demand = replace(demand, status="matched")
         with self.store.transaction():
             self.engine.add_demands([demand])
-            self.store.save_matches(demand.id, [(m.expert.id, m.score, m.explanation) for m in matches], actor)
+            self.store.save_matches(
+                demand.id, [(m.expert.id, m.score, m.explanation) for m in matches], actor
+            )
             self.store.audit(actor, "demand.save", f"demand:{demand.id}", {
                 "source": "live", "title": demand.title, "experts": [m.expert.id for m in matches],
                 **({"exclude_terms": list(excluded)} if excluded else {}),
@@ -176,15 +185,19 @@ class Intake:
             raise InputError(f"未知的导入类型「{kind}」")
         base = _file_name(name) or f"{KINDS[kind]}.xlsx"
         if Path(base).suffix.lower() not in UPLOAD_SUFFIXES:
-            raise DataImportError(f"{base}: 不支持的文件类型，请上传 Excel 工作簿（.xlsx）或 CSV 文件（.csv）；"
-                                  "未导入任何数据 (unsupported file type)")
+            raise DataImportError(
+                f"{base}: 不支持的文件类型，请上传 Excel 工作簿（.xlsx）或 CSV 文件（.csv）；"
+                "未导入任何数据 (unsupported file type)"
+            )
         if not data:
             raise DataImportError(f"{base}: 文件是空的；未导入任何数据 (the file is empty)")
         limit = self.settings.max_import_bytes
         if len(data) > limit:
-            raise PayloadTooLargeError(f"{base}: 文件有 {mio.size_text(len(data))}，超过导入上限 {mio.size_text(limit)}"
-                                  "；请拆分后分批导入。未导入任何数据 "
-                                  "(the file is over the import limit, setting MATCHER_MAX_IMPORT_BYTES)")
+            raise PayloadTooLargeError(
+                f"{base}: 文件有 {mio.size_text(len(data))}，超过导入上限 {mio.size_text(limit)}"
+                "；请拆分后分批导入。未导入任何数据 "
+                "(the file is over the import limit, setting MATCHER_MAX_IMPORT_BYTES)"
+            )
         self._sweep()
         token = secrets.token_hex(16)
         folder = self.staging / kind / token  # the file keeps its name: rows read "需求.xlsx: 第5行 …"
@@ -269,8 +282,13 @@ class Intake:
         year = (year or "").strip()
         if year and not (year.isdigit() and 1900 <= int(year) <= now_local(self.settings.timezone).year + 1):
             raise InputError(f"年份「{year}」无效，应为 1900 至今的四位数字")
-        doc = Document(title=title, kind=kind, keywords=split_list(_clean(keywords, "tags", {"tags": "关键词"})),
-                       abstract=abstract, year=int(year) if year else None)
+        doc = Document(
+            title=title,
+            kind=kind,
+            keywords=split_list(_clean(keywords, "tags", {"tags": "关键词"})),
+            abstract=abstract,
+            year=int(year) if year else None,
+        )
         before = self.store.get_expert(expert_id)
         after = replace(before, documents=(*before.documents, doc))
         return self._write_expert(actor, before, after, "expert.document", ip=ip,

@@ -121,10 +121,21 @@ EXPERT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("phone", "联系电话"), ("email", "邮箱"), ("documents", "成果明细"),
 )
 DEMAND_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("id", "编号"), ("enterprise", "企业名称"), ("title", "需求名称"), ("description", "需求描述"),
-    ("industry", "技术领域"), ("region", "所在地区"), ("keywords", "关键词"), ("created_at", "提交日期"),
-    ("status", "状态"), ("avoid_institutions", "回避单位"), ("avoid_experts", "回避专家"),
-    ("needs_team", "组团需求"), ("contact", "联系人"), ("deadline", "截止日期"), ("exclude_terms", "排除的词"),
+    ("id", "编号"),
+    ("enterprise", "企业名称"),
+    ("title", "需求名称"),
+    ("description", "需求描述"),
+    ("industry", "技术领域"),
+    ("region", "所在地区"),
+    ("keywords", "关键词"),
+    ("created_at", "提交日期"),
+    ("status", "状态"),
+    ("avoid_institutions", "回避单位"),
+    ("avoid_experts", "回避专家"),
+    ("needs_team", "组团需求"),
+    ("contact", "联系人"),
+    ("deadline", "截止日期"),
+    ("exclude_terms", "排除的词"),
     ("extra_terms", "补充的词"),
 )
 MATCH_COLUMNS = ("需求编号", "企业名称", "需求名称", "排名", "专家编号", "姓名", "职称", "单位", "地区",
@@ -252,10 +263,12 @@ def read_rows(path: Path | str, known_headers: Collection[str] = (), *,
         raise InputError(f"{path}: no such file")
     size = path.stat().st_size
     if size > limits.file_bytes:
-        raise DataImportError(f"{path.name}: 文件有 {size_text(size)}，超过导入上限 {size_text(limits.file_bytes)}"
-                              "；请拆分后分批导入。未导入任何数据 "
-                              "(the file is over the import limit, setting MATCHER_MAX_IMPORT_BYTES; "
-                              "nothing was imported)")
+        raise DataImportError(
+            f"{path.name}: 文件有 {size_text(size)}，超过导入上限 {size_text(limits.file_bytes)}"
+            "；请拆分后分批导入。未导入任何数据 "
+            "(the file is over the import limit, setting MATCHER_MAX_IMPORT_BYTES; "
+            "nothing was imported)"
+        )
     known = _KNOWN_HEADERS | {_header_key(h) for h in known_headers}
     if suffix in (".jsonl", ".json"):
         yield from _read_jsonl(path)
@@ -358,8 +371,10 @@ def _xlsx_values(path: Path) -> Iterator[tuple[int, list[Any]]]:
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a broken zip or sheet
-        raise DataImportError(f"{path.name}: 不是可读取的 Excel 工作簿（.xlsx），请在 Excel 中另存为 .xlsx 后重试 "
-                              f"(not a readable .xlsx workbook: {exc})") from exc
+        raise DataImportError(
+            f"{path.name}: 不是可读取的 Excel 工作簿（.xlsx），请在 Excel 中另存为 .xlsx 后重试 "
+            f"(not a readable .xlsx workbook: {exc})"
+        ) from exc
     try:
         ws = wb.worksheets[0]
         for i, values in enumerate(ws.iter_rows(values_only=True), start=1):
@@ -641,7 +656,10 @@ def _parse_demand(row: _Row, limits: Limits) -> Demand | None:
     amount = re.sub(r"[,，\s]|万元|万|元$", "", budget)
     if budget and budget not in _BUDGET_WORDS and not _BUDGET.match(amount):
         row.error("budget", f"「{budget}」不是金额（如 50、50万元、面议）")
-    for fld in ("created_at", "deadline"):  # 2026/11/5, 2026年11月5日 -> 2026-11-05; validate checks it is real
+    for fld in (
+        "created_at",
+        "deadline",
+    ):  # 2026/11/5, 2026年11月5日 -> 2026-11-05; validate checks it is real
         if row.text(fld):
             d[fld] = _iso_date(row.text(fld), time_allowed=fld == "created_at")
     for fld in ("exclude_terms", "extra_terms"):

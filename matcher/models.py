@@ -65,7 +65,10 @@ def demand_status(value: str) -> str:
         if text == label:
             return code
     choices = "、".join(DEMAND_STATUS_LABELS[c] for c in DEMAND_STATUSES)
-    raise InputError(f"状态「{text}」无效，应为：{choices} (status is not one of {', '.join(DEMAND_STATUSES)})")
+    raise InputError(
+        f"状态「{text}」无效，应为：{choices} (status is not one of {', '.join(DEMAND_STATUSES)})"
+    )
+
 
 # Separators staff use inside one spreadsheet cell for a list: 、 ， , ； ; / | and line breaks.
 _LIST_SPLIT = re.compile(r"[、，,；;|/\n\r\t]+")

@@ -70,7 +70,9 @@ def parse_date(value: str | date, what: str = "date") -> date:
     text = str(value).strip()
     why = validate.date_problem(text)
     if why:
-        raise InputError(f"{DATE_FIELDS.get(what, what)}：{why} ({what} {text!r} is not a date like 2026-12-31)")
+        raise InputError(
+            f"{DATE_FIELDS.get(what, what)}：{why} ({what} {text!r} is not a date like 2026-12-31)"
+        )
     return date.fromisoformat(text)
 
 
@@ -393,10 +395,14 @@ class Workflow:
         """Record what a match produced, linked to the demand and its expert(s); audited. The unit
         follows the kind (`OUTCOME_KINDS`); counts (件, 项, 人) are whole numbers."""
         if kind not in OUTCOME_KINDS:
-            raise InputError(f"成果类别「{kind}」无效，应为：{'、'.join(OUTCOME_KINDS)} (kind is not one of them)")
+            raise InputError(
+                f"成果类别「{kind}」无效，应为：{'、'.join(OUTCOME_KINDS)} (kind is not one of them)"
+            )
         expected = OUTCOME_KINDS[kind]
         if unit not in (None, "", expected):
-            raise InputError(f"单位：{kind}以「{expected}」计，不是「{unit}」 (unit: {kind} is counted in {expected})")
+            raise InputError(
+                f"单位：{kind}以「{expected}」计，不是「{unit}」 (unit: {kind} is counted in {expected})"
+            )
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
             raise InputError("数值应是数字 (value must be a number)")
         if not 0 < value <= MAX_OUTCOME_VALUE:

@@ -77,8 +77,16 @@ def test_an_admin_adds_a_user_whose_one_time_password_is_shown_once_and_must_be_
     bad = app_client.post("/account", data={"csrf_token": csrf, "current": password, "new": "short",
                                             "again": "short"})
     assert bad.status_code == 422 and "密码至少 10 个字符" in bad.text
-    ok = app_client.post("/account", data={"csrf_token": csrf, "current": password, "new": "永康科协-新密码-2026",
-                                           "again": "永康科协-新密码-2026"}, follow_redirects=False)
+    ok = app_client.post(
+        "/account",
+        data={
+            "csrf_token": csrf,
+            "current": password,
+            "new": "永康科协-新密码-2026",
+            "again": "永康科协-新密码-2026",
+        },
+        follow_redirects=False,
+    )
     assert ok.status_code == 303 and not app_client.engine.store.get_user("wangfang").must_change
     assert "密码已修改" in app_client.get(ok.headers["location"]).text  # this session stays signed in
     app_client.cookies.clear()
@@ -138,15 +146,22 @@ def test_every_audit_entry_is_a_chinese_sentence_with_local_time(app_client: Tes
                                                      "verdict": "unsuitable", "note": "方向不符"})
     app_client.post("/demands/Q0001/outcomes", data={"csrf_token": csrf, "kind": "合作意向", "value": "1",
                                                      "date": "2026-12-01", "expert_ids": "X0004"})
-    app_client.post("/demands/save", data={"csrf_token": csrf, "text": THERMOS, "exclude_terms": '["保温杯"]'})
+    app_client.post(
+        "/demands/save", data={"csrf_token": csrf, "text": THERMOS, "exclude_terms": '["保温杯"]'}
+    )
     app_client.post("/experts/X0002/contact", data={"csrf_token": csrf, "demand": "Q0001"})
     app_client.cookies.clear()
     sign_in(app_client, user="admin1")
     page = app_client.get("/audit").text
-    rows = re.findall(r'<tr data-action="([^"]+)"><td class="num">([^<]+)</td><td>([^<]*)</td><td>([^<]*)</td>'
-                      r'<td class="sentence">([^<]*)</td>', page)
+    rows = re.findall(
+        r'<tr data-action="([^"]+)"><td class="num">([^<]+)</td><td>([^<]*)</td><td>([^<]*)</td>'
+        r'<td class="sentence">([^<]*)</td>',
+        page,
+    )
     codes = [r[0] for r in rows]
-    assert {"login.failed", "login", "feedback.add", "outcome.add", "demand.save", "contact.view"} <= set(codes)
+    assert {"login.failed", "login", "feedback.add", "outcome.add", "demand.save", "contact.view"} <= set(
+        codes
+    )
     assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", r[1]) for r in rows)
     assert "时间（北京时间）" in page
     x3 = engine.get_expert("X0003").name
@@ -168,7 +183,10 @@ def test_every_action_the_code_writes_has_a_sentence() -> None:
     for path in [*root.glob("matcher/**/*.py"), *root.glob("api/**/*.py")]:
         text = path.read_text(encoding="utf-8")
         written |= set(re.findall(r'(?:audit|record)\([^,()]+, (?:f?)"([a-z_]+(?:\.[a-z_]+)?)"', text))
-        written |= set(re.findall(r'"(import)\.\{staged\.kind\}"', text)) and {"import.demands", "import.experts"}
+        written |= set(re.findall(r'"(import)\.\{staged\.kind\}"', text)) and {
+            "import.demands",
+            "import.experts",
+        }
     written.discard("import")
     assert written and written <= set(ACTIONS), sorted(written - set(ACTIONS))
 
@@ -230,10 +248,14 @@ def test_the_inbox_download_reimports_to_the_same_demands(app_client: TestClient
     assert entry.detail == {"what": "需求", "rows": len(wanted)}
 
 
-def test_the_report_download_is_the_workbook_of_matcher_report(app_client: TestClient, tmp_path: Path) -> None:
+def test_the_report_download_is_the_workbook_of_matcher_report(
+    app_client: TestClient, tmp_path: Path
+) -> None:
     engine = app_client.engine
     run_batch(engine, BatchOptions(run_key="r1"))
-    Workflow(engine).record_outcome("staff:lihua", "Q0001", ["X0004"], "经济效益", 12.5, "2026-11-20", "节能改造")
+    Workflow(engine).record_outcome(
+        "staff:lihua", "Q0001", ["X0004"], "经济效益", 12.5, "2026-11-20", "节能改造"
+    )
     sign_in(app_client)
     stats_page = app_client.get("/stats", params={"from": "2026-11-01", "to": "2026-11-30"}).text
     assert 'href="/stats/report.xlsx?from=2026-11-01&amp;to=2026-11-30"' in stats_page
@@ -246,7 +268,9 @@ def test_the_report_download_is_the_workbook_of_matcher_report(app_client: TestC
     want = openpyxl.load_workbook(tmp_path / "cli.xlsx")
     assert got.sheetnames == want.sheetnames
     for name in want.sheetnames:
-        assert list(got[name].iter_rows(values_only=True)) == list(want[name].iter_rows(values_only=True)), name
+        assert list(got[name].iter_rows(values_only=True)) == list(want[name].iter_rows(values_only=True)), (
+            name
+        )
     outcomes = list(got["成果明细"].iter_rows(values_only=True))
     assert any("节能改造" in [str(c) for c in row] for row in outcomes)
     assert compute(engine, date(2026, 11, 1), date(2026, 11, 30)).outcomes["经济效益"] == 12.5

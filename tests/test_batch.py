@@ -118,7 +118,11 @@ def test_no_recommendation_breaks_a_rule_and_every_exclusion_is_recorded(done) -
         for expert, reason in Engine.conflicts(demand, [m.expert for m in ranked]):
             expected[(demand.id, expert.id)] = reason
     assert recorded == expected
-    rules = {"就职于提出需求的企业": "enterprise", "在需求的回避单位中": "institution", "在需求的回避专家中": "named"}
+    rules = {
+        "就职于提出需求的企业": "enterprise",
+        "在需求的回避单位中": "institution",
+        "在需求的回避专家中": "named",
+    }
     kinds = {next((k for w, k in rules.items() if w in r), r) for r in recorded.values()}
     assert {"enterprise", "institution", "named"} <= kinds, "the demo corpus exercises all three 回避 rules"
 

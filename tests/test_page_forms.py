@@ -61,7 +61,9 @@ def workbook(header: list[str], rows: list[list[object]]) -> bytes:
     return out.getvalue()
 
 
-DEMANDS_XLSX = workbook(["需求编号", "企业名称", "需求名称", "需求描述"], [["F1", "甲公司", "焊接", "焊缝气孔"]])
+DEMANDS_XLSX = workbook(
+    ["需求编号", "企业名称", "需求名称", "需求描述"], [["F1", "甲公司", "焊接", "焊缝气孔"]]
+)
 EXPERTS_XLSX = workbook(["姓名", "工作单位", "研究方向"], [["钱新", "宁波大学", "机器人抓取"]])
 
 
@@ -94,23 +96,35 @@ FORMS: dict[str, Callable[[World], tuple[str, dict[str, Any], dict[str, Any] | N
     "/uploads/{token}/discard": lambda w: (f"/uploads/{w.token}/discard", {}, None),
     "/merges/{merge_id}/undo": lambda w: (f"/merges/{w.merge_id}/undo", {}, None),
     "/experts/{expert_id}/edit": lambda w: ("/experts/X0002/edit", {"name": "新名字", "title": "教授"}, None),
-    "/experts/{expert_id}/documents": lambda w: ("/experts/X0002/documents", {"kind": "paper", "title": "新论文"},
-                                                 None),
+    "/experts/{expert_id}/documents": lambda w: (
+        "/experts/X0002/documents",
+        {"kind": "paper", "title": "新论文"},
+        None,
+    ),
     "/logout": lambda w: ("/logout", {}, None),
-    "/demands/{demand_id}/feedback": lambda w: ("/demands/Q0001/feedback", {"expert_id": "X0002",
-                                                                            "verdict": "contacted"}, None),
+    "/demands/{demand_id}/feedback": lambda w: (
+        "/demands/Q0001/feedback",
+        {"expert_id": "X0002", "verdict": "contacted"},
+        None,
+    ),
     "/demands/{demand_id}/status": lambda w: ("/demands/Q0001/status", {"status": "closed"}, None),
     "/experts/{expert_id}/contact": lambda w: ("/experts/X0001/contact", {"demand": "Q0001"}, None),
     "/experts/{expert_id}/pause": lambda w: ("/experts/X0001/pause", {"until": "2099-12-31"}, None),
     "/experts/{expert_id}/resume": lambda w: ("/experts/X0003/resume", {}, None),
-    "/demands/{demand_id}/outcomes": lambda w: ("/demands/Q0001/outcomes", {
-        "kind": "合作意向", "value": "1", "date": "2026-12-01", "expert_ids": "X0001"}, None),
+    "/demands/{demand_id}/outcomes": lambda w: (
+        "/demands/Q0001/outcomes",
+        {"kind": "合作意向", "value": "1", "date": "2026-12-01", "expert_ids": "X0001"},
+        None,
+    ),
     "/outcomes/{outcome_id}/delete": lambda w: (f"/outcomes/{w.outcome_id}/delete", {}, None),
     "/batch/run": lambda w: ("/batch/run", {}, None),
     "/admin/users": lambda w: ("/admin/users", {"username": "zhaoliu", "role": "staff"}, None),
     "/admin/users/{username}/{action}": lambda w: ("/admin/users/lihua/unlock", {}, None),
-    "/account": lambda w: ("/account", {"current": PASSWORD, "new": "新的密码-永康-2027", "again": "新的密码-永康-2027"},
-                           None),
+    "/account": lambda w: (
+        "/account",
+        {"current": PASSWORD, "new": "新的密码-永康-2027", "again": "新的密码-永康-2027"},
+        None,
+    ),
     "/admin/keys": lambda w: ("/admin/keys", {"name": "办公系统", "role": "read"}, None),
     "/admin/keys/{key_id}/revoke": lambda w: (f"/admin/keys/{w.key_id}/revoke", {}, None),
 }
@@ -203,7 +217,10 @@ def test_every_form_refuses_a_forged_post_and_writes_nothing(app_client: TestCli
     before = fingerprint(app_client)
     res = app_client.post(path, data=data, files=files, headers=headers, follow_redirects=False)
     if token is None:
-        assert res.status_code == 303 and res.headers["location"].startswith("/login"), (route, res.status_code)
+        assert res.status_code == 303 and res.headers["location"].startswith("/login"), (
+            route,
+            res.status_code,
+        )
     else:
         assert res.status_code == 403 and "请求被拒绝" in res.text, (route, res.status_code)
         assert english_words(visible_text(res.text), {"admin1"}) == []
@@ -221,37 +238,72 @@ TEXT = st.one_of(
 
 
 def fields_of(route: str) -> list[str]:
-    names = {"/demands/new": ["title", "description", "enterprise", "contact", "region", "industry", "deadline",
-                              "keywords"],
-             "/demands/save": ["text", "top_k", "filter_region", "filter_title", "exclude_terms", "extra_terms",
-                               "title", "enterprise", "deadline"],
-             "/experts/{expert_id}/edit": ["name", "title", "institution", "region", "research_fields", "tags",
-                                           "bio"],
-             "/experts/{expert_id}/documents": ["kind", "title", "year", "keywords", "abstract"],
-             "/demands/{demand_id}/feedback": ["expert_id", "verdict", "note"],
-             "/demands/{demand_id}/status": ["status"],
-             "/experts/{expert_id}/pause": ["until", "reason"],
-             "/demands/{demand_id}/outcomes": ["kind", "value", "date", "note", "expert_ids"],
-             "/admin/users": ["username", "role"],
-             "/account": ["current", "new", "again"],
-             "/admin/keys": ["name", "role"]}
+    names = {
+        "/demands/new": [
+            "title",
+            "description",
+            "enterprise",
+            "contact",
+            "region",
+            "industry",
+            "deadline",
+            "keywords",
+        ],
+        "/demands/save": [
+            "text",
+            "top_k",
+            "filter_region",
+            "filter_title",
+            "exclude_terms",
+            "extra_terms",
+            "title",
+            "enterprise",
+            "deadline",
+        ],
+        "/experts/{expert_id}/edit": [
+            "name",
+            "title",
+            "institution",
+            "region",
+            "research_fields",
+            "tags",
+            "bio",
+        ],
+        "/experts/{expert_id}/documents": ["kind", "title", "year", "keywords", "abstract"],
+        "/demands/{demand_id}/feedback": ["expert_id", "verdict", "note"],
+        "/demands/{demand_id}/status": ["status"],
+        "/experts/{expert_id}/pause": ["until", "reason"],
+        "/demands/{demand_id}/outcomes": ["kind", "value", "date", "note", "expert_ids"],
+        "/admin/users": ["username", "role"],
+        "/account": ["current", "new", "again"],
+        "/admin/keys": ["name", "role"],
+    }
     return names.get(route, [])
 
 
-FUZZED = sorted(r for r in FORMS if fields_of(r)) + ["/demands/upload", "/experts/upload",
-                                                     "/admin/users/{username}/{action}", "/merges/{merge_id}/undo",
-                                                     "/uploads/{token}/confirm", "/outcomes/{outcome_id}/delete"]
+FUZZED = sorted(r for r in FORMS if fields_of(r)) + [
+    "/demands/upload",
+    "/experts/upload",
+    "/admin/users/{username}/{action}",
+    "/merges/{merge_id}/undo",
+    "/uploads/{token}/confirm",
+    "/outcomes/{outcome_id}/delete",
+]
 
 
 @pytest.mark.parametrize("route", FUZZED)
-def test_fuzzed_forms_answer_with_a_page_and_a_refusal_changes_nothing(app_client: TestClient, route: str) -> None:
+def test_fuzzed_forms_answer_with_a_page_and_a_refusal_changes_nothing(
+    app_client: TestClient, route: str
+) -> None:
     sign_in(app_client, user="admin1")
     csrf = csrf_of(app_client.get("/demands").text)
     names = fields_of(route)
     allowed = {"admin1", "lihua", "testclient"}
 
     @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(values=st.fixed_dictionaries({n: TEXT for n in names}), path_part=TEXT, blob=st.binary(max_size=4000))
+    @given(
+        values=st.fixed_dictionaries({n: TEXT for n in names}), path_part=TEXT, blob=st.binary(max_size=4000)
+    )
     def run(values: dict[str, str], path_part: str, blob: bytes) -> None:
         path, _, files = FORMS[route](app_client.world)  # type: ignore[attr-defined]
         if "{" in route:  # an id of any shape in the path
@@ -271,7 +323,9 @@ def test_fuzzed_forms_answer_with_a_page_and_a_refusal_changes_nothing(app_clien
             assert re.search(r"[\u4e00-\u9fff]", shown)
             said = visible_text(res.text.split('id="problem"')[-1].split("</p>")[0]) \
                 if 'id="problem"' in res.text else ""
-            said = re.sub(r"^>?[^:：]*\.(xlsx|csv): ", "", said)  # an upload's message starts with its file name
+            said = re.sub(
+                r"^>?[^:：]*\.(xlsx|csv): ", "", said
+            )  # an upload's message starts with its file name
             typed = " ".join([*values.values(), path_part, quote(path_part)])  # what was sent comes back
             words = english_words(said, allowed | set(english_words(typed)))
             assert words == [], (route, said)

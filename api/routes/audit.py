@@ -46,11 +46,21 @@ def audit_page(
     entries, total = workflow.audit_log(actor=user.strip() or None, action=code or None, date_from=lo,
                                         date_to=hi, limit=SHOWN)
     names = {e.id: e.name for e in engine.get_experts({i for a in entries for i in expert_ids(a)})}
-    shown = [{"at": local_time(a.at, tz, label=False, seconds=True), "actor": actor_label(a.actor),
-              "code": a.action, "label": ACTIONS.get(a.action, "其他操作"), "sentence": describe(a, names, tz),
-              "ip": a.ip} for a in entries]
+    shown = [
+        {
+            "at": local_time(a.at, tz, label=False, seconds=True),
+            "actor": actor_label(a.actor),
+            "code": a.action,
+            "label": ACTIONS.get(a.action, "其他操作"),
+            "sentence": describe(a, names, tz),
+            "ip": a.ip,
+        }
+        for a in entries
+    ]
     filters = {"user": user, "action": code, "date_from": date_from, "date_to": date_to}
-    query = urlencode({k: v for k, v in (("user", user), ("action", code), ("from", date_from), ("to", date_to)) if v})
+    query = urlencode(
+        {k: v for k, v in (("user", user), ("action", code), ("from", date_from), ("to", date_to)) if v}
+    )
     return render(request, "audit.html", {
         "session": session, "nav": "audit", "entries": shown, "total": total, "filters": filters,
         "actions": ACTIONS, "download_url": "/audit.xlsx" + (f"?{query}" if query else ""),

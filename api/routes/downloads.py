@@ -64,7 +64,9 @@ def demands_xlsx(request: Request, session: SessionDep, engine: EngineDep, workf
     except MatcherError as exc:
         return problem(request, session, exc, back="/demands")
     with lock:
-        workflow.record(session.actor, "export.download", "demands", {"what": "需求", "rows": len(demands)}, ip=ip)
+        workflow.record(
+            session.actor, "export.download", "demands", {"what": "需求", "rows": len(demands)}, ip=ip
+        )
     return xlsx_response(lambda p: mio.export_demands(demands, "xlsx", p), f"需求_{_today(engine)}.xlsx")
 
 
@@ -76,7 +78,9 @@ def experts_xlsx(request: Request, session: SessionDep, engine: EngineDep, workf
         return login_redirect(request)
     experts, _ = engine.search_experts(q.strip(), limit=MAX_ROWS)
     with lock:
-        workflow.record(session.actor, "export.download", "experts", {"what": "专家", "rows": len(experts)}, ip=ip)
+        workflow.record(
+            session.actor, "export.download", "experts", {"what": "专家", "rows": len(experts)}, ip=ip
+        )
     return xlsx_response(lambda p: mio.export_experts(experts, "xlsx", p, include_contact=False),
                          f"专家库_{_today(engine)}.xlsx")
 
@@ -85,10 +89,18 @@ AUDIT_COLUMNS = ("时间", "操作者", "操作", "内容", "来源地址", "操
 
 
 @router.get("/audit.xlsx")
-def audit_xlsx(request: Request, session: SessionDep, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock,
-               ip: ClientIp, user: Annotated[str, Query(max_length=100)] = "",
-               action: Annotated[str, Query(max_length=40)] = "", date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
-               date_to: Annotated[str, Query(alias="to", max_length=10)] = "") -> Response:
+def audit_xlsx(
+    request: Request,
+    session: SessionDep,
+    engine: EngineDep,
+    workflow: WorkflowDep,
+    lock: WriteLock,
+    ip: ClientIp,
+    user: Annotated[str, Query(max_length=100)] = "",
+    action: Annotated[str, Query(max_length=40)] = "",
+    date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
+    date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
+) -> Response:
     """The audit log (admins), filtered as on its page: each entry a sentence, its time local."""
     if session is None:
         return login_redirect(request)
@@ -109,15 +121,24 @@ def audit_xlsx(request: Request, session: SessionDep, engine: EngineDep, workflo
              "操作": ACTIONS.get(a.action, "其他操作"), "内容": describe(a, names, tz), "来源地址": a.ip,
              "操作代码": a.action, "对象": a.target} for a in entries]
     with lock:
-        workflow.record(session.actor, "export.download", "audit", {"what": "审计日志", "rows": len(rows)}, ip=ip)
+        workflow.record(
+            session.actor, "export.download", "audit", {"what": "审计日志", "rows": len(rows)}, ip=ip
+        )
     return xlsx_response(lambda p: mio.write_table(p, "xlsx", header, rows, sheet="审计日志"),
                          f"审计日志_{_today(engine)}.xlsx")
 
 
 @router.get("/stats/report.xlsx")
-def report_xlsx(request: Request, session: SessionDep, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock,
-                ip: ClientIp, date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
-                date_to: Annotated[str, Query(alias="to", max_length=10)] = "") -> Response:
+def report_xlsx(
+    request: Request,
+    session: SessionDep,
+    engine: EngineDep,
+    workflow: WorkflowDep,
+    lock: WriteLock,
+    ip: ClientIp,
+    date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
+    date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
+) -> Response:
     """导出年度报告: the same workbook as `matcher report --from --to` for the period chosen on /stats."""
     if session is None:
         return login_redirect(request)

@@ -41,8 +41,18 @@ def _intake(engine: Engine) -> Intake:
 # -- a demand by the form ------------------------------------------------------------------------
 def _new_form(request: Request, session: Session, values: dict[str, str] | None = None, error: str = "",
               status_code: int = 200) -> Response:
-    return render(request, "demand_new.html", {"session": session, "nav": "demands", "values": values or {},
-                                               "labels": DEMAND_FIELDS, "error": error}, status_code=status_code)
+    return render(
+        request,
+        "demand_new.html",
+        {
+            "session": session,
+            "nav": "demands",
+            "values": values or {},
+            "labels": DEMAND_FIELDS,
+            "error": error,
+        },
+        status_code=status_code,
+    )
 
 
 @router.get("/demands/new", response_class=HTMLResponse)
@@ -97,13 +107,26 @@ def _terms(raw: str) -> list[str]:
 
 
 @router.post("/demands/save")
-def save_live(request: Request, session: SessionDep, engine: EngineDep, lock: WriteLock, ip: ClientIp,
-              csrf_token: FormToken = "", text: Annotated[str, Form(max_length=40_000)] = "",
-              top_k: Annotated[int, Form(ge=1, le=100)] = 10, filter_region: Short = "", filter_title: Short = "",
-              exclude_terms: Annotated[str, Form(max_length=12_000)] = "",
-              extra_terms: Annotated[str, Form(max_length=12_000)] = "", title: Short = "", enterprise: Short = "",
-              contact: Short = "", region: Short = "", industry: Short = "",
-              deadline: Annotated[str, Form(max_length=40)] = "") -> Response:
+def save_live(
+    request: Request,
+    session: SessionDep,
+    engine: EngineDep,
+    lock: WriteLock,
+    ip: ClientIp,
+    csrf_token: FormToken = "",
+    text: Annotated[str, Form(max_length=40_000)] = "",
+    top_k: Annotated[int, Form(ge=1, le=100)] = 10,
+    filter_region: Short = "",
+    filter_title: Short = "",
+    exclude_terms: Annotated[str, Form(max_length=12_000)] = "",
+    extra_terms: Annotated[str, Form(max_length=12_000)] = "",
+    title: Short = "",
+    enterprise: Short = "",
+    contact: Short = "",
+    region: Short = "",
+    industry: Short = "",
+    deadline: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
     """保存到收件箱: the pasted demand, its term corrections and the list the page showed."""
     try:
         writer = require_writer(request, session, csrf_token)
@@ -148,7 +171,9 @@ async def _upload(request: Request, kind: str, session: Session | None, engine: 
         return problem(request, session, exc)
     intake = _intake(engine)
     if file is None or not file.filename:
-        return problem(request, writer, InputError("请选择要导入的文件（Excel 工作簿 .xlsx 或 CSV）"), back=back)
+        return problem(
+            request, writer, InputError("请选择要导入的文件（Excel 工作簿 .xlsx 或 CSV）"), back=back
+        )
     data = await _read_upload(file, settings.max_import_bytes)
     try:
         staged = intake.stage(kind, file.filename or "", data)
@@ -163,14 +188,26 @@ async def _upload(request: Request, kind: str, session: Session | None, engine: 
 
 
 @router.post("/demands/upload")
-async def upload_demands(request: Request, session: SessionDep, engine: EngineDep, settings: SettingsDep,
-                         file: Annotated[UploadFile | None, File()] = None, csrf_token: FormToken = "") -> Response:
+async def upload_demands(
+    request: Request,
+    session: SessionDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile | None, File()] = None,
+    csrf_token: FormToken = "",
+) -> Response:
     return await _upload(request, "demands", session, engine, settings, file, csrf_token)
 
 
 @router.post("/experts/upload")
-async def upload_experts(request: Request, session: SessionDep, engine: EngineDep, settings: SettingsDep,
-                         file: Annotated[UploadFile | None, File()] = None, csrf_token: FormToken = "") -> Response:
+async def upload_experts(
+    request: Request,
+    session: SessionDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile | None, File()] = None,
+    csrf_token: FormToken = "",
+) -> Response:
     return await _upload(request, "experts", session, engine, settings, file, csrf_token)
 
 
@@ -223,9 +260,14 @@ def imported_flash(done: str) -> str:
 
 # -- the expert library --------------------------------------------------------------------------
 @router.get("/experts", response_class=HTMLResponse)
-def experts_page(request: Request, session: SessionDep, engine: EngineDep,
-                 q: Annotated[str, Query(max_length=100)] = "", page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-                 done: Annotated[str, Query(max_length=100)] = "") -> Response:
+def experts_page(
+    request: Request,
+    session: SessionDep,
+    engine: EngineDep,
+    q: Annotated[str, Query(max_length=100)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    done: Annotated[str, Query(max_length=100)] = "",
+) -> Response:
     if session is None:
         return login_redirect(request)
     experts, total = engine.search_experts(q.strip(), limit=EXPERTS_PAGE, offset=(page - 1) * EXPERTS_PAGE)
@@ -236,13 +278,24 @@ def experts_page(request: Request, session: SessionDep, engine: EngineDep,
         params = {k: v for k, v in {"q": q.strip(), **changes}.items() if v}
         return "/experts" + ("?" + urlencode(params) if params else "")
 
-    return render(request, "experts.html", {
-        "session": session, "nav": "experts", "experts": experts, "total": total, "q": q, "merges": merges,
-        "first": first, "last": first + len(experts) - 1, "flash": imported_flash(done) or _MERGE_FLASH.get(done, ""),
-        "prev_url": url(page=str(page - 1)) if page > 1 else "",
-        "next_url": url(page=str(page + 1)) if first - 1 + len(experts) < total else "",
-        "download_url": "/experts.xlsx" + (f"?{urlencode({'q': q.strip()})}" if q.strip() else ""),
-    })
+    return render(
+        request,
+        "experts.html",
+        {
+            "session": session,
+            "nav": "experts",
+            "experts": experts,
+            "total": total,
+            "q": q,
+            "merges": merges,
+            "first": first,
+            "last": first + len(experts) - 1,
+            "flash": imported_flash(done) or _MERGE_FLASH.get(done, ""),
+            "prev_url": url(page=str(page - 1)) if page > 1 else "",
+            "next_url": url(page=str(page + 1)) if first - 1 + len(experts) < total else "",
+            "download_url": "/experts.xlsx" + (f"?{urlencode({'q': q.strip()})}" if q.strip() else ""),
+        },
+    )
 
 
 _MERGE_FLASH = {"undone": "已撤销合并：两位专家重新分开，匹配立即按分开后的档案进行。"}
@@ -262,12 +315,22 @@ def undo_merge(request: Request, merge_id: int, session: SessionDep, engine: Eng
 
 # -- an expert's record, corrected on their page -------------------------------------------------
 @router.post("/experts/{expert_id}/edit")
-def edit_expert(request: Request, expert_id: str, session: SessionDep, engine: EngineDep, lock: WriteLock,
-                ip: ClientIp, csrf_token: FormToken = "", name: Annotated[str, Form(max_length=200)] = "",
-                title: Short = "", institution: Short = "", region: Short = "",
-                research_fields: Annotated[str, Form(max_length=4000)] = "",
-                tags: Annotated[str, Form(max_length=2000)] = "", bio: Annotated[str, Form(max_length=20_000)] = "",
-                ) -> Response:
+def edit_expert(
+    request: Request,
+    expert_id: str,
+    session: SessionDep,
+    engine: EngineDep,
+    lock: WriteLock,
+    ip: ClientIp,
+    csrf_token: FormToken = "",
+    name: Annotated[str, Form(max_length=200)] = "",
+    title: Short = "",
+    institution: Short = "",
+    region: Short = "",
+    research_fields: Annotated[str, Form(max_length=4000)] = "",
+    tags: Annotated[str, Form(max_length=2000)] = "",
+    bio: Annotated[str, Form(max_length=20_000)] = "",
+) -> Response:
     back = f"/experts/{quote(expert_id, safe='')}"
     try:
         writer = require_writer(request, session, csrf_token)
@@ -285,11 +348,20 @@ def edit_expert(request: Request, expert_id: str, session: SessionDep, engine: E
 
 
 @router.post("/experts/{expert_id}/documents")
-def add_document(request: Request, expert_id: str, session: SessionDep, engine: EngineDep, lock: WriteLock,
-                 ip: ClientIp, csrf_token: FormToken = "", kind: Annotated[str, Form(max_length=20)] = "paper",
-                 title: Short = "", year: Annotated[str, Form(max_length=10)] = "",
-                 keywords: Annotated[str, Form(max_length=2000)] = "",
-                 abstract: Annotated[str, Form(max_length=20_000)] = "") -> Response:
+def add_document(
+    request: Request,
+    expert_id: str,
+    session: SessionDep,
+    engine: EngineDep,
+    lock: WriteLock,
+    ip: ClientIp,
+    csrf_token: FormToken = "",
+    kind: Annotated[str, Form(max_length=20)] = "paper",
+    title: Short = "",
+    year: Annotated[str, Form(max_length=10)] = "",
+    keywords: Annotated[str, Form(max_length=2000)] = "",
+    abstract: Annotated[str, Form(max_length=20_000)] = "",
+) -> Response:
     back = f"/experts/{quote(expert_id, safe='')}"
     try:
         writer = require_writer(request, session, csrf_token)

@@ -27,7 +27,9 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
-    return render(request, "index.html", {"session": session, "nav": "match", "max_chars": settings.max_text_chars})
+    return render(
+        request, "index.html", {"session": session, "nav": "match", "max_chars": settings.max_text_chars}
+    )
 
 
 @router.get("/experts/{expert_id}", response_class=HTMLResponse)

@@ -35,8 +35,16 @@ def _admin(session: Session | None) -> Session:
     return session  # type: ignore[return-value]
 
 
-def _users_page(request: Request, session: Session, accounts: Accounts, settings: SettingsDep, *,
-                made: tuple[str, str, str] | None = None, flash: str = "", status_code: int = 200) -> Response:
+def _users_page(
+    request: Request,
+    session: Session,
+    accounts: Accounts,
+    settings: SettingsDep,
+    *,
+    made: tuple[str, str, str] | None = None,
+    flash: str = "",
+    status_code: int = 200,
+) -> Response:
     tz = settings.timezone
     now = now_iso()
     rows = []
@@ -59,7 +67,9 @@ def _users_page(request: Request, session: Session, accounts: Accounts, settings
 
 
 @router.get("/admin/users", response_class=HTMLResponse)
-def users_page(request: Request, session: SessionDep, accounts: AccountsDep, settings: SettingsDep) -> Response:
+def users_page(
+    request: Request, session: SessionDep, accounts: AccountsDep, settings: SettingsDep
+) -> Response:
     if session is None:
         return login_redirect(request)
     try:
@@ -76,11 +86,19 @@ def add_user(request: Request, session: SessionDep, accounts: AccountsDep, setti
     try:
         writer = _admin(require_writer(request, session, csrf_token))
         with lock:
-            user, password = accounts.add_user_with_one_time_password(username, role, actor=writer.actor, ip=ip)
+            user, password = accounts.add_user_with_one_time_password(
+                username, role, actor=writer.actor, ip=ip
+            )
     except MatcherError as exc:
         return problem(request, session, exc, back="/admin/users")
-    return _users_page(request, writer, accounts, settings, status_code=201,
-                       made=(user.username, f"已添加账号「{user.username}」（{ROLE_LABELS[user.role]}）", password))
+    return _users_page(
+        request,
+        writer,
+        accounts,
+        settings,
+        status_code=201,
+        made=(user.username, f"已添加账号「{user.username}」（{ROLE_LABELS[user.role]}）", password),
+    )
 
 
 @router.post("/admin/users/{username}/{action}")
@@ -123,10 +141,17 @@ def account_page(request: Request, session: SessionDep) -> Response:
 
 
 @router.post("/account")
-def change_password(request: Request, session: SessionDep, accounts: AccountsDep, lock: WriteLock,
-                    ip: ClientIp, csrf_token: FormToken = "", current: Annotated[str, Form(max_length=200)] = "",
-                    new: Annotated[str, Form(max_length=200)] = "",
-                    again: Annotated[str, Form(max_length=200)] = "") -> Response:
+def change_password(
+    request: Request,
+    session: SessionDep,
+    accounts: AccountsDep,
+    lock: WriteLock,
+    ip: ClientIp,
+    csrf_token: FormToken = "",
+    current: Annotated[str, Form(max_length=200)] = "",
+    new: Annotated[str, Form(max_length=200)] = "",
+    again: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
     try:
         writer = require_writer(request, session, csrf_token)
     except MatcherError as exc:

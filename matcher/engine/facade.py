@@ -302,8 +302,10 @@ class Engine:
                              "(the demand text is empty: paste the enterprise's technical problem)")
         limit = self.settings.max_text_chars
         if len(text) > limit:
-            raise InputError(f"需求文字有 {len(text):,} 字，超过上限 {limit:,} 字，请删减后重试 "
-                             f"(the demand text has {len(text)} characters; the limit is {limit}. Shorten it)")
+            raise InputError(
+                f"需求文字有 {len(text):,} 字，超过上限 {limit:,} 字，请删减后重试 "
+                f"(the demand text has {len(text)} characters; the limit is {limit}. Shorten it)"
+            )
         if has_lone_surrogate(text):
             raise InputError("需求文字含有无效的字符（孤立的代理项），请检查复制来源 "
                              "(the demand text holds a lone surrogate code point, which is not valid text)")
@@ -342,7 +344,9 @@ class Engine:
         text, emphasis = self.check_text(demand.text), " ".join([demand.title, *demand.keywords])
         if not (demand.exclude_terms or demand.extra_terms):
             return self.query(text, emphasis)
-        u = self.understand(text, emphasis, exclude_terms=demand.exclude_terms, extra_terms=demand.extra_terms)
+        u = self.understand(
+            text, emphasis, exclude_terms=demand.exclude_terms, extra_terms=demand.extra_terms
+        )
         return self.query(text, emphasis, understanding=u)
 
     # -- the rules (`matcher.engine.rules`) -------------------------------------------------------

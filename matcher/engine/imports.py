@@ -142,7 +142,9 @@ class Imports:
         return True
 
 
-def expert_preview(parsed: mio.Parsed, plan: dd.Plan, stored: Mapping[str, Expert]) -> tuple[mio.PreviewRow, ...]:
+def expert_preview(
+    parsed: mio.Parsed, plan: dd.Plan, stored: Mapping[str, Expert]
+) -> tuple[mio.PreviewRow, ...]:
     """Each valid row of a file of experts and what the import does with it."""
     merged_into = {m.row: m.kept_id for m in plan.merges}
     final = {e.id: e for e in plan.records}
@@ -161,8 +163,9 @@ def expert_preview(parsed: mio.Parsed, plan: dd.Plan, stored: Mapping[str, Exper
 def refuse_invalid(parsed: mio.Parsed, source: str, skip_invalid: bool) -> None:
     if parsed.errors and not skip_invalid:
         raise DataImportError(
-            f"{source}: {len(parsed.rejects)} 行共 {len(parsed.errors)} 处错误，未导入任何数据；请改正后重新导入 "
-            f"({len(parsed.errors)} problem(s) in {len(parsed.rejects)} row(s); nothing was imported: fix them, "
-            "or import the valid rows with --skip-invalid)",
+            f"{source}: {len(parsed.rejects)} 行共 {len(parsed.errors)} 处错误，"
+            "未导入任何数据；请改正后重新导入 "
+            f"({len(parsed.errors)} problem(s) in {len(parsed.rejects)} row(s); nothing was imported: "
+            "fix them, or import the valid rows with --skip-invalid)",
             sorted(parsed.errors, key=lambda e: e.row),
         )

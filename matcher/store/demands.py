@@ -202,10 +202,13 @@ class Recommendations(Database):
         with self.transaction():
             self.db.execute("DELETE FROM saved_matches WHERE demand_id = ?", [demand_id])
             self.db.conn.executemany(
-                "INSERT INTO saved_matches (demand_id, expert_id, rank, score, explanation, created_at, actor) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(demand_id, e, rank, score, explanation_json(expl), at, actor)
-                 for rank, (e, score, expl) in enumerate(matches, start=1)])
+                "INSERT INTO saved_matches (demand_id, expert_id, rank, score, explanation, created_at, "
+                "actor) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (demand_id, e, rank, score, explanation_json(expl), at, actor)
+                    for rank, (e, score, expl) in enumerate(matches, start=1)
+                ],
+            )
         return at
 
     def top_recommended(self, demand_ids: Sequence[str], n: int = 3) -> dict[str, list[tuple[str, str]]]:

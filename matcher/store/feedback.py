@@ -98,8 +98,11 @@ class Feedback(Database):
     def expert_feedback_counts(self, expert_id: str) -> dict[str, int]:
         """How many demands an expert was recommended for (by any run, or saved from a live ranking)
         and got each verdict for."""
-        out = {"recommended": self._count("SELECT count(DISTINCT demand_id) FROM recommended WHERE expert_id = ?",
-                                          [expert_id])}
+        out = {
+            "recommended": self._count(
+                "SELECT count(DISTINCT demand_id) FROM recommended WHERE expert_id = ?", [expert_id]
+            )
+        }
         rows = self.db.execute("SELECT verdict, count(DISTINCT demand_id) FROM feedback WHERE expert_id = ? "
                                "GROUP BY verdict", [expert_id])
         for verdict in VERDICTS:
