@@ -316,9 +316,9 @@ class DemandIn(_In):
     contact: str = Field(
         "", max_length=200, description="The enterprise's contact person and phone (联系人)."
     )
-    deadline: str = Field("", max_length=10, pattern=r"^$|^\d{4}-\d{2}-\d{2}$",
+    deadline: str = Field("", max_length=10, json_schema_extra={"pattern": validate.DATE_PATTERN},
                           description="截止日期, YYYY-MM-DD: a day that exists (2026-11-31 is refused).")
-    created_at: str = Field("", max_length=40, pattern=r"^$|^\d{4}-\d{2}-\d{2}([T ][0-9:.+\-Z]{5,})?$",
+    created_at: str = Field("", max_length=40, json_schema_extra={"pattern": validate.DATETIME_PATTERN},
                             description="When the enterprise submitted it (an ISO date or time, a day that "
                             "exists); now when left out.")
     exclude_terms: list[Keyword] = Field(

@@ -51,6 +51,16 @@ _FIELD = re.compile(r"\{([a-z_]+)\}")
 
 
 _ISO_DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+#: A day that exists, as the API's schema states it (so that a client's generator makes only
+#: these): months of 28, 30 and 31 days, 29 February in leap years; years 1000-9999; [0-9], not \d,
+#: which matches other scripts' digits in Python.
+_DAY = (r"(?:[1-9][0-9]{3}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+        r"|(?:0[13578]|1[02])-31)|(?:[1-9][0-9](?:0[48]|[2468][048]|[13579][26])|(?:[2468][048]|[13579][26])00)"
+        r"-02-29)")
+DATE_PATTERN = rf"^$|^{_DAY}$"
+#: The same day, or that day with an ISO time (hh:mm[:ss[.ffffff]], an optional Z or ±hh:mm).
+DATETIME_PATTERN = (rf"^$|^{_DAY}(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{{1,6}})?)?"
+                    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?)?$")
 _ISO_TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ]\d{2}:\d{2}")
 
 
