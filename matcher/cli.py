@@ -679,7 +679,7 @@ def batch(
             raise typer.Exit(1) from exc
         shown.close()
         r = result.run
-        _echo_run(result)
+        _echo_run(result, engine.store)
         if report is not None:
             try:
                 paths = write_report(engine.store, r, report)
@@ -691,14 +691,21 @@ def batch(
                 typer.echo(f"report: {path}")
 
 
-def _echo_run(result: Any) -> None:
+def _echo_run(result: Any, store: Any) -> None:
+    from matcher.batch import exclusion_counts
+
     r = result.run
     if result.reused:
         typer.echo(f"run {r.run_key} was done already ({r.finished_at}): nothing recomputed "
                    "(--force recomputes it)")
+    # By kind: a 不合适 or 婉拒 verdict is a verdict, not a 回避 rule.
+    kinds = {"回避": "by 回避 rules", "婉拒": "declined (婉拒)", "不合适": "found unsuitable (不合适)",
+             "暂停推荐": "paused (暂停推荐)"}
+    counts = exclusion_counts(store, r)
+    excluded = ", ".join(f"{n} {kinds[k]}" for k, n in counts.items() if n) or "none"
     typer.echo(f"run {r.run_key}: {r.status}; {r.demands} demands, {r.matched} matched, "
                f"{r.recommendations} recommendations, {r.unfilled} not filled to --top, "
-               f"{r.exclusions} experts excluded by 回避 rules"
+               f"{r.exclusions} experts excluded ({excluded})"
                + ("" if result.reused else f" ({r.seconds:.1f} s)"))
 
 
@@ -1054,8 +1061,7 @@ def report(
 ) -> None:
     """The figures for a 科协's annual report as an .xlsx: the funnel, outcomes by kind, by month,
     industry and region, the most engaged experts, the expert-gap list (the same as /stats)."""
-    from matcher.report import write_report
-    from matcher.stats import compute
+    from matcher.report import annual_report
     from matcher.workflow import parse_date
 
     if out.suffix.lower() != ".xlsx":
@@ -1063,12 +1069,8 @@ def report(
     lo = parse_date(date_from, "--from") if date_from else None
     hi = parse_date(date_to, "--to") if date_to else None
     with _engine(db) as engine:
-        stats = compute(engine, lo, hi)
-        ids = {o.demand_id for o in stats.outcome_rows}
-        titles = {d.id: (d.title, d.enterprise) for d in engine.get_demands(ids)}
-        named = {x for o in stats.outcome_rows for x in o.expert_ids}
-        names = {e.id: e.name for e in engine.get_experts(named)}
-        path = write_report(stats, out, demand_titles=titles, expert_names=names)
+        stats = annual_report(engine, lo, hi, out)
+        path = out
     f = stats.funnel
     typer.echo(f"report {path}: {f['received']} demands received, {f['succeeded']} succeeded, "
                f"{sum(stats.outcome_counts.values())} outcomes, "

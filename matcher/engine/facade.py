@@ -296,14 +296,18 @@ class Engine:
     # -- the query ------------------------------------------------------------------------------
     def check_text(self, text: str) -> str:
         if not isinstance(text, str):
-            raise InputError("the demand text must be a string")
+            raise InputError("需求文字应是文本 (the demand text must be a string)")
         if not text.strip():
-            raise InputError("the demand text is empty: paste the enterprise's technical problem")
+            raise InputError("需求文字为空：请粘贴企业的技术难题 "
+                             "(the demand text is empty: paste the enterprise's technical problem)")
         limit = self.settings.max_text_chars
         if len(text) > limit:
-            raise InputError(f"the demand text has {len(text)} characters; the limit is {limit}. Shorten it")
+            raise InputError(
+                f"需求文字有 {len(text):,} 字，超过上限 {limit:,} 字，请删减后重试 "
+                f"(the demand text has {len(text)} characters; the limit is {limit}. Shorten it)"
+            )
         if has_lone_surrogate(text):
-            raise InputError("需求文字含有无效的 Unicode 字符（孤立的代理项），请检查复制来源 "
+            raise InputError("需求文字含有无效的字符（孤立的代理项），请检查复制来源 "
                              "(the demand text holds a lone surrogate code point, which is not valid text)")
         return text
 
@@ -335,7 +339,15 @@ class Engine:
         return self.embeddings.with_query_vector(q, " ".join([text, *u.extra]))
 
     def _demand_query(self, demand: Demand) -> Query:
-        return self.query(self.check_text(demand.text), " ".join([demand.title, *demand.keywords]))
+        """A stored demand's query: its title and keywords emphasised, the staff's corrections of what
+        the engine understood (terms left out, terms added) applied, as on the match page."""
+        text, emphasis = self.check_text(demand.text), " ".join([demand.title, *demand.keywords])
+        if not (demand.exclude_terms or demand.extra_terms):
+            return self.query(text, emphasis)
+        u = self.understand(
+            text, emphasis, exclude_terms=demand.exclude_terms, extra_terms=demand.extra_terms
+        )
+        return self.query(text, emphasis, understanding=u)
 
     # -- the rules (`matcher.engine.rules`) -------------------------------------------------------
     def rules_for(self, demand: Demand | None = None, filters: Filters | None = None, *,
