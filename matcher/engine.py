@@ -277,7 +277,7 @@ class Engine:
         the server's background thread, `matcher index` or the nightly batch."""
         self._follow_saved_soon()
         loaded = self._ensure_index()
-        if not self._bank_busy and not self.bank_is_fresh():
+        if not self._bank_busy and not self.store.in_transaction and not self.bank_is_fresh():
             if self.store.count_demands() <= self.settings.bank_sync_max:
                 self.refresh_bank()
                 loaded = self._loaded or loaded
@@ -287,7 +287,11 @@ class Engine:
 
     def _ensure_index(self) -> _Loaded:
         loaded = self._loaded
-        if loaded is not None and loaded.data_version == self.store.data_version:
+        if loaded is not None and (self.store.in_transaction
+                                   or loaded.data_version == self.store.data_version):
+            # Inside a write transaction this thread's connection sees its own uncommitted rows:
+            # the index follows committed data only (`_follow_write`), or a rollback would leave
+            # it holding what the store never kept.
             return loaded
         with self._build_lock:
             loaded = self._loaded
@@ -359,6 +363,20 @@ class Engine:
         self._loaded = _Loaded(self._with_bank(self._with_dense(new)), experts, version)
         self._dense_wanted()
         return self._loaded
+
+    def _follow_write(self, before: int, upserts: Sequence[Expert], removed: Sequence[str]) -> None:
+        """Follow a write into the index once it is committed: at once (the caller holds the build
+        lock), or, inside a caller's transaction, when that commits (never when it rolls back, so
+        the index never holds a write the store does not)."""
+        if not self.store.in_transaction:
+            self._after_write_locked(before, upserts, removed)
+            return
+
+        def follow() -> None:
+            with self._build_lock:
+                self._after_write_locked(before, upserts, removed)
+
+        self.store.after_commit(follow)
 
     def _after_write_locked(self, before: int, upserts: Sequence[Expert], removed: Sequence[str]) -> None:
         """Follow a write made under the lock: incrementally when it is the only change since the
@@ -673,7 +691,7 @@ class Engine:
             before = self.store.data_version
             summary = self.store.upsert_experts(experts)
             if summary.inserted or summary.updated:
-                self._after_write_locked(before, experts, ())
+                self._follow_write(before, experts, ())
         return summary
 
     def delete_expert(self, expert_id: str) -> None:
@@ -681,7 +699,7 @@ class Engine:
         with self._build_lock:
             before = self.store.data_version
             self.store.delete_expert(expert_id)
-            self._after_write_locked(before, (), (expert_id,))
+            self._follow_write(before, (), (expert_id,))
 
     def add_demands(self, demands: Iterable[Demand]) -> WriteSummary:
         return self.store.upsert_demands(demands)
@@ -783,7 +801,7 @@ class Engine:
             with self.store.transaction():
                 self.store.upsert_experts([entry.before, entry.merged])
                 self.store.mark_merge_undone(merge_id)
-            self._after_write_locked(before, [entry.before, entry.merged], ())
+            self._follow_write(before, [entry.before, entry.merged], ())
         return entry
 
     def load_demo(self) -> bool:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import jieba
@@ -63,3 +65,53 @@ def engine(tmp_path: Path, tokenizer: ChineseTokenizer) -> Engine:
     e = Engine(make_settings(tmp_path), tokenizer=tokenizer)
     yield e
     e.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(tmp: Path, db: Path, *, workers: int = 1, env: dict[str, str] | None = None,
+                   startup: float = 180) -> Iterator[str]:
+    """`matcher serve` as a real process on a free port (the demo corpus in an empty `db`); yields
+    its URL once it answers, and stops it with SIGTERM (its log is in `tmp/server.log`)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "matcher", "serve", "--port", str(port), "--db", str(db),
+           "--workers", str(workers)]
+    log = tmp / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp, env={**os.environ, **(env or {})}, stdout=out,
+                                stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + startup
+            while True:
+                assert proc.poll() is None, f"matcher serve exited:\n{log.read_text()}"
+                try:
+                    if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, f"matcher serve did not answer:\n{log.read_text()}"
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)

@@ -189,3 +189,41 @@ def test_bare_small_numbers_are_not_terms(tokenizer) -> None:
     toks = tokenizer.tokenize("4号线 5台 304不锈钢 2019年 12")
     assert "4" not in toks and "5" not in toks and "12" not in toks
     assert "304不锈钢" in toks and "2019" in toks
+
+
+def test_a_write_rolled_back_by_the_callers_transaction_never_reaches_the_index(tmp_path, tokenizer) -> None:
+    """The API writes an expert and its audit entry in one transaction; when that rolls back (a
+    failed audit, a full disk, a lost lock), the index must not keep the expert. Before, it did,
+    and the next write by anyone (here another process's import, through the store) moved the
+    store's change counter to the very value the index already claimed: the ghost stayed listed
+    and the real write was never indexed."""
+    from matcher.config import Settings
+    from matcher.models import Expert
+
+    from .conftest import copy_db, demo_template
+
+    db = copy_db(demo_template(tmp_path / "t", tokenizer), tmp_path / "w")
+    engine = Engine(Settings(db=db), tokenizer=tokenizer)
+    try:
+        engine.ensure_index()
+        ghost = Expert.from_dict({"id": "G1", "name": "幽灵", "research_fields": ["蚕丝蛋白膜"]})
+        with pytest.raises(RuntimeError), engine.store.transaction():
+            engine.upsert_experts([ghost])
+            assert "G1" not in {m.expert_id for m in engine.match("蚕丝蛋白膜", top_k=50)}, \
+                "the index follows committed writes only"
+            raise RuntimeError("the audit entry could not be written")
+        other = Engine(Settings(db=db), tokenizer=tokenizer)
+        try:
+            real = Expert.from_dict({"id": "R1", "name": "真人", "research_fields": ["蚕丝蛋白膜"]})
+            other.store.upsert_experts([real])
+        finally:
+            other.close()
+        found = [m.expert_id for m in engine.match("蚕丝蛋白膜", top_k=50)]
+        assert "R1" in found and "G1" not in found
+        with engine.store.transaction():
+            engine.upsert_experts([Expert.from_dict({"id": "R2", "name": "又一人",
+                                                     "research_fields": ["蚕丝蛋白膜"]})])
+        assert "R2" in {m.expert_id for m in engine.match("蚕丝蛋白膜", top_k=50)}, "followed at the commit"
+        assert engine.ensure_index().index.n_experts == engine.store.count_experts()
+    finally:
+        engine.close()
