@@ -52,6 +52,10 @@ UNIT_CHARS = 300
 QUERY_CHARS = 256
 
 
+#: Vectors by cache key: a store's `cached_vectors` for one model, say.
+Lookup = Callable[[Sequence[bytes]], Mapping[bytes, np.ndarray]]
+
+
 class Encoder(Protocol):
     """Turns texts into L2-normalised float32 vectors (one row a text)."""
 
@@ -245,8 +249,7 @@ class DenseVectors:
                             self.student_mean)
 
     def filled(self, unit_keys: np.ndarray, profile_keys: np.ndarray,
-               lookup: Callable[[Sequence[bytes]], Mapping[bytes, np.ndarray]],
-               student: Callable[[Sequence[bytes]], Mapping[bytes, np.ndarray]] | None = None) -> DenseVectors:
+               lookup: Lookup, student: Lookup | None = None) -> DenseVectors:
         """A copy with the missing rows that `lookup` now has (appended rows included); with
         `student`, rows that `lookup` still lacks get the student's vector when it has one."""
         new = self.extended(len(unit_keys), len(profile_keys))
@@ -316,7 +319,7 @@ def _wide(units: np.ndarray) -> np.ndarray:
 
 def assemble(model: str, unit_keys: np.ndarray, lookup: Callable[[Sequence[bytes]], Mapping[bytes, np.ndarray]],
              *, profile_keys: np.ndarray | None = None, mean: np.ndarray | None = None,
-             student: Callable[[Sequence[bytes]], Mapping[bytes, np.ndarray]] | None = None) -> DenseVectors | None:
+             student: Lookup | None = None) -> DenseVectors | None:
     """Vectors for `unit_keys` (and `profile_keys`) from `lookup` (e.g. a store's cache), centred on
     `mean` or, when None, on the mean of the unit vectors found. With `student`, the rows `lookup`
     lacks take the student's vectors, centred on their own mean. None when no unit vector is found."""
@@ -398,7 +401,7 @@ def _findable(ok: np.ndarray, keys: np.ndarray,
 
 
 def _fill(out: np.ndarray, ok: np.ndarray, keys: np.ndarray,
-          lookup: Callable[[Sequence[bytes]], Mapping[bytes, np.ndarray]], mean: np.ndarray | None) -> np.ndarray:
+          lookup: Lookup, mean: np.ndarray | None) -> np.ndarray:
     """Rows of `out` not `ok` that `lookup` has, centred on `mean` (None: on the mean of those
     found), marked `ok`. Returns the centre used."""
     missing = np.flatnonzero(~ok)

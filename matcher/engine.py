@@ -43,11 +43,11 @@ from matcher import io as mio
 from matcher import text as matcher_text
 from matcher.config import Settings, get_settings
 from matcher.dense import make_encoder
-from matcher.static_encoder import make_student, word_key
 from matcher.errors import DataImportError, IndexStateError, InputError, NotFoundError, StoreError
 from matcher.models import EXCLUDING_VERDICTS, Demand, Expert, Explanation, Match, expert_digest
 from matcher.rank import ExpertIndex, Filters, Query, Scored, best_first, same_institution
 from matcher.ranking.bank import popularity
+from matcher.static_encoder import make_student, word_key
 from matcher.store import MergeEntry, Pause, Store, WriteSummary
 from matcher.text import ChineseTokenizer, Synonyms, read_wordlist
 from matcher.thesaurus import Thesaurus
@@ -536,9 +536,13 @@ class Engine:
             return np.stack([got[k] for k in keys if k in got]) if got else None
         stamp = f"{self.store.demands_stamp()}|{self.settings.bank_size}"
         if self._bank_vectors is None or self._bank_vectors[0] != stamp:
-            vectors = [self.student.encode_terms(self.query(t, e, encode=False).weights) for _, t, e in recent]
+            vectors = [self._student_vector(t, e) for _, t, e in recent]
             self._bank_vectors = (stamp, np.stack(vectors) if vectors else None)
         return self._bank_vectors[1]
+
+    def _student_vector(self, text: str, emphasis: str = "") -> np.ndarray:
+        assert self.student is not None
+        return self.student.encode_terms(self.query(text, emphasis, encode=False).weights)
 
     def bank_is_fresh(self) -> bool:
         return not self.settings.popularity_weight or self.store.get_meta("popularity_stamp") == self._bank_stamp()
@@ -563,11 +567,14 @@ class Engine:
         stamp = self._bank_stamp()
         bank = self.store.recent_demand_texts(self.settings.bank_size)
         loaded = self._ensure_index()
-        if self.encoder is not None and self.student is None:
-            for i, (_, text, _) in enumerate(bank, start=1):
+        if self.encoder is not None:
+            for i, (_, text, emphasis) in enumerate(bank, start=1):
                 if stop is not None and stop.is_set():
                     return 0
-                self.query_vector(text)
+                if self.student is None:
+                    self.query_vector(text)
+                else:  # the words the student has not met yet are encoded (and cached) here
+                    self.student.word_vectors(list(self.query(text, emphasis, encode=False).weights))
                 if progress is not None:
                     progress(i, 2 * len(bank))
         if stop is not None and stop.is_set():
@@ -664,7 +671,7 @@ class Engine:
         said = [(d.text, " ".join([d.title, *d.keywords])) for d in demands[-self.settings.bank_size :]]
         if self.encoder is not None and dense_w and index.dense_ is not None and said:
             if self.student is not None:  # read as the demands themselves are, emphasis included
-                bank = np.stack([self.student.encode_terms(self.query(t, e, encode=False).weights) for t, e in said])
+                bank = np.stack([self._student_vector(t, e) for t, e in said])
             else:
                 bank = np.stack([self.query_vector(t) for t, _ in said])
             index = index.with_dense_bank(bank, dense_w)
@@ -901,7 +908,7 @@ class Engine:
         batch read the same demands again)."""
         assert self.encoder is not None
         if self.student is not None:
-            return self.student.encode_terms(self.query(text, encode=False).weights)
+            return self._student_vector(text)
         text = text[: dense.QUERY_CHARS]
         key = dense.text_key("query: " + text)
         hit = self.store.cached_vectors(self.encoder.name, [key]).get(key)

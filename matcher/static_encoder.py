@@ -155,7 +155,8 @@ class StaticEncoder:
         return [w for w in todo if w not in found]
 
     # -- texts ----------------------------------------------------------------------------------
-    def _vector(self, terms: Mapping[str, float], vectors: Mapping[str, np.ndarray], *, sif: bool) -> np.ndarray:
+    def _vector(self, terms: Mapping[str, float], vectors: Mapping[str, np.ndarray], *,
+                sif: bool) -> np.ndarray:
         acc = np.zeros(len(self.mean), dtype=np.float32)
         for term, w in terms.items():
             v = vectors.get(term)
@@ -275,7 +276,8 @@ def make_student(settings: Settings, encoder: Encoder | None, tokenizer: Chinese
     folder = settings.corpora_dir / DEFAULT_FOLDER.name
     if not (folder / "meta.json").exists():
         folder = DEFAULT_FOLDER
-    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8")) if (folder / "meta.json").exists() else {}
+    meta_file = folder / "meta.json"
+    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {}
     if meta.get("teacher") != encoder.name:
         log.info("no static student of the encoder %s: demands are read by the encoder itself", encoder.name)
         return None

