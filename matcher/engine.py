@@ -540,9 +540,11 @@ class Engine:
             self._bank_vectors = (stamp, np.stack(vectors) if vectors else None)
         return self._bank_vectors[1]
 
-    def _student_vector(self, text: str, emphasis: str = "") -> np.ndarray:
+    def _student_vector(self, text: str, emphasis: str = "", *, learn: bool = False) -> np.ndarray:
+        """A stored demand's vector as the student reads it; `learn` (off the interactive path:
+        the bank's refresh, the evaluation) encodes the words it does not know yet first."""
         assert self.student is not None
-        return self.student.encode_terms(self.query(text, emphasis, encode=False).weights)
+        return self.student.encode_terms(self.query(text, emphasis, encode=False).weights, learn=learn)
 
     def bank_is_fresh(self) -> bool:
         return not self.settings.popularity_weight or self.store.get_meta("popularity_stamp") == self._bank_stamp()
@@ -573,8 +575,9 @@ class Engine:
                     return 0
                 if self.student is None:
                     self.query_vector(text)
-                else:  # the words the student has not met yet are encoded (and cached) here
+                else:  # the words the student does not know yet are learned (and cached) here
                     self.student.word_vectors(list(self.query(text, emphasis, encode=False).weights))
+                    self._bank_vectors = None
                 if progress is not None:
                     progress(i, 2 * len(bank))
         if stop is not None and stop.is_set():
@@ -671,7 +674,7 @@ class Engine:
         said = [(d.text, " ".join([d.title, *d.keywords])) for d in demands[-self.settings.bank_size :]]
         if self.encoder is not None and dense_w and index.dense_ is not None and said:
             if self.student is not None:  # read as the demands themselves are, emphasis included
-                bank = np.stack([self._student_vector(t, e) for t, e in said])
+                bank = np.stack([self._student_vector(t, e, learn=True) for t, e in said])
             else:
                 bank = np.stack([self.query_vector(t) for t, _ in said])
             index = index.with_dense_bank(bank, dense_w)
@@ -908,7 +911,7 @@ class Engine:
         batch read the same demands again)."""
         assert self.encoder is not None
         if self.student is not None:
-            return self._student_vector(text)
+            return self._student_vector(text, learn=True)
         text = text[: dense.QUERY_CHARS]
         key = dense.text_key("query: " + text)
         hit = self.store.cached_vectors(self.encoder.name, [key]).get(key)

@@ -158,6 +158,13 @@ def test_the_demo_ships_a_vector_for_every_text_it_indexes(tmp_path: Path, token
     with Engine(make_settings(tmp_path), tokenizer=tokenizer) as engine:
         engine.load_demo()
         assert engine.dense_status() == (engine.store.count_experts(), engine.store.count_experts())
+        # and the words the static student reads in them and in the demo's demands: a first run
+        # (the README's first command) encodes none of them
+        assert engine.student is not None
+        words = [w for t in needed.values() for w in tokenizer.tokenize(t)]
+        words += [w for _, t, e in engine.store.recent_demand_texts(1000)
+                  for w in engine.query(t, e, encode=False).weights]
+        assert engine.student.missing_words(words) == []
 
 
 def test_new_experts_are_encoded_in_the_background_while_the_words_serve(tmp_path: Path, tokenizer) -> None:
