@@ -443,6 +443,7 @@ class Engine:
             return
 
         def follow() -> None:
+            background_priority()  # the old index answers meanwhile; requests come first
             try:
                 self.follow_saved()
             except Exception:  # noqa: BLE001 - the loaded index goes on serving; retried on the next look
@@ -1148,6 +1149,14 @@ UNEXPLAINED = Explanation(terms=(), evidence=())
 FILTERED = "left out by the filters"  # `Engine.rule_out`'s reason for a filter, not a 回避 rule
 
 
+def background_priority(niceness: int = 10) -> None:
+    """Lower the calling thread's CPU priority (Linux: a thread is a task with its own nice value):
+    work that can wait (encoding a pool's units, rebuilding the index) takes the cores only when
+    requests leave them free, so it never lengthens a match. Elsewhere nothing changes."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+
+
 class _DenseWorker:
     """A daemon thread that encodes what the vector cache lacks, 200 experts at a time, whenever
     the engine wakes it (after a build, an update or a start)."""
@@ -1168,6 +1177,7 @@ class _DenseWorker:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        background_priority()
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()
