@@ -2,7 +2,8 @@
 
 The engine (tokenizer, store, fitted index) is built once in the lifespan and shared by every
 request; routes that rank are plain `def`, so FastAPI runs them in its thread pool. Middleware,
-outermost first: security headers, body limit, then CORS (only when origins are configured).
+outermost first: security headers, body limit, replays of writes sent with an Idempotency-Key,
+then CORS (only when origins are configured).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import matcher
-from api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from api.routes import demands, experts, feedback, health, match, outcomes, pages, staff, team
+from api.middleware import BodyLimitMiddleware, IdempotencyMiddleware, SecurityHeadersMiddleware
+from api.routes import admin, demands, experts, feedback, health, match, outcomes, pages, staff, team
+from matcher.apikeys import check_keys
 from matcher.config import Settings, get_settings
 from matcher.engine import Engine
 from matcher.errors import MatcherError
@@ -121,6 +123,7 @@ def create_app(
     `demo_if_empty` loads the fictional demo corpus into an empty database, like `matcher match`.
     """
     settings = settings or (engine.settings if engine is not None else get_settings())
+    check_keys(settings)  # a weak or example key in MATCHER_API_KEYS: refuse to serve at all
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -161,6 +164,7 @@ def create_app(
     app.include_router(outcomes.router, prefix=API_PREFIX)  # outcomes and statistics (issue 17)
     app.include_router(pages.router)
     app.include_router(staff.router)  # the staff's pages: sign-in, inbox, a demand, audit
+    app.include_router(admin.router)  # administrators: API keys
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     app.add_exception_handler(MatcherError, matcher_error)
@@ -175,6 +179,7 @@ def create_app(
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Content-Type", "X-API-Key"],
         )
+    app.add_middleware(IdempotencyMiddleware, hours=settings.idempotency_hours)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -7,9 +7,15 @@ it (it is at most `max_body_bytes`), so an oversized request is answered 413 bef
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from matcher.errors import MatcherError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -118,3 +124,121 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class IdempotencyMiddleware:
+    """Writes sent with an `Idempotency-Key` header happen once, however often they are retried.
+
+    A client that lost the answer to a POST or PUT (a timeout, a dropped connection) sends it again
+    with the same key: the first answer (2xx) is stored for `hours` with a digest of the request and
+    replayed (header `Idempotency-Replayed: true`) instead of writing twice. The key is scoped by the
+    API key that sent it, the method and the path. The same key with another request body is a 422;
+    a retry while the first request still runs is a 409 (`Retry-After: 1`). An answer that is not
+    2xx is not stored: such a write did not happen (the store's transactions), so a retry runs it
+    again. A request whose process died keeps its claim for `stale_seconds`, then a retry runs it.
+    """
+
+    METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+    KEPT_HEADERS = frozenset({b"content-type", b"location", b"content-disposition"})
+
+    def __init__(self, app: ASGIApp, hours: float = 24.0, stale_seconds: float = 60.0) -> None:
+        self.app = app
+        self.hours = hours
+        self.stale_seconds = stale_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope["method"] not in self.METHODS
+                or not scope.get("path", "").startswith("/api/")):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", ()))
+        raw_key = headers.get(b"idempotency-key")
+        if raw_key is None:
+            await self.app(scope, receive, send)
+            return
+        key = raw_key.decode("latin-1")
+        if not 1 <= len(key) <= 255 or not all(33 <= ord(c) < 127 for c in key):
+            await send_error(send, 422, "InputError", "Idempotency-Key 须为 1 到 255 个可见 ASCII 字符 "
+                             "(the Idempotency-Key header must be 1 to 255 visible ASCII characters)")
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        caller = hashlib.sha256(headers.get(b"x-api-key", b"")).hexdigest()
+        target = f"{scope['method']} {scope['path']}?{scope.get('query_string', b'').decode('latin-1')}"
+        claim = hashlib.sha256(f"{caller}|{target}|{key}".encode()).hexdigest()
+        fingerprint = hashlib.sha256(target.encode() + b"\n" + body).hexdigest()
+        store = scope["app"].state.engine.store
+        now = datetime.now(UTC)
+        try:
+            current = await run_in_threadpool(
+                store.begin_replay, claim, fingerprint,
+                expired_before=(now - timedelta(hours=self.hours)).isoformat(timespec="seconds"),
+                stale_before=(now - timedelta(seconds=self.stale_seconds)).isoformat(timespec="seconds"))
+        except MatcherError as exc:
+            await send_error(send, exc.status, type(exc).__name__, exc.message)
+            return
+        if current is not None:
+            await self._answer_again(current, fingerprint, send)
+            return
+
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        start: Message = {}
+        parts: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+
+        try:
+            await self.app(scope, replay, capture)
+        except BaseException:
+            await run_in_threadpool(store.drop_replay, claim)
+            raise
+        status = int(start.get("status", 500))
+        answer = b"".join(parts)
+        if 200 <= status < 300:
+            kept = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])
+                    if k.lower() in self.KEPT_HEADERS]
+            await run_in_threadpool(store.finish_replay, claim, status, kept, answer)
+        else:
+            await run_in_threadpool(store.drop_replay, claim)
+        await send(start)
+        await send({"type": "http.response.body", "body": answer})
+
+    @staticmethod
+    async def _answer_again(current: Any, fingerprint: str, send: Send) -> None:
+        if current.fingerprint != fingerprint:
+            await send_error(send, 422, "InputError", "此 Idempotency-Key 已用于另一个请求，请换一个 "
+                             "(this Idempotency-Key was sent with another request; use a new key for a new "
+                             "request)")
+            return
+        if current.state != "done":
+            await send(
+                {"type": "http.response.start", "status": 409,
+                 "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")]})
+            body = json.dumps({"error": {"type": "ConflictError", "message": (
+                "使用此 Idempotency-Key 的请求仍在处理，请稍后重试 (the request with this Idempotency-Key "
+                "is still running; retry in a moment)")}}, ensure_ascii=False).encode("utf-8")
+            await send({"type": "http.response.body", "body": body})
+            return
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in current.headers]
+        headers += [(b"idempotency-replayed", b"true"), (b"content-length", str(len(current.body)).encode())]
+        await send({"type": "http.response.start", "status": current.status, "headers": headers})
+        await send({"type": "http.response.body", "body": current.body})

@@ -39,9 +39,34 @@ def _iso_day(value: Any) -> Any:
 IsoDate = Annotated[date, BeforeValidator(_iso_day)]
 
 
+def _surrogate_at(value: Any, path: str = "") -> str | None:
+    """Where `value` (a JSON body, walked) holds a lone UTF-16 surrogate (`"\\ud800"` in JSON): such
+    text cannot be encoded, stored or shown, and reached the encoder as a 500."""
+    if isinstance(value, str):
+        return path or "body" if _SURROGATE.search(value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _surrogate_at(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class _In(BaseModel):
     # A misspelt field ("topk") should be an error, not silently ignored.
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_lone_surrogates(cls, data: Any) -> Any:
+        where = _surrogate_at(data)
+        if where:
+            raise ValueError(f"{where}: 含有无效的 Unicode 字符（孤立的代理项，常见于损坏的复制或编码），"
+                             "请检查后重发 (holds a lone surrogate code point, which is not valid text)")
+        return data
 
 
 # -- matching ------------------------------------------------------------------------------------
@@ -114,7 +139,7 @@ class ExpertSummary(BaseModel):
     institution: str
     region: str
     research_fields: list[str]
-    contact: ContactOut | None = Field(None, description="Only with an API key.")
+    contact: ContactOut | None = Field(None, description="Only with an admin key.")
 
 
 class ExpertOut(ExpertSummary):

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-KEY = "bench-load-key-0001"
+KEY = "bench-load-key-0001-1316b67b40c7e6"
 QUERIES = [
     "我司生产不锈钢保温杯，真空层激光焊接合格率低，寻求焊接工艺改进方案",
     "动力锂电池BMS均衡控制策略优化，电池包一致性差",

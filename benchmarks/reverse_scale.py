@@ -38,7 +38,7 @@ import synth  # noqa: E402 - after the path is set
 from matcher.config import Settings  # noqa: E402
 from matcher.engine import Engine  # noqa: E402
 
-KEY = "bench-key"
+KEY = "bench-key-22c0c35eac0816"
 DISTRICTS = (
     "浙江省金华市永康市",
     "浙江省金华市武义县",
@@ -128,7 +128,7 @@ def main() -> None:
         print(f"database: {len(experts)} experts, {args.demands} demands ({time.perf_counter() - t:.1f} s)")
         server, url = serve(db)
         try:
-            with httpx.Client(base_url=url, timeout=600) as client:
+            with httpx.Client(base_url=url, timeout=600, headers={"X-API-Key": KEY}) as client:
                 wait_for(client, server)
                 t = time.perf_counter()
                 first = client.get(f"/api/v1/experts/{experts[0]}/demands")
@@ -174,7 +174,7 @@ def main() -> None:
         # A restart: the demands' tokens are in the token cache now.
         server, url = serve(db)
         try:
-            with httpx.Client(base_url=url, timeout=600) as client:
+            with httpx.Client(base_url=url, timeout=600, headers={"X-API-Key": KEY}) as client:
                 wait_for(client, server)
                 t = time.perf_counter()
                 assert client.get(f"/api/v1/experts/{experts[0]}/demands").status_code == 200

@@ -68,10 +68,16 @@ def backup(settings: Settings, dest: Path | str, *, overwrite: bool = False) -> 
     return info
 
 
-def restore(settings: Settings, source: Path | str) -> RestoreResult:
-    """Replace the database of `settings` with the backup `source`; the old one is kept aside."""
+def restore(settings: Settings, source: Path | str, *, actor: str = "cli") -> RestoreResult:
+    """Replace the database of `settings` with the backup `source`; the old one is kept aside.
+
+    The restore is audited in both logs: in the database it replaces (so the copy kept aside says
+    who put it aside, and when) and in the restored one. The replaced log's entries later than the
+    backup's last one (written after the backup was taken: sign-ins, verdicts, contact views) are
+    carried into the restored log, which would otherwise forget them; the files they are about are
+    not carried (that is what a restore undoes), but who did what stays on record."""
     source = Path(source)
-    check_database(source)  # refuse a bad file before touching the live database
+    info = check_database(source)  # refuse a bad file before touching the live database
     db = Path(settings.db)
     if str(db) == ":memory:":
         raise InputError("cannot restore into an in-memory database: pass --db")
@@ -81,11 +87,20 @@ def restore(settings: Settings, source: Path | str) -> RestoreResult:
     store = Store(db, busy_timeout=settings.busy_timeout)
     try:
         aside = None
+        carried: list[tuple[str, str, str, str, str, str]] = []
+        detail = {"source": str(source.resolve()), "backup_last_entry": info.last_audit_at}
         if existed:
             aside = _stamped(db.parent, f"{db.name}.before-restore-", "")
+            store.audit(actor, "backup.restore", "database", {**detail, "kept_aside_as": str(aside)})
             store.backup_to(aside)
-        info = store.restore_from(source)
+            carried = store.audit_rows_from(info.last_audit_at)
+        restored = store.restore_from(source)
+        with store.transaction():
+            n = store.append_audit_rows(carried)
+            store.audit(actor, "backup.restore", "database", {
+                **detail, "kept_aside_as": str(aside) if aside else None, "carried_entries": n})
     finally:
         store.close()
-    log.info("restored %s from %s (old database kept at %s)", db, source, aside)
-    return RestoreResult(info, aside)
+    log.info("restored %s from %s (old database kept at %s; %d audit entries carried over)",
+             db, source, aside, len(carried))
+    return RestoreResult(restored, aside)

@@ -320,9 +320,9 @@ def export(
     status: Annotated[str, typer.Option(
         help="demands and matches: only demands with this status (new, matched, closed).")] = "",
     top: Annotated[int, typer.Option("--top", "-n", help="matches: how many experts per demand.")] = 10,
-    contact: Annotated[bool | None, typer.Option(
-        "--contact/--no-contact", help="Include phone and e-mail (default: yes for experts, no for matches).",
-        show_default=False)] = None,
+    contact: Annotated[bool, typer.Option(
+        "--contact", help="Include experts' phone and e-mail (personal information: the export is audited "
+        "with its row count; a file without them imports back without touching the stored ones).")] = False,
     db: DbOption = None,
 ) -> None:
     """Export experts, demands or matches; `matcher import` reads an export back unchanged."""
@@ -338,7 +338,7 @@ def export(
     with _engine(db) as engine:
         store = engine.store
         if kind == "experts":
-            n = mio.export_experts(store.iter_experts(), fmt, target, include_contact=contact is not False)
+            n = mio.export_experts(store.iter_experts(), fmt, target, include_contact=contact)
         elif kind == "demands":
             n = mio.export_demands(store.iter_demands(status or None), fmt, target)
         else:
@@ -348,7 +348,11 @@ def export(
                 for i, d in enumerate(demands, start=1):
                     results.append((d, engine.match_demand(d, top_k=top)))
                     progress(i, len(demands))
-            n = mio.export_matches(results, fmt, target, include_contact=bool(contact))
+            n = mio.export_matches(results, fmt, target, include_contact=contact)
+        if contact and kind != "demands":
+            rows = n if kind == "experts" else sum(len(ms) for _, ms in results)
+            store.audit(_cli_actor(), "contact.export", f"{kind}:{rows}",
+                        {"kind": kind, "rows": rows, "format": fmt, "file": str(out) if out else "stdout"})
     typer.echo(f"exported {n} {kind if kind != 'matches' else 'demands with their matches'}"
                f"{f' to {out}' if out else ''}", err=True)
 
@@ -481,7 +485,7 @@ def restore(
     """Replace the database with the backup PATH (checked first; the old database is kept aside)."""
     from matcher.backup import restore as run_restore
 
-    result = run_restore(_settings(db), path)
+    result = run_restore(_settings(db), path, actor=_cli_actor())
     if result.aside is not None:
         typer.echo(f"the previous database is kept at {result.aside}", err=True)
     with _engine(db) as engine:
@@ -566,6 +570,9 @@ def serve(
 
     if workers < 1:
         raise InputError(f"--workers must be at least 1, not {workers}")
+    from matcher.apikeys import check_keys
+
+    check_keys(_settings(db))  # a weak or example key refuses the start, before anything is loaded
     if workers > 1:
         _serve_workers(_settings(db), host, port, workers)
         return
@@ -849,6 +856,71 @@ def users_enable(username: Annotated[str, typer.Argument(help="The user.")], db:
     """Let a disabled user sign in again."""
     _user_change("enable", username, db)
     typer.echo(f"{username} enabled")
+
+
+# -- API keys with roles (machines) ------------------------------------------------------------------
+keys_app = typer.Typer(help="API keys for other systems, each with a role: read, write or admin.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _api_keys(db: Path | None):  # noqa: ANN202 - imported lazily to keep `--help` fast
+    from matcher.apikeys import ApiKeys
+    from matcher.store import Store
+
+    settings = _settings(db)
+    return ApiKeys(Store(settings.db, busy_timeout=settings.busy_timeout), settings)
+
+
+@keys_app.command("add")
+@_fail_cleanly
+def keys_add(
+    name: Annotated[str, typer.Argument(
+        help="What the key is for, e.g. 省平台同步 (the audit log names it).")],
+    role: Annotated[str, typer.Option(
+        "--role", help="read (the inbox, statistics, outcomes), write (also changes) or admin (also contact "
+        "details and deleting experts).")] = "read",
+    db: DbOption = None,
+) -> None:
+    """Make a key and print it once: only its SHA-256 is stored, so it cannot be shown again."""
+    keys = _api_keys(db)
+    try:
+        key, secret = keys.add(name, role, actor=_cli_actor())
+    finally:
+        keys.store.close()
+    typer.echo(secret)
+    typer.echo(f"key {key.name} ({key.role}) made; it is printed above once and cannot be shown again",
+               err=True)
+
+
+@keys_app.command("list")
+@_fail_cleanly
+def keys_list(db: DbOption = None) -> None:
+    """List the stored keys (name, role, first characters, when made and last used; never the key)."""
+    keys = _api_keys(db)
+    try:
+        rows = keys.list()
+    finally:
+        keys.store.close()
+    for k in rows:
+        state = f"revoked {k.revoked_at}" if k.revoked_at else f"last used {k.last_used_at or 'never'}"
+        typer.echo(f"{k.id:>4} {k.name:<24} {k.role:<6} {k.prefix}…  made {k.created_at} "
+                   f"by {k.created_by}  {state}")
+    if not rows:
+        typer.echo("no stored keys yet: `matcher keys add NAME --role read`")
+
+
+@keys_app.command("revoke")
+@_fail_cleanly
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name or id.")],
+                db: DbOption = None) -> None:
+    """Revoke a key: it is refused from the next request on."""
+    keys = _api_keys(db)
+    try:
+        key = keys.revoke(name, actor=_cli_actor())
+    finally:
+        keys.store.close()
+    typer.echo(f"key {key.name} revoked")
 
 
 @app.command()

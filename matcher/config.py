@@ -124,7 +124,33 @@ class Settings(BaseSettings):
         "of a same-named expert count as one."
     )
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
-        (), description="API keys accepted in `X-API-Key` for writes and contact details (comma-separated)."
+        (), description="API keys accepted in `X-API-Key`, comma-separated, each `read:KEY`, `write:KEY` or "
+        "`admin:KEY` (a bare KEY is an admin key); keys shorter than 24 characters or example values are "
+        "refused at start. Keys made by `matcher keys add` live in the database instead."
+    )
+    apikey_max_failures: int = Field(
+        10, ge=1, description="Wrong API keys in a row from one client after which its keys are refused (429)."
+    )
+    apikey_lockout_minutes: float = Field(
+        15.0, gt=0, description="Minutes a client that sent too many wrong API keys waits."
+    )
+    idempotency_hours: float = Field(
+        24.0, gt=0, description="Hours the answer to a write sent with an `Idempotency-Key` header is kept "
+        "and replayed to a retry."
+    )
+    max_import_bytes: int = Field(
+        50_000_000, gt=0, description="Largest file an import accepts, in bytes."
+    )
+    max_import_unpacked_bytes: int = Field(
+        200_000_000, gt=0, description="Largest size an .xlsx import may expand to (its unzipped parts), in bytes: "
+        "a small workbook that unpacks to gigabytes (a zip bomb) is refused before it is read."
+    )
+    max_cell_chars: int = Field(
+        100_000, gt=0, description="Longest cell an import accepts, in characters (a demand's text is held to "
+        "`max_text_chars`, as in the API)."
+    )
+    timezone: str = Field(
+        "Asia/Shanghai", description="Time zone in which the pages and messages show times (IANA name)."
     )
     max_body_bytes: int = Field(1_000_000, description="Largest HTTP request body accepted, in bytes.")
     busy_timeout: float = Field(

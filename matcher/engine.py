@@ -44,7 +44,15 @@ from matcher import text as matcher_text
 from matcher.config import Settings, get_settings
 from matcher.dense import make_encoder
 from matcher.errors import DataImportError, IndexStateError, InputError, NotFoundError, StoreError
-from matcher.models import EXCLUDING_VERDICTS, Demand, Expert, Explanation, Match, expert_digest
+from matcher.models import (
+    EXCLUDING_VERDICTS,
+    Demand,
+    Expert,
+    Explanation,
+    Match,
+    expert_digest,
+    has_lone_surrogate,
+)
 from matcher.rank import ExpertIndex, Filters, Query, Scored, best_first, same_institution
 from matcher.ranking.bank import popularity
 from matcher.static_encoder import make_student, word_key
@@ -723,11 +731,18 @@ class Engine:
         is merged (`matcher.dedupe`); each merge is logged and can be undone. The index follows at
         the next match (`ensure_index`), incrementally."""
         source = Path(path).name
-        parsed = mio.parse_file(path, "experts", mapping=mapping, progress=progress)
+        parsed = mio.parse_file(path, "experts", mapping=mapping, progress=progress,
+                                limits=mio.Limits.from_settings(self.settings))
         self._refuse_invalid(parsed, source, skip_invalid)
         names = {dd.name_key(e.name) for e in parsed.records} - {""}
         candidates = [i for i, n in self.store.expert_names() if dd.name_key(n) in names]
         existing = self.store.get_experts([*candidates, *(e.id for e in parsed.records)])
+        if not parsed.has_contact:
+            # A file without contact columns (an export made without --contact, edited in Excel)
+            # says nothing about contacts: the stored ones stay.
+            stored_contact = {e.id: e.contact for e in existing}
+            parsed.records = [replace(r, contact=stored_contact[r.id]) if r.id in stored_contact else r
+                              for r in parsed.records]
         plan = dd.plan_import(parsed.records, parsed.rows, existing, explicit_ids=parsed.explicit_ids,
                               distinct=self.store.undone_merge_pairs(), dedupe=dedupe,
                               threshold=self.settings.dedupe_threshold)
@@ -758,7 +773,8 @@ class Engine:
                        progress: mio.Progress | None = None) -> mio.ImportReport:
         """Import a file of demands in one transaction (checked as `import_experts`; no merging)."""
         source = Path(path).name
-        parsed = mio.parse_file(path, "demands", mapping=mapping, progress=progress)
+        parsed = mio.parse_file(path, "demands", mapping=mapping, progress=progress,
+                                limits=mio.Limits.from_settings(self.settings))
         self._refuse_invalid(parsed, source, skip_invalid)
         report = partial(mio.ImportReport, "demands", source, rejects=tuple(parsed.rejects),
                          ignored_columns=parsed.ignored_columns)
@@ -869,6 +885,9 @@ class Engine:
         limit = self.settings.max_text_chars
         if len(text) > limit:
             raise InputError(f"the demand text has {len(text)} characters; the limit is {limit}. Shorten it")
+        if has_lone_surrogate(text):
+            raise InputError("需求文字含有无效的 Unicode 字符（孤立的代理项），请检查复制来源 "
+                             "(the demand text holds a lone surrogate code point, which is not valid text)")
         return text
 
     def understand(self, text: str, emphasis: str = "", *, exclude_terms: Iterable[str] = (),

@@ -6,7 +6,9 @@
     ├── NotFoundError (404)           an unknown expert/demand/run id
     ├── AuthError (401)               a missing or wrong API key, a wrong password, no session
     │   └── LockedOutError (429)      too many failed sign-ins: the account waits
+    ├── ThrottledError (429)          too many wrong API keys from one client: it waits
     ├── ForbiddenError (403)          signed in, but not allowed: a missing CSRF token, another role
+    ├── ConfigError (500)             a setting the server refuses to start with (a weak API key)
     ├── PayloadTooLargeError (413)    a request body or upload over the limit
     ├── IndexStateError (503)         the index is missing, corrupt, unfitted or of another version
     └── StoreError (503)              the database cannot be read or written (locked, disk full…)
@@ -70,8 +72,16 @@ class LockedOutError(AuthError):
     status = 429
 
 
+class ThrottledError(MatcherError):
+    status = 429
+
+
 class ForbiddenError(MatcherError):
     status = 403
+
+
+class ConfigError(MatcherError):
+    status = 500
 
 
 class PayloadTooLargeError(MatcherError):

@@ -33,11 +33,41 @@ from typing import IO, Any
 
 from matcher.dedupe import Merge
 from matcher.errors import DataImportError, InputError, MatcherError, RowError
-from matcher.models import Demand, Expert, Match, demand_status, parse_flag, split_list
+from matcher.models import (
+    Demand,
+    Expert,
+    Match,
+    demand_status,
+    has_lone_surrogate,
+    parse_flag,
+    replace_lone_surrogates,
+    split_list,
+)
 
 SUPPORTED = (".jsonl", ".json", ".csv", ".xlsx")
 FORMATS = ("jsonl", "csv", "xlsx")
 Progress = Callable[[int, int], None]  # (rows done, rows in all)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What an import accepts, as the API does (settings `max_import_bytes`,
+    `max_import_unpacked_bytes`, `max_cell_chars`, `max_text_chars`). A file over a limit is refused
+    whole before it is read; a cell or a demand over one is an error of its row, naming the limit."""
+
+    file_bytes: int = 50_000_000
+    unpacked_bytes: int = 200_000_000
+    cell_chars: int = 100_000
+    text_chars: int = 20_000
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Limits:
+        return cls(settings.max_import_bytes, settings.max_import_unpacked_bytes, settings.max_cell_chars,
+                   settings.max_text_chars)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_000_000:,.0f} MB" if n >= 1_000_000 else f"{n:,} 字节"
 
 EXPERT_HEADERS: dict[str, tuple[str, ...]] = {
     "id": ("id", "编号", "专家编号", "expert_id"),
@@ -126,6 +156,9 @@ class Parsed:
     rejects: list[Reject] = field(default_factory=list)
     ignored_columns: tuple[str, ...] = ()
     total_rows: int = 0
+    # False when the file has no phone, e-mail or contact column at all (an export without contact
+    # details): its rows then leave the stored contact details as they are.
+    has_contact: bool = True
 
 
 @dataclass(frozen=True)
@@ -184,23 +217,56 @@ def _header_key(header: Any) -> str:
 _KNOWN_HEADERS = frozenset(_header_key(a) for h in HEADERS.values() for al in h.values() for a in al)
 
 
-def read_rows(path: Path | str, known_headers: Collection[str] = ()) -> Iterator[RawRow]:
+def read_rows(path: Path | str, known_headers: Collection[str] = (), *,
+              limits: Limits | None = None) -> Iterator[RawRow]:
     """The rows of a file as {header: cell text}. `known_headers` help find the header row."""
     path = Path(path)
+    limits = limits or Limits()
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         raise InputError(
-            f"{path.name}: unsupported file type {suffix or '(none)'}; use .jsonl, .csv or .xlsx"
+            f"{path.name}: 不支持的文件类型 {suffix or '（无扩展名）'}，请用 .xlsx、.csv 或 .jsonl "
+            f"(unsupported file type; use .jsonl, .csv or .xlsx)"
         )
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > limits.file_bytes:
+        raise DataImportError(f"{path.name}: 文件有 {_mb(size)}，超过导入上限 {_mb(limits.file_bytes)}"
+                              f"（设置 MATCHER_MAX_IMPORT_BYTES）；请拆分后分批导入。未导入任何数据 "
+                              f"(the file is over the import limit; nothing was imported)")
     known = _KNOWN_HEADERS | {_header_key(h) for h in known_headers}
     if suffix in (".jsonl", ".json"):
         yield from _read_jsonl(path)
     elif suffix == ".csv":
-        yield from _with_header(_csv_values(path), path.name, known)
+        yield from _with_header(_csv_values(path, limits), path.name, known)
     else:
+        _check_workbook(path, limits)
         yield from _with_header(_xlsx_values(path), path.name, known)
+
+
+def _check_workbook(path: Path, limits: Limits) -> None:
+    """Refuse what is not a workbook, and a workbook that unpacks to more than the limit (a zip bomb:
+    1.7 MB that expands to a 456 MB sheet ran past 300 s at 1.7 GB), before openpyxl reads it. A zip
+    member cannot yield more than the size its header declares (zipfile checks it while reading)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DataImportError(f"{path.name}: 不是有效的 Excel 工作簿（.xlsx），"
+                              "请在 Excel 中另存为 .xlsx 后重试 "
+                              f"(not a readable .xlsx workbook: {exc})") from exc
+    if not any(m.filename.startswith("xl/worksheets/") for m in members):
+        raise DataImportError(f"{path.name}: 不是有效的 Excel 工作簿（没有工作表） "
+                              "(not an .xlsx workbook: no sheet)")
+    unpacked = sum(m.file_size for m in members)
+    if unpacked > limits.unpacked_bytes:
+        raise DataImportError(f"{path.name}: 工作簿解压后有 {_mb(unpacked)}，"
+                              f"超过上限 {_mb(limits.unpacked_bytes)}"
+                              f"（设置 MATCHER_MAX_IMPORT_UNPACKED_BYTES）；未导入任何数据 "
+                              f"(the workbook unpacks to more than the limit; nothing was imported)")
 
 
 def _read_jsonl(path: Path) -> Iterator[RawRow]:
@@ -253,7 +319,7 @@ def csv_unsafe(cell: str) -> str:
     return cell
 
 
-def _csv_values(path: Path) -> Iterator[tuple[int, list[Any]]]:
+def _csv_values(path: Path, limits: Limits) -> Iterator[tuple[int, list[Any]]]:
     text = decode_bytes(path.read_bytes(), path.name)
     first = text.split("\n", 1)[0]
     # The delimiter is the one the header line uses most; sniffing the body misfires on cells full
@@ -261,8 +327,29 @@ def _csv_values(path: Path) -> Iterator[tuple[int, list[Any]]]:
     counts = {d: first.count(d) for d in (",", "\t", ";")}
     delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    for i, row in enumerate(reader, start=1):
-        yield i, [csv_unsafe(c) for c in row]
+    # The csv module refuses a field over its limit (131,072 by default) with a bare csv.Error: a
+    # traceback. It reads up to our own cell limit, and a longer cell is an error naming its row.
+    before = csv.field_size_limit(max(limits.cell_chars + 1, 131_072))
+    try:
+        i = 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                line = reader.line_num
+                raise DataImportError(
+                    f"{path.name}: 第{line}行附近的单元格超过 {limits.cell_chars:,} 字的上限"
+                    f"（设置 MATCHER_MAX_CELL_CHARS），或引号不成对；未导入任何数据 "
+                    f"(line {line}: {exc}; nothing was imported)",
+                    [RowError(line, "", f"单元格超过 {limits.cell_chars:,} 字，或引号不成对 ({exc})",
+                              path.name)],
+                ) from exc
+            i += 1
+            yield i, [csv_unsafe(c) for c in row]
+    finally:
+        csv.field_size_limit(before)
 
 
 def _xlsx_values(path: Path) -> Iterator[tuple[int, list[Any]]]:
@@ -403,10 +490,21 @@ def _stable_id(prefix: str, *parts: str) -> str:
     return f"{prefix}{digest}"
 
 
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return replace_lone_surrogates(value)
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _replace_surrogates(v) for k, v in value.items()}
+    return value
+
+
 class _Row:
     """One row being parsed: fields by name, and errors named after the file's own columns."""
 
-    def __init__(self, raw: RawRow, kind: str, columns: Mapping[str, str], source: str) -> None:
+    def __init__(self, raw: RawRow, kind: str, columns: Mapping[str, str], source: str,
+                 limits: Limits) -> None:
         self.raw, self.kind, self.source = raw, kind, source
         self.errors: list[RowError] = []
         self.data: dict[str, Any] = {}
@@ -422,6 +520,18 @@ class _Row:
             if fld not in self.data:
                 self.data[fld] = v
                 self.header_of[fld] = h
+                self._check_cell(fld, v, limits)
+
+    def _check_cell(self, fld: str, value: Any, limits: Limits) -> None:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if len(text) > limits.cell_chars:
+            self.error(fld, f"有 {len(text):,} 字，超过单元格上限 {limits.cell_chars:,} 字"
+                            f"（设置 MATCHER_MAX_CELL_CHARS） (the cell is over the limit)")
+        elif has_lone_surrogate(text):
+            self.error(fld, "含有无效的 Unicode 字符（孤立的代理项），请检查来源 "
+                            "(a lone surrogate: not valid text)")
+            # U+FFFD in its place, so that the row can still be written to the rejects file
+            self.data[fld] = _replace_surrogates(value)
 
     def label(self, fld: str) -> str:
         return self.header_of.get(fld) or _LABELS[self.kind].get(fld, fld)
@@ -434,7 +544,7 @@ class _Row:
         return "" if v is None else str(v).strip()
 
 
-def _expert_row(row: _Row) -> Expert | None:
+def _expert_row(row: _Row, limits: Limits) -> Expert | None:
     d = row.data
     explicit = bool(row.text("id"))
     if not explicit and not row.text("name"):
@@ -493,10 +603,15 @@ _BUDGET_WORDS = {"面议", "待定", "不限", "无", "-"}
 _DATE = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?([ t].*)?$")
 
 
-def _demand_row(row: _Row) -> Demand | None:
+def _demand_row(row: _Row, limits: Limits) -> Demand | None:
     d = row.data
     if not (row.text("title") or row.text("description")):
         row.error("description", f"is empty (and so is {row.label('title')})")
+    said = len(row.text("title")) + len(row.text("description")) + len(row.text("keywords"))
+    if said > limits.text_chars:
+        row.error("description", f"需求名称、关键词和描述共 {said:,} 字，超过上限 {limits.text_chars:,} 字"
+                                 "（与接口相同，设置 MATCHER_MAX_TEXT_CHARS） "
+                                 "(the demand's text is over the limit)")
     for fld in ("keywords", "avoid_institutions", "avoid_experts"):
         if fld in d:
             d[fld] = _cell_list(d[fld])
@@ -535,7 +650,8 @@ def _demand_row(row: _Row) -> Demand | None:
 
 
 def _parse(kind: str, rows: Iterable[RawRow], source: str, mapping: Mapping[str, str] | None,
-           progress: Progress | None) -> Parsed:
+           progress: Progress | None, limits: Limits | None = None) -> Parsed:
+    limits = limits or Limits()
     rows = list(rows)
     out = Parsed(total_rows=len(rows))
     headers = list(dict.fromkeys(h for r in rows for h in r.data))
@@ -543,11 +659,12 @@ def _parse(kind: str, rows: Iterable[RawRow], source: str, mapping: Mapping[str,
     _check_columns(kind, headers, columns, source)
     unstored = set(UNSTORED[kind])
     out.ignored_columns = tuple(h for h in headers if h not in columns or columns[h] in unstored)
+    out.has_contact = bool({"phone", "email", "contact"} & set(columns.values()))
     make = _expert_row if kind == "experts" else _demand_row
     for n, raw in enumerate(rows, start=1):
-        row = _Row(raw, kind, columns, source)
+        row = _Row(raw, kind, columns, source, limits)
         explicit = bool(row.text("id"))
-        record = make(row)
+        record = make(row, limits)
         if record is None:
             out.errors.extend(row.errors)
             out.rejects.append(Reject(raw.row, raw.data, tuple(row.errors)))
@@ -589,7 +706,7 @@ def parse_demands(rows: Iterable[RawRow], source: str = "", *, mapping: Mapping[
 
 
 def parse_file(path: Path | str, kind: str, *, mapping: Mapping[str, str] | None = None,
-               progress: Progress | None = None) -> Parsed:
+               progress: Progress | None = None, limits: Limits | None = None) -> Parsed:
     """Every row of a file checked: the valid records, and the rejected rows with their errors.
 
     Ids given twice in the file are errors (for rows without an id, two rows of one person are the
@@ -597,7 +714,8 @@ def parse_file(path: Path | str, kind: str, *, mapping: Mapping[str, str] | None
     if kind not in HEADERS:
         raise InputError(f"kind must be experts or demands, not {kind!r}")
     path = Path(path)
-    parsed = _parse(kind, read_rows(path, known_headers=(mapping or {}).keys()), path.name, mapping, progress)
+    rows = read_rows(path, known_headers=(mapping or {}).keys(), limits=limits)
+    parsed = _parse(kind, rows, path.name, mapping, progress, limits)
     check_duplicate_ids(parsed, path.name, computed=kind == "demands")
     return parsed
 

@@ -42,6 +42,20 @@ OUTCOME_KINDS: dict[str, str] = {
 OUTCOME_UNITS: tuple[str, ...] = ("件", "项", "人", "万元")
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """True when `text` holds a UTF-16 surrogate on its own (JSON `"\\ud800"`, a broken decoder):
+    such a string cannot be encoded as UTF-8, so it can be neither stored, encoded nor exported."""
+    return bool(_LONE_SURROGATE.search(text))
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD (so that it can be written anywhere)."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def demand_status(value: str) -> str:
     """A status code from its code or its Chinese label (已推荐 -> matched); InputError otherwise."""
     text = str(value).strip()

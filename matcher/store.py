@@ -248,6 +248,31 @@ def _m10_outcomes(db: sqlite_utils.Database) -> None:
 MIGRATIONS.append(_m10_outcomes)
 
 
+def _m11_keys_and_replays(db: sqlite_utils.Database) -> None:
+    """API keys with roles (only their SHA-256 is kept), the answers to writes sent with an
+    `Idempotency-Key` (a retried write is answered again, not done twice), and counts of failed
+    sign-ins and API keys per name or client (lock-out of unknown names, throttling of key guesses)."""
+    db["api_keys"].create(
+        {"id": int, "name": str, "role": str, "key_hash": str, "prefix": str, "created_at": str,
+         "created_by": str, "revoked_at": str, "last_used_at": str},
+        pk="id", not_null={"name", "role", "key_hash"}, if_not_exists=True,
+    )
+    db["api_keys"].create_index(["key_hash"], unique=True, if_not_exists=True)
+    db["api_keys"].create_index(["name"], unique=True, if_not_exists=True)
+    db["idempotency"].create(
+        {"scope": str, "fingerprint": str, "state": str, "status": int, "headers": str, "body": bytes,
+         "created_at": str},
+        pk="scope", not_null={"fingerprint", "state", "created_at"}, if_not_exists=True,
+    )
+    db["auth_failures"].create(
+        {"subject": str, "failures": int, "first_at": str, "locked_until": str},
+        pk="subject", if_not_exists=True,
+    )
+
+
+MIGRATIONS.append(_m11_keys_and_replays)
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What a match produced: 合作意向, 技术难题解决, 项目合作, 授权专利, 人才培养 or 经济效益."""
@@ -326,6 +351,42 @@ class User:
     locked_until: str | None
     disabled: bool
     last_login_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A stored API key: its name, role (read, write or admin) and the first characters of the key
+    (to tell keys apart in a list); the key itself is never stored, only its SHA-256."""
+
+    id: int
+    name: str
+    role: str
+    prefix: str
+    created_at: str
+    created_by: str
+    revoked_at: str | None
+    last_used_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The stored answer to a write sent with an Idempotency-Key (state `pending` while it runs)."""
+
+    fingerprint: str
+    state: str
+    status: int | None
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failures:
+    """Failed attempts in a row for one subject (a sign-in name, an API client)."""
+
+    failures: int
+    first_at: str
+    locked_until: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,6 +594,7 @@ class DatabaseInfo:
     experts: int
     demands: int
     size_bytes: int
+    last_audit_at: str | None = None  # the time of its audit log's last entry (None: none, or no log)
 
 
 def check_database(path: Path | str) -> DatabaseInfo:
@@ -564,11 +626,13 @@ def check_database(path: Path | str) -> DatabaseInfo:
                              f"{len(MIGRATIONS)}): upgrade the matcher first")
         experts = int(conn.execute("SELECT count(*) FROM experts").fetchone()[0])
         demands = int(conn.execute("SELECT count(*) FROM demands").fetchone()[0])
+        last_audit = (conn.execute("SELECT max(at) FROM audit_log").fetchone()[0]
+                      if "audit_log" in tables else None)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{p} is not a readable SQLite database ({exc})") from exc
     finally:
         conn.close()
-    return DatabaseInfo(p, version, experts, demands, p.stat().st_size)
+    return DatabaseInfo(p, version, experts, demands, p.stat().st_size, last_audit)
 
 
 class _GaveUp(Exception):
@@ -1648,6 +1712,100 @@ class Store:
             return self.db.execute(f"DELETE FROM sessions WHERE {' AND '.join(clauses)}", params).rowcount
 
     # -- the audit log --------------------------------------------------------------------------
+    # -- API keys, replays of idempotent writes, failed attempts ---------------------------------
+    @staticmethod
+    def _api_key_from_row(r: Sequence[Any]) -> ApiKey:
+        return ApiKey(int(r[0]), r[1], r[2], r[3] or "", r[4] or "", r[5] or "", r[6], r[7])
+
+    _KEY_COLUMNS = "id, name, role, prefix, created_at, created_by, revoked_at, last_used_at"
+
+    def add_api_key(self, name: str, role: str, key_hash: str, prefix: str, created_by: str) -> ApiKey:
+        with self.transaction():
+            if self.db.execute("SELECT 1 FROM api_keys WHERE name = ?", [name]).fetchone():
+                raise StoreError(f"an API key named {name!r} exists; choose another name")
+            cur = self.db.execute(
+                "INSERT INTO api_keys (name, role, key_hash, prefix, created_at, created_by) "
+                "VALUES (?, ?, ?, ?, ?, ?)", [name, role, key_hash, prefix, now_iso(), created_by])
+            key_id = int(cur.lastrowid or 0)
+        return self.get_api_key(key_id)
+
+    def get_api_key(self, key_id: int) -> ApiKey:
+        row = self.db.execute(f"SELECT {self._KEY_COLUMNS} FROM api_keys WHERE id = ?", [key_id]).fetchone()
+        if row is None:
+            raise NotFoundError(f"no API key with id {key_id}")
+        return self._api_key_from_row(row)
+
+    def list_api_keys(self, *, include_revoked: bool = True) -> list[ApiKey]:
+        where = "" if include_revoked else "WHERE revoked_at IS NULL"
+        rows = self.db.execute(f"SELECT {self._KEY_COLUMNS} FROM api_keys {where} ORDER BY id")
+        return [self._api_key_from_row(r) for r in rows]
+
+    def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The live (not revoked) key with this SHA-256, or None."""
+        row = self.db.execute(f"SELECT {self._KEY_COLUMNS} FROM api_keys WHERE key_hash = ? "
+                              "AND revoked_at IS NULL", [key_hash]).fetchone()
+        return self._api_key_from_row(row) if row else None
+
+    def revoke_api_key(self, key_id: int) -> ApiKey:
+        with self.transaction():
+            key = self.get_api_key(key_id)
+            if key.revoked_at is None:
+                self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", [now_iso(), key_id])
+        return self.get_api_key(key_id)
+
+    def touch_api_key(self, key_id: int, at: str) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", [at, key_id])
+
+    def get_replay(self, scope: str) -> Replay | None:
+        row = self.db.execute("SELECT fingerprint, state, status, headers, body, created_at FROM idempotency "
+                              "WHERE scope = ?", [scope]).fetchone()
+        if row is None:
+            return None
+        headers = tuple((str(k), str(v)) for k, v in json.loads(row[3] or "[]"))
+        return Replay(row[0], row[1], row[2], headers, bytes(row[4] or b""), row[5])
+
+    def begin_replay(self, scope: str, fingerprint: str, *, expired_before: str, stale_before: str) -> Replay | None:
+        """Claim `scope` for a request about to run: None when claimed (new, expired, or pending
+        since before `stale_before`: its process died), else the row that stands (done, or pending
+        in another request). Rows older than `expired_before` are dropped on the way."""
+        with self.transaction():
+            self.db.execute("DELETE FROM idempotency WHERE created_at < ?", [expired_before])
+            current = self.get_replay(scope)
+            if current is not None and not (current.state == "pending" and current.created_at < stale_before):
+                return current
+            self.db.execute(
+                "INSERT INTO idempotency (scope, fingerprint, state, created_at) VALUES (?, ?, 'pending', ?) "
+                "ON CONFLICT(scope) DO UPDATE SET fingerprint = excluded.fingerprint, state = 'pending', "
+                "status = NULL, headers = NULL, body = NULL, created_at = excluded.created_at",
+                [scope, fingerprint, now_iso()])
+        return None
+
+    def finish_replay(self, scope: str, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE idempotency SET state = 'done', status = ?, headers = ?, body = ? "
+                            "WHERE scope = ?", [status, json.dumps(list(headers)), body, scope])
+
+    def drop_replay(self, scope: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM idempotency WHERE scope = ?", [scope])
+
+    def get_failures(self, subject: str) -> Failures | None:
+        row = self.db.execute("SELECT failures, first_at, locked_until FROM auth_failures WHERE subject = ?",
+                              [subject]).fetchone()
+        return Failures(int(row[0] or 0), row[1] or "", row[2]) if row else None
+
+    def set_failures(self, subject: str, failures: int, first_at: str, locked_until: str | None) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO auth_failures (subject, failures, first_at, locked_until) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(subject) DO UPDATE SET failures = excluded.failures, first_at = excluded.first_at, "
+                "locked_until = excluded.locked_until", [subject, failures, first_at, locked_until])
+
+    def clear_failures(self, subject: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM auth_failures WHERE subject = ?", [subject])
+
     def audit(self, actor: str, action: str, target: str = "", detail: Mapping[str, Any] | None = None,
               ip: str = "") -> int:
         """Append to the audit log (in the caller's transaction, when there is one)."""
@@ -1658,6 +1816,25 @@ class Store:
                  json.dumps(dict(detail or {}), ensure_ascii=False, sort_keys=True), ip],
             )
             return int(cur.lastrowid or 0)
+
+    _AUDIT_ROW = "at, actor, action, coalesce(target, ''), coalesce(detail, '{}'), coalesce(ip, '')"
+
+    def audit_rows_from(self, at: str | None) -> list[tuple[str, str, str, str, str, str]]:
+        """The audit log's rows (at, actor, action, target, detail, ip) at or after `at`, oldest first
+        (all of them for None)."""
+        where, params = ("WHERE at >= ?", [at]) if at else ("", [])
+        rows = self.db.execute(f"SELECT {self._AUDIT_ROW} FROM audit_log {where} ORDER BY id", params)
+        return [tuple(r) for r in rows.fetchall()]  # type: ignore[misc]
+
+    def append_audit_rows(self, rows: Sequence[Sequence[str]]) -> int:
+        """Add rows (as `audit_rows_from` gives them) to the audit log, skipping any it holds already
+        (the same time, actor, action, target, detail and address); returns how many were added."""
+        with self.transaction():
+            have = set(self.audit_rows_from(min((r[0] for r in rows), default=None))) if rows else set()
+            new = [tuple(r) for r in rows if tuple(r) not in have]
+            self.db.conn.executemany(
+                "INSERT INTO audit_log (at, actor, action, target, detail, ip) VALUES (?, ?, ?, ?, ?, ?)", new)
+        return len(new)
 
     def list_audit(self, *, actor: str | None = None, action: str | None = None, target: str | None = None,
                    date_from: str | None = None, date_to: str | None = None, limit: int = 200,

@@ -115,3 +115,27 @@ def running_server(tmp: Path, db: Path, *, workers: int = 1, env: dict[str, str]
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+#: The password of the staff accounts tests make (10+ characters, not the user name).
+PASSWORD = "金华市科协-2026-loop"
+
+
+def sign_in(client, user: str = "lihua", password: str = PASSWORD, next_: str = "/demands"):  # noqa: ANN001, ANN201
+    """Sign `user` in through the real form (its double-submit token included); the response."""
+    import re
+
+    form = client.get(f"/login?next={next_}")
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text).group(1)
+    return client.post(
+        "/login",
+        data={"username": user, "password": password, "login_token": token, "next": next_},
+        follow_redirects=False,
+    )
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a page's forms carry."""
+    import re
+
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def test_a_hash_is_scrypt_with_its_parameters_and_a_fresh_salt() -> None:
         n=SCRYPT_N,
         r=8,
         p=1,
-        maxmem=64 * 1024 * 1024,
+        maxmem=256 * 1024 * 1024,
         dklen=32,
     )
     assert base64.b64decode(digest) == expected
@@ -152,6 +153,54 @@ def test_repeated_failures_lock_the_account_even_against_the_right_password(acco
         "login.refused",
         "login",
     ]
+
+
+def test_an_unknown_name_is_locked_exactly_like_a_real_one(accounts: Accounts, monkeypatch) -> None:
+    """Before, a real account answered 429 "locked" after 5 failures while an unknown name got 401
+    for ever: the lock-out told which names exist. Now both lock after the same failures, with the
+    same error and message, and every attempt on either path checks exactly one scrypt hash at
+    today's parameters (the time a request takes is that check, whichever the path)."""
+    import matcher.accounts as acc
+
+    accounts.add_user("lihua", PASSWORD)
+    checks: list[tuple[int, int, int]] = []
+    real_scrypt = acc._scrypt
+    monkeypatch.setattr(acc, "_scrypt", lambda pw, salt, n, r, p, dk: checks.append((n, r, p))
+                        or real_scrypt(pw, salt, n, r, p, dk))
+
+    def attempts(name: str) -> list[tuple[str, str, int]]:
+        out = []
+        for password in ("wrong password!", "wrong password!", "wrong password!", PASSWORD, "again wrong!"):
+            checks.clear()
+            with pytest.raises(AuthError) as err:
+                accounts.sign_in(name, password)
+            masked = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", "TIME", err.value.message)
+            out.append((type(err.value).__name__, masked, err.value.status))
+            assert checks == [(SCRYPT_N, 8, 1)], (name, password, checks)
+        return out
+
+    real, ghost = attempts("lihua"), attempts("ghost-user")
+    assert real == ghost
+    assert [kind for kind, _, _ in real] == ["AuthError", "AuthError", "LockedOutError", "LockedOutError",
+                                            "LockedOutError"]
+    assert real[2][2] == 429 and "锁定至 TIME（北京时间）" in real[2][1] and "matcher" not in real[2][1]
+    assert [a for _, a in actions(accounts)][-5:] == ["login.failed"] * 3 + ["login.refused"] * 2
+
+
+def test_an_old_hash_is_made_again_with_todays_parameters_at_the_next_sign_in(accounts: Accounts) -> None:
+    accounts.add_user("lihua", PASSWORD)
+    user = accounts.store.get_user("lihua")
+    accounts.store.update_user(user.id, password_hash=hash_password(PASSWORD, n=2**15))
+    with pytest.raises(AuthError):
+        accounts.sign_in("lihua", "not the password")
+    assert accounts.store.get_user("lihua").password_hash.startswith("scrypt$32768$"), "not on a failure"
+    accounts.sign_in("lihua", PASSWORD)
+    upgraded = accounts.store.get_user("lihua").password_hash
+    assert upgraded.startswith(f"scrypt${SCRYPT_N}$8$1$") and verify_password(PASSWORD, upgraded)
+    entries, _ = accounts.store.list_audit(action="login")
+    assert entries[0].detail == {"password_rehashed": True}
+    accounts.sign_in("lihua", PASSWORD)  # once is enough
+    assert accounts.store.get_user("lihua").password_hash == upgraded
 
 
 def test_unlock_and_a_new_password_lift_a_lock_and_end_sessions(accounts: Accounts) -> None:

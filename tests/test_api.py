@@ -30,7 +30,9 @@ from matcher.text import ChineseTokenizer
 
 from .conftest import THERMOS
 
-KEY = "k-7f3a9c0e-test"
+KEY = "k-7f3a9c0e-test-3451cc474d5698"
+READ_KEY = "k-r7f3a9c0e-test-3451cc474d5698-read"  # a key with the read role: the working data, no contacts
+READ = {"X-API-Key": READ_KEY}
 AUTH = {"X-API-Key": KEY}
 
 EXPERTS = [
@@ -99,7 +101,7 @@ EMAILS = [e["contact"]["email"] for e in EXPERTS]
 
 
 def api_settings(tmp_path: Path, **kw: object) -> Settings:
-    return Settings(db=tmp_path / "api.db", api_keys=(KEY,), **kw)
+    return Settings(db=tmp_path / "api.db", api_keys=(KEY, f"read:{READ_KEY}"), **kw)
 
 
 def make_client(settings: Settings, tokenizer: ChineseTokenizer) -> Iterator[TestClient]:
@@ -316,8 +318,8 @@ def test_unknown_ids_are_404(client: TestClient) -> None:
         "nobody",
     )
     assert_error(client.delete("/api/v1/experts/nobody", headers=AUTH), 404, "NotFoundError", "nobody")
-    assert_error(client.get("/api/v1/demands/d-none"), 404, "NotFoundError", "d-none")
-    assert_error(client.get("/api/v1/demands/d-none/matches"), 404, "NotFoundError", "d-none")
+    assert_error(client.get("/api/v1/demands/d-none", headers=READ), 404, "NotFoundError", "d-none")
+    assert_error(client.get("/api/v1/demands/d-none/matches", headers=READ), 404, "NotFoundError", "d-none")
     assert_error(client.get("/api/v1/no/such/route"), 404, "HTTPError")
 
 
@@ -419,17 +421,17 @@ def test_a_demand_is_stored_read_back_and_matched(client: TestClient) -> None:
     res = client.post("/api/v1/demands", json=DEMAND, headers=AUTH)
     assert res.status_code == 201, res.text
     assert res.headers["Location"] == "/api/v1/demands/d-thermos"
-    got = client.get("/api/v1/demands/d-thermos").json()
+    got = client.get("/api/v1/demands/d-thermos", headers=READ).json()
     assert got == res.json()
     assert got["status"] == "new" and got["keywords"] == ["激光焊接", "真空"] and got["created_at"]
     assert client.engine.store.get_demand("d-thermos").enterprise == "永康杯业有限公司"
-    rows = client.get("/api/v1/demands/d-thermos/matches").json()
+    rows = client.get("/api/v1/demands/d-thermos/matches", headers=READ).json()
     assert rows["count"] == len(rows["data"]) and rows["data"][0]["expert"]["id"] == "e-weld"
     assert "contact" not in json.dumps(rows)
     keyed = client.get("/api/v1/demands/d-thermos/matches", params={"top_k": 1}, headers=AUTH).json()
     assert keyed["count"] == 1 and keyed["data"][0]["expert"]["contact"]["phone"] == "13800000001"
     assert_error(
-        client.get("/api/v1/demands/d-thermos/matches", params={"top_k": 0}), 422, "InputError", "top_k"
+        client.get("/api/v1/demands/d-thermos/matches", params={"top_k": 0}, headers=READ), 422, "InputError", "top_k"
     )
 
 
@@ -438,12 +440,12 @@ def test_a_demands_matches_respect_its_conflict_rules(client: TestClient) -> Non
     own = {**plain, "id": "d-own", "enterprise": "浙江工业大学", "avoid_institutions": ["宁波自动化有限公司"]}
     for demand in (plain, own):
         assert client.post("/api/v1/demands", json=demand, headers=AUTH).status_code == 201
-    assert set(ids(client.get("/api/v1/demands/d-plain/matches").json()["data"])) >= {
+    assert set(ids(client.get("/api/v1/demands/d-plain/matches", headers=READ).json()["data"])) >= {
         "e-weld",
         "e-plc",
         "e-bms",
     }
-    found = ids(client.get("/api/v1/demands/d-own/matches").json()["data"])
+    found = ids(client.get("/api/v1/demands/d-own/matches", headers=READ).json()["data"])
     assert found[0] == "e-bms" and "e-weld" not in found and "e-plc" not in found
 
 
@@ -460,7 +462,7 @@ def test_demand_errors(client: TestClient) -> None:
         "status",
     )
     generated = client.post("/api/v1/demands", json={"title": "锂电池均衡"}, headers=AUTH).json()
-    assert client.get(f"/api/v1/demands/{generated['id']}").json()["title"] == "锂电池均衡"
+    assert client.get(f"/api/v1/demands/{generated['id']}", headers=READ).json()["title"] == "锂电池均衡"
     assert client.engine.store.count_demands() == 2
 
 

@@ -19,7 +19,9 @@ from matcher.workflow import key_actor
 from .conftest import copy_db, demo_template
 from .test_api import assert_error
 
-KEY = "loop-api-key-0001"
+KEY = "loop-api-key-0001-02bbc9d54fbc38"
+READ_KEY = "loop-rapi-key-0001-02bbc9d54fbc38-read"  # a key with the read role: the working data, no contacts
+READ = {"X-API-Key": READ_KEY}
 AUTH = {"X-API-Key": KEY}
 ACTOR = key_actor(KEY)
 
@@ -32,7 +34,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
 @pytest.fixture()
 def client(tmp_path: Path, template: Path, tokenizer) -> TestClient:
     db = copy_db(template, tmp_path)
-    settings = Settings(db=db, api_keys=(KEY,))
+    settings = Settings(db=db, api_keys=(KEY, f"read:{READ_KEY}"))
     engine = Engine(settings, tokenizer=tokenizer)
     with TestClient(create_app(settings, engine=engine)) as c:
         c.engine = engine  # type: ignore[attr-defined]
@@ -48,20 +50,20 @@ def audit(client: TestClient) -> list[tuple[str, str, str]]:
 # -- the inbox -----------------------------------------------------------------------------------
 def test_the_inbox_lists_newest_first_with_filters_and_the_top_three(client: TestClient) -> None:
     run_batch(client.engine, BatchOptions(run_key="n1"))
-    body = client.get("/api/v1/demands", params={"limit": 200}).json()
+    body = client.get("/api/v1/demands", params={"limit": 200}, headers=READ).json()
     assert body["count"] == 56 and len(body["data"]) == 56
     first = body["data"][0]
     assert first["id"] == "Q0031" and first["status"] == "matched" and first["status_label"] == "已推荐"
     stored = client.engine.store.list_batch_matches(demand_id="Q0031")
     assert [t["id"] for t in first["top"]] == [m.expert_id for m in stored[:3]]
     assert all(t["name"] for t in first["top"])
-    got = client.get("/api/v1/demands", params={"region": "永康", "industry": "保温杯"}).json()
+    got = client.get("/api/v1/demands", params={"region": "永康", "industry": "保温杯"}, headers=READ).json()
     assert sorted(d["id"] for d in got["data"]) == ["Q0001", "Q0002", "Q0004", "Q0005"] and got["count"] == 4
-    window = client.get("/api/v1/demands", params={"from": "2026-11-03", "to": "2026-11-04"}).json()
+    window = client.get("/api/v1/demands", params={"from": "2026-11-03", "to": "2026-11-04"}, headers=READ).json()
     assert sorted(d["id"] for d in window["data"]) == ["Q0003", "Q0004", "Q0034", "Q0035"]
-    page = client.get("/api/v1/demands", params={"limit": 10, "offset": 50}).json()
+    page = client.get("/api/v1/demands", params={"limit": 10, "offset": 50}, headers=READ).json()
     assert page["count"] == 56 and [d["id"] for d in page["data"]] == [d["id"] for d in body["data"][50:]]
-    assert client.get("/api/v1/demands", params={"status": "closed"}).json() == {"data": [], "count": 0}
+    assert client.get("/api/v1/demands", params={"status": "closed"}, headers=READ).json() == {"data": [], "count": 0}
 
 
 @pytest.mark.parametrize(
@@ -78,7 +80,7 @@ def test_the_inbox_lists_newest_first_with_filters_and_the_top_three(client: Tes
     ],
 )
 def test_bad_inbox_parameters_are_422_naming_the_field(client: TestClient, params: dict, field: str) -> None:
-    assert_error(client.get("/api/v1/demands", params=params), 422, "InputError", field)
+    assert_error(client.get("/api/v1/demands", params=params, headers=READ), 422, "InputError", field)
 
 
 def test_a_huge_expert_offset_is_422_not_a_server_error(client: TestClient) -> None:
@@ -88,7 +90,7 @@ def test_a_huge_expert_offset_is_422_not_a_server_error(client: TestClient) -> N
 
 # -- recommendations, status, feedback -----------------------------------------------------------
 def test_recommendations_come_from_the_last_run_or_live(client: TestClient) -> None:
-    live = client.get("/api/v1/demands/Q0001/recommendations").json()
+    live = client.get("/api/v1/demands/Q0001/recommendations", headers=READ).json()
     assert live["source"] == "live" and live["run_key"] is None and live["count"] == 10
     assert all(r["run_key"] is None and r["verdict"] is None for r in live["data"])
     assert "contact" not in str(live)
@@ -107,7 +109,7 @@ def test_recommendations_come_from_the_last_run_or_live(client: TestClient) -> N
 
 def test_a_verdict_shows_as_latest_and_婉拒_removes_the_expert(client: TestClient) -> None:
     run_batch(client.engine, BatchOptions(run_key="n"))
-    data = client.get("/api/v1/demands/Q0002/recommendations").json()["data"]
+    data = client.get("/api/v1/demands/Q0002/recommendations", headers=READ).json()["data"]
     first, second = data[0]["expert"]["id"], data[1]["expert"]["id"]
     for verdict, note in (("contacted", "电话打通"), ("accepted", "")):
         res = client.post(
@@ -122,7 +124,7 @@ def test_a_verdict_shows_as_latest_and_婉拒_removes_the_expert(client: TestCli
         headers=AUTH,
     )
     assert res.status_code == 201 and res.json()["verdict"] == "unsuitable"
-    after = client.get("/api/v1/demands/Q0002/recommendations").json()
+    after = client.get("/api/v1/demands/Q0002/recommendations", headers=READ).json()
     assert after["data"][0]["expert"]["id"] == first
     assert after["data"][0]["verdict"] == {
         "verdict": "accepted",
@@ -136,16 +138,16 @@ def test_a_verdict_shows_as_latest_and_婉拒_removes_the_expert(client: TestCli
         (second, "不合适", "方向不符")
     ]
     assert second not in [
-        r["expert"]["id"] for r in client.get("/api/v1/demands/Q0002/matches").json()["data"]
+        r["expert"]["id"] for r in client.get("/api/v1/demands/Q0002/matches", headers=READ).json()["data"]
     ]
-    assert client.get("/api/v1/demands/Q0002").json()["status"] == "connected"  # 同意对接 moved it on
+    assert client.get("/api/v1/demands/Q0002", headers=READ).json()["status"] == "connected"  # 同意对接 moved it on
     assert [a for _, a, _ in audit(client)] == ["feedback.add"] * 3
 
 
 def test_patch_sets_a_status_and_is_audited(client: TestClient) -> None:
     res = client.patch("/api/v1/demands/Q0003", json={"status": "closed"}, headers=AUTH)
     assert res.status_code == 200 and res.json()["status"] == "closed"
-    assert client.get("/api/v1/demands/Q0003").json()["status"] == "closed"
+    assert client.get("/api/v1/demands/Q0003", headers=READ).json()["status"] == "closed"
     entries, _ = client.engine.store.list_audit()
     assert (entries[0].actor, entries[0].action, entries[0].detail) == (
         ACTOR,
@@ -171,7 +173,7 @@ def test_patch_sets_a_status_and_is_audited(client: TestClient) -> None:
         "Q9999",
     )
     assert_error(client.patch("/api/v1/demands/Q0003", json={"status": "new"}), 401, "AuthError")
-    assert client.get("/api/v1/demands/Q0003").json()["status"] == "closed" and len(audit(client)) == 1
+    assert client.get("/api/v1/demands/Q0003", headers=READ).json()["status"] == "closed" and len(audit(client)) == 1
 
 
 def test_writes_by_key_are_audited(client: TestClient) -> None:
@@ -226,10 +228,10 @@ def test_pause_flags_live_results_and_shows_in_the_history(client: TestClient) -
     flagged = {r["expert"]["id"]: r.get("paused") for r in rows}
     assert flagged["X0001"] == {"until": until, "reason": "出差"}
     assert all(v is None for k, v in flagged.items() if k != "X0001")
-    history = client.get("/api/v1/experts/X0001/history").json()
+    history = client.get("/api/v1/experts/X0001/history", headers=READ).json()
     assert history["paused"] == {"until": until, "reason": "出差"} and history["recommended"] == 0
     assert client.delete("/api/v1/experts/X0001/pause", headers=AUTH).status_code == 204
-    assert client.get("/api/v1/experts/X0001/history").json()["paused"] is None
+    assert client.get("/api/v1/experts/X0001/history", headers=READ).json()["paused"] is None
     assert [a for _, a, _ in audit(client)] == ["expert.pause", "expert.resume"]
 
 
@@ -257,13 +259,13 @@ def test_history_counts_and_events(client: TestClient) -> None:
             json={"demand_id": "Q0001", "expert_id": "X0004", "verdict": verdict},
             headers=AUTH,
         )
-    h = client.get("/api/v1/experts/X0004/history").json()
+    h = client.get("/api/v1/experts/X0004/history", headers=READ).json()
     assert (h["recommended"], h["contacted"], h["succeeded"], h["accepted"]) == (len(mine), 1, 1, 0)
     assert [(e["demand_id"], e["label"], e["actor"]) for e in h["events"]] == [
         ("Q0001", "对接成功", ACTOR),
         ("Q0001", "已联系", ACTOR),
     ]
-    assert_error(client.get("/api/v1/experts/nobody/history"), 404, "NotFoundError", "nobody")
+    assert_error(client.get("/api/v1/experts/nobody/history", headers=READ), 404, "NotFoundError", "nobody")
 
 
 # -- the schema says what the routes check -------------------------------------------------------

@@ -28,7 +28,7 @@ def free_port() -> int:
 def test_matcher_serve_starts_the_api_and_the_page(tmp_path: Path) -> None:
     port = free_port()
     db = tmp_path / "served.db"
-    env = {**os.environ, "MATCHER_API_KEYS": "serve-test-key"}
+    env = {**os.environ, "MATCHER_API_KEYS": "serve-test-key-2c8e5a1f9d07b4"}
     cmd = [sys.executable, "-m", "matcher", "serve", "--port", str(port), "--db", str(db)]
     log = tmp_path / "server.log"
     with log.open("wb") as out:
@@ -53,7 +53,7 @@ def test_matcher_serve_starts_the_api_and_the_page(tmp_path: Path) -> None:
                 url + "/api/v1/match",
                 json={"text": THERMOS, "top_k": 1},
                 timeout=30,
-                headers={"X-API-Key": "serve-test-key"},
+                headers={"X-API-Key": "serve-test-key-2c8e5a1f9d07b4"},
             ).json()
             assert "contact" in keyed["data"][0]["expert"]
         finally:
@@ -65,7 +65,7 @@ def test_matcher_serve_starts_the_api_and_the_page(tmp_path: Path) -> None:
                 proc.wait(timeout=10)
     text = log.read_text()
     assert "demo corpus" in text and f"127.0.0.1:{port}" in text
-    assert "serve-test-key" not in text
+    assert "serve-test-key-2c8e5a1f9d07b4" not in text
     # uvicorn shuts down cleanly, then re-raises the signal so the exit status tells it was stopped.
     assert "Application shutdown complete" in text
     assert proc.returncode in (0, -signal.SIGTERM), text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import threading
@@ -291,3 +292,40 @@ def test_restore_refuses_its_own_database_and_memory(tmp_path: Path) -> None:
         restore(settings, settings.db)
     with pytest.raises(InputError, match="the database itself"):
         backup(settings, settings.db, overwrite=True)
+
+
+def test_a_restore_is_audited_in_both_logs_and_keeps_the_later_entries(tmp_path: Path, tokenizer) -> None:
+    """A restore was in neither audit log, and the live log was replaced by the backup's: who
+    signed in, recorded a verdict or viewed a phone number after the backup was taken survived
+    only in the `.before-restore-` file (issue 27, finding 9)."""
+    settings = Settings(db=tmp_path / "live.db")
+    with Engine(settings, tokenizer=tokenizer) as engine:
+        assert engine.load_demo()
+        engine.store.audit("staff:lihua", "login", "user:lihua")
+    snapshot = tmp_path / "snapshot.db"
+    backup(settings, snapshot)
+    time.sleep(1.1)  # audit times are to the second
+    with Engine(settings, tokenizer=tokenizer) as engine:
+        engine.store.record_feedback("Q0001", "X0001", "contacted", "电话已打", actor="staff:lihua")
+        engine.store.audit("staff:lihua", "feedback.add", "demand:Q0001", {"expert": "X0001"})
+        engine.store.audit("staff:wangfang", "contact.view", "expert:X0002", {"where": "expert page"})
+    res = runner.invoke(app, ["restore", str(snapshot), "--db", str(settings.db)])
+    assert res.exit_code == 0, res.output
+    (aside,) = tmp_path.glob("live.db.before-restore-*")
+
+    def log_of(path: Path) -> list[tuple[str, str, str]]:
+        with sqlite3.connect(path) as con:
+            return [tuple(r) for r in con.execute("SELECT actor, action, target FROM audit_log ORDER BY id")]
+
+    restored, replaced = log_of(settings.db), log_of(aside)
+    assert replaced[-1][1:] == ("backup.restore", "database"), "the replaced log says it was replaced"
+    assert restored[-1][1:] == ("backup.restore", "database"), "the restored log says it was restored"
+    assert restored[-1][0].startswith("cli")
+    later = [("staff:lihua", "feedback.add", "demand:Q0001"),
+             ("staff:wangfang", "contact.view", "expert:X0002")]
+    assert restored[-4:-1] == [*later, replaced[-1]], "later entries carried over, in order, once"
+    assert restored.count(("staff:lihua", "login", "user:lihua")) == 1, "what the backup has is not doubled"
+    with sqlite3.connect(settings.db) as con:
+        detail = json.loads(con.execute("SELECT detail FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0])
+        assert con.execute("SELECT count(*) FROM feedback").fetchone()[0] == 0, "the data is the backup's"
+    assert detail["carried_entries"] == 3 and detail["kept_aside_as"] == str(aside)

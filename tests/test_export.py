@@ -158,20 +158,67 @@ def test_the_cli_exports_to_stdout_and_files(tmp_path) -> None:
     (tmp_path / "e.jsonl").write_text(
         "\n".join(json.dumps(e.to_dict(), ensure_ascii=False) for e in TRICKY) + "\n", encoding="utf-8")
     assert runner.invoke(app, ["import", "experts", str(tmp_path / "e.jsonl"), "--db", db]).exit_code == 0
-    res = runner.invoke(app, ["export", "experts", "--db", db])
+    res = runner.invoke(app, ["export", "experts", "--contact", "--db", db])
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in res.stdout.splitlines()]
     assert [Expert.from_dict(x) for x in lines] == TRICKY
     assert res.stdout == (tmp_path / "e.jsonl").read_text(encoding="utf-8")
-    res = runner.invoke(app, ["export", "experts", "--format", "csv", "--no-contact", "--db", db])
+    res = runner.invoke(app, ["export", "experts", "--format", "csv", "--db", db])
     header = "编号,姓名,职称,工作单位,所在地区,研究方向,简介,代表性成果,标签,成果明细"
-    assert res.stdout.splitlines()[0] == header
+    assert res.stdout.splitlines()[0] == header, "no contact details unless asked for"
     res = runner.invoke(app, ["export", "experts", "--format", "xlsx", "--db", db])
     assert res.exit_code != 0 and "--out" in res.output
-    res = runner.invoke(app, ["export", "experts", "-f", "xlsx", "-o", str(tmp_path / "x.xlsx"), "--db", db])
+    res = runner.invoke(app, ["export", "experts", "-f", "xlsx", "--contact", "-o", str(tmp_path / "x.xlsx"),
+                              "--db", db])
     assert res.exit_code == 0 and records_of(tmp_path / "x.xlsx") == TRICKY
     res = runner.invoke(app, ["export", "people", "--db", db])
     assert res.exit_code != 0
+
+
+def test_contact_details_leave_only_when_asked_and_audited_and_an_export_without_them_keeps_them(
+        tmp_path) -> None:
+    """`matcher export experts` wrote every phone and e-mail by default and the audit log did not
+    move (issue 27, finding 4). Now they leave only with --contact, audited with the row count; and
+    a file exported without them, edited and imported back, does not wipe the stored ones."""
+    from matcher.store import Store
+
+    runner = CliRunner()
+    db = str(tmp_path / "m.db")
+    (tmp_path / "e.jsonl").write_text(
+        "\n".join(json.dumps(e.to_dict(), ensure_ascii=False) for e in TRICKY) + "\n", encoding="utf-8")
+    assert runner.invoke(app, ["import", "experts", str(tmp_path / "e.jsonl"), "--db", db]).exit_code == 0
+    plain = tmp_path / "plain.xlsx"
+    res = runner.invoke(app, ["export", "experts", "-f", "xlsx", "-o", str(plain), "--db", db])
+    assert res.exit_code == 0
+    store = Store(db)
+    try:
+        assert store.list_audit(action="contact.export")[1] == 0, "an export without contacts is not audited"
+        wb = openpyxl.load_workbook(plain)
+        ws = wb.active
+        headers = [c.value for c in ws[1]]
+        assert "联系电话" not in headers and "邮箱" not in headers
+        ws.cell(row=2, column=headers.index("职称") + 1, value="院士 研究员")  # an edit in Excel
+        wb.save(plain)
+        assert runner.invoke(app, ["import", "experts", str(plain), "--db", db]).exit_code == 0
+        t1 = store.get_expert("T1")
+        assert t1.title == "院士 研究员" and t1.contact == TRICKY[0].contact, "contacts kept"
+        res = runner.invoke(app, ["export", "experts", "-f", "csv", "--contact",
+                                  "-o", str(tmp_path / "c.csv"), "--db", db])
+        assert res.exit_code == 0
+        (tmp_path / "d.jsonl").write_text(json.dumps({"id": "Q1", "title": "保温杯真空焊接漏气"},
+                                                     ensure_ascii=False) + "\n", encoding="utf-8")
+        assert runner.invoke(app, ["import", "demands", str(tmp_path / "d.jsonl"), "--db", db]).exit_code == 0
+        res = runner.invoke(app, ["export", "matches", "--top", "2", "--contact", "-f", "csv",
+                                  "-o", str(tmp_path / "m.csv"), "--db", db])
+        assert res.exit_code == 0, res.output
+        entries, total = store.list_audit(action="contact.export")
+        assert total == 2
+        by_kind = {e.detail["kind"]: e for e in entries}
+        assert by_kind["experts"].detail["rows"] == 3 and by_kind["experts"].actor.startswith("cli")
+        written = list(csv.DictReader((tmp_path / "m.csv").open(encoding="utf-8-sig")))
+        assert by_kind["matches"].detail["rows"] == len(written) and "联系电话" in written[0]
+    finally:
+        store.close()
 
 
 def test_the_cli_exports_matches(tmp_path) -> None:

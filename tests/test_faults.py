@@ -36,7 +36,7 @@ from matcher.store import Store
 from .conftest import THERMOS
 
 runner = CliRunner()
-KEY = "faults-test-key-0001"
+KEY = "faults-test-key-0001-8630cca7521f49"
 
 EXPERTS = [
     {"id": "f-weld", "name": "周焊", "institution": "浙江工业大学",

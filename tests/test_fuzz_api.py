@@ -42,7 +42,10 @@ from matcher.models import Demand, Expert
 from .test_load import expert as load_expert
 from .test_load import serve_in_thread
 
-KEY = "fuzz-test-key-00000001"
+KEY = "fuzz-test-key-00000001-ea44786f10da61"  # a bare MATCHER_API_KEYS key: the admin role
+READ_KEY = "fuzz-read-key-5d0c3a9e71b24f"
+WRITE_KEY = "fuzz-write-key-b83e16f0a94c27"
+KEYS = {"admin": KEY, "write": WRITE_KEY, "read": READ_KEY}
 EXAMPLES = 20  # per operation and generation mode
 CASES: Counter[str] = Counter()
 STATUSES: Counter[tuple[bool, int]] = Counter()
@@ -59,6 +62,21 @@ WRITES = {
     "POST /api/v1/outcomes",
     "DELETE /api/v1/outcomes/{outcome_id}",
 }
+# The 科协's working data: a read key or a staff session (issue 27).
+READS = {
+    "GET /api/v1/demands",
+    "GET /api/v1/demands/{demand_id}",
+    "POST /api/v1/demands/match",
+    "GET /api/v1/demands/{demand_id}/recommendations",
+    "GET /api/v1/demands/{demand_id}/matches",
+    "GET /api/v1/demands/{demand_id}/team",
+    "GET /api/v1/outcomes",
+    "GET /api/v1/outcomes/{outcome_id}",
+    "GET /api/v1/stats",
+    "GET /api/v1/experts/{expert_id}/history",
+    "GET /api/v1/experts/{expert_id}/demands",
+    "GET /api/v1/experts/{expert_id}/visit-plan",
+}
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -71,7 +89,10 @@ FUZZ_SETTINGS = settings(
 @pytest.fixture(scope="module")
 def live_url(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Iterator[str]:
     tmp: Path = tmp_path_factory.mktemp("fuzz")
-    cfg = Settings(db=tmp / "fuzz.db", api_keys=(KEY,))
+    # Schemathesis sends made-up keys too (its negative cases): the throttle of wrong keys per client
+    # (tests/test_keys.py) would otherwise end the run with 429s for every later case from 127.0.0.1.
+    cfg = Settings(db=tmp / "fuzz.db", api_keys=(KEY, f"read:{READ_KEY}", f"write:{WRITE_KEY}"),
+                   apikey_max_failures=1_000_000)
     engine = Engine(cfg, tokenizer=tokenizer)
     engine.upsert_experts(Expert.from_dict(load_expert(i)) for i in range(12))
     engine.add_demands(
@@ -113,13 +134,26 @@ def test_with_a_key_no_server_error_and_every_response_as_documented(case: schem
 
 @schema.parametrize()
 @FUZZ_SETTINGS
-def test_without_a_key_writes_are_401_and_reads_hide_contacts(case: schemathesis.Case) -> None:
+def test_with_a_read_key_no_write_and_no_contacts(case: schemathesis.Case) -> None:
+    CASES[case.operation.label] += 1
+    response = case.call_and_validate(headers={"X-API-Key": READ_KEY},
+                                      checks=[not_a_server_error, response_schema_conformance], timeout=60)
+    if case.operation.label in WRITES:
+        assert not 200 <= response.status_code < 300, response.text
+    elif response.status_code == 200 and "json" in response.headers.get("content-type", ""):
+        assert '"contact"' not in response.text and '"phone"' not in response.text
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_without_a_key_writes_and_the_working_data_are_401_and_reads_hide_contacts(
+        case: schemathesis.Case) -> None:
     CASES[case.operation.label] += 1
     response = case.call_and_validate(checks=[not_a_server_error, response_schema_conformance], timeout=60)
     STATUSES[(False, response.status_code)] += 1
-    if case.operation.label in WRITES:
-        # No write without a key: well-formed requests get 401; malformed ones may be refused earlier
-        # (a body that is not JSON, a method the path does not serve), never accepted.
+    if case.operation.label in WRITES | READS:
+        # No write and no working data without a key: well-formed requests get 401; malformed ones
+        # may be refused earlier (a body that is not JSON, a method the path does not serve).
         assert not 200 <= response.status_code < 300, response.text
         if (
             case.meta is not None
@@ -132,7 +166,7 @@ def test_without_a_key_writes_are_401_and_reads_hide_contacts(case: schemathesis
 
 
 # -- the schemathesis command line, every phase and every check ---------------------------------
-def _cli(live_url: str, report: Path, *, key: bool) -> dict[str, Any]:
+def _cli(live_url: str, report: Path, *, key: str | None, examples: int = 15) -> dict[str, Any]:
     exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
     cmd = [
         exe,
@@ -141,7 +175,7 @@ def _cli(live_url: str, report: Path, *, key: bool) -> dict[str, Any]:
         "--phases",
         "examples,coverage,fuzzing,stateful",
         "--max-examples",
-        "15",
+        str(examples),
         "--seed",
         "20261126",
         "--workers",
@@ -156,7 +190,7 @@ def _cli(live_url: str, report: Path, *, key: bool) -> dict[str, Any]:
         str(report.with_suffix(".har")),
     ]
     if key:
-        cmd += ["--header", f"X-API-Key: {KEY}"]
+        cmd += ["--header", f"X-API-Key: {key}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, cwd=report.parent)
     assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(report.read_text(encoding="utf-8"))
@@ -174,7 +208,7 @@ def schema_operations(url: str) -> int:
 
 @pytest.mark.slow
 def test_the_schemathesis_cli_finds_nothing_with_a_key(live_url: str, tmp_path: Path) -> None:
-    result = _cli(live_url, tmp_path / "keyed.json", key=True)
+    result = _cli(live_url, tmp_path / "keyed.json", key=KEY)
     ops = result["operations"]
     assert ops["tested"] == ops["total"] == schema_operations(live_url) and ops["errored"] == 0
     assert all(p["status"] == "success" for p in result["phases"].values()), result["phases"]
@@ -198,12 +232,48 @@ def test_the_schemathesis_cli_finds_nothing_with_a_key(live_url: str, tmp_path: 
 
 @pytest.mark.slow
 def test_the_schemathesis_cli_finds_nothing_without_a_key(live_url: str, tmp_path: Path) -> None:
-    result = _cli(live_url, tmp_path / "keyless.json", key=False)
+    result = _cli(live_url, tmp_path / "keyless.json", key=None)
     assert result["operations"]["tested"] == schema_operations(live_url)
     warned = {k: v for k, v in result["warnings"].items() if v}
-    # Without a key every write answers 401, and schemathesis says so. Nothing can be created either,
-    # so reads by id mostly meet ids that do not exist (`missing_test_data`: 404s, not a mismatch).
-    assert set(warned) <= {"missing_auth", "missing_test_data"} and set(warned["missing_auth"]) == WRITES
-    assert not set(warned.get("missing_test_data", ())) & WRITES
+    # Without a key every write and every read of the working data answers 401, and schemathesis
+    # says so. Nothing can be created either, so reads by id mostly meet ids that do not exist
+    # (`missing_test_data`: 404s, not a mismatch).
+    assert set(warned) <= {"missing_auth", "missing_test_data"}
+    assert set(warned["missing_auth"]) == WRITES | READS
+    assert not set(warned.get("missing_test_data", ())) & (WRITES | READS)
     print(f"\n[schemathesis cli, no key] warnings {warned}")
     print(f"\n[schemathesis cli, no key] {result['test_cases']}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", ["write", "read"])
+def test_the_schemathesis_cli_finds_nothing_with_a_write_or_read_key(live_url: str, tmp_path: Path,
+                                                                     role: str) -> None:
+    """Every phase, the stateful one included, with the lower roles: a write key creates and changes
+    (but deletes no expert and sees no contact), a read key reads the working data and writes nothing."""
+    result = _cli(live_url, tmp_path / f"{role}.json", key=KEYS[role], examples=8)
+    assert result["operations"]["tested"] == schema_operations(live_url)
+    assert all(p["status"] in ("success", "skipped") for p in result["phases"].values()), result["phases"]
+    warned = {k: v for k, v in result["warnings"].items() if v}
+    print(f"\n[schemathesis cli, {role} key] warnings {warned}; {result['test_cases']}")
+    entries = json.loads((tmp_path / f"{role}.har").read_text(encoding="utf-8"))["log"]["entries"]
+    def is_write(method: str, url: str) -> bool:
+        path = url.split("/api/v1/", 1)[-1].split("?")[0]
+        return method in ("PUT", "PATCH", "DELETE") or (
+            method == "POST" and path in ("experts", "demands", "feedback", "outcomes"))
+
+    done = Counter(f"{e['request']['method']} {e['response']['status']}" for e in entries
+                   if is_write(e["request"]["method"], e["request"]["url"]))
+    if role == "read":
+        assert not any(200 <= int(k.split()[1]) < 300 for k in done), done
+    else:
+        assert any(k.startswith("POST 201") for k in done), done  # the write key did write
+        deleted = [e for e in entries if e["request"]["method"] == "DELETE"
+                   and 200 <= e["response"]["status"] < 300
+                   and "/pause" not in e["request"]["url"] and "/outcomes/" not in e["request"]["url"]]
+        assert deleted == [], "only admin keys delete experts"
+    leaked = [(e["request"]["method"], e["request"]["url"], e["response"]["status"],
+               (e["response"]["content"].get("text") or "")[:300]) for e in entries
+              if 200 <= e["response"]["status"] < 300
+              and '"phone"' in (e["response"]["content"].get("text") or "")]
+    assert leaked == [], leaked[:3]

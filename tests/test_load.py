@@ -24,7 +24,7 @@ from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.models import Expert
 
-KEY = "load-test-key-000000001"
+KEY = "load-test-key-000000001-39f545cd21f1ca"
 CLIENTS = 32
 MIN_WRITES = 5
 MIN_REBUILDS = 2

@@ -38,7 +38,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-KEY = "page-test-key-41c2"
+KEY = "page-test-key-41c2-3acfabde0a3aaa"
 BODY_LIMIT = 200_000
 
 XSS_NAME = "<script>window.__pwned = 1; alert(1)</script>林瓷"

@@ -27,7 +27,9 @@ from .conftest import copy_db, demo_template
 from .test_api import assert_error
 
 GOLDEN = Path(__file__).parent / "golden" / "reverse_welding.json"
-KEY = "reverse-key-1"
+KEY = "reverse-key-1-7c9a3aee276e1b"
+READ_KEY = "reverse-rkey-1-7c9a3aee276e1b-read"  # a key with the read role: the working data, no contacts
+READ = {"X-API-Key": READ_KEY}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
 @pytest.fixture()
 def engine(tmp_path: Path, template: Path, tokenizer) -> Engine:
     db = copy_db(template, tmp_path)
-    e = Engine(Settings(db=db, api_keys=(KEY,)), tokenizer=tokenizer)
+    e = Engine(Settings(db=db, api_keys=(KEY, f"read:{READ_KEY}")), tokenizer=tokenizer)
     yield e
     e.close()
 
@@ -210,17 +212,17 @@ def test_a_visit_plan_stays_in_one_district_then_its_city(engine: Engine) -> Non
 # -- the API and the CLI -------------------------------------------------------------------------
 def test_the_api_endpoints(engine: Engine) -> None:
     with TestClient(create_app(engine.settings, engine=engine)) as client:
-        res = client.get("/api/v1/experts/X0002/demands", params={"top_k": 3})
+        res = client.get("/api/v1/experts/X0002/demands", params={"top_k": 3}, headers=READ)
         assert res.status_code == 200
         rows = res.json()["data"]
         assert [r["rank"] for r in rows] == [1, 2, 3] and rows[0]["demand"]["id"] == "Q0001"
         assert rows[0]["explanation"]["terms"] and rows[0]["demand"]["status"] in ("new", "matched")
         res = client.post(
-            "/api/v1/demands/match", json={"text": "动力电池回收、湿法冶金与梯次利用", "top_k": 2}
+            "/api/v1/demands/match", json={"text": "动力电池回收、湿法冶金与梯次利用", "top_k": 2}, headers=READ,
         )
         assert res.status_code == 200 and res.json()["data"][0]["demand"]["id"] == "Q0028"
         plan = client.get(
-            "/api/v1/experts/X0004/visit-plan", params={"date": "2026-12-03", "stops": 2}
+            "/api/v1/experts/X0004/visit-plan", params={"date": "2026-12-03", "stops": 2}, headers=READ,
         ).json()
         assert plan["date"] == "2026-12-03" and [s["order"] for s in plan["stops"]] == [1, 2]
         assert plan["stops"][0]["district"] == "永康市" and plan["stops"][0]["demands"][0]["id"]
@@ -230,9 +232,10 @@ def test_the_api_endpoints(engine: Engine) -> None:
             ("/api/v1/experts/X0004/visit-plan", {"date": "2026-12-03", "stops": 11}),
             ("/api/v1/experts/X0004/visit-plan", {}),
         ):
-            assert client.get(path, params=params).status_code == 422
-        assert_error(client.post("/api/v1/demands/match", json={"text": " "}), 422, "InputError", "empty")
-        assert_error(client.get("/api/v1/experts/nobody/demands"), 404, "NotFoundError", "nobody")
+            assert client.get(path, params=params, headers=READ).status_code == 422
+        assert_error(client.post("/api/v1/demands/match", json={"text": " "}, headers=READ), 422, "InputError",
+                     "empty")
+        assert_error(client.get("/api/v1/experts/nobody/demands", headers=READ), 404, "NotFoundError", "nobody")
 
 
 def test_cli_demands_for(engine: Engine) -> None:

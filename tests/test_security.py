@@ -33,8 +33,10 @@ from matcher.store import BatchCandidate, BatchExclusion, BatchMatch, BatchOutco
 
 from .test_load import free_port, serve_in_thread
 
-KEY = "sec-key-5b1e0c97d2a44f"
-OTHER_KEY = "sec-key-second-8a1f33"
+KEY = "sec-key-5b1e0c97d2a44f-8793908c3adeba"
+OTHER_KEY = "sec-key-second-8a1f33-c40e9b7d25"
+READ_KEY = "sec-read-key-4c1b9e07a2d6f8"  # the read role: the working data, never contacts
+WRITE_KEY = "sec-write-key-7e2a5d18c9b3f0"  # the write role: changes, never contacts
 THERMOS = "我司生产不锈钢保温杯，真空层激光焊接合格率低，寻求焊接工艺改进方案"
 PHONE, EMAIL = "13912345678", "zhou.han@example.edu.cn"
 EXPERTS = [
@@ -47,7 +49,8 @@ EXPERTS = [
 
 
 def make_settings(tmp_path: Path, **kw: Any) -> Settings:
-    return Settings(db=tmp_path / "sec.db", api_keys=(KEY, OTHER_KEY, "sec-key-third-77"), **kw)
+    return Settings(db=tmp_path / "sec.db", api_keys=(KEY, OTHER_KEY, "sec-key-third-77-e1a5f0c3b8d2",
+                                                       f"read:{READ_KEY}", f"write:{WRITE_KEY}"), **kw)
 
 
 @pytest.fixture()
@@ -72,12 +75,12 @@ def test_keys_are_compared_in_constant_time_against_every_key(client: TestClient
     monkeypatch.setattr(hmac, "compare_digest", spy)
     ok = client.get("/api/v1/experts/s-weld", headers={"X-API-Key": OTHER_KEY})
     assert ok.status_code == 200 and ok.json()["contact"]["phone"] == PHONE
-    assert len(calls) == 3, "every configured key is compared, even after a match (no early exit)"
+    assert len(calls) == 5, "every configured key is compared, even after a match (no early exit)"
     assert all(isinstance(a, bytes) and a == OTHER_KEY.encode() for a, _ in calls)
     calls.clear()
     near = KEY[:-1] + ("0" if KEY[-1] != "0" else "1")
     bad = client.get("/api/v1/experts/s-weld", headers={"X-API-Key": near})
-    assert bad.status_code == 401 and len(calls) == 3
+    assert bad.status_code == 401 and len(calls) == 5
     assert bad.headers["www-authenticate"] == "APIKey"
     assert near not in bad.text and KEY not in bad.text, "a refused key is not echoed"
 
@@ -149,27 +152,41 @@ def _xlsx_text(content: bytes) -> str:
     return "\n".join(str(v) for ws in wb.worksheets for row in ws.iter_rows(values_only=True) for v in row)
 
 
-def test_contact_details_only_with_a_key(client: TestClient) -> None:
+def test_contact_details_only_with_an_admin_key(client: TestClient) -> None:
+    """Phone and e-mail are personal information: no key, a read key and a write key never see them
+    (a bare MATCHER_API_KEYS key is an admin key); the working data needs at least a read key."""
     body = {"id": "d-sec", "title": "保温杯激光焊接", "description": THERMOS}
     demand = client.post("/api/v1/demands", json=body, headers={"X-API-Key": KEY})
     assert demand.status_code == 201, demand.text
     reads = {
-        "list": lambda h: client.get("/api/v1/experts", headers=h).text,
-        "search": lambda h: client.get("/api/v1/experts", params={"q": "周焊"}, headers=h).text,
-        "one": lambda h: client.get("/api/v1/experts/s-weld", headers=h).text,
-        "match": lambda h: client.post("/api/v1/match", json={"text": THERMOS}, headers=h).text,
-        "xlsx": lambda h: _xlsx_text(
-            client.post("/api/v1/match.xlsx", json={"text": THERMOS}, headers=h).content),
-        "demand matches": lambda h: client.get("/api/v1/demands/d-sec/matches", headers=h).text,
-        "profile page": lambda h: client.get("/experts/s-weld", headers=h).text,
+        "list": lambda h: client.get("/api/v1/experts", headers=h),
+        "search": lambda h: client.get("/api/v1/experts", params={"q": "周焊"}, headers=h),
+        "one": lambda h: client.get("/api/v1/experts/s-weld", headers=h),
+        "match": lambda h: client.post("/api/v1/match", json={"text": THERMOS}, headers=h),
+        "xlsx": lambda h: client.post("/api/v1/match.xlsx", json={"text": THERMOS}, headers=h),
+        "demand matches": lambda h: client.get("/api/v1/demands/d-sec/matches", headers=h),
+        "recommendations": lambda h: client.get("/api/v1/demands/d-sec/recommendations", headers=h),
+        "team": lambda h: client.post("/api/v1/team", json={"text": THERMOS}, headers=h),
+        "profile page": lambda h: client.get("/experts/s-weld", headers=h),
     }
+    working_data = {"demand matches", "recommendations"}
+
+    def text(res: Any) -> str:
+        return _xlsx_text(res.content) if res.headers["content-type"].startswith("application/vnd") else res.text
+
     for name, read in reads.items():
-        public = read({})
-        assert "周焊" in public, name
-        assert PHONE not in public and EMAIL not in public, f"{name} shows contact details without a key"
+        for who, headers in (("no key", {}), ("a read key", {"X-API-Key": READ_KEY}),
+                             ("a write key", {"X-API-Key": WRITE_KEY})):
+            res = read(headers)
+            if name in working_data and who == "no key":
+                assert res.status_code == 401, (name, res.text)
+                continue
+            assert res.status_code == 200, (name, who, res.text)
+            assert "周焊" in text(res), (name, who)
+            assert PHONE not in text(res) and EMAIL not in text(res), f"{name} shows contact details to {who}"
         if name != "profile page":  # the page is for browsing; contacts go through the API with a key
-            keyed = read({"X-API-Key": KEY})
-            assert PHONE in keyed and EMAIL in keyed, f"{name} hides contact details from a key holder"
+            keyed = text(read({"X-API-Key": KEY}))
+            assert PHONE in keyed and EMAIL in keyed, f"{name} hides contact details from an admin key"
 
 
 # -- parameterised SQL -----------------------------------------------------------------------------

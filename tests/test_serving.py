@@ -24,7 +24,7 @@ from matcher.models import Document, Expert
 from .conftest import THERMOS, make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-KEY = "serving-test-key-1"
+KEY = "serving-test-key-1-502eb36643a297"
 
 
 def page(engine: Engine, text: str = THERMOS) -> list[tuple[str, float]]:

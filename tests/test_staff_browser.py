@@ -72,6 +72,8 @@ def test_sign_in_open_a_demand_decline_an_expert_and_it_is_gone(tab, server) -> 
     tab.fill("#region", "永康")
     tab.select_option("#industry", "保温杯")
     tab.get_by_role("button", name="筛选").click()
+    tab.wait_for_url("**region=*")  # the filtered inbox is a new page: wait for it, not the old one
+    tab.wait_for_load_state()
     assert [r.get_attribute("data-demand") for r in inbox.all()] == ["Q0005", "Q0004", "Q0002", "Q0001"]
     first_row_top = tab.locator('tr[data-demand="Q0001"] td.top3 a').all_text_contents()
     assert len(first_row_top) == 3
@@ -170,7 +172,9 @@ def test_record_an_outcome_then_read_the_statistics(tab, server) -> None:  # noq
     assert "已记录成果：授权专利" in tab.locator("#flash").text_content()
     assert tab.locator("#outcome-list tbody tr").count() == 1
     tab.goto(url + "/stats")
-    api = httpx.get(url + "/api/v1/stats", timeout=120).json()
+    # The API's statistics with the page's own session: the same figures the page shows.
+    cookies = {c["name"]: c["value"] for c in tab.context.cookies()}
+    api = httpx.get(url + "/api/v1/stats", cookies=cookies, timeout=120).json()
     for stage, n in api["funnel"].items():
         assert tab.locator(f'.stat-card[data-stage="{stage}"] .n').text_content() == str(n)
     assert tab.locator('#outcomes-table tr[data-kind="授权专利"] td').nth(1).text_content() == "2"

@@ -20,9 +20,7 @@ from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.models import Demand
 
-from .conftest import copy_db
-
-PASSWORD = "金华市科协-2026-loop"
+from .conftest import PASSWORD, copy_db, csrf_of, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -41,26 +39,12 @@ def template(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
 @pytest.fixture()
 def app_client(tmp_path: Path, template: Path, tokenizer) -> TestClient:
     db = copy_db(template, tmp_path)
-    settings = Settings(db=db, api_keys=("k",), login_max_failures=3)
+    settings = Settings(db=db, api_keys=("staff-pages-key-9d2e7c41b0a6f3",), login_max_failures=3)
     engine = Engine(settings, tokenizer=tokenizer)
     with TestClient(create_app(settings, engine=engine), base_url="http://testserver") as c:
         c.engine = engine  # type: ignore[attr-defined]
         yield c
     engine.close()
-
-
-def sign_in(client: TestClient, user: str = "lihua", password: str = PASSWORD, next_: str = "/demands"):
-    form = client.get(f"/login?next={next_}")
-    token = re.search(r'name="login_token" value="([^"]+)"', form.text).group(1)
-    return client.post(
-        "/login",
-        data={"username": user, "password": password, "login_token": token, "next": next_},
-        follow_redirects=False,
-    )
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def rows(html: str) -> list[str]:
@@ -74,7 +58,7 @@ def audit(client: TestClient) -> list[tuple[str, str]]:
 
 # -- signing in ----------------------------------------------------------------------------------
 def test_pages_need_a_signed_in_staff_member(app_client: TestClient) -> None:
-    for path in ("/demands", "/demands/Q0001", "/audit", "/experts/X0001/contact"):
+    for path in ("/demands", "/demands/Q0001", "/audit"):
         res = app_client.get(path, follow_redirects=False)
         assert res.status_code == 303 and res.headers["location"].startswith("/login?next=%2F"), path
     public = app_client.get("/experts/X0001")
@@ -341,18 +325,31 @@ def test_the_expert_page_counts_the_history(app_client: TestClient) -> None:
 
 
 def test_contact_details_for_staff_and_each_view_audited(app_client: TestClient) -> None:
+    """The contact page is a POST from this site with the session's CSRF token: a link from another
+    site (a GET, or a POST without the token) cannot record a view in the staff member's name."""
     sign_in(app_client)
     expert = app_client.engine.store.get_expert("X0003")
-    res = app_client.get("/experts/X0003/contact", params={"demand": "Q0002"})
+    token = csrf_of(app_client.get("/demands/Q0002").text)
+    assert expert.contact.phone not in app_client.get("/demands/Q0002").text  # not without the click
+    refused = [
+        app_client.get("/experts/X0003/contact", params={"demand": "Q0002"}, follow_redirects=False),
+        app_client.post("/experts/X0003/contact", data={"demand": "Q0002"}),  # no token
+        app_client.post("/experts/X0003/contact", data={"csrf_token": token, "demand": "Q0002"},
+                        headers={"Sec-Fetch-Site": "cross-site"}),
+    ]
+    assert refused[0].status_code == 303 and refused[0].headers["location"] == "/experts/X0003"
+    assert [r.status_code for r in refused[1:]] == [403, 403]
+    assert all(expert.contact.phone not in r.text for r in refused)
+    assert app_client.engine.store.list_audit(action="contact.view")[1] == 0, "nothing recorded"
+    res = app_client.post("/experts/X0003/contact", data={"csrf_token": token, "demand": "Q0002"})
     assert res.status_code == 200 and expert.contact.phone in res.text and expert.contact.email in res.text
-    assert "个人信息保护法" in res.text
-    app_client.get("/experts/X0003/contact")
+    assert "个人信息保护法" in res.text and res.headers["cache-control"] == "no-store"
+    app_client.post("/experts/X0003/contact", data={"csrf_token": token})
     entries, _ = app_client.engine.store.list_audit(action="contact.view")
     assert [(e.actor, e.target, e.detail["where"]) for e in reversed(entries)] == [
         ("staff:lihua", "expert:X0003", "demand Q0002"),
         ("staff:lihua", "expert:X0003", "expert page"),
     ]
-    assert expert.contact.phone not in app_client.get("/demands/Q0002").text  # not without the click
 
 
 def test_the_audit_page_is_for_admins(app_client: TestClient) -> None:

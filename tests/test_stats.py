@@ -25,7 +25,9 @@ from matcher.workflow import Workflow, key_actor
 
 from .test_api import assert_error
 
-KEY = "stats-key-0001"
+KEY = "stats-key-0001-edaf882fdc1ce7"
+READ_KEY = "stats-rkey-0001-edaf882fdc1ce7-read"  # a key with the read role: the working data, no contacts
+READ = {"X-API-Key": READ_KEY}
 AUTH = {"X-API-Key": KEY}
 STAFF = "staff:lihua"
 EXPERTS = [
@@ -64,7 +66,7 @@ PERIOD = (date(2026, 1, 1), date(2026, 6, 30))
 
 @pytest.fixture()
 def seeded(tmp_path: Path, tokenizer) -> Engine:
-    engine = Engine(Settings(db=tmp_path / "s.db", api_keys=(KEY,)), tokenizer=tokenizer)
+    engine = Engine(Settings(db=tmp_path / "s.db", api_keys=(KEY, f"read:{READ_KEY}")), tokenizer=tokenizer)
     engine.upsert_experts(Expert.from_dict(e) for e in EXPERTS)
     engine.add_demands(
         Demand.from_dict({"id": i, "created_at": c, "industry": ind, "region": r, "title": t, "status": s})
@@ -167,7 +169,7 @@ def test_without_a_period_everything_counts(seeded: Engine) -> None:
 
 def test_the_api_answers_the_same_numbers(seeded: Engine) -> None:
     with TestClient(create_app(seeded.settings, engine=seeded)) as client:
-        res = client.get("/api/v1/stats", params={"from": "2026-01-01", "to": "2026-06-30"})
+        res = client.get("/api/v1/stats", params={"from": "2026-01-01", "to": "2026-06-30"}, headers=READ)
         assert res.status_code == 200, res.text
         body = res.json()
     assert body["funnel"] == FUNNEL
@@ -279,10 +281,10 @@ def test_outcomes_through_the_api_are_audited_and_linked(seeded: Engine) -> None
         made = res.json()
         assert res.headers["location"] == f"/api/v1/outcomes/{made['id']}"
         assert made["unit"] == "项" and made["actor"] == key_actor(KEY)
-        assert client.get(f"/api/v1/outcomes/{made['id']}").json() == made
-        listed = client.get("/api/v1/outcomes", params={"expert_id": "E2"}).json()
+        assert client.get(f"/api/v1/outcomes/{made['id']}", headers=READ).json() == made
+        listed = client.get("/api/v1/outcomes", params={"expert_id": "E2"}, headers=READ).json()
         assert listed["count"] == 2 and {o["kind"] for o in listed["data"]} == {"项目合作", "授权专利"}
-        assert client.get("/api/v1/stats", params={"from": "2026-06-01"}).json()["outcomes"]["项目合作"] == 1
+        assert client.get("/api/v1/stats", params={"from": "2026-06-01"}, headers=READ).json()["outcomes"]["项目合作"] == 1
         for bad, field in (
             ({**body, "unit": "件"}, "unit"),
             ({**body, "value": 1.5}, "value"),
@@ -299,7 +301,7 @@ def test_outcomes_through_the_api_are_audited_and_linked(seeded: Engine) -> None
             "D9",
         )
         assert client.delete(f"/api/v1/outcomes/{made['id']}", headers=AUTH).status_code == 204
-        assert_error(client.get(f"/api/v1/outcomes/{made['id']}"), 404, "NotFoundError")
+        assert_error(client.get(f"/api/v1/outcomes/{made['id']}", headers=READ), 404, "NotFoundError")
     entries, _ = seeded.store.list_audit(action="outcome.")
     assert [(e.action, e.detail["kind"]) for e in entries][:2] == [
         ("outcome.delete", "项目合作"),
@@ -310,8 +312,8 @@ def test_outcomes_through_the_api_are_audited_and_linked(seeded: Engine) -> None
 def test_the_json_period_must_be_dates(seeded: Engine) -> None:
     with TestClient(create_app(seeded.settings, engine=seeded)) as client:
         for params in ({"from": "0"}, {"to": "2026-13-01"}):
-            assert_error(client.get("/api/v1/stats", params=params), 422, "InputError", next(iter(params)))
-        assert client.get("/api/v1/stats", params={"from": "2030-01-01"}).json()["funnel"]["received"] == 0
+            assert_error(client.get("/api/v1/stats", params=params, headers=READ), 422, "InputError", next(iter(params)))
+        assert client.get("/api/v1/stats", params={"from": "2030-01-01"}, headers=READ).json()["funnel"]["received"] == 0
 
 
 def test_an_outcome_form_on_the_demand_page(seeded: Engine) -> None:

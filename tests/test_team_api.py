@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from matcher.team import recommend_team
 from matcher.text import ChineseTokenizer
 
-from .test_api import AUTH, DEMAND, api_settings, assert_error, make_client
+from .test_api import AUTH, DEMAND, READ, api_settings, assert_error, make_client
 
 TWO_PARTS = "不锈钢保温杯真空层激光焊接气孔多；另外，动力锂电池BMS均衡控制策略不成熟"
 
@@ -82,15 +82,17 @@ def test_a_stored_demands_team_and_its_needs_team_flag(client: TestClient) -> No
     res = client.post("/api/v1/demands", json=demand, headers=AUTH)
     assert res.status_code == 201 and res.json()["needs_team"] is True
     assert client.engine.store.get_demand("d-team").needs_team is True
-    team = client.get("/api/v1/demands/d-team/team", params={"size": 2}).json()
+    team = client.get("/api/v1/demands/d-team/team", params={"size": 2}, headers=READ).json()
     assert "e-bms" not in [m["expert"]["id"] for m in team["team"]]  # its own enterprise: 回避
-    assert_error(client.get("/api/v1/demands/d-team/team", params={"size": 9}), 422, "InputError", "size")
-    assert_error(client.get("/api/v1/demands/nope/team"), 404, "NotFoundError", "nope")
+    assert_error(client.get("/api/v1/demands/d-team/team", params={"size": 9}, headers=READ), 422,
+                 "InputError", "size")
+    assert_error(client.get("/api/v1/demands/nope/team", headers=READ), 404, "NotFoundError", "nope")
 
     off = client.put("/api/v1/demands/d-team/needs-team", json={"needs_team": False}, headers=AUTH)
     assert off.status_code == 200 and off.json()["needs_team"] is False
     assert client.engine.store.get_demand("d-team").needs_team is False
-    assert client.get("/api/v1/demands/d-team").json()["description"] == TWO_PARTS  # nothing else changed
+    # nothing else changed
+    assert client.get("/api/v1/demands/d-team", headers=READ).json()["description"] == TWO_PARTS
     assert_error(client.put("/api/v1/demands/d-team/needs-team", json={"needs_team": True}), 401, "AuthError")
     perhaps = client.put("/api/v1/demands/d-team/needs-team", json={"needs_team": "perhaps"}, headers=AUTH)
     assert_error(perhaps, 422, "InputError", "needs_team")

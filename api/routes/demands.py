@@ -11,14 +11,16 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import (
-    OPTIONAL_KEY,
+    READ_AUTH,
+    WRITE_AUTH,
     ApiActor,
     ClientIp,
     ConflictError,
     EngineDep,
-    HasKey,
     KeyActor,
     RequireKey,
+    RequireReader,
+    SeesContacts,
     WorkflowDep,
     WriteLock,
 )
@@ -52,7 +54,7 @@ router = APIRouter(prefix="/demands", tags=["demands"])
 
 DemandId = Annotated[str, Path(description="The demand's id.", max_length=100)]
 NOT_FOUND = {404: {"model": ErrorOut, "description": "No demand with this id."}}
-AUTH = {401: {"model": ErrorOut, "description": "No API key, or a wrong one."}}
+AUTH = WRITE_AUTH
 INVALID = {422: {"model": ErrorOut, "description": "Invalid input; the message names the field."}}
 # Where a created demand's id leads (schemathesis follows these in its stateful phase).
 _BY_ID = {"demand_id": "$response.body#/id"}
@@ -69,7 +71,8 @@ FromQuery = Annotated[IsoDate | None, Query(alias="from", description="Created o
 ToQuery = Annotated[IsoDate | None, Query(alias="to", description="Created on or before (YYYY-MM-DD).")]
 
 
-@router.get("", response_model=DemandList, operation_id="listDemands", responses=INVALID)
+@router.get("", response_model=DemandList, operation_id="listDemands",
+            responses={**READ_AUTH, **INVALID}, dependencies=[RequireReader])
 def list_demands(
     workflow: WorkflowDep,
     status_: StatusQuery = None,
@@ -117,7 +120,8 @@ def create_demand(body: DemandIn, engine: EngineDep, workflow: WorkflowDep, lock
     return demand.to_dict()
 
 
-@router.post("/match", response_model=DemandMatchList, operation_id="matchDemands", responses=INVALID)
+@router.post("/match", response_model=DemandMatchList, operation_id="matchDemands",
+             responses={**READ_AUTH, **INVALID}, dependencies=[RequireReader])
 def match_demands(body: ProfileMatchIn, engine: EngineDep, lock: WriteLock) -> dict[str, Any]:
     """Reverse matching for a visiting expert's profile, pasted (院士专家企业行): the open demands they
     could help with, best first, explained."""
@@ -126,7 +130,8 @@ def match_demands(body: ProfileMatchIn, engine: EngineDep, lock: WriteLock) -> d
     return {"data": [demand_match_out(m) for m in matches], "count": len(matches)}
 
 
-@router.get("/{demand_id}", response_model=DemandOut, operation_id="getDemand", responses=NOT_FOUND)
+@router.get("/{demand_id}", response_model=DemandOut, operation_id="getDemand",
+            responses={**READ_AUTH, **NOT_FOUND}, dependencies=[RequireReader])
 def get_demand(demand_id: DemandId, engine: EngineDep) -> dict[str, Any]:
     return engine.store.get_demand(demand_id).to_dict()
 
@@ -149,17 +154,17 @@ def patch_demand(demand_id: DemandId, body: DemandPatch, workflow: WorkflowDep, 
     response_model=RecommendationList,
     response_model_exclude_unset=True,
     operation_id="demandRecommendations",
-    responses=NOT_FOUND,
-    openapi_extra=OPTIONAL_KEY,
+    responses={**READ_AUTH, **NOT_FOUND},
+    dependencies=[RequireReader],
 )
-def demand_recommendations(demand_id: DemandId, workflow: WorkflowDep, lock: WriteLock, actor: ApiActor,
-                           ip: ClientIp) -> dict[str, Any]:
+def demand_recommendations(demand_id: DemandId, workflow: WorkflowDep, lock: WriteLock,
+                           sees_contacts: SeesContacts, actor: ApiActor, ip: ClientIp) -> dict[str, Any]:
     """The demand's recommendations from the last nightly run (or, when none was made, a live ranking),
     each with its run key and the latest verdict staff recorded. Experts declined (婉拒) or found
     unsuitable (不合适) for it are never among them; `excluded` lists them. Contact details only with
-    an API key (and each such view is audited)."""
+    an admin key (and each such view is audited)."""
     recs = workflow.recommendations(demand_id)
-    contact = actor is not None
+    contact = sees_contacts and actor is not None
     data = []
     for r in recs.items:
         item: dict[str, Any] = {
@@ -187,15 +192,15 @@ def demand_recommendations(demand_id: DemandId, workflow: WorkflowDep, lock: Wri
     response_model=MatchList,
     response_model_exclude_unset=True,
     operation_id="demandMatches",
-    responses=NOT_FOUND,
-    openapi_extra=OPTIONAL_KEY,
+    responses={**READ_AUTH, **NOT_FOUND},
+    dependencies=[RequireReader],
 )
 def demand_matches(
     demand_id: DemandId,
     engine: EngineDep,
     workflow: WorkflowDep,
     lock: WriteLock,
-    has_key: HasKey,
+    sees_contacts: SeesContacts,
     actor: ApiActor,
     ip: ClientIp,
     top_k: Annotated[int | None, Query(ge=1, le=MAX_TOP_K, description="How many (default 10).")] = None,
@@ -204,18 +209,18 @@ def demand_matches(
     experts and those declined or found unsuitable for it; paused experts are flagged."""
     demand = engine.store.get_demand(demand_id)
     matches = engine.match_demand(demand, top_k=top_k)
-    if has_key and actor and matches:
+    if sees_contacts and actor and matches:
         with lock:
             workflow.log_contact_view(actor, [m.expert.id for m in matches],
                                       where=f"matches of demand {demand_id}", ip=ip)
-    return match_list(matches, include_contact=has_key, pauses=engine.pauses())
+    return match_list(matches, include_contact=sees_contacts, pauses=engine.pauses())
 
 
 @router.put(
     "/{demand_id}/needs-team",
     response_model=DemandOut,
     dependencies=[RequireKey],
-    responses={**NOT_FOUND, 401: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    responses={**NOT_FOUND, **AUTH, 422: {"model": ErrorOut}},
 )
 def set_needs_team(
     demand_id: DemandId, body: NeedsTeamIn, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock,
@@ -233,25 +238,26 @@ def set_needs_team(
 
 
 @router.get(
-    "/{demand_id}/team", response_model=TeamOut, response_model_exclude_unset=True, responses=NOT_FOUND,
-    openapi_extra=OPTIONAL_KEY,
+    "/{demand_id}/team", response_model=TeamOut, response_model_exclude_unset=True,
+    responses={**READ_AUTH, **NOT_FOUND},
+    dependencies=[RequireReader],
 )
 def demand_team(
     demand_id: DemandId,
     engine: EngineDep,
     workflow: WorkflowDep,
     lock: WriteLock,
-    has_key: HasKey,
+    sees_contacts: SeesContacts,
     actor: ApiActor,
     ip: ClientIp,
     size: Annotated[int, Query(ge=1, le=MAX_SIZE, description="How many experts in the team.")] = 3,
 ) -> dict[str, Any]:
     """A team for a stored demand, under its 回避 rules and its verdicts (its title and keywords
-    emphasised). Contact details only with a valid `X-API-Key`, and such a view is audited."""
+    emphasised). Contact details only with an admin key, and such a view is audited."""
     demand = engine.store.get_demand(demand_id)
     result = recommend_team(engine, demand.text, size=size, demand=demand)
-    if has_key and actor and result.members:
+    if sees_contacts and actor and result.members:
         with lock:
             workflow.log_contact_view(actor, [m.expert.id for m in result.members],
                                       where=f"team of demand {demand_id}", ip=ip)
-    return result.to_dict(include_contact=has_key)
+    return result.to_dict(include_contact=sees_contacts)

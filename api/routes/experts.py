@@ -10,13 +10,17 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import (
     OPTIONAL_KEY,
+    READ_AUTH,
+    WRITE_AUTH,
+    AdminActor,
     ApiActor,
     ClientIp,
     ConflictError,
     EngineDep,
-    HasKey,
     KeyActor,
     RequireKey,
+    RequireReader,
+    SeesContacts,
     WorkflowDep,
     WriteLock,
 )
@@ -44,7 +48,7 @@ from matcher.reverse import demand_index, plan_visit
 router = APIRouter(prefix="/experts", tags=["experts"])
 
 ExpertId = Annotated[str, Path(description="The expert's id.", max_length=100)]
-AUTH = {401: {"model": ErrorOut, "description": "No API key, or a wrong one."}}
+AUTH = WRITE_AUTH
 NOT_FOUND = {404: {"model": ErrorOut, "description": "No expert with this id."}}
 INVALID = {422: {"model": ErrorOut, "description": "Invalid input; the message names the field."}}
 _BY_ID = {"expert_id": "$response.body#/id"}
@@ -64,7 +68,7 @@ def list_experts(
     engine: EngineDep,
     workflow: WorkflowDep,
     lock: WriteLock,
-    has_key: HasKey,
+    sees_contacts: SeesContacts,
     actor: ApiActor,
     ip: ClientIp,
     q: Annotated[str, Query(max_length=200, description="Part of a name, institution, field, region.")] = "",
@@ -75,22 +79,22 @@ def list_experts(
     """A page of experts (by id), optionally searched; `count` is the total found. With a key the
     page carries contact details, and the view is audited."""
     experts, total = engine.store.search_experts(q.strip(), limit=limit, offset=offset)
-    if has_key and actor and experts:
+    if sees_contacts and actor and experts:
         with lock:
             workflow.log_contact_view(actor, [e.id for e in experts], where="expert list", ip=ip)
-    return {"data": [expert_out(e, include_contact=has_key) for e in experts], "count": total}
+    return {"data": [expert_out(e, include_contact=sees_contacts) for e in experts], "count": total}
 
 
 @router.get("/{expert_id}", response_model=ExpertOut, response_model_exclude_unset=True,
             operation_id="getExpert", responses=NOT_FOUND, openapi_extra=OPTIONAL_KEY)
 def get_expert(expert_id: ExpertId, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock,
-               has_key: HasKey, actor: ApiActor, ip: ClientIp) -> dict[str, Any]:
-    """One expert's full record; contact details only with an API key (and the view is audited)."""
+               sees_contacts: SeesContacts, actor: ApiActor, ip: ClientIp) -> dict[str, Any]:
+    """One expert's full record; contact details only with an admin key (and the view is audited)."""
     expert = engine.store.get_expert(expert_id)
-    if has_key and actor:
+    if sees_contacts and actor:
         with lock:
             workflow.log_contact_view(actor, [expert_id], where="expert record", ip=ip)
-    return expert_out(expert, include_contact=has_key)
+    return expert_out(expert, include_contact=sees_contacts)
 
 
 @router.post(
@@ -103,7 +107,8 @@ def get_expert(expert_id: ExpertId, engine: EngineDep, workflow: WorkflowDep, lo
                409: {"model": ErrorOut, "description": "The id is taken."}, **INVALID},
 )
 def create_expert(body: ExpertIn, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock,
-                  actor: KeyActor, ip: ClientIp, response: Response) -> dict[str, Any]:
+                  actor: KeyActor, sees_contacts: SeesContacts, ip: ClientIp,
+                  response: Response) -> dict[str, Any]:
     """Add an expert; `/match` finds them as soon as this returns."""
     expert_id = body.id or f"api-{uuid.uuid4().hex[:12]}"
     expert = body.to_expert(expert_id)
@@ -120,7 +125,7 @@ def create_expert(body: ExpertIn, engine: EngineDep, workflow: WorkflowDep, lock
             )
     # Headers are Latin-1: an id such as 专家-001 goes percent-encoded (it was a 500 after the write).
     response.headers["Location"] = f"/api/v1/experts/{quote(expert_id, safe='')}"
-    return expert_out(expert, include_contact=True)
+    return expert_out(expert, include_contact=sees_contacts)  # contacts: admin keys only
 
 
 @router.put(
@@ -128,7 +133,8 @@ def create_expert(body: ExpertIn, engine: EngineDep, workflow: WorkflowDep, lock
     responses={**AUTH, **NOT_FOUND, **INVALID},
 )
 def replace_expert(expert_id: ExpertId, body: ExpertReplaceIn, engine: EngineDep, workflow: WorkflowDep,
-                   lock: WriteLock, actor: KeyActor, ip: ClientIp) -> dict[str, Any]:
+                   lock: WriteLock, actor: KeyActor, sees_contacts: SeesContacts,
+                   ip: ClientIp) -> dict[str, Any]:
     """Replace an expert's record (fields left out become empty); `/match` reflects it at once."""
     if body.id is not None and body.id != expert_id:
         raise InputError(f"the body's id {body.id!r} differs from the URL's {expert_id!r}; ids cannot change")
@@ -138,19 +144,18 @@ def replace_expert(expert_id: ExpertId, body: ExpertReplaceIn, engine: EngineDep
         with engine.store.transaction():
             workflow.record(actor, "expert.replace", f"expert:{expert_id}", ip=ip)
             engine.upsert_experts([expert])
-    return expert_out(expert, include_contact=True)
+    return expert_out(expert, include_contact=sees_contacts)  # contacts: admin keys only
 
 
 @router.delete(
     "/{expert_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[RequireKey],
     operation_id="deleteExpert",
     responses={**AUTH, **NOT_FOUND},
 )
 def delete_expert(expert_id: ExpertId, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock,
-                  actor: KeyActor, ip: ClientIp) -> Response:
-    """Remove an expert; they leave `/match` results at once."""
+                  actor: AdminActor, ip: ClientIp) -> Response:
+    """Remove an expert (an admin key); they leave `/match` results at once."""
     with lock, engine.store.transaction():
         workflow.record(actor, "expert.delete", f"expert:{expert_id}", ip=ip)
         engine.delete_expert(expert_id)
@@ -159,7 +164,7 @@ def delete_expert(expert_id: ExpertId, engine: EngineDep, workflow: WorkflowDep,
 
 # -- the working loop: an expert's history, pausing recommendations ------------------------------
 @router.get("/{expert_id}/history", response_model=ExpertHistoryOut, operation_id="expertHistory",
-            responses=NOT_FOUND)
+            responses={**READ_AUTH, **NOT_FOUND}, dependencies=[RequireReader])
 def expert_history(expert_id: ExpertId, workflow: WorkflowDep) -> dict[str, Any]:
     """How often the expert was recommended, contacted, accepted, succeeded (distinct demands), and
     the latest verdicts."""
@@ -199,7 +204,7 @@ def resume_expert(expert_id: ExpertId, workflow: WorkflowDep, lock: WriteLock, a
 
 # -- reverse matching: the open demands an expert could help with; a day's visit -----------------
 @router.get("/{expert_id}/demands", response_model=DemandMatchList, operation_id="expertDemands",
-            responses={**NOT_FOUND, **INVALID})
+            responses={**READ_AUTH, **NOT_FOUND, **INVALID}, dependencies=[RequireReader])
 def expert_demands(
     expert_id: ExpertId,
     engine: EngineDep,
@@ -216,7 +221,7 @@ def expert_demands(
 
 
 @router.get("/{expert_id}/visit-plan", response_model=VisitPlanOut, operation_id="expertVisitPlan",
-            responses={**NOT_FOUND, **INVALID})
+            responses={**READ_AUTH, **NOT_FOUND, **INVALID}, dependencies=[RequireReader])
 def expert_visit_plan(
     expert_id: ExpertId,
     engine: EngineDep,

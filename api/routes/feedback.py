@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
-from api.deps import ClientIp, KeyActor, WorkflowDep, WriteLock
+from api.deps import WRITE_AUTH, ClientIp, KeyActor, WorkflowDep, WriteLock
 from api.schemas import ErrorOut, FeedbackIn, FeedbackOut
 
 router = APIRouter(prefix="/feedback", tags=["feedback"])
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/feedback", tags=["feedback"])
     status_code=status.HTTP_201_CREATED,
     response_model=FeedbackOut,
     operation_id="addFeedback",
-    responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut, "description": "Unknown demand or expert"},
+    responses={**WRITE_AUTH, 404: {"model": ErrorOut, "description": "Unknown demand or expert"},
                422: {"model": ErrorOut, "description": "Invalid input; the message names the field."}},
 )
 def add_feedback(body: FeedbackIn, workflow: WorkflowDep, lock: WriteLock, actor: KeyActor,

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Response
 
-from api.deps import OPTIONAL_KEY, ApiActor, ClientIp, EngineDep, HasKey, WorkflowDep, WriteLock
+from api.deps import OPTIONAL_KEY, ApiActor, ClientIp, EngineDep, SeesContacts, WorkflowDep, WriteLock
 from api.export import matches_xlsx
 from api.schemas import BuiltJSON, ErrorOut, MatchIn, MatchList, match_list
 from matcher.engine import Analysis
@@ -19,6 +19,7 @@ router = APIRouter(tags=["match"])
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "A wrong API key."},
+    429: {"model": ErrorOut, "description": "Too many wrong keys from this client: it waits."},
     413: {"model": ErrorOut, "description": "The body is over MATCHER_MAX_BODY_BYTES."},
     422: {"model": ErrorOut, "description": "Empty or oversized text, top_k out of 1..100, unknown fields."},
 }
@@ -41,22 +42,22 @@ def _match(engine: EngineDep, body: MatchIn) -> list[Match]:
 
 @router.post("/match", response_model=MatchList, response_model_exclude_unset=True, responses=ERRORS,
              response_model_by_alias=True, openapi_extra=OPTIONAL_KEY)
-def match(body: MatchIn, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock, has_key: HasKey,
-          actor: ApiActor, ip: ClientIp) -> Response:
+def match(body: MatchIn, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock,
+          sees_contacts: SeesContacts, actor: ApiActor, ip: ClientIp) -> Response:
     """Rank experts for an enterprise's problem, each with the matched terms and the evidence, and
     say what the engine understood of it (`understanding`: its own terms, the concepts added, the
     products and symptoms recognised). Send `exclude_terms` / `extra_terms` to correct it. Experts
     whose recommendations are paused carry `paused`.
 
-    Contact details (phone, e-mail) are included only when a valid `X-API-Key` is sent, and such a
+    Contact details (phone, e-mail) are included only with an admin key, and such a
     view is audited.
     """
     result = _analyse(engine, body)
     matches = list(result.matches)
-    if has_key and actor and matches:
+    if sees_contacts and actor and matches:
         with lock:
             workflow.log_contact_view(actor, [m.expert.id for m in matches], where="match", ip=ip)
-    return BuiltJSON(match_list(matches, include_contact=has_key, pauses=engine.pauses(),
+    return BuiltJSON(match_list(matches, include_contact=sees_contacts, pauses=engine.pauses(),
                                 understanding=result.understanding))
 
 
@@ -66,14 +67,14 @@ def match(body: MatchIn, engine: EngineDep, workflow: WorkflowDep, lock: WriteLo
     responses={200: {"content": {XLSX: {}}, "description": "An .xlsx workbook."}, **ERRORS},
     openapi_extra=OPTIONAL_KEY,
 )
-def match_xlsx(body: MatchIn, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock, has_key: HasKey,
-               actor: ApiActor, ip: ClientIp) -> Response:
+def match_xlsx(body: MatchIn, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock,
+               sees_contacts: SeesContacts, actor: ApiActor, ip: ClientIp) -> Response:
     """The same ranking as `/match`, as an .xlsx workbook (sheet 匹配结果, and the demand in sheet 需求)."""
     matches = _match(engine, body)
-    if has_key and actor and matches:
+    if sees_contacts and actor and matches:
         with lock:
             workflow.log_contact_view(actor, [m.expert.id for m in matches], where="match.xlsx", ip=ip)
-    data = matches_xlsx(body.text, matches, include_contact=has_key)
+    data = matches_xlsx(body.text, matches, include_contact=sees_contacts)
     name = quote("专家匹配结果.xlsx")
     return Response(
         content=data,

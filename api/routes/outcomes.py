@@ -7,13 +7,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from api.deps import ClientIp, EngineDep, KeyActor, WorkflowDep, WriteLock
+from api.deps import (
+    READ_AUTH,
+    WRITE_AUTH,
+    ClientIp,
+    EngineDep,
+    KeyActor,
+    RequireReader,
+    WorkflowDep,
+    WriteLock,
+)
 from api.schemas import ErrorOut, IsoDate, OutcomeIn, OutcomeList, OutcomeOut, StatsOut, outcome_out
 from matcher import stats as matcher_stats
 
 router = APIRouter(tags=["outcomes"])
 
-AUTH = {401: {"model": ErrorOut, "description": "No API key, or a wrong one."}}
+AUTH = WRITE_AUTH
 INVALID = {422: {"model": ErrorOut, "description": "Invalid input; the message names the field."}}
 OutcomeId = Annotated[int, Path(description="The outcome's id.", ge=1, le=2**53)]
 _BY_ID = {"outcome_id": "$response.body#/id"}
@@ -56,7 +65,8 @@ def create_outcome(
     return outcome_out(outcome)
 
 
-@router.get("/outcomes", response_model=OutcomeList, operation_id="listOutcomes", responses=INVALID)
+@router.get("/outcomes", response_model=OutcomeList, operation_id="listOutcomes",
+            responses={**READ_AUTH, **INVALID}, dependencies=[RequireReader])
 def list_outcomes(
     engine: EngineDep,
     demand_id: Annotated[str, Query(max_length=100, description="Only this demand's.")] = "",
@@ -87,7 +97,8 @@ def list_outcomes(
     "/outcomes/{outcome_id}",
     response_model=OutcomeOut,
     operation_id="getOutcome",
-    responses={404: {"model": ErrorOut, "description": "No outcome with this id."}},
+    responses={**READ_AUTH, 404: {"model": ErrorOut, "description": "No outcome with this id."}},
+    dependencies=[RequireReader],
 )
 def get_outcome(outcome_id: OutcomeId, engine: EngineDep) -> dict[str, Any]:
     return outcome_out(engine.store.get_outcome(outcome_id))
@@ -108,7 +119,8 @@ def delete_outcome(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/stats", response_model=StatsOut, operation_id="getStats", responses=INVALID)
+@router.get("/stats", response_model=StatsOut, operation_id="getStats",
+            responses={**READ_AUTH, **INVALID}, dependencies=[RequireReader])
 def get_stats(
     engine: EngineDep,
     date_from: Annotated[

@@ -41,6 +41,7 @@ from matcher.errors import AuthError, ForbiddenError, InputError, LockedOutError
 from matcher.models import DEMAND_STATUS_LABELS, OUTCOME_KINDS, VERDICT_LABELS, VERDICTS, now_iso
 from matcher.stats import FUNNEL, FUNNEL_LABELS
 from matcher.stats import compute as compute_stats
+from matcher.timefmt import local_time
 from matcher.workflow import Workflow, parse_date
 
 router = APIRouter(include_in_schema=False)
@@ -400,7 +401,7 @@ def demand_status_form(
 
 
 # -- experts: contact details, pausing -----------------------------------------------------------
-@router.get("/experts/{expert_id}/contact", response_class=HTMLResponse)
+@router.post("/experts/{expert_id}/contact", response_class=HTMLResponse)
 def contact_page(
     request: Request,
     expert_id: str,
@@ -408,25 +409,37 @@ def contact_page(
     workflow: WorkflowDep,
     lock: WriteLock,
     ip: ClientIp,
-    demand: Annotated[str, Query(max_length=100)] = "",
+    csrf_token: FormToken = "",
+    demand: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    """An expert's phone and e-mail, for signed-in staff; each view is audited (PIPL)."""
-    if session is None:
-        return login_redirect(request)
+    """An expert's phone and e-mail, for signed-in staff; each view is audited (PIPL). A POST with
+    the session's CSRF token from this site: a cross-site link or a prefetch cannot make a view
+    that the audit log would put in the staff member's name (a GET could, with a SameSite=Lax
+    cookie on a top-level navigation)."""
     try:
+        viewer = require_writer(request, session, csrf_token)
         expert = workflow.store.get_expert(expert_id)
         with lock:
             workflow.contact(
-                session.actor, expert_id, ip=ip, where=f"demand {demand}" if demand else "expert page"
+                viewer.actor, expert_id, ip=ip, where=f"demand {demand}" if demand else "expert page"
             )
     except MatcherError as exc:
         return problem(request, session, exc)
     back = f"/demands/{quote(demand, safe='')}" if demand else f"/experts/{quote(expert_id, safe='')}"
-    return render(
+    response = render(
         request,
         "contact.html",
-        {"session": session, "expert": expert, "back": back, "now": now_iso()[:16].replace("T", " ")},
+        {"session": session, "expert": expert, "back": back,
+         "now": local_time(now_iso(), workflow.engine.settings.timezone)},
     )
+    response.headers["Cache-Control"] = "no-store"  # personal data: not kept by the browser's cache
+    return response
+
+
+@router.get("/experts/{expert_id}/contact")
+def contact_link(expert_id: str) -> RedirectResponse:
+    """An old bookmark of the contact page: to the expert's page, where the button asks again."""
+    return RedirectResponse(f"/experts/{quote(expert_id, safe='')}", status_code=303)
 
 
 def _back_to_expert(expert_id: str, done: str) -> RedirectResponse:

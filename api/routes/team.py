@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import OPTIONAL_KEY, ApiActor, ClientIp, EngineDep, HasKey, WorkflowDep, WriteLock
+from api.deps import OPTIONAL_KEY, ApiActor, ClientIp, EngineDep, SeesContacts, WorkflowDep, WriteLock
 from api.routes.match import ERRORS
 from api.schemas import TeamIn, TeamOut
 from matcher.rank import Filters
@@ -17,12 +17,12 @@ router = APIRouter(tags=["team"])
 
 @router.post("/team", response_model=TeamOut, response_model_exclude_unset=True, responses=ERRORS,
              openapi_extra=OPTIONAL_KEY)
-def team(body: TeamIn, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock, has_key: HasKey,
+def team(body: TeamIn, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock, sees_contacts: SeesContacts,
          actor: ApiActor, ip: ClientIp) -> dict[str, Any]:
     """Recommend `size` experts who together cover the parts (aspects) of the demand.
 
     Each aspect lists the members who cover it; each member lists the aspects it covers, with
-    the matched terms and evidence for each. Contact details only with a valid `X-API-Key`, and
+    the matched terms and evidence for each. Contact details only with an admin key, and
     such a view is audited.
     """
     f = body.filters
@@ -33,7 +33,7 @@ def team(body: TeamIn, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock
     )
     result = recommend_team(engine, body.text, size=body.size, filters=filters,
                             one_per_institution=body.one_per_institution)
-    if has_key and actor and result.members:
+    if sees_contacts and actor and result.members:
         with lock:
             workflow.log_contact_view(actor, [m.expert.id for m in result.members], where="team", ip=ip)
-    return result.to_dict(include_contact=has_key)
+    return result.to_dict(include_contact=sees_contacts)
