@@ -135,9 +135,9 @@ def create_app(
                 log.warning(
                     "the database %s was empty: loaded the demo corpus (%d fictional experts)",
                     settings.db,
-                    eng.store.count_experts(),
+                    eng.count_experts(),
                 )
-            if eng.store.count_experts():
+            if eng.count_experts():
                 eng.ensure_index()
             if own:
                 # Dense vectors the cache lacks, and a stale demand bank, are made on a background

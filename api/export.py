@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Alignment, Font
 
+from matcher.cells import append_row, set_cell
 from matcher.models import Match
 
 FIELD_NAMES = {
@@ -25,16 +25,6 @@ CONTACT_COLUMNS = ("电话", "邮箱")
 WIDTHS = (6, 14, 10, 16, 28, 12, 8, 30, 60, 16, 24)
 
 
-def _set(cell: Cell, value: object) -> None:
-    if isinstance(value, str):
-        # Control characters (pasted from other programs) are refused by openpyxl: drop them.
-        value = ILLEGAL_CHARACTERS_RE.sub("", value)
-    cell.value = value
-    # openpyxl stores a string starting with "=" as a formula; user text must stay text.
-    if isinstance(value, str) and value.startswith("="):
-        cell.data_type = "s"
-
-
 def evidence_text(match: Match) -> str:
     return "\n".join(f"{FIELD_NAMES.get(e.field, e.field)}：{e.text}" for e in match.explanation.evidence)
 
@@ -44,7 +34,7 @@ def matches_xlsx(text: str, matches: Sequence[Match], *, include_contact: bool) 
     ws = wb.active
     ws.title = "匹配结果"
     header = COLUMNS + (CONTACT_COLUMNS if include_contact else ())
-    ws.append(header)
+    append_row(ws, header)
     for cell in ws[1]:
         cell.font = Font(bold=True)
     for row, m in enumerate(matches, start=2):
@@ -63,17 +53,17 @@ def matches_xlsx(text: str, matches: Sequence[Match], *, include_contact: bool) 
         if include_contact:
             values += [e.contact.phone, e.contact.email]
         for col, value in enumerate(values, start=1):
-            _set(ws.cell(row=row, column=col), value)
+            set_cell(ws.cell(row=row, column=col), value)
         ws.cell(row=row, column=9).alignment = Alignment(wrap_text=True, vertical="top")
     for col, width in enumerate(WIDTHS[: len(header)], start=1):
         ws.column_dimensions[ws.cell(row=1, column=col).column_letter].width = width
     ws.freeze_panes = "A2"
 
     demand = wb.create_sheet("需求")
-    _set(demand.cell(row=1, column=1), "需求原文")
-    _set(demand.cell(row=1, column=2), text)
-    _set(demand.cell(row=2, column=1), "导出时间")
-    _set(demand.cell(row=2, column=2), datetime.now().replace(microsecond=0).isoformat(sep=" "))
+    set_cell(demand.cell(row=1, column=1), "需求原文")
+    set_cell(demand.cell(row=1, column=2), text)
+    set_cell(demand.cell(row=2, column=1), "导出时间")
+    set_cell(demand.cell(row=2, column=2), datetime.now().replace(microsecond=0).isoformat(sep=" "))
     demand.column_dimensions["A"].width = 12
     demand.column_dimensions["B"].width = 100
     demand["B1"].alignment = Alignment(wrap_text=True, vertical="top")

@@ -17,10 +17,11 @@ from typing import Annotated, Any, Literal
 from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
+from matcher import validate
+from matcher.engine import Understanding
 from matcher.models import OUTCOME_KINDS, VERDICT_LABELS, Demand, Expert, Match
+from matcher.records import FeedbackEntry, Outcome, Pause
 from matcher.reverse import DemandMatch, VisitPlan
-from matcher.store import FeedbackEntry, Outcome, Pause
-from matcher.understand import Understanding
 
 MAX_TOP_K = 100
 _WORDS = r"\S"  # at least one character that is not white space (what `str.strip` leaves)
@@ -229,8 +230,10 @@ class DocumentIn(_In):
 
 
 class ContactIn(_In):
-    phone: str = Field("", max_length=100)
-    email: str = Field("", max_length=200)
+    # `matcher.validate` checks these (in the words an import uses); the schema says the same rules.
+    phone: str = Field("", max_length=100, description=f"At least {validate.PHONE_DIGITS} digits (or empty).",
+                       json_schema_extra={"pattern": validate.PHONE_PATTERN})
+    email: str = Field("", max_length=200, json_schema_extra={"pattern": validate.EMAIL_PATTERN})
 
 
 class ExpertIn(_In):
@@ -251,8 +254,23 @@ class ExpertIn(_In):
     tags: list[str] = Field(default_factory=list)
     contact: ContactIn = Field(default_factory=ContactIn)
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            # What `matcher.validate` checks (as the import does), said in the schema: something to
+            # match the expert on.
+            "anyOf": [
+                {"required": ["research_fields"],
+                 "properties": {"research_fields": {"contains": {"pattern": _WORDS}}}},
+                {"required": ["bio"], "properties": {"bio": {"pattern": _WORDS}}},
+                {"required": ["documents"], "properties": {"documents": {"minItems": 1}}},
+            ],
+        },
+    )
+
     def to_expert(self, expert_id: str) -> Expert:
-        return Expert.from_dict({**self.model_dump(), "id": expert_id})
+        """The record; `matcher.validate` checks it (a 422 naming the field) as the import would."""
+        return validate.check_expert(Expert.from_dict({**self.model_dump(), "id": expert_id}))
 
 
 class ExpertReplaceIn(ExpertIn):
@@ -325,7 +343,8 @@ class DemandIn(_In):
         return self
 
     def to_demand(self, demand_id: str) -> Demand:
-        return Demand.from_dict({**self.model_dump(), "id": demand_id, "status": "new"})
+        fields = {**self.model_dump(), "id": demand_id, "status": "new"}
+        return validate.check_demand(Demand.from_dict(fields))
 
 
 DemandStatus = Literal["new", "matched", "contacted", "connected", "closed"]

@@ -47,7 +47,7 @@ def main() -> None:
         engine = Engine(settings)
         engine.store.upsert_experts(synth.experts(args.experts))
         index = engine.rebuild()
-        view, base, budget = index.units_, index.units_._base, index.max_postings or None
+        view, base, budget = index.words_, index.words_._base, index.params.max_postings or None
         queries = [engine.query(d.text, " ".join([d.title, *d.keywords]))
                    for d in synth.demands(args.demands)]
 
@@ -81,7 +81,7 @@ def main() -> None:
         t_blocked = (time.perf_counter() - t) / len(queries)
         same = all(np.array_equal(a, b) for a, b in zip(one, blocked, strict=True))
         engine.close()
-    print(f"{args.experts:,} experts, {index.units_.n_rows_:,} units, {len(queries)} demands, "
+    print(f"{args.experts:,} experts, {index.words_.n_rows_:,} units, {len(queries)} demands, "
           f"blocks of {args.block}")
     print(f"word BM25 one demand at a time: {t_one * 1000:.1f} ms a demand")
     print(f"word BM25 blocked products:     {t_blocked * 1000:.1f} ms a demand (+ {t_prep:.1f} s once: "

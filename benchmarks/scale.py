@@ -93,7 +93,7 @@ def _synthetic_vectors(engine, index, texts: list[str], dim: int = 384,  # noqa:
     from matcher import dense
 
     rng = np.random.default_rng(3)
-    tfidf = index.word_tfidf_
+    tfidf = index.words_tfidf_
     proj = (rng.standard_normal((tfidf.n_terms, dim)) / np.sqrt(dim)).astype(np.float32)
     model = engine.encoder.name
     written = 0
@@ -165,11 +165,11 @@ def _tantivy(index, token_lists: list[tuple[str, ...]], workdir: Path) -> dict[s
     folder = workdir / "tantivy"
     folder.mkdir(exist_ok=True)
     tindex = tantivy.Index(schema, path=str(folder))
-    terms = index.units_.terms_
+    terms = index.words_.terms_
     t = time.perf_counter()
     writer = tindex.writer(heap_size=200_000_000, num_threads=1)
-    for start in range(0, index.units_.n_rows_, 50_000):
-        counts = index.units_.counts(np.arange(start, min(start + 50_000, index.units_.n_rows_)))
+    for start in range(0, index.words_.n_rows_, 50_000):
+        counts = index.words_.counts(np.arange(start, min(start + 50_000, index.words_.n_rows_)))
         for a, b in zip(counts.indptr[:-1], counts.indptr[1:], strict=True):
             body = " ".join(terms[j] for j, c in zip(counts.indices[a:b], counts.data[a:b], strict=True)
                             for _ in range(int(c)))
@@ -190,8 +190,13 @@ def _tantivy(index, token_lists: list[tuple[str, ...]], workdir: Path) -> dict[s
     return {"tantivy_build_s": build, "tantivy_p50_ms": _pct(lat, 50), "tantivy_p95_ms": _pct(lat, 95)}
 
 
+def _write_lines(path: Path, rows: list[object]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
 def run_size(n: int, queries: int, batch: int, workdir: Path, char_abstracts: bool, *,
-             reuse: bool = False, vectors: str = "synthetic") -> dict[str, object]:
+             reuse: bool = False, vectors: str = "synthetic",
+             run_dir: Path | None = None) -> dict[str, object]:
     from matcher.batch import BatchOptions, run_batch
     from matcher.config import Settings
     from matcher.engine import Engine
@@ -223,10 +228,10 @@ def run_size(n: int, queries: int, batch: int, workdir: Path, char_abstracts: bo
     out["build_cold_s"] = time.perf_counter() - t
     out["tokenised_chars"] = engine.tokens.stats["chars_tokenised"]
     out["tokenised_chars_per_s"] = out["tokenised_chars"] / out["build_cold_s"]
-    out["units"] = int(index.units_.n_rows_)
+    out["units"] = int(index.words_.n_rows_)
     out["rss_after_build_mb"] = _rss_mb()
     out["rss_before_build_mb"] = rss0
-    engine._loaded = None
+    engine.live.loaded = None
     t = time.perf_counter()
     engine.rebuild()
     out["build_warm_s"] = time.perf_counter() - t
@@ -256,10 +261,14 @@ def run_size(n: int, queries: int, batch: int, workdir: Path, char_abstracts: bo
     out["rss_serving_mb"] = _rss_now_mb()
     engine.match(texts[0])  # warm-up: first-use allocations
     lat = []
+    ranked = []
     for text in texts:
         t = time.perf_counter()
-        engine.match(text, top_k=10)
+        found = engine.match(text, top_k=10)
         lat.append((time.perf_counter() - t) * 1000)
+        ranked.append([(m.expert.id, round(m.score, 6)) for m in found])
+    if run_dir is not None:
+        _write_lines(run_dir / f"queries-{n}.jsonl", ranked)
     out.update(query_p50_ms=_pct(lat, 50), query_p95_ms=_pct(lat, 95), query_p99_ms=_pct(lat, 99))
 
     # Raw BM25 on ready tokens against bm25s, on the same unit token lists (at most 200,000 units:
@@ -281,9 +290,13 @@ def run_size(n: int, queries: int, batch: int, workdir: Path, char_abstracts: bo
     if batch:
         engine.add_demands(demands[:batch])
         t = time.perf_counter()
-        run_batch(engine, BatchOptions(run_key="bench", top=10, max_per_expert=5))
+        result = run_batch(engine, BatchOptions(run_key="bench", top=10, max_per_expert=5))
         secs = time.perf_counter() - t
         out.update(batch_demands=batch, batch_s=secs, batch_per_s=batch / secs)
+        if run_dir is not None:
+            _write_lines(run_dir / f"batch-{n}.jsonl",
+                         [(m.demand_id, m.expert_id, m.rank, round(m.score, 6))
+                          for m in engine.store.list_batch_matches(result.run.id)])
     engine.close()
     out["peak_rss_mb"] = _rss_mb()
     out.update(_api_cold_start(db, texts[0], char_abstracts))
@@ -295,13 +308,13 @@ def _raw_vs_bm25s(index, token_lists: list[tuple[str, ...]]) -> dict[str, float]
 
     from matcher.index import TermIndex
 
-    rows = np.arange(min(index.units_.n_rows_, 200_000))
-    counts = index.units_.counts(rows)
-    terms = index.units_.terms_
+    rows = np.arange(min(index.words_.n_rows_, 200_000))
+    counts = index.words_.counts(rows)
+    terms = index.words_.terms_
     docs = [[terms[j] for j, c in zip(counts.indices[a:b], counts.data[a:b], strict=True) for _ in range(int(c))]
             for a, b in zip(counts.indptr[:-1], counts.indptr[1:], strict=True)]
-    ours = TermIndex("bm25", index.k1, index.b).fit(docs)
-    ref = bm25s.BM25(k1=index.k1, b=index.b, method="lucene")
+    ours = TermIndex("bm25", index.params.bm25_k1, index.params.bm25_b).fit(docs)
+    ref = bm25s.BM25(k1=index.params.bm25_k1, b=index.params.bm25_b, method="lucene")
     ref.index(docs, show_progress=False)
     vocab = ref.vocab_dict
     qs = [[t for t in q if t in vocab] for q in token_lists]
@@ -396,19 +409,24 @@ def main() -> None:
                     help="synthetic: made-up vectors in the cache (the dense signal's cost); student: the "
                          "real static student (its pool stage timed, demands encoded as they are matched); "
                          "none: none")
+    ap.add_argument("--run", type=Path, help="write the queries' rankings and the batch's recommendations "
+                    "here (a folder), to compare two versions")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--one-batch", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         with tempfile.TemporaryDirectory(prefix="matcher-scale-") as tmp:
             print(json.dumps(run_size(args.one, args.queries, args.one_batch, Path(tmp), args.char_abstracts,
-                                      reuse=args.reuse, vectors=args.dense)))
+                                      reuse=args.reuse, vectors=args.dense, run_dir=args.run)))
         return
     results = []
     for i, n in enumerate(args.sizes):
         b = args.batch[min(i, len(args.batch) - 1)]
         cmd = [sys.executable, __file__, "--one", str(n), "--queries", str(args.queries), "--one-batch", str(b)]
         cmd += ["--dense", args.dense] + (["--reuse"] if args.reuse else [])
+        if args.run:
+            args.run.mkdir(parents=True, exist_ok=True)
+            cmd += ["--run", str(args.run)]
         proc = subprocess.run(cmd + (["--char-abstracts"] if args.char_abstracts else []),
                               capture_output=True, text=True, check=False)
         if proc.returncode:

@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("benchdir", nargs="?", type=Path, default=default, help="a benchmark folder")
     parser.add_argument("--seed", type=int, default=JOIN_SEED, help="seed of the halves and of the joins")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+    parser.add_argument("--run", type=Path, help="write every joined demand's rankings here (JSON lines), "
+                        "to compare two versions")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import jieba
@@ -65,6 +67,9 @@ def main() -> None:
         result = evaluate_teams(engine, joined, bench.queries)
         ceiling = {k: part_ceiling(engine, bench, joined, k) for k in (3, 5)}
         engine.close()
+    if args.run:
+        args.run.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.per_demand),
+                            encoding="utf-8")
     print(f"{args.benchdir}: {len(bench.experts)} experts, {len(bench.queries)} demands, "
           f"{len(joined)} joined demands (seed {args.seed}); index built in {built:.1f} s")
     print(format_team_table(result))

@@ -32,7 +32,8 @@ from datetime import UTC, datetime, timedelta
 
 from matcher.config import Settings
 from matcher.errors import AuthError, ForbiddenError, InputError, LockedOutError, NotFoundError
-from matcher.store import Store, User
+from matcher.records import User
+from matcher.store import Store
 from matcher.timefmt import local_time
 
 ROLES: tuple[str, ...] = ("staff", "admin")
@@ -282,6 +283,11 @@ class Accounts:
                 self.store.delete_sessions(token_hash=token_hash(token))
                 if session is not None:
                     self.store.audit(session.actor, "logout", f"user:{session.user.username}", ip=ip)
+
+
+def open_accounts(settings: Settings) -> Accounts:
+    """Accounts over the settings' database, without an engine (the CLI's `matcher users`, `audit`)."""
+    return Accounts(Store(settings.db, busy_timeout=settings.busy_timeout), settings)
 
 
 def check_csrf(session: Session, sent: str | None) -> None:

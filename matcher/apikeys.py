@@ -31,7 +31,8 @@ from datetime import UTC, datetime, timedelta
 
 from matcher.config import Settings
 from matcher.errors import ConfigError, InputError, NotFoundError
-from matcher.store import ApiKey, Store
+from matcher.records import ApiKey
+from matcher.store import Store
 
 ROLES: tuple[str, ...] = ("read", "write", "admin")
 ROLE_LABELS = {"read": "只读", "write": "读写", "admin": "管理"}
@@ -222,3 +223,8 @@ class ApiKeys:
             stored = self.store.get_api_key(caller.key_id)
             if (stored.last_used_at or "") < (_now() - timedelta(minutes=1)).isoformat():
                 self.store.touch_api_key(caller.key_id, at)
+
+
+def open_api_keys(settings: Settings) -> ApiKeys:
+    """The API keys of the settings' database, without an engine (the CLI's `matcher keys`)."""
+    return ApiKeys(Store(settings.db, busy_timeout=settings.busy_timeout), settings)

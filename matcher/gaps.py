@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -92,13 +91,8 @@ class _Cache:
         self.concepts: dict[str, bool] = {}
 
 
-_CACHES: weakref.WeakKeyDictionary[Engine, _Cache] = weakref.WeakKeyDictionary()
-
-
 def _cache(engine: Engine) -> _Cache:
-    cache = _CACHES.get(engine)
-    if cache is None:
-        cache = _CACHES.setdefault(engine, _Cache())
+    cache = engine.service(_Cache, _Cache)  # one per engine, kept by the engine
     version = engine.store.data_version
     with cache.lock:
         if cache.version != version:  # experts changed: every coverage may have

@@ -31,6 +31,8 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import IO, Any
 
+from matcher import validate
+from matcher.cells import csv_row, csv_unsafe, set_cell
 from matcher.dedupe import Merge
 from matcher.errors import DataImportError, InputError, MatcherError, RowError
 from matcher.models import (
@@ -43,6 +45,7 @@ from matcher.models import (
     replace_lone_surrogates,
     split_list,
 )
+from matcher.validate import Problem
 
 SUPPORTED = (".jsonl", ".json", ".csv", ".xlsx")
 FORMATS = ("jsonl", "csv", "xlsx")
@@ -123,10 +126,7 @@ MATCH_COLUMNS = ("需求编号", "企业名称", "需求名称", "排名", "专�
 # How a field is named in messages when the file has no column for it: its first Chinese header.
 _LABELS = {kind: {f: al[min(1, len(al) - 1)] for f, al in h.items()} for kind, h in HEADERS.items()}
 
-_YES = {"是", "1", "true", "yes", "y", "院士"}
-_NO = {"否", "0", "false", "no", "n", ""}
 _GENDERS = {"男", "女", "m", "f", "male", "female"}
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _LIST_SEPARATORS = re.compile(r"[、，,；;|/\n\r\t]")
 
 
@@ -295,28 +295,6 @@ def _read_jsonl(path: Path) -> Iterator[RawRow]:
         yield RawRow(lineno, item)
     if bad:
         raise DataImportError(f"{path.name}: {len(bad)} unreadable line(s); nothing was imported", bad)
-
-
-# A spreadsheet program opening a CSV runs a cell that starts with = + - @ (or a tab or carriage
-# return before one) as a formula: CSV injection. Text written to CSV gets a leading apostrophe
-# there, and reading a CSV takes one off again, so exports still import back unchanged. A value
-# that already starts with apostrophes before such a character gets one more, which keeps the two
-# exact inverses.
-_FORMULA_CELL = re.compile(r"^'*[=+\-@\t\r]")
-
-
-def csv_safe(value: Any) -> Any:
-    """`value` as a CSV cell that no spreadsheet program runs as a formula (see `csv_unsafe`)."""
-    if isinstance(value, str) and _FORMULA_CELL.match(value):
-        return "'" + value
-    return value
-
-
-def csv_unsafe(cell: str) -> str:
-    """The inverse of `csv_safe` for a cell read from a CSV file."""
-    if cell[:1] == "'" and _FORMULA_CELL.match(cell[1:]):
-        return cell[1:]
-    return cell
 
 
 def _csv_values(path: Path, limits: Limits) -> Iterator[tuple[int, list[Any]]]:
@@ -544,7 +522,23 @@ class _Row:
         return "" if v is None else str(v).strip()
 
 
-def _expert_row(row: _Row, limits: Limits) -> Expert | None:
+def _record(row: _Row, make: Callable[[dict[str, Any]], Any],
+            problems: Callable[[Any], list[Problem]]) -> Any:
+    """The record of a row whose cells were read: built, then checked by the rules every writer
+    shares (`matcher.validate`); None, with the row's errors, when anything is wrong."""
+    try:
+        record = make(row.data)
+    except MatcherError as exc:
+        if not row.errors:  # else a cell already said what is wrong
+            row.error("", exc.message)
+        return None
+    for p in problems(record):
+        row.error(p.field, p.text(row.label))
+    return None if row.errors else record
+
+
+def _parse_expert(row: _Row, limits: Limits) -> Expert | None:
+    """A row of a file of experts as an `Expert` (its cells read; the record checked)."""
     d = row.data
     explicit = bool(row.text("id"))
     if not explicit and not row.text("name"):
@@ -566,10 +560,6 @@ def _expert_row(row: _Row, limits: Limits) -> Expert | None:
         docs = [{"kind": "achievement", "title": t} for t in titles]
     d["documents"] = docs or []
     phone, email = row.text("phone"), row.text("email")
-    if phone and len(re.sub(r"\D", "", phone)) < 7:
-        row.error("phone", f"{phone!r} is not a phone number")
-    if email and not _EMAIL.fullmatch(email):
-        row.error("email", f"{email!r} is not an e-mail address")
     if isinstance(d.get("contact"), str):
         try:
             d["contact"] = json.loads(d["contact"])
@@ -577,25 +567,18 @@ def _expert_row(row: _Row, limits: Limits) -> Expert | None:
             row.error("contact", "is not valid JSON")
     if "contact" not in d and (phone or email):
         d["contact"] = {"phone": phone, "email": email}
-    acad = row.text("academician").lower()
-    if acad and acad not in _YES | _NO:
-        row.error("academician", f"{row.text('academician')!r} is neither 是 nor 否")
-    elif acad in _YES and "院士" not in row.text("title"):
-        d["title"] = f"院士 {row.text('title')}".strip()
+    acad = row.text("academician")
+    try:
+        if parse_flag(acad, also_yes=("院士",)) and "院士" not in row.text("title"):
+            d["title"] = f"院士 {row.text('title')}".strip()
+    except InputError:
+        row.error("academician", f"{acad!r} is neither 是 nor 否")
     gender = row.text("gender").lower()
     if gender and gender not in _GENDERS:
         row.error("gender", f"{row.text('gender')!r} is neither 男 nor 女")
-    if not (d.get("research_fields") or row.text("bio") or d["documents"]):
-        row.error("research_fields", "is empty, and there is no bio or document to match on")
-    if row.errors:
-        return None
     if not explicit:
         d["id"] = _stable_id("E", row.text("name"), row.text("institution"))
-    try:
-        return Expert.from_dict(d)
-    except MatcherError as exc:
-        row.error("", exc.message)
-        return None
+    return _record(row, Expert.from_dict, validate.expert_problems)
 
 
 _BUDGET = re.compile(r"^\d+(\.\d+)?$")
@@ -603,15 +586,9 @@ _BUDGET_WORDS = {"面议", "待定", "不限", "无", "-"}
 _DATE = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?([ t].*)?$")
 
 
-def _demand_row(row: _Row, limits: Limits) -> Demand | None:
+def _parse_demand(row: _Row, limits: Limits) -> Demand | None:
+    """A row of a file of demands as a `Demand` (its cells read; the record checked)."""
     d = row.data
-    if not (row.text("title") or row.text("description")):
-        row.error("description", f"is empty (and so is {row.label('title')})")
-    said = len(row.text("title")) + len(row.text("description")) + len(row.text("keywords"))
-    if said > limits.text_chars:
-        row.error("description", f"需求名称、关键词和描述共 {said:,} 字，超过上限 {limits.text_chars:,} 字"
-                                 "（与接口相同，设置 MATCHER_MAX_TEXT_CHARS） "
-                                 "(the demand's text is over the limit)")
     for fld in ("keywords", "avoid_institutions", "avoid_experts"):
         if fld in d:
             d[fld] = _cell_list(d[fld])
@@ -638,15 +615,9 @@ def _demand_row(row: _Row, limits: Limits) -> Demand | None:
         d["needs_team"] = parse_flag(d.get("needs_team"))
     except InputError:
         row.error("needs_team", f"{row.text('needs_team')!r} is neither 是 nor 否")
-    if row.errors:
-        return None
     if not row.text("id"):
         d["id"] = _stable_id("D", row.text("enterprise"), row.text("title"), row.text("description"))
-    try:
-        return Demand.from_dict(d)
-    except MatcherError as exc:
-        row.error("", exc.message)
-        return None
+    return _record(row, Demand.from_dict, lambda r: validate.demand_problems(r, max_chars=limits.text_chars))
 
 
 def _parse(kind: str, rows: Iterable[RawRow], source: str, mapping: Mapping[str, str] | None,
@@ -660,7 +631,7 @@ def _parse(kind: str, rows: Iterable[RawRow], source: str, mapping: Mapping[str,
     unstored = set(UNSTORED[kind])
     out.ignored_columns = tuple(h for h in headers if h not in columns or columns[h] in unstored)
     out.has_contact = bool({"phone", "email", "contact"} & set(columns.values()))
-    make = _expert_row if kind == "experts" else _demand_row
+    make = _parse_expert if kind == "experts" else _parse_demand
     for n, raw in enumerate(rows, start=1):
         row = _Row(raw, kind, columns, source, limits)
         explicit = bool(row.text("id"))
@@ -842,7 +813,7 @@ def write_table(out: Path | str | IO[str], fmt: str, header: Sequence[str], rows
             w = csv.writer(f, lineterminator="\r\n")
             w.writerow(header)
             for row in rows:
-                w.writerow(["" if row.get(h) is None else csv_safe(row.get(h)) for h in header])
+                w.writerow(csv_row("" if row.get(h) is None else row.get(h) for h in header))
                 n += 1
         return n
     if fmt != "xlsx":
@@ -850,7 +821,6 @@ def write_table(out: Path | str | IO[str], fmt: str, header: Sequence[str], rows
     if not isinstance(out, str | Path):
         raise InputError("an .xlsx export needs a file: give --out PATH")
     from openpyxl import Workbook
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     from openpyxl.styles import Font
 
     wb = Workbook()
@@ -861,13 +831,8 @@ def write_table(out: Path | str | IO[str], fmt: str, header: Sequence[str], rows
         cell.font = Font(bold=True)
     for r, row in enumerate(rows, start=2):
         for c, h in enumerate(header, start=1):
-            value = row.get(h)
-            cell = ws.cell(row=r, column=c)
-            if isinstance(value, str):
-                cell.value = ILLEGAL_CHARACTERS_RE.sub("", value)
-                cell.data_type = "s"  # text stays text: "=1+1" and "0571…" are not formulas or numbers
-            else:
-                cell.value = value
+            # text stays text: "=1+1" and "0571…" are not formulas or numbers
+            set_cell(ws.cell(row=r, column=c), row.get(h))
         n += 1
     ws.freeze_panes = "A2"
     wb.save(out)

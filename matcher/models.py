@@ -103,12 +103,14 @@ def _year(value: Any) -> int | None:
     return year if 1900 <= year <= 2100 else None
 
 
-_YES = {"是", "1", "true", "yes", "y"}
-_NO = {"否", "0", "false", "no", "n", ""}
+#: The words a yes/no cell or field may hold (case ignored); blank is no.
+YES_WORDS = frozenset({"是", "1", "true", "yes", "y"})
+NO_WORDS = frozenset({"否", "0", "false", "no", "n", ""})
 
 
-def parse_flag(value: Any, what: str = "value") -> bool:
-    """A yes/no field from a bool, 0/1, or text (是/否, true/false, yes/no; blank is no)."""
+def parse_flag(value: Any, what: str = "value", *, also_yes: Iterable[str] = ()) -> bool:
+    """A yes/no field from a bool, 0/1, or text (是/否, true/false, yes/no, or one of `also_yes`;
+    blank is no)."""
     if value is None:
         return False
     if isinstance(value, bool):
@@ -116,9 +118,9 @@ def parse_flag(value: Any, what: str = "value") -> bool:
     if isinstance(value, int | float) and value in (0, 1):
         return bool(value)
     text = str(value).strip().lower()
-    if text in _YES:
+    if text in YES_WORDS or text in also_yes:
         return True
-    if text in _NO:
+    if text in NO_WORDS:
         return False
     raise InputError(f"{what} {value!r} is neither 是 nor 否")
 

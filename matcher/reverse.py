@@ -15,7 +15,8 @@ since: a changed text is re-tokenised and appended (`TermIndex.updated`, the old
 changed status flips whether the demand is open (new, matched, contacted). The expert's side is a query
 built like a demand's (`Engine.query`: synonyms, generic words down-weighted) from their research
 fields, their documents' titles and keywords, and their bio. A demand is left out when the expert
-may not serve it: the 回避 rules (`Engine.conflicts`) and a 婉拒/不合适 verdict on that pair.
+may not serve it, by the rules every ranking follows (`matcher.engine.rules.rule_out`): its 回避
+rules, and a 婉拒/不合适 verdict on that pair.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-import weakref
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,12 +31,12 @@ from datetime import date
 
 import numpy as np
 
-from matcher.engine import Engine
+from matcher.engine import Engine, Rules, rule_out
 from matcher.errors import InputError
 from matcher.index import TermIndex
 from matcher.models import EXCLUDING_VERDICTS, Demand, Evidence, Expert, Explanation
+from matcher.records import Pause
 from matcher.regions import parse_region
-from matcher.store import Pause
 
 OPEN_STATUSES: tuple[str, ...] = ("new", "matched", "contacted")
 
@@ -188,7 +188,8 @@ class DemandIndex:
         order = candidates[np.lexsort((candidates, -scores[candidates]))]
         for r in order:
             demand = demands[rows[r]]
-            if expert is not None and (demand.id in declined or self.engine.conflicts(demand, [expert])):
+            if expert is not None and rule_out(expert, Rules(demand=demand, declined={
+                    expert.id: "婉拒/不合适"} if demand.id in declined else {})):
                 continue
             out.append((int(r), float(scores[r])))
             if len(out) >= top_k:
@@ -239,18 +240,12 @@ def _expert_pieces(expert: Expert) -> list[tuple[str, str]]:
     return out
 
 
-_INDEXES: weakref.WeakKeyDictionary[Engine, DemandIndex] = weakref.WeakKeyDictionary()
-_INDEXES_LOCK = threading.Lock()
-
-
 def demand_index(engine: Engine, *, write_lock: threading.Lock | None = None) -> DemandIndex:
-    """The engine's demand index (one per engine, made on first use; see `DemandIndex.write_lock`)."""
-    with _INDEXES_LOCK:
-        index = _INDEXES.get(engine)
-        if index is None:
-            index = _INDEXES[engine] = DemandIndex(engine, write_lock=write_lock)
-        elif write_lock is not None and index.write_lock is None:
-            index.write_lock = write_lock
+    """The engine's demand index (one per engine, kept by the engine and made on first use; see
+    `DemandIndex.write_lock`)."""
+    index = engine.service(DemandIndex, lambda: DemandIndex(engine, write_lock=write_lock))
+    if write_lock is not None and index.write_lock is None:
+        index.write_lock = write_lock
     return index
 
 

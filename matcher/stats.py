@@ -34,8 +34,8 @@ from datetime import date, datetime, timedelta, timezone
 from matcher.engine import Engine
 from matcher.gaps import GapReport, gap_list
 from matcher.models import OUTCOME_KINDS
+from matcher.records import DemandFact, Engagement, Outcome
 from matcher.regions import parse_region
-from matcher.store import DemandFact, Engagement, Outcome
 
 CHINA = timezone(timedelta(hours=8))
 FUNNEL: tuple[str, ...] = ("received", "recommended", "contacted", "accepted", "succeeded")

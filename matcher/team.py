@@ -40,8 +40,9 @@ manufacturing-IT expert. The team is chosen in four steps, all on top of the eng
 
 Members are listed in the order of the plain ranking of the whole text (the anchor first), so a
 one-aspect team is `matcher match`'s first k; `Team.ranking` continues with the rest of that
-ranking. Rules are the engine's, through one function (`Engine.rule_out`: filters, 回避), and
-optionally at most one member per institution (`same_institution`, closed transitively).
+ranking. Rules are the engine's, through one function (`matcher.engine.rules.rule_out`: filters,
+回避, verdicts, pauses), and optionally at most one member per institution (`same_institution`,
+closed transitively).
 """
 
 from __future__ import annotations

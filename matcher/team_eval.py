@@ -152,14 +152,19 @@ def evaluate_teams(engine: Engine, joined: Sequence[JoinedDemand], singles: Sequ
     team_ms: list[float] = []
     for n, j in enumerate(joined, start=1):
         t = time.perf_counter()
-        plain = [m.expert.id for m in engine.match(j.text, top_k=10)]
+        found = engine.match(j.text, top_k=10)
         plain_ms.append(1000 * (time.perf_counter() - t))
-        row: dict[str, object] = {"id": j.id, "split": j.split, "parts": len(j.parts)}
+        plain = [m.expert.id for m in found]
+        # the rankings themselves, for comparing two versions' runs (`team_bench.py --run`)
+        row: dict[str, object] = {"id": j.id, "split": j.split, "parts": len(j.parts),
+                                  "plain": [(m.expert.id, round(m.score, 6)) for m in found]}
         for k in sizes:
             t = time.perf_counter()
             team = recommend_team(engine, j.text, size=k, depth=10)
             if k == sizes[0]:
                 team_ms.append(1000 * (time.perf_counter() - t))
+            row[f"team of {k}"] = [(m.expert.id, round(m.score, 6), list(m.covers)) for m in team.members]
+            row[f"team ranking of {k}"] = list(team.ranking)
             row[f"team coverage@{k}"] = coverage_at([m.expert.id for m in team.members], j.relevant)
             row[f"plain coverage@{k}"] = coverage_at(plain[:k], j.relevant)
             if k == sizes[0]:

@@ -9,7 +9,7 @@ and the ranking and says, in a small typed result staff can read and correct:
   products   the products and industries recognised (thesaurus entries of kind 产品);
   symptoms   the symptoms and wanted outcomes recognised (kind 症状, and 俗称 trade names);
   expanded   the technical concepts they point to, each with the phrase it came from, its source
-             and its weight:
+             and its weight; each source is one file of `matcher.expansion`:
                thesaurus  `corpora/thesaurus.txt` (plain text a 科协 extends without code),
                corpus     terms that keep company with the demand's words in the experts' own
                           texts (the LSA space of the index: no download, no other data).
@@ -24,38 +24,25 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from matcher.expansion import Expansion, Found, Related, Source
+from matcher.expansion.corpus import CorpusSource
+from matcher.expansion.thesaurus import PRODUCT, SYMPTOM, TRADE_NAME, ThesaurusSource
 from matcher.index import char_ngrams
 from matcher.ranking.query import Query
 from matcher.text import Synonyms, normalize
 from matcher.thesaurus import Thesaurus
 
 Tokenize = Callable[[str], list[str]]
-#: The kinds of thesaurus entry, and what they are shown as.
-PRODUCT, SYMPTOM, TRADE_NAME = "产品", "症状", "俗称"
+__all__ = ["PRODUCT", "SYMPTOM", "TRADE_NAME", "Expansion", "Term", "Understander", "Understanding"]
 
 
 @dataclass(frozen=True, slots=True)
 class Term:
     term: str
     weight: float
-
-
-@dataclass(frozen=True, slots=True)
-class Expansion:
-    """A concept added to the demand: `origin` is the demand's phrase it came from."""
-
-    term: str
-    origin: str
-    source: str  # "thesaurus" | "corpus"
-    weight: float
-    kind: str = ""  # the thesaurus entry's kind (产品, 症状, 俗称)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"term": self.term, "from": self.origin, "source": self.source, "weight": round(self.weight, 4),
-                **({"kind": self.kind} if self.kind else {})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +102,12 @@ class Understander:
         self.corpus_weight = corpus_weight
         self.corpus_terms = corpus_terms
         self._concepts: dict[str, tuple[str, ...]] = {}
+        #: Where added concepts come from, in order (`matcher.expansion`); their weights are read
+        #: from here at each use.
+        self.sources: list[Source] = [
+            ThesaurusSource(self.thesaurus, lambda: self.thesaurus_weight),
+            CorpusSource(lambda: self.corpus_weight, lambda: self.corpus_terms, generic),
+        ]
 
     def understand(
         self,
@@ -123,7 +116,7 @@ class Understander:
         *,
         exclude: Iterable[str] = (),
         extra: Iterable[str] = (),
-        related: Callable[[Sequence[tuple[str, float]], int], list[tuple[str, str, float]]] | None = None,
+        related: Related | None = None,
     ) -> Understanding:
         """The demand's own terms and what they point to; `exclude` removes terms (own or added),
         `extra` adds terms as if the demand had said them."""
@@ -139,28 +132,10 @@ class Understander:
             for t in self.tokenize(phrase) or [phrase]:
                 if t not in drop:
                     own[t] = max(own.get(t, 0.0), 1.0)
-        products: list[str] = []
-        symptoms: list[str] = []
-        expanded: dict[str, Expansion] = {}
-        if self.thesaurus_weight > 0 and len(self.thesaurus):
-            for hit in self.thesaurus.find(text):
-                kind = hit.entry.kind
-                bucket = products if kind == PRODUCT else symptoms
-                if hit.source not in bucket:
-                    bucket.append(hit.source)
-                for target in hit.entry.targets:
-                    if target.term in drop or hit.source in drop:
-                        continue
-                    w = self.thesaurus_weight * target.weight
-                    old = expanded.get(target.term)
-                    if old is None or w > old.weight:
-                        expanded[target.term] = Expansion(target.term, hit.source, "thesaurus", w, kind)
-        if related is not None and self.corpus_weight > 0 and self.corpus_terms > 0:
-            content = [(t, w) for t, w in own.items() if t not in self.generic]
-            for term, origin, sim in related(content, self.corpus_terms):
-                if term in drop or term in own or term in expanded:
-                    continue
-                expanded[term] = Expansion(term, origin, "corpus", self.corpus_weight * max(0.0, min(1.0, sim)))
+        found = Found(text, own, drop, related)
+        for source in self.sources:
+            source.expand(found)
+        products, symptoms, expanded = found.products, found.symptoms, found.expanded
         terms = tuple(Term(t, w) for t, w in sorted(own.items(), key=lambda kv: -kv[1]))
         return Understanding(text=text, terms=terms, products=tuple(products), symptoms=tuple(symptoms),
                              expanded=tuple(sorted(expanded.values(), key=lambda e: -e.weight)),

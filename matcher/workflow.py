@@ -40,7 +40,7 @@ from matcher.models import (
     Explanation,
     demand_status,
 )
-from matcher.store import BatchRun, FeedbackEntry, Outcome, Pause
+from matcher.records import AuditEntry, BatchRun, FeedbackEntry, Outcome, Pause
 
 MAX_NOTE_CHARS = 2000
 MAX_OUTCOME_VALUE = 1_000_000_000
@@ -445,3 +445,18 @@ class Workflow:
                 ip=ip,
             )
         return gone
+
+    def outcomes(self, *, limit: int | None = 200, offset: int = 0, **filters: str | None) -> list[Outcome]:
+        """Outcomes by date, newest first; `filters`: demand_id, expert_id, date_from, date_to."""
+        return self.store.list_outcomes(**filters, limit=limit, offset=offset)  # type: ignore[arg-type]
+
+    def count_outcomes(self, **filters: str | None) -> int:
+        return self.store.count_outcomes(**filters)  # type: ignore[arg-type]
+
+    def outcome(self, outcome_id: int) -> Outcome:
+        return self.store.get_outcome(outcome_id)
+
+    def audit_log(self, *, actor: str | None = None, date_from: str | None = None, date_to: str | None = None,
+                  limit: int = 500) -> tuple[list[AuditEntry], int]:
+        """The audit log, newest first (what /audit shows admins), and how many entries match."""
+        return self.store.list_audit(actor=actor, date_from=date_from, date_to=date_to, limit=limit)

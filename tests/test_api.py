@@ -25,92 +25,19 @@ from api.routes import match as match_routes
 from api.routes import team as team_routes
 from matcher.config import Settings
 from matcher.engine import Engine
-from matcher.models import Demand, Expert
+from matcher.errors import DataImportError
+from matcher.models import Demand
 from matcher.text import ChineseTokenizer
 
-from .conftest import THERMOS
+from .conftest import API_AUTH as AUTH
+from .conftest import API_DEMAND as DEMAND
+from .conftest import API_EXPERTS as EXPERTS
+from .conftest import API_KEY as KEY
+from .conftest import API_READ as READ
+from .conftest import THERMOS, api_settings, assert_error, make_client
 
-KEY = "k-7f3a9c0e-test-3451cc474d5698"
-READ_KEY = "k-r7f3a9c0e-test-3451cc474d5698-read"  # a key with the read role: the working data, no contacts
-READ = {"X-API-Key": READ_KEY}
-AUTH = {"X-API-Key": KEY}
-
-EXPERTS = [
-    {
-        "id": "e-weld",
-        "name": "周焊",
-        "title": "教授",
-        "institution": "浙江工业大学材料学院",
-        "region": "浙江省杭州市",
-        "research_fields": ["激光焊接", "不锈钢焊接", "真空保温器具"],
-        "bio": "长期从事不锈钢薄壁件激光焊接工艺与焊缝质量控制研究。",
-        "documents": [
-            {
-                "kind": "paper",
-                "title": "不锈钢真空保温杯激光焊接气孔缺陷的成因与控制",
-                "keywords": ["激光焊接", "气孔", "真空层"],
-                "year": 2021,
-            },
-            {"kind": "patent", "title": "一种双层真空杯体的激光焊接夹具", "year": 2020},
-        ],
-        "contact": {"phone": "13800000001", "email": "zhou.han@example.edu.cn"},
-    },
-    {
-        "id": "e-bms",
-        "name": "吴电",
-        "title": "研究员",
-        "institution": "江苏省储能研究院",
-        "region": "江苏省南京市",
-        "research_fields": ["锂电池", "电池管理系统", "BMS"],
-        "documents": [{"kind": "project", "title": "动力锂电池BMS均衡控制策略研究", "year": 2022}],
-        "contact": {"phone": "13800000002", "email": "wu.dian@example.org"},
-    },
-    {
-        "id": "e-sic",
-        "name": "郑芯",
-        "title": "中国工程院院士",
-        "institution": "北京半导体研究所",
-        "region": "北京市",
-        "research_fields": ["SiC功率器件", "宽禁带半导体"],
-        "documents": [{"kind": "paper", "title": "SiC MOSFET 可靠性与栅氧退化机理", "year": 2019}],
-        "contact": {"phone": "13800000003", "email": "zheng.xin@example.cn"},
-    },
-    {
-        "id": "e-plc",
-        "name": "冯控",
-        "title": "高级工程师",
-        "institution": "宁波自动化有限公司",
-        "region": "浙江省宁波市",
-        "research_fields": ["PLC控制", "工业自动化", "机器视觉检测"],
-        "documents": [{"kind": "project", "title": "基于PLC的焊接生产线自动化改造"}],
-        "contact": {"phone": "13800000004", "email": "feng.kong@example.com"},
-    },
-    {
-        "id": "e-ferm",
-        "name": "陈酵",
-        "title": "教授",
-        "institution": "江南大学食品学院",
-        "region": "江苏省无锡市",
-        "research_fields": ["食品发酵", "乳酸菌", "酸奶品质"],
-        "documents": [{"kind": "paper", "title": "乳酸菌发酵酸奶的风味物质形成", "year": 2023}],
-        "contact": {"phone": "13800000005", "email": "chen.jiao@example.edu.cn"},
-    },
-]
 PHONES = [e["contact"]["phone"] for e in EXPERTS]
 EMAILS = [e["contact"]["email"] for e in EXPERTS]
-
-
-def api_settings(tmp_path: Path, **kw: object) -> Settings:
-    return Settings(db=tmp_path / "api.db", api_keys=(KEY, f"read:{READ_KEY}"), **kw)
-
-
-def make_client(settings: Settings, tokenizer: ChineseTokenizer) -> Iterator[TestClient]:
-    engine = Engine(settings, tokenizer=tokenizer)
-    engine.add_experts(Expert.from_dict(e) for e in EXPERTS)
-    with TestClient(create_app(settings, engine=engine)) as client:
-        client.engine = engine  # type: ignore[attr-defined] - for checks behind the API
-        yield client
-    engine.close()
 
 
 @pytest.fixture()
@@ -128,14 +55,6 @@ def match(client: TestClient, text: str, **body: object) -> list[dict]:
 
 def ids(rows: list[dict]) -> list[str]:
     return [r["expert"]["id"] for r in rows]
-
-
-def assert_error(res, status: int, type_: str, *needles: str) -> None:
-    assert res.status_code == status, res.text
-    err = res.json()["error"]
-    assert err["type"] == type_
-    for needle in needles:
-        assert needle in err["message"], err["message"]
 
 
 # -- /match --------------------------------------------------------------------------------------
@@ -258,7 +177,7 @@ def test_a_wrong_key_is_refused_even_on_reads(client: TestClient) -> None:
 
 def test_the_key_is_never_logged(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    client.post("/api/v1/experts", json={"id": "e-new", "name": "新人"}, headers=AUTH)
+    client.post("/api/v1/experts", json={"id": "e-new", "name": "新人", "bio": "焊接"}, headers=AUTH)
     client.get("/api/v1/experts/e-weld", headers={"X-API-Key": "wrong-key-123"})
     assert KEY not in caplog.text and "wrong-key-123" not in caplog.text
 
@@ -312,7 +231,7 @@ def test_list_experts_rejects_bad_paging(client: TestClient, params: dict) -> No
 def test_unknown_ids_are_404(client: TestClient) -> None:
     assert_error(client.get("/api/v1/experts/nobody"), 404, "NotFoundError", "nobody")
     assert_error(
-        client.put("/api/v1/experts/nobody", json={"name": "某人"}, headers=AUTH),
+        client.put("/api/v1/experts/nobody", json={"name": "某人", "bio": "焊接"}, headers=AUTH),
         404,
         "NotFoundError",
         "nobody",
@@ -351,7 +270,7 @@ def test_a_created_expert_is_found_by_match_at_once(client: TestClient) -> None:
 
 
 def test_creating_a_taken_id_is_409_and_a_missing_id_is_generated(client: TestClient) -> None:
-    res = client.post("/api/v1/experts", json={"id": "e-weld", "name": "冒名"}, headers=AUTH)
+    res = client.post("/api/v1/experts", json={"id": "e-weld", "name": "冒名", "bio": "焊接"}, headers=AUTH)
     assert_error(res, 409, "ConflictError", "e-weld", "PUT")
     assert client.get("/api/v1/experts/e-weld").json()["name"] == "周焊"
     res = client.post(
@@ -371,10 +290,32 @@ def test_creating_a_taken_id_is_409_and_a_missing_id_is_generated(client: TestCl
         ({"name": "某人", "documents": [{"title": "x", "kind": "novel"}]}, "documents.0.kind"),
         ({"name": "某人", "research_fields": "不是列表"}, "research_fields"),
         ({"name": "某人", "phone": "123"}, "phone"),
+        ({"name": "某人"}, "research_fields"),  # nothing to match on: an import refuses it too
+        ({"name": "某人", "bio": "  "}, "research_fields"),
+        ({"name": "某人", "bio": "焊接", "contact": {"phone": "12-34"}}, "phone"),
+        ({"name": "某人", "bio": "焊接", "contact": {"email": "a@b"}}, "email"),
     ],
 )
 def test_invalid_experts_are_422(client: TestClient, body: dict, needle: str) -> None:
     assert_error(client.post("/api/v1/experts", json=body, headers=AUTH), 422, "InputError", needle)
+    assert client.engine.store.count_experts() == len(EXPERTS)
+
+
+def test_the_api_and_an_import_refuse_an_expert_by_the_same_rule_in_the_same_words(
+        client: TestClient, tmp_path: Path) -> None:
+    body = {"id": "e-empty", "name": "空白", "bio": " ", "contact": {"phone": "0571", "email": "nobody"}}
+    res = client.post("/api/v1/experts", json=body, headers=AUTH)
+    assert res.status_code == 422
+    (tmp_path / "x.jsonl").write_text(json.dumps(body, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(DataImportError) as imported:
+        client.engine.import_experts(tmp_path / "x.jsonl")
+    said = res.json()["error"]["message"]
+    assert len(imported.value.errors) == 3  # nothing to match on, the phone, the e-mail
+    for e in imported.value.errors:  # every problem the import names, the API names in its words
+        assert e.message in said
+    assert all(f in said for f in ("research_fields: is empty", "phone: '0571'", "email: 'nobody'"))
+    res = client.put("/api/v1/experts/e-weld", json={"name": "周焊"}, headers=AUTH)  # PUT: the same rule
+    assert_error(res, 422, "InputError", "research_fields: is empty")
     assert client.engine.store.count_experts() == len(EXPERTS)
 
 
@@ -406,15 +347,6 @@ def test_a_deleted_expert_is_gone_from_match_and_reads(client: TestClient) -> No
 
 
 # -- demands and feedback ------------------------------------------------------------------------
-DEMAND = {
-    "id": "d-thermos",
-    "title": "保温杯真空层激光焊接合格率低",
-    "enterprise": "永康杯业有限公司",
-    "description": THERMOS,
-    "region": "浙江省金华市",
-    "industry": "日用金属制品",
-    "keywords": ["激光焊接", "真空"],
-}
 
 
 def test_a_demand_is_stored_read_back_and_matched(client: TestClient) -> None:

@@ -16,8 +16,7 @@ from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.workflow import key_actor
 
-from .conftest import copy_db, demo_template
-from .test_api import assert_error
+from .conftest import assert_error, copy_db, demo_template
 
 KEY = "loop-api-key-0001-02bbc9d54fbc38"
 READ_KEY = "loop-rapi-key-0001-02bbc9d54fbc38-read"  # a key with the read role: the working data, no contacts
@@ -192,7 +191,8 @@ def test_writes_by_key_are_audited(client: TestClient) -> None:
     ]
     # A refused write leaves nothing: neither the row nor an audit entry.
     assert (
-        client.post("/api/v1/experts", json={"id": "X0001", "name": "冒名"}, headers=AUTH).status_code == 409
+        client.post("/api/v1/experts", json={"id": "X0001", "name": "冒名", "bio": "焊接"},
+                    headers=AUTH).status_code == 409
     )
     assert client.delete("/api/v1/experts/nobody", headers=AUTH).status_code == 404
     assert len(audit(client)) == 4

@@ -30,8 +30,10 @@ from matcher.distributed import (
 from matcher.engine import Engine
 from matcher.errors import InputError
 from matcher.models import Demand, Expert
-from matcher.store import BatchRun, Store
-from tests.test_batch import build_template, copy_db, open_engine
+from matcher.records import BatchRun
+from matcher.store import Store
+
+from .conftest import build_template, copy_db, open_engine
 
 distributed = pytest.importorskip("distributed")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 
 import openpyxl
 import pytest
@@ -12,12 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from matcher.cells import csv_safe, csv_unsafe
 from matcher.cli import app
 from matcher.config import DEFAULT_CORPORA
 from matcher.engine import Engine
 from matcher.io import (
-    csv_safe,
-    csv_unsafe,
     export_demands,
     export_experts,
     export_matches,
@@ -229,3 +229,48 @@ def test_the_cli_exports_matches(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert rows and {r["排名"] for r in rows} <= {"1", "2", "3"}
+
+
+# -- one sanitiser for every writer ---------------------------------------------------------------
+BELL = "铃\x07声"  # a control character pasted from another program: openpyxl refuses it
+FORMULA = "=HYPERLINK(\"http://x\",\"点我\")"
+
+
+def staff_text_of(path) -> list[tuple[object, str]]:  # noqa: ANN001
+    """(value, data type) of every cell of a workbook holding staff text."""
+    wb = openpyxl.load_workbook(path)
+    return [(c.value, c.data_type) for ws in wb.worksheets for row in ws.iter_rows() for c in row
+            if isinstance(c.value, str) and ("铃" in c.value or "HYPERLINK" in c.value)]
+
+
+def test_every_writer_keeps_text_as_text_and_drops_what_a_workbook_refuses(tmp_path, demo_engine) -> None:
+    from api.export import matches_xlsx
+    from matcher.batch import Report, _write_csv, _write_xlsx
+    from matcher.report import write_report
+    from matcher.stats import compute
+
+    def check(path) -> None:  # noqa: ANN001
+        cells = staff_text_of(path)
+        assert ("铃声", "s") in cells and (FORMULA, "s") in cells, cells
+
+    expert = Expert.from_dict({"id": "W1", "name": BELL, "bio": FORMULA, "research_fields": ["焊接"]})
+    export_experts([expert], "xlsx", tmp_path / "experts.xlsx")  # matcher.io
+    check(tmp_path / "experts.xlsx")
+    match = demo_engine.match("激光焊接", top_k=1)[0]
+    tricky = replace(match, expert=replace(match.expert, name=BELL, institution=FORMULA))
+    (tmp_path / "match.xlsx").write_bytes(matches_xlsx(BELL, [tricky], include_contact=False))  # the API
+    check(tmp_path / "match.xlsx")
+    run = demo_engine.store.create_batch_run("writers", top=1, max_per_expert=1, candidates=1)
+    rows = [("Q1", BELL, FORMULA, 1, "X1", "张三", "某大学", 0.5, "焊接", "", "")]
+    # the batch
+    _write_xlsx(Report(run, rows, [("回避排除", *rows[0][:8], FORMULA)]), tmp_path / "batch.xlsx")
+    check(tmp_path / "batch.xlsx")
+    _write_csv(tmp_path / "batch.csv", ("a", "b", "c"), [(BELL, FORMULA, 1)])
+    assert (tmp_path / "batch.csv").read_text(encoding="utf-8-sig").splitlines()[1].startswith(f"{BELL},\"'=")
+    stats = compute(demo_engine, gaps=False)
+    stats.experts = [replace(stats.experts[0], name=BELL, institution=FORMULA)] if stats.experts else []
+    stats.outcome_rows = []
+    stats.by_industry = [replace(g, name=BELL) for g in stats.by_industry[:1]] + \
+        [replace(g, name=FORMULA) for g in stats.by_industry[1:2]]
+    write_report(stats, tmp_path / "annual.xlsx")  # the annual report
+    check(tmp_path / "annual.xlsx")

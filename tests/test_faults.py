@@ -10,7 +10,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from matcher.errors import StoreError
 from matcher.models import Expert
 from matcher.store import Store
 
-from .conftest import THERMOS
+from .conftest import THERMOS, free_port
 
 runner = CliRunner()
 KEY = "faults-test-key-0001-8630cca7521f49"
@@ -162,7 +161,8 @@ def test_cli_and_api_report_a_locked_database_without_a_traceback(tmp_path: Path
                             env={"MATCHER_BUSY_TIMEOUT": "0.3"})
         assert res.exit_code == 2
         assert res.output.startswith("error: the database is locked") and "Traceback" not in res.output
-        api = client.post("/api/v1/experts", json={"id": "api1", "name": "王五"}, headers={"X-API-Key": KEY})
+        api = client.post("/api/v1/experts", json={"id": "api1", "name": "王五", "research_fields": ["焊接"]},
+                          headers={"X-API-Key": KEY})
         assert api.status_code == 503
         assert api.json()["error"]["type"] == "StoreError" and "locked" in api.json()["error"]["message"]
         assert client.post("/api/v1/match", json={"text": THERMOS}).status_code == 200
@@ -314,12 +314,6 @@ def test_the_cli_says_what_happened_to_a_damaged_index(tmp_path: Path) -> None:
 
 
 # -- SIGTERM during a request ----------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_sigterm_during_a_request_finishes_it_and_exits_0(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     src = write_jsonl(tmp_path / "in.jsonl", [Expert.from_dict(x) for x in EXPERTS])

@@ -39,8 +39,8 @@ from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.models import Demand, Expert
 
-from .test_load import expert as load_expert
-from .test_load import serve_in_thread
+from .conftest import serve_in_thread
+from .conftest import synthetic_expert as load_expert
 
 KEY = "fuzz-test-key-00000001-ea44786f10da61"  # a bare MATCHER_API_KEYS key: the admin role
 READ_KEY = "fuzz-read-key-5d0c3a9e71b24f"

@@ -148,13 +148,13 @@ def test_a_demands_coverage_encodes_it_at_most_once(tmp_path: Path, tokenizer, m
         # not stored: the demand bank has not encoded it
         demand = Demand.from_dict({"id": "N1", "title": "新上保温杯产线，激光焊接焊缝气孔多，第一次来问"})
         submitted: list[object] = []
-        submit = e._query_pool.submit
+        submit = e.embeddings._pool.submit
 
         def counting(fn, *args, **kwargs):
             submitted.append(args)
             return submit(fn, *args, **kwargs)
 
-        monkeypatch.setattr(e._query_pool, "submit", counting)
+        monkeypatch.setattr(e.embeddings._pool, "submit", counting)
         assert demand_coverage(e, demand).best_expert_id == "W1"
         assert len(submitted) == 1
 

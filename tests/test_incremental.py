@@ -20,27 +20,17 @@ from matcher.models import Demand, Expert, expert_digest
 from matcher.rank import ExpertIndex, Query
 from matcher.store import Store
 
-from .conftest import make_settings
+from .conftest import demo_demands, demo_experts, make_settings
 
 DEMO = DEFAULT_CORPORA / "demo"
 WORDS = ["焊接", "激光", "不锈钢", "保温杯", "真空", "电池", "bms", "plc", "sic", "蚕桑", "茶叶", "锂电池",
          "5g"]
-LEXICAL = ("docs", "profile", "fields", "chars", "prior")
+LEXICAL = ("bm25", "profile", "fields", "chars", "prior")
 
 
 def random_corpus(rng: random.Random, n: int, extra: tuple[str, ...] = ()) -> list[list[str]]:
     words = [*WORDS, *extra]
     return [[rng.choice(words) for _ in range(rng.randint(1, 25))] for _ in range(n)]
-
-
-def demo_experts() -> list[Expert]:
-    lines = (DEMO / "experts.jsonl").read_text(encoding="utf-8").splitlines()
-    return sorted((Expert.from_dict(json.loads(x)) for x in lines if x.strip()), key=lambda e: e.id)
-
-
-def demo_demands() -> list[Demand]:
-    lines = (DEMO / "demands.jsonl").read_text(encoding="utf-8").splitlines()
-    return [Demand.from_dict(json.loads(x)) for x in lines if x.strip()]
 
 
 def query_of(demand: Demand, tokenizer) -> Query:
@@ -144,7 +134,7 @@ def test_an_updated_expert_index_equals_a_full_rebuild(demo_fit, tokenizer) -> N
     assert 0 < up.drift < 0.10 and elapsed < 1.0
     order = np.asarray([pos[i] for i in full.expert_ids_])
     overlaps = []
-    plain = dict(full.weights, semantic=0.0)
+    plain = dict(full.weights, lsa=0.0)
     for demand in demo_demands():
         q = query_of(demand, tokenizer)
         a, b = up.score(q), full.score(q)
@@ -292,7 +282,7 @@ def test_start_up_reads_whole_only_the_records_whose_stored_digest_differs(engin
     real = starting.store.get_experts
     monkeypatch.setattr(starting.store, "get_experts", lambda ids: (read.extend(ids), real(ids))[1])
     indexed: list[str] = []
-    index = starting._load_saved()
+    index = starting.live.load_saved()
     real_updated = type(index).updated
     monkeypatch.setattr(type(index), "updated",
                         lambda self, up, rm, tok: (indexed.extend(e.id for e in up), real_updated(self, up, rm, tok))[1])

@@ -277,13 +277,13 @@ def test_the_cli_import_reports_and_writes_rejects(tmp_path) -> None:
     assert "王五" in res.output
 
 
-def test_the_readme_lists_every_chinese_header() -> None:
+def test_the_data_page_lists_every_chinese_header() -> None:
     from pathlib import Path
 
     from matcher.io import DEMAND_HEADERS, EXPERT_HEADERS
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Importing and exporting", 1)[1].split("\n## ", 1)[0]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "data.md").read_text(encoding="utf-8")
+    section = page.split("## Importing and exporting", 1)[1].split("\n## ", 1)[0]
     for headers in (EXPERT_HEADERS, DEMAND_HEADERS):
         for name, aliases in headers.items():
             if name != "contact":  # the nested JSONL shape, not a column

@@ -6,23 +6,22 @@ asserts correctness only.
 
 from __future__ import annotations
 
-import socket
 import statistics
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from api import create_app
 from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.models import Expert
+
+from .conftest import serve_in_thread, synthetic_expert  # noqa: E402
 
 KEY = "load-test-key-000000001-39f545cd21f1ca"
 CLIENTS = 32
@@ -37,41 +36,6 @@ QUERIES = [
     "酸奶发酵风味不稳定，乳酸菌菌种筛选",
     "光伏组件隐裂检测与EL图像识别",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """A real uvicorn server for `app` on a free loopback port, in a thread of this process."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-
-
-def expert(i: int) -> dict[str, Any]:
-    topics = [("激光焊接", "不锈钢薄壁件激光焊接气孔控制"), ("电池管理系统", "锂电池BMS均衡策略"),
-              ("SiC功率器件", "SiC MOSFET 栅氧退化"), ("机器视觉检测", "焊缝缺陷视觉检测"),
-              ("乳酸菌发酵", "酸奶风味物质"), ("光伏组件", "EL图像隐裂识别")]
-    field, title = topics[i % len(topics)]
-    return {"id": f"L{i:05d}", "name": f"负载专家{i}", "institution": f"第{i % 17}研究院",
-            "research_fields": [field], "documents": [{"kind": "paper", "title": f"{title}（{i}）"}],
-            "contact": {"phone": f"1390000{i:04d}", "email": f"l{i}@example.org"}}
 
 
 def check_consistent(body: dict[str, Any], known: set[str]) -> str | None:
@@ -137,7 +101,7 @@ def run_load(url: str, engine: Engine, *, clients: int = CLIENTS, seconds: float
         with httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": KEY}) as http:
             i = first_id
             while not stop.is_set():
-                body = expert(i)
+                body = synthetic_expert(i)
                 with known_lock:  # known before it can appear in any answer
                     known.add(body["id"])
                 res = http.post("/api/v1/experts", json=body)
@@ -183,7 +147,7 @@ def run_load(url: str, engine: Engine, *, clients: int = CLIENTS, seconds: float
 def live(tmp_path: Path, tokenizer) -> Iterator[tuple[str, Engine]]:
     settings = Settings(db=tmp_path / "load.db", api_keys=(KEY,))
     engine = Engine(settings, tokenizer=tokenizer)
-    engine.upsert_experts(Expert.from_dict(expert(i)) for i in range(120))
+    engine.upsert_experts(Expert.from_dict(synthetic_expert(i)) for i in range(120))
     engine.ensure_index()
     with serve_in_thread(create_app(settings, engine=engine)) as url:
         yield url, engine

@@ -31,7 +31,7 @@ def test_evaluation_notebook_executes_in_fast_mode(monkeypatch, tmp_path) -> Non
         "".join(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.outputs
     )
     assert "FAST (words only)" in text
-    for row in ("fusion (defaults)", "BM25 reference (same tokens)", "docs alone", "fusion - semantic",
+    for row in ("fusion (defaults)", "BM25 reference (same tokens)", "bm25 alone", "fusion - lsa",
                 "fusion - thesaurus", "fusion - popularity discount", "worst ratio to the best reference",
                 "recognised:", "coverage@3"):
         assert row in text, row

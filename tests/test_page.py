@@ -10,92 +10,21 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import openpyxl
 import pytest
-import uvicorn
 
-from api import create_app
-from matcher.config import DEFAULT_CORPORA, Settings
+from matcher.config import DEFAULT_CORPORA
 from matcher.text import normalize
 
-from .conftest import THERMOS
+from .conftest import ARTIFACTS, THERMOS, XSS_DEMAND, XSS_EXPERT, XSS_NAME, Live  # noqa: F401
+from .conftest import PAGE_BODY_LIMIT as BODY_LIMIT
+from .conftest import PAGE_KEY as KEY
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-KEY = "page-test-key-41c2-3acfabde0a3aaa"
-BODY_LIMIT = 200_000
-
-XSS_NAME = "<script>window.__pwned = 1; alert(1)</script>林瓷"
-XSS_EXPERT = {
-    "id": "x-xss",
-    "name": XSS_NAME,
-    "title": "<b>副教授</b>",
-    "institution": "<i>景德镇</i>陶瓷大学",
-    "region": "江西省",
-    "research_fields": ["窑变釉", '<img src=x onerror="window.__pwned = 2">'],
-    "documents": [{"kind": "paper", "title": '窑变釉呈色<img src=y onerror="window.__pwned = 3">机理'}],
-}
-XSS_DEMAND = '<script>window.__pwned = 4; alert(4)</script>窑变釉颜色不稳定<img src=z onerror="alert(5)">'
-
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class Live:
-    url: str
-    port: int
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """A real uvicorn server in a thread, on a fresh database filled with the demo corpus."""
-    db = tmp_path_factory.mktemp("live") / "live.db"
-    settings = Settings(db=db, api_keys=(KEY,), max_body_bytes=BODY_LIMIT)
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, demo_if_empty=True),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120  # jieba and the demo index load during start-up
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            pytest.fail("the uvicorn test server did not start")
-        time.sleep(0.05)
-    try:
-        yield Live(f"http://127.0.0.1:{port}", port)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        assert not thread.is_alive(), "the uvicorn test server did not stop"
 
 
 def welding_experts() -> set[str]:
@@ -148,39 +77,6 @@ def test_a_declared_length_over_the_limit_is_refused_before_reading(live: Live) 
 
 
 # -- the page in a browser -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium: install Debian's chromium (apt-get install chromium); CI does")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture()
-def page(browser, live: Live):  # noqa: ANN001, ANN201 - Playwright types
-    context = browser.new_context(
-        viewport={"width": 1366, "height": 900}, locale="zh-CN", accept_downloads=True
-    )
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    problems: list[str] = []
-    pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    pg.on(
-        "console",
-        lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None,
-    )
-    pg.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-    pg.problems = problems
-    yield pg
-    context.close()
-
-
 def run_match(page, live: Live, text: str, **filters: str) -> None:  # noqa: ANN001
     page.goto(live.url + "/")
     page.fill("#demand", text)

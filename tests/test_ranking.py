@@ -42,8 +42,8 @@ def test_the_vote_divided_by_profile_size_equals_a_plain_reference(tokenizer) ->
     for k, alpha in ((5, 0.3), (50, 0.5), (100, 0.0)):
         scores = np.where(rng.random(len(index.unit_expert_)) < 0.5, 0, rng.random(len(index.unit_expert_)))
         scores = scores.astype(np.float32)
-        got = expert_vote(scores, index._layout(), index.unit_expert_, index.n_documents_, k, alpha)
-        plain = knn_vote(scores, index._layout(), index.unit_expert_, len(index.expert_ids_), k)
+        got = expert_vote(scores, index.layout(), index.unit_expert_, index.n_documents_, k, alpha)
+        plain = knn_vote(scores, index.layout(), index.unit_expert_, len(index.expert_ids_), k)
         ref = plain / np.maximum(index.n_documents_, 1) ** alpha
         assert np.allclose(got, ref, rtol=1e-5)
 
@@ -85,7 +85,7 @@ def test_a_text_sharing_nothing_lists_nobody_but_one_shared_string_does(tmp_path
 def test_experts_far_below_the_best_are_not_listed(demo_engine: Engine) -> None:
     index = demo_engine.ensure_index().index
     q = demo_engine.query("不锈钢保温杯真空层激光焊接")
-    sig = index.signals(q)[0]
+    sig = index.signal_scores(q)
     floor = demo_engine.settings.list_floor
     plain = index.fuse(sig, {**index.weights, "popularity": 0.0})
     listed = plain[plain > 0]
@@ -109,7 +109,7 @@ def test_popularity_is_the_mean_share_of_the_best_over_the_bank(demo_engine: Eng
     got = popularity(index.with_popularity(None), queries, index.weights)
     ref = np.zeros(len(index.expert_ids_))
     for q in queries:
-        t = index.with_popularity(None).fuse(index.signals(q)[0], {**index.weights, "popularity": 0})
+        t = index.with_popularity(None).fuse(index.signal_scores(q), {**index.weights, "popularity": 0})
         ref += t / t.max()
     ref /= len(texts)
     assert got == {index.expert_ids_[i]: pytest.approx(float(ref[i])) for i in np.flatnonzero(ref > 0)}

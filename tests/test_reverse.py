@@ -23,8 +23,7 @@ from matcher.regions import parse_region
 from matcher.reverse import DemandIndex, demand_index, plan_visit
 from matcher.workflow import Workflow
 
-from .conftest import copy_db, demo_template
-from .test_api import assert_error
+from .conftest import assert_error, copy_db, demo_template
 
 GOLDEN = Path(__file__).parent / "golden" / "reverse_welding.json"
 KEY = "reverse-key-1-7c9a3aee276e1b"
@@ -94,7 +93,7 @@ def test_reverse_matching_never_encodes_the_profile(engine: Engine, monkeypatch)
 
     # the encoding runs on the query pool's thread, where an error would go unseen: refuse the
     # submission itself, and the encoder too
-    monkeypatch.setattr(engine._query_pool, "submit", no)
+    monkeypatch.setattr(engine.embeddings._pool, "submit", no)
     monkeypatch.setattr(engine.encoder, "encode", no)
     assert [m.demand.id for m in index.for_expert("X0041", top_k=5)][0] == "Q0029"
     assert index.for_profile("不锈钢激光焊接 焊缝在线检测", top_k=3)

@@ -17,8 +17,7 @@ from matcher.rank import ExpertIndex, Query, best_first, top_candidates
 from matcher.ranking.aggregate import knn_vote
 from matcher.tokens import TokenSource
 
-from .conftest import THERMOS, make_settings
-from .test_incremental import demo_demands, demo_experts
+from .conftest import THERMOS, demo_demands, demo_experts, make_settings
 
 TEXTS = ["不锈钢保温杯真空层激光焊接", "锂电池BMS均衡策略", "蚕桑病虫害绿色防控", "不锈钢保温杯真空层激光焊接",
          "PLC 控制的五金冲压生产线", ""]
@@ -75,7 +74,7 @@ def test_a_rebuild_reuses_the_token_cache_in_the_database(tmp_path, tokenizer) -
     second = fresh.rebuild()
     assert fresh.tokens.stats["tokenised"] == 0 and fresh.tokens.stats["cached"] > 0
     q = fresh.query(THERMOS)
-    assert np.array_equal(first.score(q, {"docs": 1.0}).total, second.score(q, {"docs": 1.0}).total)
+    assert np.array_equal(first.score(q, {"bm25": 1.0}).total, second.score(q, {"bm25": 1.0}).total)
     fresh.close()
     engine.close()
 
@@ -85,9 +84,9 @@ def test_a_loaded_index_is_memory_mapped_and_scores_the_same(tmp_path, tokenizer
     index.save(tmp_path / "ix")
     mapped = ExpertIndex.load(tmp_path / "ix")
     read = ExpertIndex.load(tmp_path / "ix", mmap=False)
-    assert isinstance(mapped.units_._base.data, np.memmap)
-    assert isinstance(mapped.lsa_.embeddings_, np.memmap)
-    assert not isinstance(read.units_._base.data, np.memmap)
+    assert isinstance(mapped.words_._base.data, np.memmap)
+    assert isinstance(mapped.part("lsa").embeddings_, np.memmap)
+    assert not isinstance(read.words_._base.data, np.memmap)
     for d in demo_demands()[:10]:
         q = Query.build(d.text, tokenizer)
         a, b, c = index.score(q), mapped.score(q), read.score(q)
@@ -95,11 +94,11 @@ def test_a_loaded_index_is_memory_mapped_and_scores_the_same(tmp_path, tokenizer
 
 
 def test_a_large_index_scores_characters_on_a_second_thread_with_the_same_result(tokenizer, monkeypatch) -> None:
-    import matcher.ranking.signals as rank
+    import matcher.ranking.scoring as rank
 
     index = ExpertIndex(lsa_dims=16).fit(demo_experts(), tokenizer)
     queries = [Query.build(d.text, tokenizer) for d in demo_demands()[:8]]
-    serial = [index.signals(q)[0] for q in queries]
+    serial = [index.signal_scores(q).signals for q in queries]
     monkeypatch.setattr(rank, "PARALLEL_MIN_UNITS", 0)  # the demo corpus counts as large
     submitted: list[str] = []
     pool = rank.scoring_pool()
@@ -109,7 +108,7 @@ def test_a_large_index_scores_characters_on_a_second_thread_with_the_same_result
         return pool
 
     monkeypatch.setattr(rank, "scoring_pool", spy)
-    threaded = [index.signals(q)[0] for q in queries]
+    threaded = [index.signal_scores(q).signals for q in queries]
     assert len(submitted) == len(queries)  # every query handed its characters to the pool
     for a, b in zip(serial, threaded, strict=True):
         assert a.keys() == b.keys()
@@ -119,7 +118,7 @@ def test_a_large_index_scores_characters_on_a_second_thread_with_the_same_result
 
 def test_a_loaded_index_takes_its_tfidf_norms_from_the_files_not_from_every_entry(tmp_path, tokenizer,
                                                                                   monkeypatch) -> None:
-    import matcher.index as index_module
+    import matcher.index.terms as index_module
 
     experts = demo_experts()
     index = ExpertIndex(lsa_dims=16).fit(experts[:-5], tokenizer)
@@ -133,7 +132,7 @@ def test_a_loaded_index_takes_its_tfidf_norms_from_the_files_not_from_every_entr
             updated.save_delta(tmp_path / "ix")
         loaded = ExpertIndex.load(tmp_path / "ix")
         assert passes == []  # no pass over the count matrices
-        for name in ("word_tfidf_", "chars_"):
+        for name in ("words_tfidf_", "chars_"):
             assert np.array_equal(getattr(loaded, name)._norm, getattr(saved, name)._norm)
         q = Query.build(THERMOS, tokenizer)
         assert np.array_equal(loaded.score(q).total, saved.score(q).total)
@@ -142,7 +141,7 @@ def test_a_loaded_index_takes_its_tfidf_norms_from_the_files_not_from_every_entr
 def test_the_work_budget_keeps_the_most_informative_terms(tokenizer) -> None:
     index = ExpertIndex(lsa_dims=16).fit(demo_experts(), tokenizer)
     q = Query.build("不锈钢保温杯真空层激光焊接合格率低，寻求焊接工艺改进方案，技术研究与应用", tokenizer)
-    units = index.units_
+    units = index.words_
     ids, ws = units.query_vector(q.weights)
     postings = int(units.df_[ids].sum())
     # A budget above the query's postings changes nothing.
@@ -157,11 +156,11 @@ def test_the_work_budget_keeps_the_most_informative_terms(tokenizer) -> None:
 
 
 def test_the_semantic_signal_of_a_large_index_rescores_the_lexical_candidates(tokenizer) -> None:
-    full = ExpertIndex(lsa_dims=16, weights={"docs": 1, "semantic": 1}).fit(demo_experts(), tokenizer)
+    full = ExpertIndex(lsa_dims=16, weights={"bm25": 1, "lsa": 1}).fit(demo_experts(), tokenizer)
     q = Query.build(THERMOS, tokenizer)
-    exact = full.signals(q)[0]["semantic"]
-    full.semantic_exhaustive = 10  # "large": fewer units than this are scanned exhaustively
-    two_stage = full.signals(q)[0]["semantic"]
+    exact = full.signal_scores(q).signals["lsa"]
+    # "large": fewer units than this are scanned exhaustively
+    two_stage = full.with_params(semantic_exhaustive=10).signal_scores(q).signals["lsa"]
     # the neighbourhood of a thermos-welding demand is lexical: the two agree on the best experts
     top = lambda v: set(np.argsort(-v, kind="stable")[:5])  # noqa: E731
     assert top(exact) == top(two_stage)
@@ -196,7 +195,7 @@ def reference_vote(index: ExpertIndex, scores: np.ndarray) -> np.ndarray:
         if s > 0:
             h = int(index.unit_hash_[u])
             doc_score[h] = max(doc_score.get(h, 0.0), float(s))
-    best = set(sorted(doc_score, key=lambda h: -doc_score[h])[: index.knn_k])
+    best = set(sorted(doc_score, key=lambda h: -doc_score[h])[: index.params.knn_k])
     out = np.zeros(len(index.expert_ids_), dtype=np.float64)
     for u, s in enumerate(scores):
         if s > 0 and int(index.unit_hash_[u]) in best:
@@ -216,7 +215,8 @@ def test_the_knn_vote_equals_a_plain_reference(tokenizer, k) -> None:
     for _ in range(5):
         scores = np.where(rng.random(len(index.unit_expert_)) < 0.6, 0.0,
                           rng.random(len(index.unit_expert_))).astype(np.float32)
-        vote = knn_vote(scores, index._layout(), index.unit_expert_, len(index.expert_ids_), index.knn_k)
+        vote = knn_vote(scores, index.layout(), index.unit_expert_, len(index.expert_ids_),
+                        index.params.knn_k)
         assert np.allclose(vote, reference_vote(index, scores), rtol=1e-5)
 
 
@@ -230,8 +230,8 @@ def test_explaining_many_equals_explaining_each(tokenizer) -> None:
     for expert, expl in zip(top, many, strict=True):
         # reference: the units' rows of the whole BM25 weight matrix, term by term
         units = [u for u in np.flatnonzero(index.unit_expert_ == expert) if scored.unit_scores[u] > 0]
-        vocab = index.units_.vocabulary_
-        rows = index.units_.weighted(units)
+        vocab = index.words_.vocabulary_
+        rows = index.words_.weighted(units)
         weight: dict[str, float] = {}
         for t in q.weights:
             if t in vocab and (v := float(rows[:, vocab[t]].sum())) > 0:

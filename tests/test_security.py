@@ -29,9 +29,10 @@ from api import create_app
 from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.models import Demand, Expert, Explanation
-from matcher.store import BatchCandidate, BatchExclusion, BatchMatch, BatchOutcome, Store
+from matcher.records import BatchCandidate, BatchExclusion, BatchMatch, BatchOutcome
+from matcher.store import Store
 
-from .test_load import free_port, serve_in_thread
+from .conftest import free_port, serve_in_thread
 
 KEY = "sec-key-5b1e0c97d2a44f-8793908c3adeba"
 OTHER_KEY = "sec-key-second-8a1f33-c40e9b7d25"
@@ -132,8 +133,9 @@ def test_keys_never_reach_the_server_log(tmp_path: Path) -> None:
                 for key in (KEY, OTHER_KEY, wrong):
                     h = {"X-API-Key": key}
                     http.post("/api/v1/match", json={"text": THERMOS}, headers=h)
-                    http.post("/api/v1/experts", json={"id": "log-1", "name": "日志"}, headers=h)
-                    http.post("/api/v1/experts", json={"id": "log-1", "name": "日志"}, headers=h)  # 409
+                    expert = {"id": "log-1", "name": "日志", "bio": "焊接"}
+                    http.post("/api/v1/experts", json=expert, headers=h)
+                    http.post("/api/v1/experts", json=expert, headers=h)  # 409
                     http.post("/api/v1/experts", json={"nam": "typo"}, headers=h)  # 422
                     http.get("/api/v1/experts/nope", headers=h)  # 404
                     http.post("/api/v1/match", content=b"{" * 2_000_000, headers=h)  # 413

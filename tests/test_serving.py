@@ -33,7 +33,7 @@ def page(engine: Engine, text: str = THERMOS) -> list[tuple[str, float]]:
 
 def test_an_engine_adopts_the_index_another_engine_rebuilt(tmp_path: Path, tokenizer) -> None:
     serving = Engine(make_settings(tmp_path), tokenizer=tokenizer)
-    serving.FOLLOW_EVERY = float("inf")  # no background adoption: this test adopts by hand
+    serving.live.FOLLOW_EVERY = float("inf")  # no background adoption: this test adopts by hand
     serving.load_demo()
     before = serving.ensure_index().index.base_id_
     expected = page(serving)
@@ -51,7 +51,7 @@ def test_an_engine_adopts_the_index_another_engine_rebuilt(tmp_path: Path, token
 
 def test_a_write_made_after_the_rebuild_is_kept_when_adopting(tmp_path: Path, tokenizer) -> None:
     serving = Engine(make_settings(tmp_path), tokenizer=tokenizer)
-    serving.FOLLOW_EVERY = float("inf")
+    serving.live.FOLLOW_EVERY = float("inf")
     serving.load_demo()
     serving.ensure_index()
     builder = Engine(make_settings(tmp_path), tokenizer=tokenizer)
@@ -71,7 +71,7 @@ def test_ensure_index_adopts_in_the_background(tmp_path: Path, tokenizer) -> Non
     serving.ensure_index()
     builder = Engine(make_settings(tmp_path), tokenizer=tokenizer)
     target = builder.rebuild().base_id_
-    serving.FOLLOW_EVERY = 0.0
+    serving.live.FOLLOW_EVERY = 0.0
     deadline = time.monotonic() + 30
     while serving.ensure_index().index.base_id_ != target:
         assert time.monotonic() < deadline, "the saved index was never adopted"
@@ -82,7 +82,7 @@ def test_ensure_index_adopts_in_the_background(tmp_path: Path, tokenizer) -> Non
 
 def test_rebuild_elsewhere_runs_matcher_index_in_another_process(tmp_path: Path, tokenizer) -> None:
     serving = Engine(make_settings(tmp_path, encoder="none", weight_dense=0.0), tokenizer=tokenizer)
-    serving.FOLLOW_EVERY = float("inf")
+    serving.live.FOLLOW_EVERY = float("inf")
     serving.load_demo()
     before = serving.ensure_index().index.base_id_
     expected = page(serving)

@@ -11,8 +11,7 @@ from matcher.models import Document, Expert
 from matcher.ranking.aggregate import knn_vote
 from matcher.ranking.shards import merge_top, merge_votes, shard_top, shard_voters
 
-from .conftest import THERMOS
-from .test_incremental import demo_demands
+from .conftest import THERMOS, demo_demands
 
 TEXTS = [THERMOS, "锂电池BMS均衡策略与SOC估计", "茶叶加工机械化与品质控制", "PLC 控制的五金冲压生产线"]
 
@@ -28,7 +27,7 @@ def splits(n_experts: int, shards: int, how: str, seed: int = 0) -> list[np.ndar
 
 def sharded_vote(scores: np.ndarray, index, experts_of_shard: list[np.ndarray], k: int) -> np.ndarray:  # noqa: ANN001
     """Scatter-gather in one process: each shard sees only its own units."""
-    lay = index._layout()
+    lay = index.layout()
     masked = scores if lay.all_alive else scores * lay.unit_alive
     owned = [np.flatnonzero(np.isin(index.unit_expert_, ex)) for ex in experts_of_shard]
     tops = [shard_top(masked[u], index.unit_hash_[u], k) for u in owned]  # round 1, on the shards
@@ -40,16 +39,16 @@ def sharded_vote(scores: np.ndarray, index, experts_of_shard: list[np.ndarray], 
 @pytest.mark.parametrize(("shards", "how"), [(1, "ranges"), (3, "ranges"), (4, "hash"), (7, "hash")])
 def test_the_merged_vote_equals_the_single_index_vote(demo_engine: Engine, shards: int, how: str) -> None:
     index = demo_engine.ensure_index().index
-    lay = index._layout()
+    lay = index.layout()
     parts = splits(len(index.expert_ids_), shards, how)
     assert sum(len(p) for p in parts) == len(index.expert_ids_)
     for text in [*TEXTS, *(d.text for d in demo_demands()[:12])]:
         q = demo_engine.query(text)
-        words, tfidf = index.units_.score_with((index.word_tfidf_,), q.weights)
+        words, tfidf = index.words_.score_with((index.words_tfidf_,), q.weights)
         chars = index.chars_.score(q.char_weights())
-        _, units = index.signals(q)
+        units = index.signal_scores(q).units
         for scores in (words, tfidf, chars, np.clip(units.dense, 0, None)):
-            for k in (5, 20, index.knn_k):
+            for k in (5, 20, index.params.knn_k):
                 want = knn_vote(scores, lay, index.unit_expert_, len(index.expert_ids_), k)
                 got = sharded_vote(scores, index, parts, k)
                 assert np.array_equal(got, want), (text[:10], k)
@@ -67,9 +66,9 @@ def test_documents_shared_across_shards_vote_once_per_unit(engine: Engine) -> No
     assert len(holders) == 3
     parts = [holders[:1], holders[1:2], np.setdiff1d(np.arange(len(index.expert_ids_)), holders[:2])]
     q = engine.query(THERMOS)
-    words = index.units_.score(q.weights)
+    words = index.words_.score(q.weights)
     for k in (1, 2, 5):
-        want = knn_vote(words, index._layout(), index.unit_expert_, len(index.expert_ids_), k)
+        want = knn_vote(words, index.layout(), index.unit_expert_, len(index.expert_ids_), k)
         got = sharded_vote(words, index, parts, k)
         assert np.array_equal(got, want)
     assert (got[holders] > 0).all()  # each co-author's unit votes, whichever shard holds it

@@ -19,8 +19,7 @@ from matcher.batch import BatchOptions, run_batch
 from matcher.config import Settings
 from matcher.engine import Engine
 
-from .test_load import serve_in_thread
-from .test_page import ARTIFACTS, browser  # noqa: F401 - the module's Chromium fixture
+from .conftest import ARTIFACTS, serve_in_thread
 
 pytestmark = pytest.mark.slow
 PASSWORD = "永康市科协-browser-9"
@@ -40,7 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Iterator[tupl
 
 
 @pytest.fixture()
-def tab(browser):  # noqa: ANN001, ANN201, F811 - Playwright types; the fixture imported above
+def tab(browser):  # noqa: ANN001, ANN201 - Playwright types; `browser` is conftest's
     context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")
     pg = context.new_page()
     pg.set_default_timeout(30_000)

@@ -262,13 +262,19 @@ def test_a_forged_or_cross_site_post_is_refused(
 def test_a_same_origin_post_with_its_token_passes(app_client: TestClient, origin: str) -> None:
     sign_in(app_client)
     own = csrf_of(app_client.get("/demands/Q0001").text)
+    before = len(audit(app_client))
     res = app_client.post(
         "/demands/Q0001/feedback",
         data={"csrf_token": own, "expert_id": "X0001", "verdict": "contacted"},
         headers={"Origin": origin, "Sec-Fetch-Site": "same-origin"},
         follow_redirects=False,
     )
-    assert res.status_code == 303
+    assert res.status_code == 303 and res.headers["location"].startswith("/demands/Q0001")
+    # the verdict was written, by the signed-in staff member, with its audit entry
+    [entry] = app_client.engine.store.feedback_entries()
+    assert (entry.demand_id, entry.expert_id, entry.verdict, entry.actor) == ("Q0001", "X0001", "contacted",
+                                                                           "staff:lihua")
+    assert len(audit(app_client)) == before + 1
 
 
 def test_another_sessions_token_does_not_pass(app_client: TestClient, tmp_path: Path) -> None:

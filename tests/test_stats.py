@@ -19,11 +19,11 @@ from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.errors import InputError, NotFoundError
 from matcher.models import Demand, Expert, Explanation
+from matcher.records import BatchMatch, BatchOutcome
 from matcher.stats import compute
-from matcher.store import BatchMatch, BatchOutcome
 from matcher.workflow import Workflow, key_actor
 
-from .test_api import assert_error
+from .conftest import assert_error
 
 KEY = "stats-key-0001-edaf882fdc1ce7"
 READ_KEY = "stats-rkey-0001-edaf882fdc1ce7-read"  # a key with the read role: the working data, no contacts

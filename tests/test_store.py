@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
@@ -129,11 +128,14 @@ def test_benchmark_shape_imports_as_is(tmp_path) -> None:
         assert s.upsert_experts(experts).inserted == len(experts) == 1033
 
 
-def test_an_unreadable_database_is_a_clear_error(tmp_path) -> None:
-    bad = tmp_path / "bad.db"
-    bad.write_bytes(b"this is not sqlite" * 100)
+def test_an_unreadable_database_is_a_clear_error_and_is_left_as_it_was(tmp_path) -> None:
     from matcher.errors import StoreError
 
-    with pytest.raises(StoreError, match="cannot open the database"):
+    bad = tmp_path / "bad.db"
+    garbage = b"this is not sqlite" * 100
+    bad.write_bytes(garbage)
+    with pytest.raises(StoreError, match="cannot open the database") as exc:
         Store(bad)
-    assert isinstance(sqlite3.sqlite_version, str)
+    assert str(bad) in exc.value.message  # it names the file
+    assert bad.read_bytes() == garbage  # nothing was written over it (no migration, no WAL switch)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.db"]

@@ -13,7 +13,10 @@ from fastapi.testclient import TestClient
 from matcher.team import recommend_team
 from matcher.text import ChineseTokenizer
 
-from .test_api import AUTH, DEMAND, READ, api_settings, assert_error, make_client
+from .conftest import API_AUTH as AUTH
+from .conftest import API_DEMAND as DEMAND
+from .conftest import API_READ as READ
+from .conftest import api_settings, assert_error, make_client
 
 TWO_PARTS = "不锈钢保温杯真空层激光焊接气孔多；另外，动力锂电池BMS均衡控制策略不成熟"
 

@@ -18,7 +18,7 @@ from matcher.models import Demand
 from matcher.store import Store
 from matcher.team import recommend_team
 
-from .test_batch import build_template, copy_db, open_engine
+from .conftest import build_template, copy_db, open_engine
 
 WELD_BMS = "不锈钢保温杯真空层激光焊接合格率低；另外，锂电池包BMS均衡策略不成熟"
 THREE_PARTS = ("我司生产不锈钢保温杯，真空层激光焊接合格率低。另外，车间VOCs废气超标，想上催化燃烧。"

@@ -1,6 +1,7 @@
 """The staff page's 组团推荐 switch in a real headless Chromium against a real uvicorn server on the
-demo corpus (the set-up of test_page.py): the aspects x members matrix, the members' evidence per
-aspect, highlighting an aspect, a markup-laden expert shown as text, and errors in words."""
+demo corpus (conftest's `live` server, `browser` and `page`): the aspects x members matrix, the
+members' evidence per aspect, highlighting an aspect, a markup-laden expert shown as text, and
+errors in words."""
 
 from __future__ import annotations
 
@@ -9,13 +10,10 @@ import pytest
 
 from matcher.text import normalize
 
-from . import test_page
-from .test_page import ARTIFACTS, KEY, XSS_DEMAND, XSS_EXPERT
+from .conftest import ARTIFACTS, XSS_DEMAND, XSS_EXPERT
+from .conftest import PAGE_KEY as KEY
 
 pytestmark = pytest.mark.slow
-
-# The live server, the browser and the page of test_page.py (a server of this module's own).
-live, browser, page = test_page.live, test_page.browser, test_page.page
 
 WELD_BMS = "不锈钢保温杯真空层激光焊接合格率低；另外，锂电池包BMS均衡策略不成熟"
 

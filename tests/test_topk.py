@@ -17,58 +17,59 @@ from matcher.engine import Engine
 from matcher.models import Document, Expert
 from matcher.ranking import pruned, topk
 
-from .conftest import BENCH, THERMOS, make_settings
-from .test_incremental import demo_demands
+from .conftest import BENCH, THERMOS, demo_demands, make_settings
 
-EXACT = ("docs", "tfidf", "chars", "semantic", "dense", "dense_profile", "prior", "gate")
+EXACT = ("bm25", "tfidf", "chars", "lsa", "dense", "dense_profile", "prior")
 TEXTS = [THERMOS, "锂电池BMS均衡策略与SOC估计", "不锈钢锅底用久了发黑起斑，想找做涂层的专家",
          "PLC 控制的五金冲压生产线", "今天天气不错", "茶叶加工机械化与品质控制", "SiC功率器件封装散热"]
 
 
 def both(index, query):  # noqa: ANN001, ANN202
-    """The signals and unit scores of the exhaustive and of the pruned path."""
-    index.pruning = False
-    a = index.signals(query)
-    index.pruning = True
-    b = index.signals(query)
-    return a, b
+    """The signals of the exhaustive and of the pruned path."""
+    return (index.with_params(topk_pruning=False).signal_scores(query),
+            index.with_params(topk_pruning=True).signal_scores(query))
 
 
 def assert_same_signals(index, queries) -> None:  # noqa: ANN001
     assert pruned.applies(index)
     for q in queries:
-        (sa, ua), (sb, ub) = both(index, q)
+        a, b = both(index, q)
+        sa, ua, sb, ub = a.signals, a.units, b.signals, b.units
         assert ub.complete is not None and ua.complete is None  # the pruned path did run
         for name in EXACT:
             assert np.array_equal(sa[name], sb[name]), (q.text[:20], name)
-        fused_a, fused_b = index.fuse(sa, index.weights), index.fuse(sb, index.weights)
+        assert a.understood == b.understood
+        fused_a, fused_b = index.fuse(a), index.fuse(b)
         assert np.array_equal(fused_a, fused_b)
         # what the pruned path fills in for explained experts equals the exhaustive arrays there
         some = np.flatnonzero(fused_a > 0)[:15]
         ub.complete(some)
         for e in some:
-            units = index._units_of(int(e))
+            units = index.units_of(int(e))
             assert np.array_equal(ua.words[units], ub.words[units])
             if ua.chars is not None:
                 assert np.array_equal(ua.chars[units], ub.chars[units])
-            assert sa["lexical"][e] == sb["lexical"][e] and sa["centroid"][e] == sb["centroid"][e]
+            assert sa["centroid"][e] == sb["centroid"][e]
 
 
-def matches_of(engine: Engine, text: str, pruning: bool) -> list[tuple]:
-    engine.ensure_index().index.pruning = pruning
+def matches_of(engine: Engine, text: str) -> list[tuple]:
     return [(m.rank, m.expert.id, m.score, m.explanation.to_dict()) for m in engine.match(text, top_k=10)]
 
 
-def test_pruned_pages_and_explanations_equal_the_exhaustive_ones(demo_engine: Engine) -> None:
+def pruning(engine: Engine, tokenizer) -> Engine:  # noqa: ANN001
+    """An engine on the same database and saved index, scoring by top-k retrieval."""
+    return Engine(engine.settings.model_copy(update={"topk_pruning": True}), tokenizer=tokenizer)
+
+
+def test_pruned_pages_and_explanations_equal_the_exhaustive_ones(demo_engine: Engine, tokenizer) -> None:
     loaded = demo_engine.ensure_index()
     assert loaded.index.dense_ is not None  # the demo ships its vectors: the dense signal runs too
-    try:
+    with pruning(demo_engine, tokenizer) as pruned_engine:
+        assert pruned_engine.ensure_index().index.params.topk_pruning
         for text in [*TEXTS, *(d.text for d in demo_demands()[:20])]:
-            assert matches_of(demo_engine, text, True) == matches_of(demo_engine, text, False), text
-        queries = [demo_engine.query(d.text, " ".join([d.title, *d.keywords])) for d in demo_demands()]
-        assert_same_signals(loaded.index, queries)
-    finally:
-        loaded.index.pruning = demo_engine.settings.topk_pruning
+            assert matches_of(pruned_engine, text) == matches_of(demo_engine, text), text
+    queries = [demo_engine.query(d.text, " ".join([d.title, *d.keywords])) for d in demo_demands()]
+    assert_same_signals(loaded.index, queries)
 
 
 def test_pruned_equals_exhaustive_after_incremental_updates(tmp_path: Path, tokenizer) -> None:
@@ -83,11 +84,12 @@ def test_pruned_equals_exhaustive_after_incremental_updates(tmp_path: Path, toke
     engine.upsert_experts([replace(first, research_fields=("锂电池", "电池管理系统"))])  # masked + appended
     engine.delete_expert(engine.ensure_index().index.expert_ids_[3])
     index = engine.ensure_index().index
-    assert index.units_.n_rows_ > index.units_.n_base_rows_ and not index.expert_alive_.all()
+    assert index.words_.n_rows_ > index.words_.n_base_rows_ and not index.expert_alive_.all()
     queries = [engine.query(t) for t in TEXTS] + [engine.query(d.text) for d in demo_demands()[:15]]
     assert_same_signals(index, queries)
-    for text in TEXTS[:3]:
-        assert matches_of(engine, text, True) == matches_of(engine, text, False)
+    with pruning(engine, tokenizer) as pruned_engine:
+        for text in TEXTS[:3]:
+            assert matches_of(pruned_engine, text) == matches_of(engine, text)
     engine.close()
 
 
@@ -101,7 +103,7 @@ def test_pruned_equals_exhaustive_on_a_10000_expert_pool(tmp_path: Path, tokeniz
                     tokenizer=tokenizer)
     engine.store.upsert_experts(synth.experts(10_000))
     index = engine.rebuild()
-    assert index.units_.n_rows_ > 90_000
+    assert index.words_.n_rows_ > 90_000
     queries = [engine.query(d.text, " ".join([d.title, *d.keywords])) for d in synth.demands(40)]
     assert_same_signals(index, queries)
     engine.close()
@@ -125,7 +127,7 @@ def test_galloping_gather_finds_what_a_binary_search_finds(postings: list[int], 
 
 def test_bounds_bound_every_entry_weight_and_survive_a_save(demo_engine: Engine, tmp_path: Path) -> None:
     index = demo_engine.ensure_index().index
-    for view, bm25 in ((index.units_, True), (index.word_tfidf_, True), (index.chars_, False)):
+    for view, bm25 in ((index.words_, True), (index.words_tfidf_, True), (index.chars_, False)):
         b = topk.compute_bounds(view, bm25=bm25)
         base = view._base
         cols = np.repeat(np.arange(base.shape[1]), np.diff(base.indptr))
@@ -139,4 +141,4 @@ def test_bounds_bound_every_entry_weight_and_survive_a_save(demo_engine: Engine,
                                    bound[np.diff(base.indptr) > 0] / (1 + topk.SLACK), rtol=1e-5)
     topk.save_bounds(index.chars_, tmp_path, "chars", bm25=False)
     assert topk.load_bounds(index.chars_, tmp_path, "chars")
-    assert not topk.load_bounds(index.units_, tmp_path, "chars")  # another base: refused
+    assert not topk.load_bounds(index.words_, tmp_path, "chars")  # another base: refused

@@ -114,5 +114,5 @@ def test_corpus_expansion_adds_few_down_weighted_neighbours(tmp_path, tokenizer)
         assert 0 < len(corpus) <= 3
         assert all(0 < e.weight <= 0.3 and e.origin in {"真空层", "激光焊接", "真空", "激光", "焊接"} for e in corpus)
         # neighbours come from the experts' own texts: every one is a word the index holds
-        vocab = engine.ensure_index().index.units_.vocabulary_
+        vocab = engine.ensure_index().index.words_.vocabulary_
         assert all(e.term in vocab for e in corpus)

@@ -109,9 +109,9 @@ def create_demand(body: DemandIn, engine: EngineDep, workflow: WorkflowDep, lock
     engine.check_text(demand.text)  # a demand with no words could never be matched
     with lock:
         try:
-            engine.store.get_demand(demand.id)
+            engine.get_demand(demand.id)
         except NotFoundError:
-            with engine.store.transaction():
+            with engine.transaction():
                 engine.add_demands([demand])
                 workflow.record(actor, "demand.create", f"demand:{demand.id}", ip=ip)
         else:
@@ -133,7 +133,7 @@ def match_demands(body: ProfileMatchIn, engine: EngineDep, lock: WriteLock) -> d
 @router.get("/{demand_id}", response_model=DemandOut, operation_id="getDemand",
             responses={**READ_AUTH, **NOT_FOUND}, dependencies=[RequireReader])
 def get_demand(demand_id: DemandId, engine: EngineDep) -> dict[str, Any]:
-    return engine.store.get_demand(demand_id).to_dict()
+    return engine.get_demand(demand_id).to_dict()
 
 
 @router.patch(
@@ -207,7 +207,7 @@ def demand_matches(
 ) -> dict[str, Any]:
     """Rank experts for a stored demand now, leaving out its enterprise's and avoided institutions'
     experts and those declined or found unsuitable for it; paused experts are flagged."""
-    demand = engine.store.get_demand(demand_id)
+    demand = engine.get_demand(demand_id)
     matches = engine.match_demand(demand, top_k=top_k)
     if sees_contacts and actor and matches:
         with lock:
@@ -229,8 +229,8 @@ def set_needs_team(
     """Mark a demand as needing a team (组团需求), or not: `matcher batch --team` then recommends one
     (audited)."""
     with lock:
-        demand = replace(engine.store.get_demand(demand_id), needs_team=body.needs_team)
-        with engine.store.transaction():
+        demand = replace(engine.get_demand(demand_id), needs_team=body.needs_team)
+        with engine.transaction():
             engine.add_demands([demand])
             workflow.record(actor, "demand.needs_team", f"demand:{demand_id}",
                             detail={"needs_team": body.needs_team}, ip=ip)
@@ -254,7 +254,7 @@ def demand_team(
 ) -> dict[str, Any]:
     """A team for a stored demand, under its 回避 rules and its verdicts (its title and keywords
     emphasised). Contact details only with an admin key, and such a view is audited."""
-    demand = engine.store.get_demand(demand_id)
+    demand = engine.get_demand(demand_id)
     result = recommend_team(engine, demand.text, size=size, demand=demand)
     if sees_contacts and actor and result.members:
         with lock:

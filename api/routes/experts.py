@@ -78,7 +78,7 @@ def list_experts(
 ) -> dict[str, Any]:
     """A page of experts (by id), optionally searched; `count` is the total found. With a key the
     page carries contact details, and the view is audited."""
-    experts, total = engine.store.search_experts(q.strip(), limit=limit, offset=offset)
+    experts, total = engine.search_experts(q.strip(), limit=limit, offset=offset)
     if sees_contacts and actor and experts:
         with lock:
             workflow.log_contact_view(actor, [e.id for e in experts], where="expert list", ip=ip)
@@ -90,7 +90,7 @@ def list_experts(
 def get_expert(expert_id: ExpertId, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock,
                sees_contacts: SeesContacts, actor: ApiActor, ip: ClientIp) -> dict[str, Any]:
     """One expert's full record; contact details only with an admin key (and the view is audited)."""
-    expert = engine.store.get_expert(expert_id)
+    expert = engine.get_expert(expert_id)
     if sees_contacts and actor:
         with lock:
             workflow.log_contact_view(actor, [expert_id], where="expert record", ip=ip)
@@ -114,9 +114,9 @@ def create_expert(body: ExpertIn, engine: EngineDep, workflow: WorkflowDep, lock
     expert = body.to_expert(expert_id)
     with lock:  # the existence check and the insert must not interleave with another writer
         try:
-            engine.store.get_expert(expert_id)
+            engine.get_expert(expert_id)
         except NotFoundError:
-            with engine.store.transaction():  # the write and its audit entry, together
+            with engine.transaction():  # the write and its audit entry, together
                 workflow.record(actor, "expert.create", f"expert:{expert_id}", ip=ip)
                 engine.upsert_experts([expert])
         else:
@@ -140,8 +140,8 @@ def replace_expert(expert_id: ExpertId, body: ExpertReplaceIn, engine: EngineDep
         raise InputError(f"the body's id {body.id!r} differs from the URL's {expert_id!r}; ids cannot change")
     expert = body.to_expert(expert_id)
     with lock:
-        engine.store.get_expert(expert_id)  # 404 for an unknown id: PUT edits, POST creates
-        with engine.store.transaction():
+        engine.get_expert(expert_id)  # 404 for an unknown id: PUT edits, POST creates
+        with engine.transaction():
             workflow.record(actor, "expert.replace", f"expert:{expert_id}", ip=ip)
             engine.upsert_experts([expert])
     return expert_out(expert, include_contact=sees_contacts)  # contacts: admin keys only
@@ -156,7 +156,7 @@ def replace_expert(expert_id: ExpertId, body: ExpertReplaceIn, engine: EngineDep
 def delete_expert(expert_id: ExpertId, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock,
                   actor: AdminActor, ip: ClientIp) -> Response:
     """Remove an expert (an admin key); they leave `/match` results at once."""
-    with lock, engine.store.transaction():
+    with lock, engine.transaction():
         workflow.record(actor, "expert.delete", f"expert:{expert_id}", ip=ip)
         engine.delete_expert(expert_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -9,23 +9,16 @@ from fastapi import APIRouter
 import matcher
 from api.deps import EngineDep
 from api.schemas import Health
-from matcher.index import FORMAT_VERSION
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=Health)
 def health(engine: EngineDep) -> dict[str, Any]:
-    loaded = engine.ensure_index()
-    index = loaded.index
+    info = engine.index_info()
     return {
         "status": "ok",
         "version": matcher.__version__,
-        "index": {
-            "experts": index.n_experts,
-            "documents": index.units_.n_docs_,
-            "terms": index.units_.n_terms,
-            "format_version": FORMAT_VERSION,
-            "data_version": loaded.data_version,
-        },
+        "index": {"experts": info.experts, "documents": info.documents, "terms": info.terms,
+                  "format_version": info.format_version, "data_version": info.data_version},
     }

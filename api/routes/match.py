@@ -10,9 +10,9 @@ from fastapi import APIRouter, Response
 from api.deps import OPTIONAL_KEY, ApiActor, ClientIp, EngineDep, SeesContacts, WorkflowDep, WriteLock
 from api.export import matches_xlsx
 from api.schemas import BuiltJSON, ErrorOut, MatchIn, MatchList, match_list
+from matcher import Filters
 from matcher.engine import Analysis
 from matcher.models import Match
-from matcher.rank import Filters
 
 router = APIRouter(tags=["match"])
 

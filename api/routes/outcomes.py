@@ -68,7 +68,7 @@ def create_outcome(
 @router.get("/outcomes", response_model=OutcomeList, operation_id="listOutcomes",
             responses={**READ_AUTH, **INVALID}, dependencies=[RequireReader])
 def list_outcomes(
-    engine: EngineDep,
+    workflow: WorkflowDep,
     demand_id: Annotated[str, Query(max_length=100, description="Only this demand's.")] = "",
     expert_id: Annotated[
         str, Query(max_length=100, description="Only outcomes this expert is linked to.")
@@ -89,8 +89,8 @@ def list_outcomes(
         "date_from": date_from.isoformat() if date_from else None,
         "date_to": date_to.isoformat() if date_to else None,
     }
-    rows = engine.store.list_outcomes(**args, limit=limit, offset=offset)
-    return {"data": [outcome_out(o) for o in rows], "count": engine.store.count_outcomes(**args)}
+    rows = workflow.outcomes(**args, limit=limit, offset=offset)
+    return {"data": [outcome_out(o) for o in rows], "count": workflow.count_outcomes(**args)}
 
 
 @router.get(
@@ -100,8 +100,8 @@ def list_outcomes(
     responses={**READ_AUTH, 404: {"model": ErrorOut, "description": "No outcome with this id."}},
     dependencies=[RequireReader],
 )
-def get_outcome(outcome_id: OutcomeId, engine: EngineDep) -> dict[str, Any]:
-    return outcome_out(engine.store.get_outcome(outcome_id))
+def get_outcome(outcome_id: OutcomeId, workflow: WorkflowDep) -> dict[str, Any]:
+    return outcome_out(workflow.outcome(outcome_id))
 
 
 @router.delete(

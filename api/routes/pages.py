@@ -37,7 +37,7 @@ def expert_page(expert_id: str, request: Request, engine: EngineDep, session: Se
                 done: Annotated[str, Query(max_length=20)] = "",
                 visit: Annotated[str, Query(max_length=10)] = "") -> HTMLResponse:
     try:
-        expert = engine.store.get_expert(expert_id)
+        expert = engine.get_expert(expert_id)
     except NotFoundError:
         return templates.TemplateResponse(
             request,

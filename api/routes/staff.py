@@ -500,7 +500,7 @@ def resume_form(
 def audit_page(
     request: Request,
     session: SessionDep,
-    engine: EngineDep,
+    workflow: WorkflowDep,
     user: Annotated[str, Query(max_length=100)] = "",
     date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
     date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
@@ -509,7 +509,7 @@ def audit_page(
         return login_redirect(request)
     if session.user.role != "admin":
         return problem(request, session, ForbiddenError("只有管理员可以查看审计日志 (admins only)"))
-    entries, total = engine.store.list_audit(
+    entries, total = workflow.audit_log(
         actor=user.strip() or None, date_from=date_from or None, date_to=date_to or None, limit=500
     )
     shown = [

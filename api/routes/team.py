@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from api.deps import OPTIONAL_KEY, ApiActor, ClientIp, EngineDep, SeesContacts, WorkflowDep, WriteLock
 from api.routes.match import ERRORS
 from api.schemas import TeamIn, TeamOut
-from matcher.rank import Filters
+from matcher import Filters
 from matcher.team import recommend_team
 
 router = APIRouter(tags=["team"])

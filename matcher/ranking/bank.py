@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from matcher.ranking.query import Query
+from matcher.ranking.score import fused, signal_scores
+from matcher.ranking.state import IndexState
 
-if TYPE_CHECKING:
-    from matcher.ranking.expert_index import ExpertIndex
 
-
-def popularity(index: ExpertIndex, queries: Sequence[Query], weights: Mapping[str, float],
+def popularity(index: IndexState, queries: Sequence[Query], weights: Mapping[str, float],
                stop: threading.Event | None = None) -> dict[str, float] | None:
     """{expert id: mean over `queries` of the expert's fused score as a share of the query's best},
     the fusion taken without any popularity discount. None if `stop` was set before the end."""
@@ -37,7 +35,7 @@ def popularity(index: ExpertIndex, queries: Sequence[Query], weights: Mapping[st
     for q in queries:
         if stop is not None and stop.is_set():
             return None
-        total = index.fuse(index.signals(q)[0], plain)
+        total = fused(index, signal_scores(index, q), plain)
         top = float(total.max(initial=0.0))
         if top > 0:
             acc += total / top

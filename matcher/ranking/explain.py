@@ -9,23 +9,20 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from matcher.models import Evidence, Explanation
 from matcher.ranking.fusion import Scored
 from matcher.ranking.query import Query
+from matcher.ranking.state import IndexState
 from matcher.text import normalize
-
-if TYPE_CHECKING:
-    from matcher.ranking.expert_index import ExpertIndex
 
 _WORDLIKE = re.compile(r"[0-9a-z\u3400-\u9fff\uf900-\ufaff]+")
 
 
 def explain_many(
-    index: ExpertIndex, experts: Sequence[int], query: Query, scored: Scored, *, max_evidence: int = 3,
+    index: IndexState, experts: Sequence[int], query: Query, scored: Scored, *, max_evidence: int = 3,
 ) -> list[Explanation]:
     """Why each of `experts` matched, best evidence first.
 
@@ -37,16 +34,18 @@ def explain_many(
     The term weights of all the experts' matching units come from one lookup (a binary search
     per query term in its postings): explaining was most of the cost of a match and of the
     nightly batch."""
-    index._require_fitted()
+    index.require_fitted()
+    if scored.complete is not None:  # top-k retrieval: their units' scores are filled in first
+        scored.complete(experts)
     per_expert = []
     for expert in experts:
-        units = index._units_of(int(expert))
+        units = index.units_of(int(expert))
         units = units[scored.unit_scores[units] > 0]
         per_expert.append(units[np.argsort(-scored.unit_scores[units], kind="stable")])
-    vocab = index.units_.vocabulary_
+    vocab = index.words_.vocabulary_
     known = [t for t in query.weights if t in vocab]
     rows = np.concatenate(per_expert) if per_expert else np.zeros(0, dtype=np.int64)
-    weights = index.units_.entry_weights(rows, np.asarray([vocab[t] for t in known], dtype=np.int64))
+    weights = index.words_.entry_weights(rows, np.asarray([vocab[t] for t in known], dtype=np.int64))
     out: list[Explanation] = []
     start = 0
     n = len(index.expert_ids_)
@@ -107,12 +106,12 @@ class _Said:
         self.joined = "\x00".join([text, *extra])
 
 
-def _beyond_words(index: ExpertIndex, expert: int, query: Query, scored: Scored, room: int, shown: set[str],
+def _beyond_words(index: IndexState, expert: int, query: Query, scored: Scored, room: int, shown: set[str],
                   terms: list[str], expanded: dict[str, str], said: _Said | None = None) -> list[Evidence]:
     """Evidence that is not a shared word: character strings (字面相近), then meaning (语义相近).
     The shared strings are appended to `terms`; one shared with an added concept rather than with
     the demand's own text goes into `expanded` with the demand's phrase the concept came from."""
-    units = index._units_of(expert)
+    units = index.units_of(expert)
     out: list[Evidence] = []
     if scored.char_scores is not None:
         said = said or _Said(normalize(query.text), [t for t in query.origins if len(t) >= 2])

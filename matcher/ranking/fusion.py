@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from matcher.ranking import signal
+
 
 @dataclass(frozen=True, slots=True)
 class Scored:
@@ -28,6 +30,8 @@ class Scored:
     #: Fills in the per-unit scores of experts about to be explained (top-k retrieval scores only
     #: candidates: `matcher.ranking.pruned`); None when every unit is scored.
     complete: Callable[[Sequence[int]], None] | None = field(default=None, compare=False)
+    #: Whether the query shares a word or a string of characters with the index (else nobody is listed)
+    understood: bool = True
 
 
 def best_first(scores: np.ndarray, *, chunk: int = 64) -> Iterator[int]:
@@ -53,7 +57,8 @@ def best_first(scores: np.ndarray, *, chunk: int = 64) -> Iterator[int]:
 
 
 def fuse(sig: Mapping[str, np.ndarray], weights: Mapping[str, float], alive: np.ndarray, slots: int,
-         floor: float = 0.0, popularity: np.ndarray | None = None, popularity_weight: float = 0.0) -> np.ndarray:
+         floor: float = 0.0, popularity: np.ndarray | None = None, popularity_weight: float = 0.0, *,
+         understood: bool = True) -> np.ndarray:
     """The fused score of every expert from its signals, with the last `slots` places of the
     first ten given to the best experts of the centroid view that the fusion left out (a
     `"slots"` entry in `weights` overrides `slots`).
@@ -62,7 +67,7 @@ def fuse(sig: Mapping[str, np.ndarray], weights: Mapping[str, float], alive: np.
     centroid rewards experts whose profile as a whole leans towards it. A page of ten that
     hedges between the two finds at least one right expert more often (Hit@10, on the CDL dev
     split and on both of its halves) at a cost in nDCG@10 of about 0.001."""
-    total = weighted_sum(sig, weights, alive, floor)
+    total = weighted_sum(sig, weights, alive, floor, understood=understood)
     pw = float(weights.get("popularity", popularity_weight))
     if popularity is not None and pw:
         total = discount_popular(total, popularity, pw)
@@ -111,12 +116,13 @@ def diversify(total: np.ndarray, view: np.ndarray, slots: int, page: int = 10) -
     return out
 
 
-#: Signals whose votes are evidence that an expert matches (the others reorder, never admit).
-EVIDENCE = ("docs", "tfidf", "centroid", "chars", "semantic", "dense", "dense_profile", "profile", "fields")
+def _evidence() -> frozenset[str]:
+    """Signals whose votes are evidence that an expert matches (the others reorder, never admit)."""
+    return frozenset(s.name for s in signal.registered() if s.evidence)
 
 
 def weighted_sum(sig: Mapping[str, np.ndarray], weights: Mapping[str, float], alive: np.ndarray,
-                 floor: float = 0.0) -> np.ndarray:
+                 floor: float = 0.0, *, understood: bool = True) -> np.ndarray:
     """Sum of w_s * v_s / spread_s over the signals, the spread being the standard deviation over
     the live experts (the best value when there is no spread).
 
@@ -124,16 +130,17 @@ def weighted_sum(sig: Mapping[str, np.ndarray], weights: Mapping[str, float], al
     query's neighbourhood of documents, so this is already a short list) whose fused score reaches
     `floor` times the best one. There is no word mask: an expert found only through characters
     or meaning may be listed (its explanation says 字面相近 / 语义相近), but one carried by a
-    single weak vote is not. A query that shares nothing with the index at all (the `gate`
-    entry in `sig`, 0) lists nobody."""
+    single weak vote is not. A query that shares nothing with the index at all (`understood`
+    False) lists nobody."""
     n = len(alive)
     total = np.zeros(n, dtype=np.float32)
     evident = np.zeros(n, dtype=bool)
+    evidence = _evidence()
     for name, arr in sig.items():
-        w = weights.get(name, 0.0) if name not in ("lexical", "slots", "gate") else 0.0
+        w = weights.get(name, 0.0)
         if not w:
             continue
-        if name in EVIDENCE:
+        if name in evidence:
             evident |= arr > 0
         live = arr[alive]
         # One expert (or all alike) has no spread: fall back to the best value as the scale.
@@ -142,8 +149,7 @@ def weighted_sum(sig: Mapping[str, np.ndarray], weights: Mapping[str, float], al
         if scale > 0:
             total += w * (arr / scale)
     total[~evident | ~alive] = 0.0
-    gate = sig.get("gate")
-    if gate is not None and not gate.any():
+    if not understood:
         total[:] = 0.0
     if floor > 0 and total.size:
         total[total < floor * float(total.max())] = 0.0

@@ -1,21 +1,21 @@
-"""The signals with top-k retrieval (`matcher.ranking.topk`) instead of a score for every unit.
+"""The lexical scores by top-k retrieval (`matcher.ranking.topk`) instead of a score for every unit.
 
-`signals(index, query)` returns what `matcher.ranking.signals.signals` returns, computed from each
-lexical signal's candidates rather than from every posting: the votes are identical (the same
-documents, the same float32 scores, summed in the same order), and so are the fused scores.
+`Pruned` answers what `matcher.ranking.scoring.Exhaustive` answers, computed from each lexical
+signal's candidates rather than from every posting: the votes are identical (the same documents,
+the same float32 scores, summed in the same order), and so are the fused scores.
 
-Three things the exhaustive path has for every unit are only needed for the experts a page
-explains: the word and character scores of their units, how many of their units share a word with
-the demand (`lexical`) and their TF-IDF centroid (`centroid`). They are filled in for exactly
-those experts when they are explained (`Completion`, called by `ExpertIndex.explain_many`), with the
-values the exhaustive path gives them. The centroid is needed for every expert only by the
-diversified places (`diversify_slots`) or a centroid weight: then the exhaustive path runs (`applies`).
+Two things the exhaustive path has for every unit are only needed for the experts a page explains:
+the word and character scores of their units and their TF-IDF centroid (`centroid`). They are
+filled in for exactly those experts when they are explained (`Completion`, called by
+`matcher.ranking.explain`), with the values the exhaustive path gives them. The centroid is needed
+for every expert only by the diversified places (`diversify_slots`) or a centroid weight: then the
+exhaustive path runs (`applies`).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,33 +23,33 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from matcher.ranking import topk
-from matcher.ranking.aggregate import Layout, expert_vote, top_units
-from matcher.ranking.query import Query
-from matcher.ranking.signals import dense_query, lsa_query, semantic_scores
+from matcher.ranking.aggregate import Layout
+from matcher.ranking.scoring import PARALLEL_MIN_UNITS, Scoring, UnitScores, scoring_pool
+from matcher.ranking.state import IndexState
 
 if TYPE_CHECKING:
     from matcher.index import TermIndex
-    from matcher.ranking.expert_index import ExpertIndex
-    from matcher.ranking.signals import UnitScores
 
 
-def applies(index: ExpertIndex) -> bool:
+def applies(index: IndexState) -> bool:
     """Whether the pruned path gives what the exhaustive one gives for this index's settings."""
-    return not index.diversify_slots and not index.weights.get("centroid") and not index.weights.get("slots")
+    w = index.params.weights
+    return not index.params.diversify_slots and not w.get("centroid") and not w.get("slots")
 
 
-def canonical(index: ExpertIndex, lay: Layout) -> np.ndarray:
+def canonical(index: IndexState) -> np.ndarray:
     """One unit per document (its first), of live experts: the units whose partial scores bound the
     k-th best document's score from below (units of one document score alike)."""
-    got = index.__dict__.get("_canonical_cache")
-    if got is None:
+    def make() -> np.ndarray:
+        lay = index.layout()
         got = np.zeros(len(lay.doc), dtype=bool)
         starts = lay.doc_ptr[:-1][np.diff(lay.doc_ptr) > 0]
         got[lay.by_doc[starts]] = True
         got &= lay.unit_alive > 0
-        got &= index.units_.alive_
-        index.__dict__["_canonical_cache"] = got
-    return got
+        got &= index.words_.alive_
+        return got
+
+    return index.cached("canonical", make)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,109 +119,109 @@ def vote(lex: Lexical, lay: Layout, unit_expert: np.ndarray, n_documents: np.nda
 @dataclass(frozen=True, slots=True)
 class Completion:
     """Fills in, for the experts about to be explained, what the pruned path leaves out (module
-    docstring): their units' word and character scores, `lexical` and `centroid`."""
+    docstring): their units' word and character scores and their centroid."""
 
-    index: ExpertIndex
+    index: IndexState
     words: Lexical
     tfidf: Lexical
     chars: Lexical | None
     unit_scores: np.ndarray
     char_scores: np.ndarray | None
-    lexical: np.ndarray
-    centroid: np.ndarray
+    centroid: np.ndarray | None
+    centroid_norm: np.ndarray | None
 
     def __call__(self, experts: Sequence[int]) -> None:
         index = self.index
-        lay = index._layout()
+        lay = index.layout()
         for e in dict.fromkeys(int(x) for x in experts):
-            units = index._units_of(e)
+            units = index.units_of(e)
             if not len(units):
                 continue
-            words = self.words.exact(units)
-            self.unit_scores[units] = words
-            self.lexical[e] = np.float32(np.count_nonzero(words > 0))
-            tfidf = self.tfidf.exact(units)
-            if not lay.all_alive:
-                tfidf = tfidf * lay.unit_alive[units]
-            summed = np.bincount(np.zeros(len(units), dtype=np.int64), weights=tfidf, minlength=1)
-            self.centroid[e] = (summed / index.centroid_norm_[[e]]).astype(np.float32)[0]
+            self.unit_scores[units] = self.words.exact(units)
+            if self.centroid is not None and self.centroid_norm is not None:
+                tfidf = self.tfidf.exact(units)
+                if not lay.all_alive:
+                    tfidf = tfidf * lay.unit_alive[units]
+                summed = np.bincount(np.zeros(len(units), dtype=np.int64), weights=tfidf, minlength=1)
+                self.centroid[e] = (summed / self.centroid_norm[[e]]).astype(np.float32)[0]
             if self.chars is not None and self.char_scores is not None:
                 self.char_scores[units] = self.chars.exact(units)
 
 
-def signals(index: ExpertIndex, query: Query) -> tuple[dict[str, np.ndarray], UnitScores]:
-    """What `matcher.ranking.signals.signals` returns, from top-k retrieval (module docstring)."""
-    from matcher.ranking.signals import PARALLEL_MIN_UNITS, UnitScores, scoring_pool
+class Pruned(Scoring):
+    """The lexical scores from top-k retrieval (module docstring)."""
 
-    index._require_fitted()
-    n = len(index.expert_ids_)
-    n_units = len(index.unit_expert_)
-    zeros = np.zeros(n, dtype=np.float32)
-    budget = index.max_postings or None
-    lay = index._layout()
-    unit_expert = index.unit_expert_
-    canon = canonical(index, lay)
-    k = index.knn_k
+    def begin(self) -> None:
+        idx = self.index
+        self._canon = canonical(idx)
+        self._chars_plan = None
+        if self.grams:
+            cids, cws = idx.chars_.query_vector(self.grams)
+            self._chars_plan = topk.plan(idx.chars_, cids, cws, idx.chars_._budget(cids, cws, self.budget))
+        self._pending: Future[Lexical] | None = None
+        if self._chars_plan is not None and self.n_units >= PARALLEL_MIN_UNITS:
+            self._pending = scoring_pool().submit(self._lexical, idx.chars_, self._chars_plan, False)
+        self._centroid: tuple[np.ndarray, np.ndarray] | None = None
 
-    def lexical(view: TermIndex, p: topk.Plan, *, bm25_bounds: bool) -> Lexical:
-        return Lexical(view, p, topk.search(view, p, k, canon, bm25_bounds=bm25_bounds))
+    def _lexical(self, view: TermIndex, p: topk.Plan, bm25_bounds: bool) -> Lexical:
+        return Lexical(view, p, topk.search(view, p, self.params.knn_k, self._canon, bm25_bounds=bm25_bounds))
 
-    def votes(lex: Lexical) -> np.ndarray:
-        return vote(lex, lay, unit_expert, index.n_documents_, k, index.length_norm)
+    @functools.cached_property
+    def _words(self) -> tuple[Lexical, Lexical]:
+        idx = self.index
+        ids, ws = idx.words_.query_vector(self.query.weights)
+        keep = idx.words_._budget(ids, ws, self.budget)
+        tids, tws = idx.words_tfidf_.query_vector(self.query.weights)
+        words = self._lexical(idx.words_, topk.plan(idx.words_, ids, ws, keep), True)
+        tfidf = self._lexical(idx.words_tfidf_, topk.plan(idx.words_tfidf_, tids, tws, keep), True)
+        return words, tfidf
 
-    grams = query.char_weights()
-    chars_plan = None
-    if grams:
-        cids, cws = index.chars_.query_vector(grams)
-        chars_plan = topk.plan(index.chars_, cids, cws, index.chars_._budget(cids, cws, budget))
-    pending: Future[Lexical] | None = None
-    if chars_plan is not None and n_units >= PARALLEL_MIN_UNITS:
-        pending = scoring_pool().submit(lexical, index.chars_, chars_plan, bm25_bounds=False)
-    ids, ws = index.units_.query_vector(query.weights)
-    keep = index.units_._budget(ids, ws, budget)
-    tids, tws = index.word_tfidf_.query_vector(query.weights)
-    words = lexical(index.units_, topk.plan(index.units_, ids, ws, keep), bm25_bounds=True)
-    tfidf = lexical(index.word_tfidf_, topk.plan(index.word_tfidf_, tids, tws, keep), bm25_bounds=True)
-    sig = {"docs": votes(words), "tfidf": votes(tfidf)}
-    sig["centroid"] = zeros.copy()  # filled for the explained experts (Completion)
-    for name in index.OPTIONAL:
-        part = getattr(index, f"{name}_")
-        sig[name] = zeros if part is None else part.score(query.weights)
-    sig["lexical"] = zeros.copy()  # filled for the explained experts (Completion)
-    shares = bool(len(words.hits.rows)) or any(len(g) >= 2 and index.chars_.df_of(g) > 0 for g in grams)
-    sig["gate"] = np.full(1, shares)
-    chars: Lexical | None = None
-    if pending is not None:
-        chars = pending.result()
-    elif chars_plan is not None:
-        chars = lexical(index.chars_, chars_plan, bm25_bounds=False)
-    sig["chars"] = votes(chars) if chars is not None else zeros
-    unit_scores = words.hits.dense(n_units)
-    char_scores = chars.hits.dense(n_units) if chars is not None else None
+    @functools.cached_property
+    def _chars(self) -> Lexical | None:
+        if self._pending is not None:
+            return self._pending.result()
+        if self._chars_plan is not None:
+            return self._lexical(self.index.chars_, self._chars_plan, False)
+        return None
 
-    # A large index: the semantic signals re-score the lexical signals' best units (once for both).
-    candidates = functools.cache(
-        lambda: top_units([unit_scores, tfidf.hits.dense(n_units), char_scores], 20 * k))
-    sig["semantic"] = zeros
-    qe = lsa_query(index, query)
-    if qe is not None:
-        emb = index.lsa_.embeddings_
-        cos = semantic_scores(index, len(emb), lambda rows: emb @ qe if rows is None else emb[rows] @ qe,
-                              candidates)
-        sig["semantic"] = expert_vote(np.clip(cos, 0.0, None), lay, unit_expert,
-                                      index.n_documents_, k, index.length_norm)
-    sig["dense"], sig["dense_profile"] = zeros, zeros
-    dense_cos = None
-    q = dense_query(index, query)
-    if q is not None:
-        dense = index.dense_
-        dense_cos = semantic_scores(index, len(dense.units), lambda rows: dense.cosines(q, rows), candidates)
-        sig["dense"] = expert_vote(np.clip(dense_cos, 0.0, None), lay, unit_expert, index.n_documents_,
-                                   k, index.length_norm)
-        if dense.profiles is not None:
-            sig["dense_profile"] = np.clip(dense.profiles.astype(np.float32) @ q, 0.0, None)
-    sig["prior"] = index.prior_
-    done = Completion(index, words, tfidf, chars, unit_scores, char_scores, sig["lexical"], sig["centroid"])
-    stats = {"read": words.hits.read + (chars.hits.read if chars else 0),
-             "total": words.hits.total + (chars.hits.total if chars else 0)}
-    return sig, UnitScores(unit_scores, char_scores, dense_cos, complete=done, stats=stats)
+    def _lex(self, kind: str) -> Lexical | None:
+        if kind == "chars":
+            return self._chars
+        return self._words[0] if kind == "words" else self._words[1]
+
+    @functools.cached_property
+    def _dense(self) -> dict[str, np.ndarray | None]:
+        chars = self._chars
+        return {"words": self._words[0].hits.dense(self.n_units),
+                "tfidf": self._words[1].hits.dense(self.n_units),
+                "chars": chars.hits.dense(self.n_units) if chars is not None else None}
+
+    def unit_scores(self, kind: str) -> np.ndarray | None:
+        return self._dense[kind]
+
+    def vote(self, kind: str) -> np.ndarray:
+        lex = self._lex(kind)
+        if lex is None:
+            return self.zeros()
+        idx = self.index
+        return vote(lex, self.layout, idx.unit_expert_, idx.n_documents_, self.params.knn_k,
+                    self.params.expert_length_norm)
+
+    def centroid(self, norms: np.ndarray) -> np.ndarray:
+        out = self.zeros()  # filled for the explained experts (Completion)
+        self._centroid = (out, norms)
+        return out
+
+    def shares_words(self) -> bool:
+        return bool(len(self._words[0].hits.rows))
+
+    def finish(self, signals: Mapping[str, np.ndarray]) -> UnitScores:
+        words, tfidf = self._words
+        chars = self._chars
+        cent, norms = self._centroid if self._centroid is not None else (None, None)
+        unit_scores, char_scores = self._dense["words"], self._dense["chars"]
+        done = Completion(self.index, words, tfidf, chars, unit_scores, char_scores, cent, norms)
+        stats = {"read": words.hits.read + (chars.hits.read if chars else 0),
+                 "total": words.hits.total + (chars.hits.total if chars else 0)}
+        return UnitScores(unit_scores, char_scores, self._memo.get("dense_unit_scores"), complete=done,
+                          stats=stats)

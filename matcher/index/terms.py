@@ -1,4 +1,4 @@
-"""Fitted sparse term indexes: BM25 and TF-IDF over token lists, and an LSA space.
+"""`TermIndex`: a fitted sparse term index, BM25 or TF-IDF over token lists.
 
 A `TermIndex` keeps the term counts of a corpus as a sparse (documents x terms) matrix and the
 corpus statistics (document frequencies, document lengths, N), and weighs the entries a query
@@ -20,9 +20,6 @@ costs O(size of the delta) plus one vectorised pass over the base for the TF-IDF
 `compacted(rows)` folds the delta in, drops masked rows and unused terms: an index equal to a
 fresh fit, without re-tokenising anything. `n_changed_` counts rows added or removed since then.
 
-`LsaSpace` is a TruncatedSVD of a TF-IDF matrix: a semantic signal that needs no download. Its
-basis does not follow updates (new documents are projected onto it); see `matcher.rank`.
-
 Estimators follow scikit-learn: `__init__` stores parameters, `fit(corpus) -> self`, learned state
 ends in `_`, an unfitted index raises `IndexStateError`, and a bare `str` where a corpus is expected
 raises `ValueError`. `save(folder, name)` writes plain files (JSON + .npz/.npy) that `load` reads
@@ -32,80 +29,19 @@ with `allow_pickle=False`; `save_delta` writes only what changed since the base 
 from __future__ import annotations
 
 import copy
-import json
-import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
 from matcher.errors import IndexStateError
-
-FORMAT_VERSION = 5  # 4: memory-mappable .npy base segments, shared BM25/TF-IDF counts; 5: dense keys
-_RUNS = re.compile(r"[0-9a-z][0-9a-z+#\-.]*|[\u3400-\u9fff\uf900-\ufaff]+")
-
-
-def _check_corpus(corpus: Any) -> None:
-    if isinstance(corpus, str | bytes):
-        raise ValueError("expected a sequence of token lists (documents), got a single string")
+from matcher.index.counts import _check_corpus, _check_tokens, _count, _sublinear_sq, _sums, _widen
+from matcher.index.files import TermFiles
+from matcher.index.updates import TermUpdates
 
 
-def _check_tokens(tokens: Any) -> None:
-    if isinstance(tokens, str | bytes):
-        raise ValueError("expected a list of tokens, got a single string; tokenize it first")
-
-
-def _count(corpus: Sequence[Sequence[str]], vocab: dict[str, int], *, grow: bool = True) -> sp.csr_matrix:
-    """Term counts of token lists. With `grow`, unseen terms are appended to `vocab` (in place)."""
-    rows: list[int] = []
-    cols: list[int] = []
-    for i, doc in enumerate(corpus):
-        _check_tokens(doc)
-        for tok in doc:
-            j = vocab.setdefault(tok, len(vocab)) if grow else vocab.get(tok)
-            if j is not None:
-                rows.append(i)
-                cols.append(j)
-    coords = (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
-    tf = sp.csr_matrix(
-        (np.ones(len(rows), dtype=np.float32), coords),
-        shape=(len(corpus), len(vocab)),
-        dtype=np.float32,
-    )
-    tf.sum_duplicates()
-    return tf
-
-
-def _sublinear_sq(m: sp.spmatrix) -> sp.spmatrix:
-    """The same matrix with each count tf replaced by (1 + ln tf)^2, in float64."""
-    out = m.astype(np.float64, copy=True)
-    out.data = np.square(1.0 + np.log(out.data))
-    return out
-
-
-def _sums(m: sp.spmatrix, L: np.ndarray) -> np.ndarray:
-    """(S0, S1, S2) of the rows of count matrix `m` (see `TermIndex._norm_sums`)."""
-    out = np.zeros((3, m.shape[0]), dtype=np.float64)
-    if m.shape[0] and m.nnz:
-        q = _sublinear_sq(m)
-        width = q.shape[1]
-        out[0] = np.asarray(q.sum(axis=1)).ravel()
-        out[1] = q @ L[:width]
-        out[2] = q @ (L[:width] ** 2)
-    return out
-
-
-def _widen(m: sp.csr_matrix, n_cols: int) -> sp.csr_matrix:
-    """The same rows with more (empty) columns: new terms added to the vocabulary since."""
-    if m.shape[1] == n_cols:
-        return m
-    return sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], n_cols))
-
-
-class TermIndex:
+class TermIndex(TermUpdates, TermFiles):
     """Sparse term counts plus corpus statistics, weighed at query time (see the module docstring)."""
 
     def __init__(self, weighting: str = "bm25", k1: float = 1.2, b: float = 0.75) -> None:
@@ -492,243 +428,3 @@ class TermIndex:
         return self.weighted().tocsc()
 
     # -- incremental updates --------------------------------------------------------------------
-    def updated(self, add: Sequence[Sequence[str]] = (), remove: Iterable[int] = ()) -> TermIndex:
-        """A new index with the documents `add` appended and the rows `remove` masked out.
-
-        `self` is left as it was (readers on other threads may be using it); the base segment is
-        shared, not copied. Appended documents get the next row numbers, in order.
-        """
-        self._require_fitted()
-        _check_corpus(add)
-        gone = np.unique(np.fromiter((int(r) for r in remove), dtype=np.int64))
-        if len(gone) and (gone[0] < 0 or gone[-1] >= self.n_rows_):
-            raise IndexError(f"row {int(gone[0] if gone[0] < 0 else gone[-1])} is not in this index")
-        gone = gone[self.alive_[gone]]
-        if not len(add) and not len(gone):
-            return self
-        new = copy.copy(self)
-        unseen = {t for doc in add for t in doc if t not in self.vocabulary_}
-        vocab = self.vocabulary_
-        if unseen:
-            # Copy before growing: the old index keeps its own vocabulary.
-            vocab = dict(self.vocabulary_)
-        added = _count(add, vocab)
-        n_terms = len(vocab)
-        if unseen:
-            new.vocabulary_ = vocab
-            new.terms_ = [*self.terms_, *list(vocab)[len(self.terms_) :]]
-        new._set_delta(sp.vstack([_widen(self._delta, n_terms), added], format="csr"))
-        added_len = np.asarray(added.sum(axis=1)).ravel().astype(np.float32)
-        alive = np.concatenate([self.alive_, np.ones(len(add), dtype=bool)])
-        alive[gone] = False
-        new.alive_ = alive
-        new.doc_len_ = np.concatenate([self.doc_len_, added_len])
-        df = np.zeros(n_terms, dtype=np.float32)
-        df[: len(self.df_)] = self.df_
-        df += np.bincount(added.indices, minlength=n_terms).astype(np.float32)
-        df[: len(self.df_)] -= self._df_of(gone)
-        new.df_ = df
-        new.n_docs_ = self.n_docs_ - len(gone) + len(add)
-        removed_len = float(self.doc_len_[gone].sum(dtype=np.float64))
-        new._total_len = self._total_len - removed_len + float(added_len.sum(dtype=np.float64))
-        new.n_changed_ = self.n_changed_ + len(add) + len(gone)
-        new._refresh(self)
-        return new
-
-    def _df_of(self, rows: np.ndarray) -> np.ndarray:
-        """How many of `rows` contain each term (over this index's current vocabulary)."""
-        out = np.zeros(len(self.vocabulary_), dtype=np.float32)
-        nb = self._base.shape[0]
-        in_base = rows[rows < nb]
-        if len(in_base):
-            mask = np.zeros(nb, dtype=bool)
-            mask[in_base] = True
-            hits = np.flatnonzero(mask[self._base.indices])
-            cols = np.searchsorted(self._base.indptr, hits, side="right") - 1
-            out[: self._base.shape[1]] += np.bincount(cols, minlength=self._base.shape[1]).astype(np.float32)
-        in_delta = rows[rows >= nb] - nb
-        if len(in_delta):
-            sub = self._delta[in_delta]
-            out[: sub.shape[1]] += np.bincount(sub.indices, minlength=sub.shape[1]).astype(np.float32)
-        return out
-
-    def compacted(self, rows: Sequence[int] | np.ndarray | None = None) -> TermIndex:
-        """A freshly fitted index over `rows` (default: the live rows, in order), from the stored
-        counts: no delta, no masked rows, no unused terms; terms numbered by first appearance."""
-        self._require_fitted()
-        rows = np.flatnonzero(self.alive_) if rows is None else np.asarray(rows, dtype=np.int64)
-        tf = self.counts(rows)
-        tf.sort_indices()
-        used, first = np.unique(tf.indices, return_index=True)
-        keep = used[np.argsort(first, kind="stable")]
-        remap = np.full(len(self.vocabulary_), -1, dtype=np.int64)
-        remap[keep] = np.arange(len(keep))
-        tf = sp.csr_matrix((tf.data, remap[tf.indices], tf.indptr), shape=(len(rows), len(keep)),
-                           dtype=np.float32)
-        tf.sort_indices()
-        fresh = TermIndex(self.weighting, self.k1, self.b)
-        return fresh._fit_counts(tf, [self.terms_[j] for j in keep])
-
-    # -- persistence ----------------------------------------------------------------------------
-    def _stats_meta(self) -> dict[str, Any]:
-        return {"n_docs": self.n_docs_, "total_len": self._total_len, "n_changed": self.n_changed_,
-                "n_base_rows": self._base.shape[0], "n_base_terms": self._base.shape[1]}
-
-    def _stats_arrays(self) -> dict[str, np.ndarray]:
-        d = self._delta
-        out = {"delta_data": d.data, "delta_indices": d.indices, "delta_indptr": d.indptr,
-               "delta_shape": np.asarray(d.shape), "alive": self.alive_, "doc_len": self.doc_len_,
-               "df": self.df_}
-        if self.weighting == "tfidf":
-            out["norm_sums"] = self._sums  # see `_refresh`
-        return out
-
-    def save(self, folder: Path | str, name: str) -> None:
-        """Everything, as `name.json` (parameters, terms, statistics) and `name.npz` (arrays)."""
-        self._require_fitted()
-        folder = Path(folder)
-        meta = {"weighting": self.weighting, "k1": self.k1, "b": self.b, "avgdl": self.avgdl_,
-                "terms": self.terms_, **self._stats_meta()}
-        (folder / f"{name}.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-        m = self._base
-        # The base segment's arrays are plain .npy files (memory-mappable); the rest is small.
-        for part in ("data", "indices", "indptr"):
-            np.save(folder / f"{name}.{part}.npy", getattr(m, part))
-        np.savez(folder / f"{name}.npz", shape=np.asarray(m.shape), **self._stats_arrays())
-
-    def save_delta(self, folder: Path | str, name: str) -> None:
-        """Only what changed since the base segment was made: the delta rows, the terms they
-        added, the masks and statistics. `load(base_folder, name, delta=folder)` reads it back."""
-        self._require_fitted()
-        folder = Path(folder)
-        meta = {**self._stats_meta(), "new_terms": self.terms_[self._base.shape[1] :]}
-        (folder / f"{name}.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-        np.savez(folder / f"{name}.npz", **self._stats_arrays())
-
-    @classmethod
-    def load(cls, folder: Path | str, name: str, *, delta: Path | str | None = None, mmap: bool = False) -> TermIndex:
-        """Read a saved index (and its `delta`). With `mmap`, the base segment's arrays are mapped
-        read-only from their files instead of read into memory."""
-        folder = Path(folder)
-        meta = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
-        self = cls(meta["weighting"], meta["k1"], meta["b"])
-        mode = "r" if mmap else None
-        base = [np.load(folder / f"{name}.{part}.npy", allow_pickle=False, mmap_mode=mode)
-                for part in ("data", "indices", "indptr")]
-        with np.load(folder / f"{name}.npz", allow_pickle=False) as z:
-            shape = tuple(int(x) for x in z["shape"])
-            arrays = {k: z[k] for k in z.files if k != "shape"}
-        if len(base[2]) != shape[1] + 1 or len(base[0]) != len(base[1]) or len(base[0]) != int(base[2][-1]):
-            raise IndexStateError(f"the saved index {name} in {folder} is inconsistent; rebuild it")
-        self._base = sp.csc_matrix(shape, dtype=np.float32)
-        # Set the arrays directly: the constructor would check (read) every index, and may copy.
-        self._base.data, self._base.indices, self._base.indptr = base
-        self._base.has_sorted_indices = True
-        stats, terms = meta, list(meta["terms"])
-        if delta is not None:
-            dmeta = json.loads((Path(delta) / f"{name}.json").read_text(encoding="utf-8"))
-            if (dmeta["n_base_rows"], dmeta["n_base_terms"]) != shape:
-                raise IndexStateError(f"the update of {name} in {delta} belongs to another base index")
-            with np.load(Path(delta) / f"{name}.npz", allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-            stats, terms = dmeta, terms[: shape[1]] + list(dmeta["new_terms"])
-        dshape = tuple(int(x) for x in arrays["delta_shape"])
-        self.terms_ = terms
-        self.vocabulary_ = {t: j for j, t in enumerate(terms)}
-        self._set_delta(sp.csr_matrix((arrays["delta_data"], arrays["delta_indices"], arrays["delta_indptr"]),
-                                      shape=dshape))
-        self.alive_ = arrays["alive"].astype(bool)
-        self.doc_len_ = arrays["doc_len"]
-        self.df_ = arrays["df"]
-        self.n_docs_ = int(stats["n_docs"])
-        self.n_changed_ = int(stats["n_changed"])
-        self._total_len = float(stats["total_len"])
-        if len(self.alive_) != self.n_rows_ or len(self.df_) != len(terms) or dshape[1] != len(terms):
-            raise IndexStateError(f"the saved index {name} in {folder} is inconsistent; rebuild it")
-        self._refresh(norm_sums=arrays.get("norm_sums"))
-        return self
-
-
-class LsaSpace:
-    """Latent semantic space: TruncatedSVD of a TF-IDF document matrix, rows L2-normalised."""
-
-    def __init__(self, n_components: int = 128, random_state: int = 0) -> None:
-        self.n_components = n_components
-        self.random_state = random_state
-
-    def fit(self, tfidf: TermIndex, *, sample: int | None = None, chunk: int = 50_000) -> LsaSpace:
-        """Fit on the live rows of `tfidf` (on `sample` of them, drawn with the random state, when
-        there are more), then embed every row, `chunk` rows at a time: the basis of a large corpus
-        is learned from a sample and the full weighted matrix is never held at once."""
-        from sklearn.decomposition import TruncatedSVD
-
-        rows = np.arange(tfidf.n_rows_)
-        fit_rows = rows
-        if sample is not None and len(rows) > sample:
-            rng = np.random.default_rng(self.random_state)
-            fit_rows = np.sort(rng.choice(rows, size=sample, replace=False))
-        x = tfidf.weighted(fit_rows)
-        k = max(1, min(self.n_components, min(x.shape) - 1))
-        svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=5, random_state=self.random_state)
-        svd.fit(x)
-        self.components_ = svd.components_.astype(np.float32)
-        if len(fit_rows) == len(rows):
-            self.embeddings_ = self.embed(x)
-        else:
-            del x
-            self.embeddings_ = _l2(np.asarray(tfidf.weighted_csc() @ self.components_.T, dtype=np.float32))
-        return self
-
-    def embed(self, x: sp.spmatrix) -> np.ndarray:
-        """L2-normalised embeddings of TF-IDF rows; terms the space was not fitted on are ignored."""
-        if not hasattr(self, "components_"):
-            raise IndexStateError("the LSA space is not fitted yet")
-        n_features = self.components_.shape[1]
-        x = sp.csr_matrix(x)
-        if x.shape[1] != n_features:
-            x = x[:, :n_features] if x.shape[1] > n_features else _widen(x, n_features)
-        return _l2(np.asarray(x @ self.components_.T, dtype=np.float32))
-
-    def with_embeddings(self, embeddings: np.ndarray) -> LsaSpace:
-        """The same space holding other document embeddings (after an incremental update)."""
-        new = copy.copy(self)
-        new.embeddings_ = embeddings
-        return new
-
-    def save(self, folder: Path | str, name: str) -> None:
-        np.save(Path(folder) / f"{name}.components.npy", self.components_)
-        np.save(Path(folder) / f"{name}.embeddings.npy", self.embeddings_)
-
-    @classmethod
-    def load(cls, folder: Path | str, name: str, *, mmap: bool = False) -> LsaSpace:
-        self = cls()
-        mode = "r" if mmap else None
-        self.components_ = np.load(Path(folder) / f"{name}.components.npy", allow_pickle=False)
-        self.embeddings_ = np.load(Path(folder) / f"{name}.embeddings.npy", allow_pickle=False, mmap_mode=mode)
-        self.n_components = self.components_.shape[0]
-        return self
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return x / norms
-
-
-def char_ngrams(text: str, n_min: int = 2, n_max: int = 3) -> list[str]:
-    """Character n-grams of normalised text inside runs of CJK/alphanumerics (no cross-word grams).
-
-    Robust to segmentation errors and unseen terms: 真空层激光焊 shares 激光, 光焊 … with 激光焊接.
-    """
-    grams: list[str] = []
-    for run in _RUNS.findall(text):
-        if run.isascii():
-            grams.append(run)  # a Latin word is one gram: 'plc', 'sic', 'li-ion'
-            continue
-        L = len(run)
-        for n in range(n_min, n_max + 1):
-            grams.extend(run[i : i + n] for i in range(L - n + 1))
-        if n_min > L:
-            grams.append(run)
-    return grams
-

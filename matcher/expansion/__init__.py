@@ -1,0 +1,53 @@
+"""Where the concepts added to a demand come from: one file a source (`matcher.understand` runs them
+in order, each seeing what the ones before it added).
+
+  thesaurus.py  `corpora/thesaurus.txt`: products, symptoms and trade names, and what they point to
+  corpus.py     terms that keep company with the demand's words in the experts' own texts
+
+A source is a class with a `name` and `expand(found)`, which adds `Expansion`s to
+`found.expanded` by its own rule (the thesaurus keeps the strongest of several hits; the corpus
+adds only terms nobody has yet). Every expansion weighs less than the demand's own words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Related = Callable[[Sequence[tuple[str, float]], int], list[tuple[str, str, float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Expansion:
+    """A concept added to the demand: `origin` is the demand's phrase it came from."""
+
+    term: str
+    origin: str
+    source: str  # the source's name: "thesaurus" | "corpus"
+    weight: float
+    kind: str = ""  # the thesaurus entry's kind (产品, 症状, 俗称)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"term": self.term, "from": self.origin, "source": self.source, "weight": round(self.weight, 4),
+                **({"kind": self.kind} if self.kind else {})}
+
+
+@dataclass
+class Found:
+    """What the understanding of one demand has found so far; sources add to it."""
+
+    text: str
+    own: dict[str, float]  # the demand's own terms and their weights
+    drop: set[str]  # what staff removed (terms and the words of removed phrases)
+    related: Related | None = None  # the index's related terms (`ExpertIndex.related_terms`)
+    products: list[str] = field(default_factory=list)
+    symptoms: list[str] = field(default_factory=list)
+    expanded: dict[str, Expansion] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    name: str
+
+    def expand(self, found: Found) -> None:
+        """Add this source's concepts to `found.expanded` (and what it recognised)."""
