@@ -24,7 +24,8 @@ from matcher.records import FeedbackEntry, Outcome, Pause
 from matcher.reverse import DemandMatch, VisitPlan
 
 MAX_TOP_K = 100
-_WORDS = r"\S"  # at least one character that is not white space (what `str.strip` leaves)
+_WORDS = validate.NOT_BLANK_PATTERN  # at least one character `str.strip` leaves (white space spelled out)
+_ID = rf"^[^/{validate.SPACE}]+$"  # no slash, no white space
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -241,7 +242,7 @@ class ExpertIn(_In):
         None,
         min_length=1,
         max_length=100,
-        pattern=r"^[^/\s]+$",
+        pattern=_ID,
         description="Your id for the expert; generated when left out (POST). On PUT it must match the URL.",
     )
     name: str = Field(min_length=1, max_length=100)
@@ -277,7 +278,7 @@ class ExpertReplaceIn(ExpertIn):
     """PUT's body: the record without a new id (an id, when sent, must be the URL's: ids never change)."""
 
     id: str | None = Field(
-        None, min_length=1, max_length=100, pattern=r"^[^/\s]+$", json_schema_extra={"readOnly": True},
+        None, min_length=1, max_length=100, pattern=_ID, json_schema_extra={"readOnly": True},
         description="Read-only here: leave it out, or send the URL's id. Ids cannot change.",
     )
 
@@ -296,7 +297,7 @@ class DemandIn(_In):
         None,
         min_length=1,
         max_length=100,
-        pattern=r"^[^/\s]+$",
+        pattern=_ID,
         description="Your id for the demand; generated when left out.",
     )
     title: str = Field("", max_length=500)
@@ -626,7 +627,7 @@ def verdict_out(entry: FeedbackEntry | None) -> dict[str, str] | None:
 # -- outcomes and statistics (issue 17) -----------------------------------------------------------
 OutcomeKind = Literal["合作意向", "技术难题解决", "项目合作", "授权专利", "人才培养", "经济效益"]
 OutcomeUnit = Literal["件", "项", "人", "万元"]
-ExpertRefId = Annotated[str, Field(min_length=1, max_length=100)]
+ExpertRefId = Annotated[str, Field(min_length=1, max_length=100, pattern=validate.NOT_BLANK_PATTERN)]
 
 
 def _kind_alternatives() -> list[dict[str, Any]]:

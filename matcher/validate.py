@@ -19,10 +19,17 @@ from dataclasses import dataclass
 from matcher.errors import InputError
 from matcher.models import Demand, Expert
 
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+#: White space as Python's `str.isspace` and `str.strip` see it, spelled out: a JSON-schema pattern is
+#: read with ECMA-262's `\s` (which leaves out \x1c-\x1f and \x85), so a rule written with `\s` would
+#: let the API's schema promise what this module refuses.
+SPACE = r"\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_ADDRESS_PART = rf"[^@\x00-\x1f\x7f{SPACE}\ufeff]+"  # no @, no white space, no control character
+EMAIL = re.compile(rf"{_ADDRESS_PART}@{_ADDRESS_PART}\.{_ADDRESS_PART}")
 PHONE_DIGITS = 7
 #: The same rules as JSON-schema patterns, for the API's schema (blank is allowed: no value).
-EMAIL_PATTERN = r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$"
+EMAIL_PATTERN = rf"^$|^{EMAIL.pattern}$"
+#: A value that is not blank once stripped (an id, a name): at least one character `strip` keeps.
+NOT_BLANK_PATTERN = rf"[^{SPACE}]"
 PHONE_PATTERN = r"^$|^(\D*\d){7}"
 
 

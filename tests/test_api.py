@@ -23,6 +23,7 @@ from api import create_app
 from api.routes import demands, experts, feedback, health, outcomes
 from api.routes import match as match_routes
 from api.routes import team as team_routes
+from matcher import validate
 from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.errors import DataImportError
@@ -662,3 +663,26 @@ def test_an_empty_database_answers_with_empty_lists(tmp_path: Path, tokenizer: C
         assert ids(match(c, "窑变釉"))[0] == "e-ceramic"
         assert c.get("/api/v1/health").json()["index"]["experts"] == 2
     engine.close()
+
+
+@pytest.mark.parametrize("space", ["\x1c", "\x1f", "\x85", "\u3000", "\u2028"])
+def test_the_schema_promises_no_address_or_id_the_rules_refuse(client: TestClient, space: str) -> None:
+    """A JSON-schema pattern is read with ECMA-262's `\\s`, which leaves out \\x1c-\\x1f and \\x85 (Python's
+    `strip` removes them): the schema spells white space out, so what it accepts the rules accept, and
+    what the rules refuse it refuses (a fuzzer found an e-mail with \\x1f and an outcome's id "\\r")."""
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    patterns = re.findall(r'"pattern": "((?:[^"\\]|\\.)*)"', json.dumps(schemas))
+    assert len(patterns) >= 3 and not [p for p in patterns if re.search(r"\\\\[sS]", p)]
+    pattern = re.compile(schemas["ContactIn"]["properties"]["email"]["pattern"])
+    ids = re.compile(schemas["OutcomeIn"]["properties"]["expert_ids"]["items"]["pattern"])
+    assert not ids.search(f"{space} ") and ids.search(f"{space}X0004")
+    for address in (f"zhou{space}han@example.cn", f"zhou@exam{space}ple.cn"):
+        assert not pattern.search(address)
+        body = {"name": "某人", "bio": "焊接", "contact": {"email": address}}
+        assert_error(client.post("/api/v1/experts", json=body, headers=AUTH), 422, "InputError", "email")
+    assert pattern.search("zhou.han@例子.中国") and validate.EMAIL.fullmatch("zhou.han@例子.中国")
+    outcome = {"demand_id": "q-1", "expert_ids": [f"{space} "], "kind": "技术难题解决", "value": 1,
+               "date": "2026-01-05"}
+    res = client.post("/api/v1/outcomes", headers=AUTH, json=outcome)
+    assert_error(res, 422, "InputError", "expert_ids")
+    assert re.fullmatch(f"[{validate.SPACE}]+", "".join(c for c in map(chr, range(0x3001)) if c.isspace()))
