@@ -311,21 +311,8 @@ class Engine:
 
     # -- the query ------------------------------------------------------------------------------
     def check_text(self, text: str) -> str:
-        if not isinstance(text, str):
-            raise InputError("需求文字应是文本 (the demand text must be a string)")
-        if not text.strip():
-            raise InputError("需求文字为空：请粘贴企业的技术难题 "
-                             "(the demand text is empty: paste the enterprise's technical problem)")
-        limit = self.settings.max_text_chars
-        if len(text) > limit:
-            raise InputError(
-                f"需求文字有 {len(text):,} 字，超过上限 {limit:,} 字，请删减后重试 "
-                f"(the demand text has {len(text)} characters; the limit is {limit}. Shorten it)"
-            )
-        if has_lone_surrogate(text):
-            raise InputError("需求文字含有无效的字符（孤立的代理项），请检查复制来源 "
-                             "(the demand text holds a lone surrogate code point, which is not valid text)")
-        return text
+        """`text` if a demand may say it (a string, not blank, within `max_text_chars`), or InputError."""
+        return check_text(text, self.settings.max_text_chars)
 
     def _check_top_k(self, top_k: int | None) -> int:
         top_k = self.settings.default_top_k if top_k is None else top_k
@@ -461,3 +448,20 @@ class Engine:
         queries = [self.query(t, emphasis) for t in texts]
         return matching.relevance(loaded, texts, queries, rule_set, depth)
 
+
+def check_text(text: str, limit: int) -> str:
+    """`text` if a demand may say it, or an InputError in the staff's words (and the API's)."""
+    if not isinstance(text, str):
+        raise InputError("需求文字应是文本 (the demand text must be a string)")
+    if not text.strip():
+        raise InputError("需求文字为空：请粘贴企业的技术难题 "
+                         "(the demand text is empty: paste the enterprise's technical problem)")
+    if len(text) > limit:
+        raise InputError(
+            f"需求文字有 {len(text):,} 字，超过上限 {limit:,} 字，请删减后重试 "
+            f"(the demand text has {len(text)} characters; the limit is {limit}. Shorten it)"
+        )
+    if has_lone_surrogate(text):
+        raise InputError("需求文字含有无效的字符（孤立的代理项），请检查复制来源 "
+                         "(the demand text holds a lone surrogate code point, which is not valid text)")
+    return text
