@@ -1,92 +1,62 @@
-"""Make the README's screenshots of the staff's pages (docs/screenshots/*.png).
+"""Make the README's screenshots of the staff's pages (docs/screenshots/*.png), one per page.
 
     python docs/screenshots.py [--out docs/screenshots]
 
-Builds a throw-away database from the demo corpus, runs one nightly batch, records a few verdicts
-the way staff would (one 婉拒, one 已联系, one 同意对接), starts the real server (uvicorn) and drives
-Debian's Chromium with Playwright (never `playwright install`): sign in, the inbox filtered to
-永康 保温杯, the thermos demand after the 婉拒, an expert's page with their history.
+Plays the staff day of the browser test (tests/staff_day.py) against a real `matcher serve` on a
+throw-away database (the demo corpus, loaded by the server; the first administrator made by
+`matcher users add`) in Debian's Chromium, driven by Playwright (never `playwright install`), with
+the browser's language set to Chinese, and keeps a full-page screenshot of every page it meets.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import uvicorn
+import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api import create_app  # noqa: E402 - after the path is set
-from matcher.accounts import Accounts  # noqa: E402
-from matcher.batch import BatchOptions, run_batch  # noqa: E402
-from matcher.config import Settings  # noqa: E402
-from matcher.engine import Engine  # noqa: E402
-from matcher.workflow import Workflow  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "screenshot-password-1"
+from tests import staff_day  # noqa: E402 - after the path is set
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[str]:
+def serving(db: Path, log: Path) -> Iterator[str]:
+    """`matcher serve` on a free port, until the block ends."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise SystemExit("the server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-
-
-def prepare(db: Path) -> Settings:
-    settings = Settings(db=db)
-    engine = Engine(settings)
-    try:
-        engine.load_demo()
-        run_batch(engine, BatchOptions(run_key="2026-11-25"))
-        Accounts(engine.store, settings).add_user("wangfang", PASSWORD, "staff")
-        loop = Workflow(engine)
-        recs = loop.recommendations("Q0001").items
-        loop.record_feedback(
-            "staff:wangfang", "Q0001", recs[0].expert.id, "declined", "近期在外地，暂不接企业项目"
-        )
-        loop.record_feedback(
-            "staff:wangfang", "Q0001", recs[1].expert.id, "contacted", "电话联系，约下周到厂"
-        )
-        loop.record_feedback("staff:wangfang", "Q0001", recs[2].expert.id, "accepted", "同意 12 月初到厂")
-        loop.record_feedback("staff:wangfang", "Q0002", "X0004", "contacted")
-        loop.record_feedback("staff:wangfang", "Q0005", "X0004", "contacted")
-        loop.record_feedback("staff:wangfang", "Q0005", "X0004", "succeeded", "自动氦检工装上线")
-        for demand, expert, kind, value, day in (
-            ("Q0005", "X0004", "技术难题解决", 1, "2026-11-20"),
-            ("Q0005", "X0004", "经济效益", 85.5, "2026-11-24"),
-            ("Q0001", recs[2].expert.id, "合作意向", 1, "2026-11-22"),
-            ("Q0001", recs[2].expert.id, "授权专利", 2, "2026-11-25"),
-            ("Q0002", "X0004", "人才培养", 6, "2026-11-26"),
-        ):
-            loop.record_outcome("staff:wangfang", demand, [expert], kind, value, day)
-    finally:
-        engine.close()
-    return settings
+    with log.open("wb") as out:
+        command = [sys.executable, "-m", "matcher", "serve", "--port", str(port), "--db", str(db)]
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                if proc.poll() is not None:
+                    raise SystemExit(f"matcher serve stopped:\n{log.read_text()}")
+                try:
+                    if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"matcher serve did not answer:\n{log.read_text()}")
+                time.sleep(0.3)
+            yield url
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
 
 
 def main() -> None:
@@ -96,31 +66,26 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     args.out.mkdir(parents=True, exist_ok=True)
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        serving(prepare(Path(tmp) / "shots.db")) as url,
-        sync_playwright() as p,
-    ):
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 860}, locale="zh-CN")
-        page.goto(url + "/login?next=/demands")
-        page.fill("#username", "wangfang")
-        page.fill("#password", PASSWORD)
-        page.click("#login-button")
-        page.wait_for_url(url + "/demands")
-        shots = [
-            ("demands.png", "/demands?region=%E6%B0%B8%E5%BA%B7"),
-            ("demand.png", "/demands/Q0001?done=declined:X0002"),
-            ("expert.png", "/experts/X0004?visit=2026-12-03"),
-            ("stats.png", "/stats"),
-        ]
-        for name, path in shots:
-            page.goto(url + path)
-            page.screenshot(path=str(args.out / name), full_page=True)
-            print(args.out / name)
-        browser.close()
+    for old in args.out.glob("*.png"):
+        old.unlink()
+
+    def shot(page: object, name: str) -> None:
+        path = args.out / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+        print(path)
+
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        db = Path(tmp) / "shots.db"
+        staff_day.first_admin(db)
+        browser = p.chromium.launch(executable_path=staff_day.CHROMIUM, headless=True,
+                                    args=staff_day.CHROMIUM_ARGS)
+        try:
+            with serving(db, Path(tmp) / "server.log") as url:
+                day = staff_day.play(browser, url, Path(tmp), shot=shot)
+        finally:
+            browser.close()
+    if day.problems:
+        raise SystemExit("the pages reported problems: " + "; ".join(day.problems))
 
 
 if __name__ == "__main__":

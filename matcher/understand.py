@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from matcher.expansion import Expansion, Found, Related, Source
 from matcher.expansion.corpus import CorpusSource
@@ -56,6 +56,8 @@ class Understanding:
     expanded: tuple[Expansion, ...] = ()
     excluded: tuple[str, ...] = ()
     extra: tuple[str, ...] = ()
+    #: The text's tokens, kept so that the query does not segment the text a second time.
+    tokens: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -99,6 +101,7 @@ class Understander:
         self.thesaurus_weight = thesaurus_weight
         self.corpus_weight = corpus_weight
         self.corpus_terms = corpus_terms
+        self._concepts: dict[str, tuple[str, ...]] = {}
         #: Where added concepts come from, in order (`matcher.expansion`); their weights are read
         #: from here at each use.
         self.sources: list[Source] = [
@@ -136,7 +139,7 @@ class Understander:
         terms = tuple(Term(t, w) for t, w in sorted(own.items(), key=lambda kv: -kv[1]))
         return Understanding(text=text, terms=terms, products=tuple(products), symptoms=tuple(symptoms),
                              expanded=tuple(sorted(expanded.values(), key=lambda e: -e.weight)),
-                             excluded=excluded, extra=extras)
+                             excluded=excluded, extra=extras, tokens=base.tokens)
 
     def build_query(self, u: Understanding) -> Query:
         """The weighted query of an understanding: the own terms, then each expanded concept's
@@ -149,7 +152,7 @@ class Understander:
         for phrase in u.extra:
             grams.update(char_ngrams(phrase, 1, 3))
         for e in u.expanded:
-            for tok in self.tokenize(e.term):
+            for tok in self._concept_tokens(e.term):
                 # the demand's own words keep their weight; a generic word inside a concept (工艺
                 # in 电镀工艺) is not what the concept is about, and is left out
                 if tok in own or tok in self.generic:
@@ -159,8 +162,18 @@ class Understander:
                     origins[tok] = e.origin
             for g, c in Counter(char_ngrams(normalize(e.term), 1, 3)).items():
                 grams[g] += e.weight * c
-        tokens = tuple(t for t in self.tokenize(u.text))
+        tokens = u.tokens if u.tokens is not None else tuple(self.tokenize(u.text))
         return Query(text=u.text, tokens=tokens, weights=weights, grams=dict(grams), origins=origins)
+
+    def _concept_tokens(self, term: str) -> tuple[str, ...]:
+        """The tokens of an added concept: the thesaurus' few thousand concepts, each segmented once
+        (a demand adds a dozen; segmenting them was a tenth of a match on the demo corpus)."""
+        got = self._concepts.get(term)
+        if got is None:
+            got = tuple(self.tokenize(term))
+            if len(self._concepts) < 50_000:
+                self._concepts[term] = got
+        return got
 
 
 def own_weight_floor(u: Understanding, said: Iterable[str], generic: frozenset[str]) -> float:

@@ -18,6 +18,7 @@ dropped without `close()` frees its index at once, not at the next garbage colle
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -385,6 +386,7 @@ class LiveIndex:
             return
 
         def follow() -> None:
+            background_priority()  # the old index answers meanwhile; requests come first
             try:
                 self.follow_saved()
             except Exception:  # noqa: BLE001 - the loaded index goes on serving; retried on the next look
@@ -410,3 +412,11 @@ def others_may_save() -> bool:
     """Whether this is one of several processes serving the same saved index (`matcher serve
     --workers` sets MATCHER_SHARED_INDEX=1 for its workers)."""
     return os.environ.get("MATCHER_SHARED_INDEX") == "1"
+
+
+def background_priority(niceness: int = 10) -> None:
+    """Lower the calling thread's CPU priority (Linux: a thread is a task with its own nice value):
+    work that can wait (encoding a pool's units, rebuilding the index) takes the cores only when
+    requests leave them free, so it never lengthens a match. Elsewhere nothing changes."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)

@@ -92,8 +92,11 @@ def knn_vote(unit_scores: np.ndarray, lay: Layout, unit_expert: np.ndarray, n_ex
         # fewer than k distinct documents among the m best units (many copies): look deeper
         m = min(len(scores), m * 4)
     chosen = lay.doc[top[np.sort(first)[:k]]]
-    voters = np.concatenate([lay.by_doc[lay.doc_ptr[d] : lay.doc_ptr[d + 1]] for d in chosen]) \
-        if len(chosen) else np.zeros(0, dtype=np.int64)
+    # every unit of each chosen document, in one gather (a slice per document was a Python loop)
+    starts, ends = lay.doc_ptr[chosen], lay.doc_ptr[chosen + 1]
+    sizes = ends - starts
+    offsets = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    voters = lay.by_doc[np.repeat(starts, sizes) + offsets]
     voters = voters[scores[voters] > 0]
     return np.bincount(unit_expert[voters], weights=scores[voters], minlength=n_experts).astype(np.float32)
 
