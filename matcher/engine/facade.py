@@ -429,15 +429,10 @@ class Engine:
 
     def demand_candidates_many(self, demands: Sequence[Demand], limit: int, *,
                                explain: int = 0) -> list[Candidates]:
-        """`demand_candidates` of each demand, scored as one block (the semantic signals as one
-        matrix product for them all, `ExpertIndex.score_many`): the same rankings, faster."""
-        if limit < 1:
-            raise InputError(f"limit must be at least 1, not {limit}")
-        loaded = self.ensure_index()
-        queries = [self._demand_query(d) for d in demands]
-        scored = loaded.index.score_many(queries)
-        return [matching.candidates(loaded, d.id, q, limit, explain, self.rules_for(d), s)
-                for d, q, s in zip(demands, queries, scored, strict=True)]
+        """`demand_candidates` of each, scored as one block (`ExpertIndex.score_many`): the same rankings."""
+        loaded, queries = self.ensure_index(), [self._demand_query(d) for d in demands]
+        return [matching.candidates(loaded, d.id, q, limit, explain, self.rules_for(d), s) for d, q, s
+                in zip(demands, queries, loaded.index.score_many(queries), strict=True)]
 
     def explain_demand(self, demand: Demand, expert_ids: Iterable[str]) -> dict[str, Explanation]:
         """Why each of these experts matches the demand; experts no longer indexed are left out."""
