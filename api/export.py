@@ -20,9 +20,9 @@ FIELD_NAMES = {
     "project": "项目",
     "achievement": "成果",
 }
-COLUMNS = ("排名", "专家编号", "姓名", "职称", "单位", "地区", "得分", "匹配词", "依据")
+COLUMNS = ("排名", "专家编号", "姓名", "职称", "单位", "地区", "强度", "等级", "匹配词", "依据")
 CONTACT_COLUMNS = ("电话", "邮箱")
-WIDTHS = (6, 14, 10, 16, 28, 12, 8, 30, 60, 16, 24)
+WIDTHS = (6, 14, 10, 16, 28, 12, 8, 6, 30, 60, 16, 24)
 
 
 def evidence_text(match: Match) -> str:
@@ -46,7 +46,8 @@ def matches_xlsx(text: str, matches: Sequence[Match], *, include_contact: bool) 
             e.title,
             e.institution,
             e.region,
-            round(m.score, 4),
+            "" if m.strength is None else round(m.strength, 4),
+            m.level,
             "、".join(m.explanation.terms),
             evidence_text(m),
         ]
@@ -54,7 +55,8 @@ def matches_xlsx(text: str, matches: Sequence[Match], *, include_contact: bool) 
             values += [e.contact.phone, e.contact.email]
         for col, value in enumerate(values, start=1):
             set_cell(ws.cell(row=row, column=col), value)
-        ws.cell(row=row, column=9).alignment = Alignment(wrap_text=True, vertical="top")
+        wrap = Alignment(wrap_text=True, vertical="top")
+        ws.cell(row=row, column=COLUMNS.index("依据") + 1).alignment = wrap
     for col, width in enumerate(WIDTHS[: len(header)], start=1):
         ws.column_dimensions[ws.cell(row=1, column=col).column_letter].width = width
     ws.freeze_panes = "A2"

@@ -161,12 +161,18 @@ class EvidenceOut(BaseModel):
 
 
 class ExplanationOut(BaseModel):
-    terms: list[str] = Field(description="Matched terms, strongest first.")
+    terms: list[str] = Field(description="Matched terms, strongest first (never a generic word; Latin terms "
+                             "as the demand writes them: SiC, BMS).")
     expanded: dict[str, str] = Field(
         default_factory=dict, description="Matched terms the demand did not say, each with the demand's phrase "
         "the understanding stage added it for (腐蚀 <- 生锈).")
     evidence: list[EvidenceOut]
     signals: dict[str, float] = Field(description="The expert's raw score in each ranking signal.")
+    strength: float | None = Field(None, description="The calibrated strength in [0, 1] (see MatchOut).")
+    level: str = Field("", description="强, 中 or 弱.")
+    measures: dict[str, float] = Field(
+        default_factory=dict, description="What the strength is read from: share, gap, crowd, dense, chars, "
+        "and coverage (the share of the demand's own content words the expert's record holds).")
 
 
 class PauseOut(BaseModel):
@@ -174,10 +180,18 @@ class PauseOut(BaseModel):
     reason: str
 
 
+Level = Literal["强", "中", "弱", ""]
+
+
 class MatchOut(BaseModel):
     rank: int
     expert: ExpertSummary
-    score: float
+    strength: float | None = Field(
+        description="The probability, calibrated on the benchmarks' relevance labels, that staff would judge "
+        "this expert relevant: one 0-1 scale on every page, list and export (null: not explained).")
+    level: Level = Field(description="强 (strong), 中 (medium) or 弱 (weak), from the strength.")
+    score: float = Field(description="The fused ranking score: it orders this demand's experts, but is "
+                         "relative to the demand's best (use `strength` to compare across demands).")
     explanation: ExplanationOut
     paused: PauseOut | None = Field(
         None, description="Present when the expert's recommendations are paused (暂停推荐): the nightly "
@@ -185,17 +199,25 @@ class MatchOut(BaseModel):
 
 
 class TermOut(BaseModel):
-    term: str
+    term: str = Field(description="As the demand writes it (SiC, not sic).")
     weight: float
+    kind: Literal["content", "generic", "minor"] = Field(
+        "content", description="content: counts in full; generic (研究, 客户) and minor (single characters "
+        "outside corpora/content_chars.txt, function words) are weighed low and never cited as matched.")
 
 
 class ExpandedOut(BaseModel):
     term: str = Field(description="A technical concept the demand points to.")
     from_: str = Field(alias="from", description="The demand's phrase it was added for.")
-    source: Literal["thesaurus", "corpus", "dense"] = Field(
-        description="Where it came from: corpora/thesaurus.txt, the experts' own texts, or the dense model.")
+    source: Literal["thesaurus", "corpus", "dense", "synonym"] = Field(
+        description="Where it came from: corpora/thesaurus.txt, the experts' own texts, the dense model, or "
+        "corpora/synonyms.txt.")
     weight: float = Field(description="Its weight in the query (below the demand's own words).")
     kind: str | None = Field(None, description="The thesaurus entry's kind: 产品, 症状 or 俗称.")
+    support: list[str] = Field(
+        default_factory=list, description="What else in the demand made it fit: its words that keep "
+        "company with the concept in the experts' texts, or the thesaurus condition met (empty: a direct "
+        "translation).")
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -203,6 +225,9 @@ class ExpandedOut(BaseModel):
 class UnderstandingOut(BaseModel):
     terms: list[TermOut] = Field(description="The demand's own terms and their weights.")
     expanded: list[ExpandedOut] = Field(description="Concepts added to the demand.")
+    synonyms: list[ExpandedOut] = Field(
+        default_factory=list, description="Synonyms of its words the ranking reads, in the demand's own "
+        "script (those in another script are read but not listed).")
     products: list[str] = Field(description="Products and industries recognised in the demand.")
     symptoms: list[str] = Field(description="Symptoms and wanted outcomes recognised in the demand.")
     excluded: list[str] = Field(description="Terms staff removed.")
@@ -418,15 +443,20 @@ class TeamIn(_In):
 
 class AspectOut(BaseModel):
     id: int
+    name: str = Field(description="Its leading concept: 电池热管理, 齿轮箱噪声, MES.")
     text: str = Field(description="The part(s) of the demand this aspect is made of.")
-    terms: list[str] = Field(description="Its key terms, strongest first: what names it.")
+    terms: list[str] = Field(description="Its key terms, strongest first: what its best experts matched.")
     covered_by: list[str] = Field(description="Ids of the team members who cover it.")
+    lead: str | None = Field(description="Id of the member who leads it (one aspect each while there are "
+                             "enough members).")
     coverage: float = Field(description="1 - prod(1 - r) over the team: how well the team answers it.")
 
 
 class AspectEvidenceOut(BaseModel):
     aspect_id: int
     relevance: float = Field(description="The member's score for this aspect / the aspect's best score.")
+    strength: float | None = Field(None, description="The calibrated strength of the member for this aspect.")
+    level: Level = ""
     terms: list[str]
     evidence: list[EvidenceOut]
 
@@ -442,6 +472,9 @@ class TeamExplanationOut(BaseModel):
 class TeamMemberOut(BaseModel):
     rank: int
     expert: ExpertSummary
+    strength: float | None = Field(description="The member's calibrated strength: its best over the aspects "
+                                   "it covers (on the scale of /match).")
+    level: Level
     score: float = Field(description="The member's fused score for the whole demand, as /match gives it.")
     covers: list[int] = Field(description="Ids of the aspects this member covers.")
     relevance: list[float] = Field(description="Per aspect (in aspect order): score / the aspect's best.")
@@ -452,6 +485,10 @@ class TeamMemberOut(BaseModel):
 class TeamOut(BaseModel):
     text: str
     aspects: list[AspectOut]
+    single: bool = Field(description="The demand is one problem: the team is the plain ranking's first "
+                         "experts.")
+    understanding: UnderstandingOut | None = Field(None, description="What the engine understood of the "
+                                                   "demand.")
     team: list[TeamMemberOut]
     coverage: float = Field(description="Share of the aspects a member covers.")
     objective: float = Field(description="The coverage objective of the team / the number of aspects.")
@@ -612,6 +649,8 @@ def match_out(match: Match, *, include_contact: bool,
     out = {
         "rank": match.rank,
         "expert": expert_summary(match.expert, include_contact=include_contact),
+        "strength": None if match.strength is None else round(match.strength, 4),
+        "level": match.level,
         "score": round(match.score, 6),
         "explanation": match.explanation.to_dict(),
     }
@@ -784,7 +823,11 @@ class StatsOut(BaseModel):
 class DemandMatchOut(BaseModel):
     rank: int
     demand: DemandOut
-    score: float
+    strength: float | None = Field(description="The pair's calibrated strength in the demand's own ranking: "
+                                   "the scale of /match (null for a pasted profile, which is not in the "
+                                   "index).")
+    level: Level
+    score: float = Field(description="The demand index's BM25 for the profile: it orders this list only.")
     explanation: ExplanationOut
 
 
@@ -806,7 +849,9 @@ class ProfileMatchIn(_In):
 class VisitDemandOut(BaseModel):
     id: str
     title: str
-    score: float
+    strength: float | None = Field(description="The pair's calibrated strength (the scale of /match).")
+    level: Level
+    score: float = Field(description="The demand index's BM25: orders the plan only.")
     terms: list[str]
 
 
@@ -815,7 +860,8 @@ class VisitStopOut(BaseModel):
     enterprise: str
     district: str
     region: str
-    score: float
+    strength: float | None = Field(description="The strongest of its demands.")
+    score: float = Field(description="The summed BM25 of its demands: orders the plan only.")
     demands: list[VisitDemandOut]
 
 
@@ -842,16 +888,19 @@ def outcome_out(o: Outcome) -> dict[str, Any]:
 
 
 def demand_match_out(m: DemandMatch) -> dict[str, Any]:
-    return {"rank": m.rank, "demand": m.demand.to_dict(), "score": round(m.score, 6),
-            "explanation": m.explanation.to_dict()}
+    return {"rank": m.rank, "demand": m.demand.to_dict(),
+            "strength": None if m.strength is None else round(m.strength, 4), "level": m.level,
+            "score": round(m.score, 6), "explanation": m.explanation.to_dict()}
 
 
 def visit_plan_out(plan: VisitPlan) -> dict[str, Any]:
     return {
         "expert_id": plan.expert_id, "date": plan.day.isoformat(), "paused": pause_out(plan.paused),
         "stops": [{"order": s.order, "enterprise": s.enterprise, "district": s.district, "region": s.region,
-                   "score": s.score,
-                   "demands": [{"id": m.demand.id, "title": m.demand.title, "score": round(m.score, 4),
+                   "strength": None if s.strength is None else round(s.strength, 4), "score": s.score,
+                   "demands": [{"id": m.demand.id, "title": m.demand.title,
+                                "strength": None if m.strength is None else round(m.strength, 4),
+                                "level": m.level, "score": round(m.score, 4),
                                 "terms": list(m.explanation.terms[:8])} for m in s.demands]}
                   for s in plan.stops],
         "districts": [{"district": d.district, "city": d.city, "enterprises": d.enterprises, "score": d.score}

@@ -88,5 +88,9 @@ def main() -> None:
         raise SystemExit("the pages reported problems: " + "; ".join(day.problems))
 
 
+COOKWARE = "我们厂的不锈钢炒锅用了半年就起皮掉渣，客户投诉多，想找专家看看涂层怎么改进"
+THREE_PROBLEMS = "锂电池包在高温下容易过热，齿轮箱噪声大寿命短，还想上MES"
+
+
 if __name__ == "__main__":
     main()

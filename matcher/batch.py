@@ -373,7 +373,7 @@ def score_team_demand(engine: Engine, demand: Demand, size: int) -> DemandScores
         team = recommend_team(engine, demand.text, size=size, demand=demand)
     except InputError as exc:
         return DemandScores(demand.id, error=exc.message)
-    names = {a.id: {"id": a.id, "terms": list(a.terms)} for a in team.aspects}
+    names = {a.id: {"id": a.id, "name": a.name, "terms": list(a.terms)} for a in team.aspects}
     return DemandScores(
         demand.id,
         tuple(BatchCandidate(demand.id, m.expert.id, m.rank, m.score, m.explanation, team=True,
@@ -566,7 +566,7 @@ def _why_unfilled(o: BatchOutcome, assigned: int, run: BatchRun) -> str:
 
 # -- report --------------------------------------------------------------------------------------
 RECOMMENDATION_COLUMNS = (
-    "需求编号", "需求名称", "企业", "排名", "专家编号", "专家姓名", "单位", "得分", "匹配词",
+    "需求编号", "需求名称", "企业", "排名", "专家编号", "专家姓名", "单位", "强度", "等级", "匹配词",
     "组团", "覆盖方面",
 )
 PROBLEM_COLUMNS = ("类型", "需求编号", "需求名称", "企业", "专家编号", "专家姓名", "单位", "得分", "原因")
@@ -623,7 +623,9 @@ def build_report(store: Store, run: BatchRun) -> Report:
 
     recs = [
         (m.demand_id, demands[m.demand_id].title, demands[m.demand_id].enterprise, m.rank,
-         *expert_cells(m.expert_id), round(m.score, 4), matched_terms(m.explanation),
+         *expert_cells(m.expert_id),
+         "" if m.explanation.strength is None else round(m.explanation.strength, 4), m.explanation.level,
+         matched_terms(m.explanation),
          "是" if m.team else "", _aspect_names(m.aspects))
         for m in matches
     ]
@@ -657,8 +659,12 @@ def matched_terms(explanation: Explanation) -> str:
 
 
 def _aspect_names(aspects: Sequence[Mapping[str, object]]) -> str:
-    """The aspects a team member covers, as staff read them: 方面1（焊缝、发黑）；方面2（MES）."""
-    return "；".join(f"方面{a['id']}（{'、'.join(map(str, a.get('terms') or ())) or '—'}）" for a in aspects)
+    """The aspects a team member covers, as staff read them: 焊缝发黑（焊缝、发黑）；MES（MES）; a run
+    stored before aspects had names says 方面1."""
+    def terms(a: Mapping[str, object]) -> str:
+        return "、".join(map(str, a.get("terms") or ())) or "—"  # type: ignore[call-overload]
+
+    return "；".join(f"{a.get('name') or '方面' + str(a['id'])}（{terms(a)}）" for a in aspects)
 
 
 def check_report_path(path: Path | str) -> Path:

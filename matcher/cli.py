@@ -86,22 +86,34 @@ def format_term(term: str, expanded: Mapping[str, str]) -> str:
 
 
 def format_understanding(u: Understanding) -> str:
-    """What the engine understood: the demand's own terms, then what it added and from where."""
-    lines = ["需求理解：" + "、".join(t.term for t in u.terms[:16])]
+    """What the engine understood: the demand's own terms (the generic ones apart), then what it
+    added, from where and with what support."""
+    content = [t.label for t in u.terms if t.kind == "content"]
+    lines = ["需求理解：" + ("、".join(content[:16]) or "（没有可用的词）")]
+    low = [t.label for t in u.terms if t.kind != "content"]
+    if low:
+        lines.append("  泛用词（权重低，不作为匹配理由）：" + "、".join(low[:12]))
     if u.products or u.symptoms:
         lines.append("  识别：" + "、".join([*u.products, *u.symptoms]))
     if u.expanded:
-        lines.append("  补充：" + "、".join(f"{e.term}←{e.origin}" for e in u.expanded[:12]))
+        lines.append("  补充：" + "、".join(
+            f"{e.label}←{e.origin}" + (f"（佐证：{'、'.join(e.support[:3])}）" if e.support else "")
+            for e in u.expanded[:12]))
     return "\n".join(lines)
 
 
+def format_strength(strength: float | None, level: str) -> str:
+    """强 0.87: the calibrated strength (`matcher.strength`), as every face shows it."""
+    return "—" if strength is None else f"{level} {strength:.2f}"
+
+
 def format_matches(matches: Sequence[Match]) -> str:
-    cols = [("#", 3), ("姓名", 8), ("职称", 14), ("单位", 26), ("得分", 7), ("匹配词", 40)]
+    cols = [("#", 3), ("姓名", 8), ("职称", 14), ("单位", 26), ("强度", 8), ("匹配词", 40)]
     lines = ["  ".join(_cell(name, w) for name, w in cols)]
     for m in matches:
         e = m.expert
         x = m.explanation
-        vals = [str(m.rank), e.name or e.id, e.title, e.institution, f"{m.score:.3f}",
+        vals = [str(m.rank), e.name or e.id, e.title, e.institution, format_strength(m.strength, m.level),
                 "、".join(format_term(t, x.expanded) for t in x.terms[:8])]
         lines.append("  ".join(_cell(v, w) for v, (_, w) in zip(vals, cols, strict=True)))
         for ev in x.evidence[:1]:
@@ -158,29 +170,36 @@ def _cache_home() -> Path:
 def format_team(team: Any) -> str:
     """A team as staff read it: the aspects with their members, the members, and the matrix."""
     names = {m.expert.id: m.expert.name or m.expert.id for m in team.members}
-    lines = [f"需求分为 {len(team.aspects)} 个方面，团队覆盖 {team.coverage:.0%}（{team.method}）："]
+    if team.single:
+        lines = [f"这条需求只有一个方面（{team.aspects[0].name if team.aspects else '—'}）："
+                 f"团队就是匹配列表的前 {len(team.members)} 位。"]
+    else:
+        lines = [f"需求分为 {len(team.aspects)} 个方面，团队覆盖 {team.coverage:.0%}："]
     for a in team.aspects:
         by = "、".join(names[i] for i in a.covered_by) or "（无人覆盖）"
-        lines.append(f"  方面{a.id}  {'、'.join(a.terms) or a.text[:20]}  ← {by}")
+        lead = f"，牵头：{names[a.lead]}" if a.lead in names else ""
+        lines.append(f"  {a.name or a.text[:20]}  ← {by}{lead}")
     for u in team.unmatched:
         lines.append(f"  （没有专家与「{u[:30]}」有共同的词）")
     lines.append("")
-    cols = [("#", 3), ("姓名", 8), ("职称", 14), ("单位", 26), ("覆盖方面", 9), ("匹配词", 36)]
+    aspect_names = {a.id: a.name or f"方面{a.id}" for a in team.aspects}
+    cols = [("#", 3), ("姓名", 8), ("职称", 14), ("单位", 26), ("强度", 8), ("覆盖方面", 14), ("匹配词", 32)]
     lines.append("  ".join(_cell(name, w) for name, w in cols))
     for m in team.members:
         e = m.expert
-        covers = "、".join(str(a) for a in m.covers) or "—"
+        covers = "、".join(aspect_names[a] for a in m.covers) or "—"
         terms = "、".join(m.explanation.terms[:8])
-        vals = [str(m.rank), e.name or e.id, e.title, e.institution, covers, terms]
+        vals = [str(m.rank), e.name or e.id, e.title, e.institution, format_strength(m.strength, m.level),
+                covers, terms]
         lines.append("  ".join(_cell(v, w) for v, (_, w) in zip(vals, cols, strict=True)))
         for part in m.aspects:
             for ev in part.explanation.evidence[:1]:
-                lines.append(f"     └ 方面{part.aspect_id} {ev.field}: {ev.text[:56]}")
+                lines.append(f"     └ {aspect_names[part.aspect_id]} {ev.field}: {ev.text[:56]}")
     lines.append("")
-    head = _cell("", 8) + "".join(_cell(names[m.expert.id], 10) for m in team.members)
+    head = _cell("", 12) + "".join(_cell(names[m.expert.id], 10) for m in team.members)
     lines.append(head)
     for a in team.aspects:
-        row = _cell(f"方面{a.id}", 8)
+        row = _cell(aspect_names[a.id], 12)
         for m in team.members:
             row += _cell("●" if a.id in m.covers else f"{m.relevance[a.id - 1]:.0%}", 10)
         lines.append(row)
@@ -538,14 +557,18 @@ def eval_(
     settings = Settings(db=cache)
     engine = Engine(settings)
 
+    prepared = {}
+
     def prepare(index, experts):  # noqa: ANN001, ANN202 - evaluate's hook
         with _progress("encoding") as bar:
             index = engine.prepare_dense(index, experts, progress=bar)
-        # the benchmark's queries are the demand bank, as a 科协's stored demands are
+        # the benchmark's experts judge the expansions (`matcher.understand`), and its queries
+        # are the demand bank, as a 科协's stored demands are
+        prepared["index"] = index
         return engine.prepare_bank(index, bench.queries)
 
-    result = evaluate(bench, engine.tokenizer, engine.new_index, lambda t, e: engine.query(t, e), top=top,
-                      prepare=prepare)
+    result = evaluate(bench, engine.tokenizer, engine.new_index,
+                      lambda t, e: engine.query(t, e, index=prepared.get("index")), top=top, prepare=prepare)
     if run is not None:
         write_trec_run(run, result.runs)
     typer.echo(format_table(result))
@@ -1027,13 +1050,16 @@ def demands_for(
         plan = plan_visit(engine, expert_id, day, stops=stops) if day and expert_id else None
     if as_json:
         payload: dict[str, Any] = {"data": [
-            {"rank": m.rank, "demand": m.demand.to_dict(), "score": round(m.score, 6),
-             "explanation": m.explanation.to_dict()} for m in found]}
+            {"rank": m.rank, "demand": m.demand.to_dict(),
+             "strength": None if m.strength is None else round(m.strength, 4), "level": m.level,
+             "score": round(m.score, 6), "explanation": m.explanation.to_dict()} for m in found]}
         if plan is not None:
             payload["visit_plan"] = {
                 "date": plan.day.isoformat(), "paused": plan.paused.until if plan.paused else None,
                 "stops": [{"order": st.order, "enterprise": st.enterprise, "district": st.district,
-                           "demands": [m.demand.id for m in st.demands], "score": st.score}
+                           "demands": [m.demand.id for m in st.demands],
+                           "strength": None if st.strength is None else round(st.strength, 4),
+                           "score": st.score}
                           for st in plan.stops],
                 "districts": [{"district": d.district, "enterprises": d.enterprises, "score": d.score}
                               for d in plan.districts],
@@ -1042,10 +1068,11 @@ def demands_for(
         return
     if not found:
         typer.echo("No open demand shares a term with this expert.")
-    cols = [("#", 3), ("需求", 10), ("标题", 30), ("企业", 24), ("得分", 7), ("匹配词", 30)]
+    cols = [("#", 3), ("需求", 10), ("标题", 30), ("企业", 24), ("强度", 8), ("匹配词", 30)]
     typer.echo("  ".join(_cell(name, w) for name, w in cols))
     for m in found:
-        vals = [str(m.rank), m.demand.id, m.demand.title, m.demand.enterprise, f"{m.score:.2f}",
+        vals = [str(m.rank), m.demand.id, m.demand.title, m.demand.enterprise,
+                format_strength(m.strength, m.level),
                 "、".join(m.explanation.terms[:6])]
         typer.echo("  ".join(_cell(v, w) for v, (_, w) in zip(vals, cols, strict=True)))
     if plan is not None:
@@ -1054,7 +1081,8 @@ def demands_for(
                    + (f"（注意：该专家 {plan.paused.until} 前暂停推荐）" if plan.paused else ""))
         for st in plan.stops:
             typer.echo(f"  {st.order}. {st.enterprise}（{st.district}）: "
-                       + "；".join(f"{m.demand.id} {m.demand.title}" for m in st.demands))
+                       + "；".join(f"{m.demand.id} {m.demand.title}（{format_strength(m.strength, m.level)}）"
+                                  for m in st.demands))
 
 
 @app.command()

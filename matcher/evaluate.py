@@ -24,7 +24,7 @@ import numpy as np
 from matcher.errors import InputError, MatcherError
 from matcher.index import TermIndex
 from matcher.models import Demand, Expert
-from matcher.rank import ExpertIndex, Query
+from matcher.rank import ExpertIndex, Query, Scored
 from matcher.records import FeedbackEntry
 
 if TYPE_CHECKING:
@@ -157,9 +157,11 @@ def evaluate(
     top: int = 100,
     progress: Callable[[int, int], None] | None = None,
     prepare: Callable[[ExpertIndex, Sequence[Expert]], ExpertIndex] | None = None,
+    inspect: Callable[[Demand, ExpertIndex, Query, Scored], None] | None = None,
 ) -> EvalResult:
     """Rank every query of `bench` and score the rankings. `prepare` finishes the fitted index
-    (the engine attaches the dense vectors, encoding what its cache lacks)."""
+    (the engine attaches the dense vectors, encoding what its cache lacks); `inspect` sees each
+    query's scoring (`benchmarks/fit_strength.py` explains the first ten there)."""
     start = time.perf_counter()
     cached = lru_cache(maxsize=None)(tokenize)
     tok = lambda s: list(cached(s))  # noqa: E731 - callers must not mutate the cached lists
@@ -173,7 +175,10 @@ def evaluate(
     for n, q in enumerate(bench.queries, start=1):
         emphasis = " ".join([q.title, *q.keywords])
         query = make_query(q.text, emphasis)
-        total = index.score(query).total
+        scored = index.score(query)
+        total = scored.total
+        if inspect is not None:
+            inspect(q, index, query, scored)
         order = np.argsort(-total, kind="stable")[:top]
         ranker_runs[q.id] = [(str(ids[i]), float(total[i])) for i in order if total[i] > 0]
         ref = reference.score(list(query.tokens))

@@ -7,8 +7,8 @@ demand's term weight (the query weights `Engine.query` gives its own terms: keyw
 emphasised, generic words down-weighted) found among that expert's matched terms, a synonym of a
 term counting for it. The threshold was calibrated on the demo corpus (`benchmarks/gap_threshold.py`,
 README "Expert-gap list"): it separates the 56 demo demands, each written for experts in the pool,
-from 30 written demands on topics the pool lacks (AUC 0.995, against 0.892 for the fused score itself,
-which is relative to the query: divided by its per-query spread, it ranks but does not measure).
+from 30 written demands on topics the pool lacks (AUC 0.980, against 0.224 for the fused score itself,
+which is relative to the query: a share of its own best expert, it ranks but does not measure).
 
 The **concepts** of a weak demand are its keywords and the domain-dictionary terms of its title. A
 concept is **covered** when some expert's matched terms, for the concept alone as a query, hold all
@@ -103,7 +103,8 @@ def _cache(engine: Engine) -> _Cache:
 def _own_weights(engine: Engine, demand: Demand) -> dict[str, float]:
     # its words only: the match below encodes the demand once for the dense signal
     q = engine.query(demand.text, " ".join([demand.title, *demand.keywords]), encode=False)
-    return {t: q.weights[t] for t in dict.fromkeys(q.tokens) if t in q.weights}
+    # generic words are never cited as matched (`Query.quiet`), so they are not asked for either
+    return {t: q.weights[t] for t in dict.fromkeys(q.tokens) if t in q.weights and t not in q.quiet}
 
 
 def _found(engine: Engine, term: str, matched: set[str]) -> bool:
@@ -126,7 +127,7 @@ def demand_coverage(engine: Engine, demand: Demand) -> DemandCoverage:
     if not best or total <= 0:
         cov = DemandCoverage(demand.id, 0.0, None, 0.0, (), tuple(sorted(own, key=lambda t: -own[t])))
     else:
-        terms = set(best[0].explanation.terms)
+        terms = {normalize(t) for t in best[0].explanation.terms}  # shown as written: SiC
         matched = [t for t in own if _found(engine, t, terms)]
         missing = sorted((t for t in own if t not in matched), key=lambda t: -own[t])
         cov = DemandCoverage(
@@ -165,7 +166,7 @@ def concept_covered(engine: Engine, concept: str) -> bool:
         covered = True  # nothing specific to look for
     else:
         covered = any(
-            all(_found(engine, w, set(m.explanation.terms)) for w in words)
+            all(_found(engine, w, {normalize(t) for t in m.explanation.terms}) for w in words)
             for m in engine.match(concept, top_k=5)
         )
     cache.concepts[concept] = covered

@@ -139,7 +139,7 @@ DEMAND_COLUMNS: tuple[tuple[str, str], ...] = (
     ("extra_terms", "补充的词"),
 )
 MATCH_COLUMNS = ("需求编号", "企业名称", "需求名称", "排名", "专家编号", "姓名", "职称", "单位", "地区",
-                 "得分", "匹配词", "依据")
+                 "强度", "等级", "匹配词", "依据")
 # How a field is named in messages when the file has no column for it: its first Chinese header.
 _LABELS = {kind: {f: al[min(1, len(al) - 1)] for f, al in h.items()} for kind, h in HEADERS.items()}
 
@@ -831,7 +831,9 @@ def match_rows(demand: Demand, matches: Sequence[Match], *,
         row: dict[str, Any] = {
             "需求编号": demand.id, "企业名称": demand.enterprise, "需求名称": demand.title, "排名": m.rank,
             "专家编号": e.id, "姓名": e.name, "职称": e.title, "单位": e.institution, "地区": e.region,
-            "得分": round(m.score, 4), "匹配词": "、".join(m.explanation.terms),
+            # the calibrated strength (0-1, the scale of every page), not the ranking's relative score
+            "强度": "" if m.strength is None else round(m.strength, 4), "等级": m.level,
+            "匹配词": "、".join(m.explanation.terms),
             "依据": "\n".join(f"{ev.field}: {ev.text}" for ev in m.explanation.evidence),
         }
         if include_contact:

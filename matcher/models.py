@@ -318,6 +318,11 @@ class Explanation:
     signals: Mapping[str, float] = field(default_factory=dict)
     #: matched terms the demand did not say, and the demand's phrase each was added for (腐蚀 <- 生锈)
     expanded: Mapping[str, str] = field(default_factory=dict)
+    #: what the strength is computed from (`matcher.strength.FEATURES`: share, coverage, chars, dense)
+    measures: Mapping[str, float] = field(default_factory=dict)
+    #: the calibrated strength in [0, 1] (`matcher.strength`), None when not explained
+    strength: float | None = None
+    level: str = ""  # 强, 中 or 弱
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -329,7 +334,23 @@ class Explanation:
                 for e in self.evidence
             ],
             "signals": {k: round(float(v), 4) for k, v in self.signals.items()},
+            "strength": None if self.strength is None else round(self.strength, 4),
+            "level": self.level,
+            "measures": {k: round(float(v), 4) for k, v in self.measures.items()},
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Explanation:
+        """The inverse of `to_dict` (stored rankings are read back with their strength)."""
+        evidence = tuple(
+            Evidence(field=e["field"], text=e["text"], terms=tuple(e.get("terms", ())),
+                     score=float(e.get("score", 0.0)), match=str(e.get("match", "words")))
+            for e in d.get("evidence", ())
+        )
+        strength = d.get("strength")
+        return cls(terms=tuple(d.get("terms", ())), evidence=evidence, signals=dict(d.get("signals", {})),
+                   expanded=dict(d.get("expanded", {})), measures=dict(d.get("measures", {})),
+                   strength=None if strength is None else float(strength), level=str(d.get("level", "")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +364,16 @@ class Match:
     def expert_id(self) -> str:
         return self.expert.id
 
+    @property
+    def strength(self) -> float | None:
+        """The calibrated strength in [0, 1] (`matcher.strength`); None when not explained."""
+        return self.explanation.strength
+
+    @property
+    def level(self) -> str:
+        """强, 中 or 弱 (`matcher.strength`); "" when not explained."""
+        return self.explanation.level
+
     def to_dict(self, *, include_contact: bool = False) -> dict[str, Any]:
         return {
             "rank": self.rank,
@@ -351,6 +382,8 @@ class Match:
             "title": self.expert.title,
             "institution": self.expert.institution,
             "region": self.expert.region,
+            "strength": None if self.strength is None else round(self.strength, 4),
+            "level": self.level,
             "score": round(self.score, 6),
             "explanation": self.explanation.to_dict(),
             **({"contact": self.expert.contact.to_dict()} if include_contact else {}),

@@ -25,8 +25,8 @@ import contextlib
 import hashlib
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
@@ -37,6 +37,7 @@ from matcher.index import TermIndex
 from matcher.models import EXCLUDING_VERDICTS, Demand, Evidence, Expert, Explanation
 from matcher.records import Pause
 from matcher.regions import parse_region
+from matcher.text import normalize, show
 
 OPEN_STATUSES: tuple[str, ...] = ("new", "matched", "contacted")
 
@@ -45,8 +46,17 @@ OPEN_STATUSES: tuple[str, ...] = ("new", "matched", "contacted")
 class DemandMatch:
     rank: int
     demand: Demand
-    score: float
+    score: float  # the demand index's BM25: it orders one expert's demands, on no fixed scale
     explanation: Explanation
+
+    @property
+    def strength(self) -> float | None:
+        """The pair's calibrated strength in the demand's own ranking (`strengths_of`), or None."""
+        return self.explanation.strength
+
+    @property
+    def level(self) -> str:
+        return self.explanation.level
 
 
 def expert_profile(expert: Expert) -> tuple[str, str]:
@@ -153,14 +163,17 @@ class DemandIndex:
 
     # -- querying -------------------------------------------------------------------------------
     def for_expert(
-        self, expert_id: str, top_k: int = 10, *, include_closed: bool = False
+        self, expert_id: str, top_k: int = 10, *, include_closed: bool = False, strengths: bool = True,
     ) -> list[DemandMatch]:
+        """The open demands this expert could help with, best first; with `strengths`, each carries
+        the strength the demand's own ranking gives the pair (`strengths_of`)."""
         expert = self.engine.store.get_expert(expert_id)
         text, emphasis = expert_profile(expert)
         if not text.strip():  # nothing to match on: no demand is for them (not an error)
             self._check_top_k(top_k)
             return []
-        return self._match(text, emphasis, top_k, expert=expert, include_closed=include_closed)
+        found = self._match(text, emphasis, top_k, expert=expert, include_closed=include_closed)
+        return strengths_of(self.engine, expert.id, found) if strengths else found
 
     def for_profile(self, text: str, top_k: int = 10, *, include_closed: bool = False) -> list[DemandMatch]:
         """Open demands for a pasted profile (a visiting expert not in the store)."""
@@ -178,6 +191,10 @@ class DemandIndex:
         # The demands are scored by their words only: encoding the profile would be wasted.
         q = self.engine.query(text, emphasis, encode=False)
         scores = index.score(q.weights)
+        # A demand is a candidate only when it shares a word that counts: one matched on generic
+        # words alone (管理, 大, 多) is no reason to visit an enterprise.
+        content = {t: w for t, w in q.weights.items() if t not in q.quiet}
+        scores = np.where(index.score(content) > 0, scores, 0.0) if content else np.zeros_like(scores)
         if not include_closed:
             scores = np.where(open_[: len(scores)], scores, 0.0)
         declined = (
@@ -194,7 +211,7 @@ class DemandIndex:
             out.append((int(r), float(scores[r])))
             if len(out) >= top_k:
                 break
-        return self._explain(index, out, demands, rows, q.weights, expert)
+        return self._explain(index, out, demands, rows, q.weights, expert, q.quiet, q.shown)
 
     @staticmethod
     def _check_top_k(top_k: int) -> None:
@@ -209,28 +226,50 @@ class DemandIndex:
         rows: list[str],
         weights: dict[str, float] | object,
         expert: Expert | None,
+        quiet: frozenset[str] = frozenset(),
+        shown: Mapping[str, str] | None = None,
     ) -> list[DemandMatch]:
         if not picked:
             return []
         w = dict(weights)  # type: ignore[call-overload]
-        known = [t for t in w if t in index.vocabulary_]
+        known = [t for t in w if t in index.vocabulary_ and t not in quiet]  # never cite a generic word
+        table = shown or {}
         ids = np.asarray([index.vocabulary_[t] for t in known], dtype=np.int64)
         entry = index.entry_weights(np.asarray([r for r, _ in picked], dtype=np.int64), ids)
         pieces = _expert_pieces(expert) if expert is not None else []
         out: list[DemandMatch] = []
         for rank, ((r, score), row) in enumerate(zip(picked, entry, strict=True), start=1):
             contrib = {known[j]: float(row[j]) * w[known[j]] for j in np.flatnonzero(row > 0)}
-            terms = tuple(sorted(contrib, key=lambda t: -contrib[t]))
+            found = sorted(contrib, key=lambda t: -contrib[t])
+            terms = tuple(table.get(t) or show(t, table) for t in found)  # Latin as written: BMS
             demand = demands[rows[r]]
             evidence = [Evidence("demand", demand.title or demand.description[:80], terms[:8], score)]
             for field, piece in pieces:
-                hit = tuple(t for t in terms if t in piece.lower())
+                hit = tuple(shown_t for t, shown_t in zip(found, terms, strict=True) if t in normalize(piece))
                 if hit:
                     evidence.append(Evidence(field, piece, hit, 0.0))
                 if len(evidence) >= 3:
                     break
             out.append(DemandMatch(rank, demand, score, Explanation(terms, tuple(evidence), {"bm25": score})))
         return out
+
+
+def strengths_of(engine: Engine, expert_id: str, found: Sequence[DemandMatch]) -> list[DemandMatch]:
+    """`found` with the strength each pair has in the demand's own ranking (`Engine.explain_demand`:
+    the match page's scale), so that the expert page, the visit plan and the match page agree.
+    One ranking of each demand: call it for the matches that are shown."""
+    out: list[DemandMatch] = []
+    for m in found:
+        if engine.encoder is not None:
+            # the demand's vector, cached in the store (the bank's are already): its ranking then
+            # encodes nothing, and the next request for it reads the cache too
+            engine.query_vector(m.demand.text)
+        forward = engine.explain_demand(m.demand, [expert_id]).get(expert_id)
+        x = m.explanation
+        if forward is not None:
+            x = replace(x, strength=forward.strength, level=forward.level, measures=forward.measures)
+        out.append(replace(m, explanation=x))
+    return out
 
 
 def _expert_pieces(expert: Expert) -> list[tuple[str, str]]:
@@ -259,6 +298,12 @@ class Stop:
     score: float
     demands: tuple[DemandMatch, ...]
 
+    @property
+    def strength(self) -> float | None:
+        """The strongest of its demands (the match page's scale)."""
+        known = [m.strength for m in self.demands if m.strength is not None]
+        return max(known) if known else None
+
 
 @dataclass(frozen=True, slots=True)
 class DistrictOption:
@@ -285,7 +330,7 @@ def plan_visit(engine: Engine, expert_id: str, day: date, *, stops: int = 4, dep
     the district whose best `stops` enterprises score most is the day, filled up from the same city."""
     if not 1 <= stops <= 10:
         raise InputError(f"stops must be between 1 and 10, not {stops}")
-    matches = demand_index(engine).for_expert(expert_id, top_k=depth)
+    matches = demand_index(engine).for_expert(expert_id, top_k=depth, strengths=False)
     by_enterprise: dict[str, list[DemandMatch]] = defaultdict(list)
     for m in matches:
         by_enterprise[m.demand.enterprise or f"（未填企业）{m.demand.id}"].append(m)
@@ -311,8 +356,10 @@ def plan_visit(engine: Engine, expert_id: str, day: date, *, stops: int = 4, dep
                 key=lambda p: -p[2],
             )
             route += rest[: stops - len(route)]
+    # The strengths of the demands on the route only: each is one ranking of the demand.
     plan_stops = tuple(
-        Stop(i, name, region.district_label, region.text, round(score, 4), ms)
+        Stop(i, name, region.district_label, region.text, round(score, 4),
+             tuple(strengths_of(engine, expert_id, ms)))
         for i, (name, region, score, ms) in enumerate(route, start=1)
     )
     paused = engine.pauses(day).get(expert_id)

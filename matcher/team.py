@@ -52,7 +52,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -61,7 +61,8 @@ from matcher.engine import Engine, Exclusion, RelevanceMatrix
 from matcher.errors import InputError
 from matcher.models import Demand, Evidence, Expert, Explanation
 from matcher.rank import Filters, same_institution
-from matcher.text import normalize
+from matcher.text import normalize, show
+from matcher.understand import PRODUCT, Understanding
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,8 @@ _BREAK = re.compile(
 # -- results -------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Aspect:
-    """One part of the demand: its clauses, the terms that name it, and who in the team covers it."""
+    """One part of the demand: its clauses, its name (its leading concept), the terms its best
+    experts matched, who in the team covers it and who leads it."""
 
     id: int
     text: str
@@ -102,6 +104,8 @@ class Aspect:
     weight: float
     covered_by: tuple[str, ...]  # expert ids of the members who cover it
     coverage: float  # 1 - prod(1 - r) over the team: how well the team answers this aspect
+    name: str = ""  # the leading concept: 电池热管理, 齿轮箱噪声, MES (`aspect_name`)
+    lead: str = ""  # the expert id of the member who leads it (`leads`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,17 @@ class TeamMember:
     score: float = 0.0  # the fused score for the whole demand, as `match` gives it
 
     @property
+    def strength(self) -> float | None:
+        """The calibrated strength (`matcher.strength`): the member's best over its aspects."""
+        known = [p.explanation.strength for p in self.aspects if p.explanation.strength is not None]
+        return max(known) if known else None
+
+    @property
+    def level(self) -> str:
+        best = max(self.aspects, key=lambda p: p.explanation.strength or 0.0, default=None)
+        return best.explanation.level if best is not None and best.explanation.strength is not None else ""
+
+    @property
     def expert_id(self) -> str:
         return self.expert.id
 
@@ -140,19 +155,30 @@ class Team:
     ranking: tuple[str, ...]  # the team, then the rest of the plain ranking of the whole text
     unmatched: tuple[str, ...] = ()  # clauses no expert matched
     excluded: tuple[Exclusion, ...] = ()  # experts the demand's 回避 rules removed
+    understanding: Understanding | None = None  # what the engine understood of the whole text
+
+    @property
+    def single(self) -> bool:
+        """One aspect: the demand is one problem, and the team is the plain ranking's first k."""
+        return len(self.aspects) <= 1
 
     def to_dict(self, *, include_contact: bool = False) -> dict[str, Any]:
         """The JSON shape of `matcher team --json` and `POST /api/v1/team`."""
-        return {
+        out = {
             "text": self.text,
-            "aspects": [{"id": a.id, "text": a.text, "terms": list(a.terms), "covered_by": list(a.covered_by),
+            "aspects": [{"id": a.id, "name": a.name, "text": a.text, "terms": list(a.terms),
+                         "covered_by": list(a.covered_by), "lead": a.lead or None,
                          "coverage": round(a.coverage, 4)} for a in self.aspects],
+            "single": self.single,
             "team": [member_dict(m, include_contact=include_contact) for m in self.members],
             "coverage": round(self.coverage, 4),
             "objective": round(self.objective, 4),
             "method": self.method,
             "unmatched": list(self.unmatched),
         }
+        if self.understanding is not None:
+            out["understanding"] = self.understanding.to_dict()
+        return out
 
 
 def member_dict(m: TeamMember, *, include_contact: bool = False) -> dict[str, Any]:
@@ -164,11 +190,17 @@ def member_dict(m: TeamMember, *, include_contact: bool = False) -> dict[str, An
     explanation = m.explanation.to_dict()
     explanation.pop("signals", None)
     explanation["aspects"] = [
-        {"aspect_id": p.aspect_id, "relevance": round(p.relevance, 4), **{
+        {"aspect_id": p.aspect_id, "relevance": round(p.relevance, 4),
+         "strength": None if p.explanation.strength is None else round(p.explanation.strength, 4),
+         "level": p.explanation.level, **{
             k: v for k, v in p.explanation.to_dict().items() if k in ("terms", "evidence")}}
         for p in m.aspects
     ]
-    return {"rank": m.rank, "expert": expert, "score": round(m.score, 6), "covers": list(m.covers),
+    for k in ("strength", "level", "measures"):
+        explanation.pop(k, None)
+    return {"rank": m.rank, "expert": expert,
+            "strength": None if m.strength is None else round(m.strength, 4),
+            "level": m.level, "score": round(m.score, 6), "covers": list(m.covers),
             "relevance": [round(r, 4) for r in m.relevance], "gain": round(m.gain, 4),
             "explanation": explanation}
 
@@ -180,13 +212,50 @@ def split_clauses(text: str) -> list[str]:
     return [c.strip(" \t，,") for c in _BREAK.split(text) if c and c.strip(" \t，,")]
 
 
+_COMMA = re.compile(r"[，,]+")
+
+
+def product_sections(engine: Engine, text: str) -> frozenset[str]:
+    """The industries (thesaurus sections) of the products a text names."""
+    return frozenset(h.entry.section for h in engine.thesaurus.find(text) if h.entry.kind == PRODUCT)
+
+
+def _states_a_problem(engine: Engine, text: str) -> bool:
+    return any(h.entry.kind != PRODUCT for h in engine.thesaurus.find(text))
+
+
+def split_problems(engine: Engine, part: str) -> list[str]:
+    """A part cut at the commas where a new problem starts: a clause naming a product of another
+    industry (thesaurus section) than the running part's products and a problem of its own (a
+    symptom the thesaurus knows), once the running part has stated one too: 锂电池包在高温下容易过热 |
+    齿轮箱噪声大寿命短. A clause naming no product, or one of the same industry, or no problem (客户还以为
+    是电机不行: a cause guessed at; 减震弹簧换了好几种: a part tried) continues the part, and so does the
+    first problem after a clause that only names what the firm makes (我们厂做防盗门，门板点焊完…)."""
+    out: list[str] = []
+    sections: set[str] = set()
+    problem = False
+    for clause in (c.strip() for c in _COMMA.split(part)):
+        if not clause:
+            continue
+        found = product_sections(engine, clause)
+        new = bool(found and sections and problem and not found & sections)
+        if out and not (new and _states_a_problem(engine, clause)):
+            out[-1] = f"{out[-1]}，{clause}"
+            sections |= found
+            problem = problem or _states_a_problem(engine, clause)
+        else:
+            out.append(clause)
+            sections, problem = set(found), _states_a_problem(engine, clause)
+    return out
+
+
 def _clauses(engine: Engine, text: str) -> list[str]:
     """The parts of `text` with a specific term each: a part of only generic words joins the one
     before it (or the next, at the start). More than `MAX_PARTS` are joined into `MAX_PARTS` runs
     of neighbours, which bounds the work of a very long text."""
     out: list[str] = []
     specific: list[bool] = []
-    for part in split_clauses(text):
+    for part in (p for sentence in split_clauses(text) for p in split_problems(engine, sentence)):
         own = any(t not in engine.generic_terms for t in engine.tokenizer.tokenize(part))
         if out and (not own or not specific[-1]):
             out[-1] = f"{out[-1]}，{part}"
@@ -401,8 +470,15 @@ def recommend_team(
     matched = [i for i in range(len(parts)) if parts[i].max(initial=0.0) > 0]
     unmatched = tuple(clauses[i] for i in range(len(parts)) if i not in matched)
     # Parts are compared by their rows of the objective's relevance (before RHO): the cosine weighs
-    # each part's best experts most, so two parts with the same best experts are one aspect.
+    # each part's best experts most, so two parts with the same best experts are one aspect; but
+    # parts each stating a problem of a product of a different industry are different problems,
+    # whoever answers both (a power-tool engineer knows battery packs and gearboxes alike).
     similarity = cosine(normalised(parts[matched], 1.0, GAMMA))
+    made = [product_sections(engine, clauses[i]) if _states_a_problem(engine, clauses[i]) else frozenset()
+            for i in matched]
+    for a, b in itertools.combinations(range(len(matched)), 2):
+        if made[a] and made[b] and not made[a] & made[b]:
+            similarity[a, b] = similarity[b, a] = 0.0
     groups = [[matched[j] for j in g] for g in merge_groups(similarity, MERGE_COSINE)]
 
     if len(groups) <= 1:  # one aspect: the whole text, ranked exactly as `match` ranks it
@@ -416,11 +492,12 @@ def recommend_team(
         rows = list(range(1, 1 + len(aspect_texts)))
     log.debug("team: %d parts, %d aspects (%s), %d unmatched", len(clauses), len(aspect_texts),
               " | ".join(t[:20] for t in aspect_texts), len(unmatched))
-    return _assemble(rel, rows, aspect_texts, text, size, one_per_institution, depth, unmatched)
+    team = _assemble(rel, rows, aspect_texts, text, size, one_per_institution, depth, unmatched, engine)
+    return replace(team, understanding=engine.understand(text, emphasis))
 
 
 def _assemble(rel: RelevanceMatrix, rows: list[int], aspect_texts: list[str], text: str, size: int,
-              one_per_institution: bool, depth: int, unmatched: tuple[str, ...]) -> Team:
+              one_per_institution: bool, depth: int, unmatched: tuple[str, ...], engine: Engine) -> Team:
     # Candidate columns in the order of the plain ranking of the whole text (row 0), so that ties
     # go the way `match` would break them; then each aspect's first POOL.
     plain = np.argsort(-rel.scores[0], kind="stable")
@@ -461,6 +538,9 @@ def _assemble(rel: RelevanceMatrix, rows: list[int], aspect_texts: list[str], te
             explained[(a, c)] = x
 
     aspect_terms = [_name(aspect_texts[a], [explained[(a, c)] for c in best3[a]]) for a in range(len(rows))]
+    names = [aspect_name(engine, aspect_texts[a], [explained[(a, c)] for c in best3[a]], aspect_terms[a])
+             for a in range(len(rows))]
+    lead = leads(ratio[:, [pool[m] for m in members]]) if members else []
     team_members: list[TeamMember] = []
     prior: list[int] = []
     for rank, m in enumerate(members, start=1):
@@ -478,7 +558,9 @@ def _assemble(rel: RelevanceMatrix, rows: list[int], aspect_texts: list[str], te
     for a in range(len(rows)):
         by = tuple(experts[m].id for m in members if a in covers[m])
         cov = 1.0 - float(np.prod(1.0 - r[a, members])) if members else 0.0
-        aspects.append(Aspect(a + 1, aspect_texts[a], aspect_terms[a], float(w[a]), by, cov))
+        leader = experts[members[lead[a]]].id if members and lead[a] >= 0 else ""
+        aspects.append(Aspect(a + 1, aspect_texts[a], aspect_terms[a], float(w[a]), by, cov, names[a],
+                              leader))
     covered = sum(float(w[a]) for a in range(len(rows)) if aspects[a].covered_by)
     return Team(
         text=text,
@@ -500,7 +582,7 @@ def _name(text: str, explanations: Sequence[Explanation]) -> tuple[str, ...]:
     lower = text.lower()
     score: dict[str, float] = {}
     for x in explanations:
-        for i, t in enumerate(x.terms):
+        for i, t in enumerate(normalize(t) for t in x.terms):  # shown as written (MES): folded here
             if len(t) > 1 and t in folded:
                 score[t] = score.get(t, 0.0) + 1.0 / (1 + i)
     ranked = sorted(score, key=lambda t: (-score[t], -len(t), t))
@@ -515,6 +597,85 @@ def _name(text: str, explanations: Sequence[Explanation]) -> tuple[str, ...]:
         at = lower.find(t)
         shown.append(text[at:at + len(t)] if at >= 0 else t)
     return tuple(shown)
+
+
+def leads(relevance: np.ndarray) -> list[int]:
+    """Who leads each aspect (rows) among the members (columns): the assignment of members to
+    aspects with the most relevance in all, each member leading one aspect while there are enough
+    of them (an expert who is best at two parts leads the one nobody else answers as well); an
+    aspect no member answers (relevance 0) has no lead (-1)."""
+    from scipy.optimize import linear_sum_assignment
+
+    n_aspects, n_members = relevance.shape
+    out = [-1] * n_aspects
+    if not n_members:
+        return out
+    left = list(range(n_aspects))
+    while left:
+        rows, cols = linear_sum_assignment(-relevance[left])
+        for r, c in zip(rows, cols, strict=True):
+            out[left[r]] = int(c) if relevance[left[r], c] > 0 else -1
+        left = [a for a in left if a not in {left[r] for r in rows}]
+    return out
+
+
+def _concepts(engine: Engine) -> frozenset[str]:
+    """Every concept the corpora name: the thesaurus's targets and the domain dictionary's words."""
+    cached = engine.__dict__.get("_team_concepts")
+    if cached is None:
+        from matcher.text import read_jieba_dict
+
+        words = {t.term for e in engine.thesaurus.entries() for t in e.targets}
+        path = engine.settings.corpora_dir / "domain_dict.txt"
+        if path.exists():
+            words.update(w for w, _, _ in read_jieba_dict(path))
+        cached = engine.__dict__["_team_concepts"] = frozenset(words)
+    return cached
+
+
+def aspect_name(engine: Engine, text: str, explanations: Sequence[Explanation],
+                terms: Sequence[str] = ()) -> str:
+    """An aspect's leading concept, as staff would name it. A product and a problem of it: the
+    concept the corpora know that names both (锂电池包 + 过热 -> 电池热管理), else the product with
+    the problem's words when they stand together (齿轮箱噪声大 -> 齿轮箱噪声), else both; a product
+    alone is its name (MES, as the text writes it); a problem alone, its words; otherwise the term
+    the aspect's best experts matched most."""
+    hits = engine.thesaurus.find(text)
+    norm = normalize(text)
+    surfaces = engine.understander.lexicon.surfaces
+    shown = lambda t: show(t, {**surfaces, **_written(text)})  # noqa: E731 - local helper
+    products = [h for h in hits if h.entry.kind == PRODUCT]
+    problems = [h for h in hits if h.entry.kind != PRODUCT]
+    matched: dict[str, float] = {}
+    for x in explanations:
+        for i, t in enumerate(x.terms):
+            matched[normalize(t)] = matched.get(normalize(t), 0.0) + 1.0 / (1 + i)
+    if products and problems:
+        product, problem = products[0], problems[0]
+        pieces = {product.source[i:j] for i in range(len(product.source))
+                  for j in range(i + 2, len(product.source) + 1)}
+        concepts = [t.term for t in problem.entry.targets if t.weight >= 1.0]
+        both = [c for c in _concepts(engine) if len(c) <= 8 and any(k in c for k in concepts)
+                and any(p in c for p in pieces)]
+        if both:
+            best = max(both, key=lambda c: (sum(v for t, v in matched.items() if t in c), len(c), c))
+            return shown(best)
+        words = "".join(t for t, pos in engine.tokenizer.tag(problem.source)
+                        if engine.understander.kind_of(t, pos) == "content") or problem.source
+        if problem.start == product.end:
+            return shown(norm[product.start:product.end] + words)
+        return f"{shown(product.source)}·{shown(words)}"
+    if products:
+        return shown(products[0].source)
+    if problems:
+        return shown(problems[0].source)
+    return terms[0] if terms else text[:12]
+
+
+def _written(text: str) -> dict[str, str]:
+    from matcher.text import surface_forms
+
+    return surface_forms(text)
 
 
 def _combined(parts: Sequence[AspectEvidence]) -> Explanation:

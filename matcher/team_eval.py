@@ -204,11 +204,11 @@ def evaluate_teams(engine: Engine, joined: Sequence[JoinedDemand], singles: Sequ
 
 
 def part_ceiling(engine: Engine, bench: Benchmark, joined: Sequence[JoinedDemand],
-                 k: int) -> dict[str, float]:
+                 k: int, per_demand: dict[str, float] | None = None) -> dict[str, float]:
     """What any team built from the parts' own rankings can reach: for each joined demand, the best
     split of k places among its parts (each part's first n_i of `match` on its own text), chosen
-    knowing the answers. Mean per half. A method that finds the parts and allocates well gets
-    close; beyond it only a better ranker helps."""
+    knowing the answers. Mean per half (and, into `per_demand`, each joined demand's own). A method
+    that finds the parts and allocates well gets close; beyond it only a better ranker helps."""
     by_id = {q.id: q for q in bench.queries}
     cache: dict[str, list[str]] = {}
 
@@ -227,7 +227,20 @@ def part_ceiling(engine: Engine, bench: Benchmark, joined: Sequence[JoinedDemand
             best = max(best, coverage_at(chosen, j.relevant))
         sums.setdefault(j.split, []).append(best)
         sums.setdefault("all", []).append(best)
+        if per_demand is not None:
+            per_demand[j.id] = best
     return {split: round(sum(v) / len(v), 4) for split, v in sums.items()}
+
+
+def ceiling_reached(result: TeamEvalResult, ceiling: dict[str, float], k: int = 3) -> dict[str, float]:
+    """The share of joined demands, per half, whose team of k covers as many parts as the ceiling
+    of its parts' own rankings allows (`part_ceiling`'s `per_demand`)."""
+    out: dict[str, list[bool]] = {}
+    for row in result.per_demand:
+        reached = float(row[f"team coverage@{k}"]) >= ceiling[str(row["id"])] - 1e-9
+        out.setdefault(str(row["split"]), []).append(reached)
+        out.setdefault("all", []).append(reached)
+    return {split: round(sum(v) / len(v), 4) for split, v in out.items()}
 
 
 def format_team_table(result: TeamEvalResult, sizes: Sequence[int] = (3, 5)) -> str:

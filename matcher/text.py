@@ -13,6 +13,11 @@ change everybody's segmentation. It builds its own `jieba.Tokenizer`, loads the 
 into it (normalised, so dictionary entries meet normalised text), drops stopwords and punctuation,
 and glues Latin compounds that jieba splits (`li-ion`, `nb-iot`). It pickles without its jieba
 state (jieba's RLock cannot be pickled) and rebuilds it lazily in the receiving process.
+
+`ChineseTokenizer.tag` gives the same tokens with a part of speech each, from a
+`jieba.posseg.POSTokenizer` built over that same instance (never jieba's global one): the tags of
+jieba's dictionary and of the domain dictionary. The understanding stage reads them to tell the
+demand's substance (nouns, technical compounds, verbs of a process) from the words around it.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jieba
+import jieba.posseg
 import opencc
 
 from matcher.config import DEFAULT_CORPORA
@@ -36,6 +42,9 @@ _SPACE = re.compile(r"\s+")
 _WORDLIKE = re.compile(r"[0-9a-z\u3400-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"^[0-9a-z][0-9a-z+#.]*$")
 _JOINERS = {"-", "_", "/", "."}
+# A Latin word as normalised text has it, and as it may be written.
+_LATIN_RUN = re.compile(r"[0-9a-z][0-9a-z+#.\-_/]*")
+_WRITTEN_LATIN = re.compile(r"[0-9A-Za-z][0-9A-Za-z+#.\-_/]*")
 # A bare one- or two-digit number ("4", "12") says nothing about expertise; 304, 6061 or 5g do.
 _SHORT_NUMBER = re.compile(r"^[0-9]{1,2}$")
 # Variant characters OpenCC's t2s keeps but mainland technical writing never uses.
@@ -44,6 +53,12 @@ _VARIANTS = str.maketrans({"矽": "硅", "綫": "线"})
 # a run of characters it cannot segment: "焊" × 20 000 took 12 s. Runs of the characters jieba keeps
 # together (its re_han_default) are cut at this length; real text has punctuation long before.
 _MAX_RUN = 200
+#: Longest text whose part-of-speech tagging uses jieba's HMM for words no dictionary holds. Its
+#: POS HMM costs seconds for a few thousand characters no dictionary knows (a pasted table of
+#: codes, random text): 150,000 such characters took nine minutes. Longer texts (ten times the
+#: longest demand of the benchmarks; expert profiles stay far below) are tagged word by word from
+#: the dictionaries, their unknown stretches character by character.
+TAG_HMM_CHARS = 5_000
 _LONG_RUN = re.compile(r"[\u4e00-\u9fd5a-zA-Z0-9+#&._%\-]{" + str(_MAX_RUN + 1) + ",}")
 
 
@@ -77,6 +92,24 @@ def normalize(text: str) -> str:
         # i, U+0618, U+0307): normalise again, so that normalize(normalize(x)) == normalize(x).
         text = unicodedata.normalize("NFKC", text)
     return _SPACE.sub(" ", text).strip()
+
+
+def surface_forms(text: str) -> dict[str, str]:
+    """{latin word as matched: as written} for the Latin words of `text` written with a capital
+    (SiC -> sic: SiC); the first writing wins."""
+    out: dict[str, str] = {}
+    for m in _WRITTEN_LATIN.finditer(unicodedata.normalize("NFKC", text)):
+        word = m.group(0).strip(".")
+        if word != word.lower():
+            out.setdefault(word.lower(), word)
+    return out
+
+
+def show(term: str, surfaces: Mapping[str, str]) -> str:
+    """`term` with each Latin word written as `surfaces` has it (ip防护等级 -> IP防护等级)."""
+    if not surfaces or not _LATIN_RUN.search(term):
+        return term
+    return _LATIN_RUN.sub(lambda m: surfaces.get(m.group(0), m.group(0)), term)
 
 
 def read_wordlist(path: Path) -> list[str]:
@@ -123,6 +156,7 @@ class ChineseTokenizer:
         self.extra_words = tuple(extra_words)
         self.hmm = hmm
         self._jieba: jieba.Tokenizer | None = None
+        self._pos: jieba.posseg.POSTokenizer | None = None
         self._stop: frozenset[str] = frozenset()
         self._lock = threading.Lock()
 
@@ -177,10 +211,63 @@ class ChineseTokenizer:
         if len(text) > _MAX_RUN:
             text = _LONG_RUN.sub(_cut_run, text)
         raw = tk.lcut(text, HMM=self.hmm)
-        return [
-            t for t in _glue_latin(raw)
-            if _WORDLIKE.search(t) and t not in self._stop and not _SHORT_NUMBER.match(t)
-        ]
+        return [t for t in _glue_latin(raw) if self._keeps(t)]
+
+    def _keeps(self, token: str) -> bool:
+        return bool(_WORDLIKE.search(token)) and token not in self._stop and not _SHORT_NUMBER.match(token)
+
+    def tag(self, text: str, *, normalized: bool = False) -> list[tuple[str, str]]:
+        """The tokens of `tokenize`, in order, each with its part of speech (jieba's tag set: n, nz,
+        v, vn, a, d, m, t, r, eng …). A token that the tagger's own segmentation cuts differently
+        (jieba's two HMMs can disagree on a word neither dictionary holds) gets the tags of the
+        pieces covering it joined by "+" (偏得 -> "a+ud"); Latin and digits are "eng" and "m"."""
+        return [(t, pos) for t, pos, _, _ in self.tag_spans(text, normalized=normalized)]
+
+    def tag_spans(self, text: str, *, normalized: bool = False) -> list[tuple[str, str, int, int]]:
+        """`tag` with each token's start and end in `normalize(text)` (-1, -1 for a text longer
+        than the runs jieba is given whole, whose positions are not kept)."""
+        tk = self._ensure()
+        if not normalized:
+            text = normalize(text)
+        if not text:
+            return []
+        size = len(text)
+        if len(text) > _MAX_RUN:
+            text = _LONG_RUN.sub(_cut_run, text)
+        kept = len(text) == size
+        pieces = _glue_latin_spans(_spans(tk.lcut(text, HMM=self.hmm)))
+        tagged = [(t, a, b) for t, a, b in pieces if self._keeps(t)]
+        if not tagged:
+            return []
+        words: dict[int, tuple[int, str]] = {}
+        at = 0
+        for pair in self._tagger().lcut(text, HMM=self.hmm and size <= TAG_HMM_CHARS):
+            words[at] = (at + len(pair.word), pair.flag)
+            at += len(pair.word)
+        out: list[tuple[str, str, int, int]] = []
+        for token, start, end in tagged:
+            at = (start, end) if kept else (-1, -1)
+            if _LATIN_RUN.fullmatch(token):
+                out.append((token, "m" if token.isdigit() else "eng", *at))
+                continue
+            flags: list[str] = []
+            i = start
+            while i < end and i in words:
+                i, flag = words[i]
+                flags.append(flag)
+            out.append((token, "+".join(flags) if i == end and flags else "x", *at))
+        return out
+
+    def _tagger(self) -> jieba.posseg.POSTokenizer:
+        tk = self._ensure()
+        if self._pos is None:
+            with self._lock:
+                if self._pos is None:
+                    # Over our own instance, so the domain dictionary's words and tags are its own.
+                    pos = jieba.posseg.POSTokenizer(tk)
+                    pos.makesure_userdict_loaded()
+                    self._pos = pos
+        return self._pos
 
     __call__ = tokenize
 
@@ -191,6 +278,7 @@ class ChineseTokenizer:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_jieba"] = None
+        state["_pos"] = None
         state["_lock"] = None
         state["_stop"] = frozenset()
         return state
@@ -210,11 +298,27 @@ def _cut_run(m: re.Match[str]) -> str:
 
 def _glue_latin(tokens: list[str]) -> list[str]:
     """Join Latin pieces jieba split: ['li', '-', 'ion'] -> ['li-ion'], ['ba', 'sic'] -> ['basic']."""
-    out: list[str] = []
+    return [t for t, _, _ in _glue_latin_spans(_spans(tokens))]
+
+
+def _spans(tokens: list[str]) -> list[tuple[str, int, int]]:
+    """Each piece of a jieba cut with its start and end in the text (a cut keeps every character)."""
+    out: list[tuple[str, int, int]] = []
+    at = 0
+    for tok in tokens:
+        out.append((tok, at, at + len(tok)))
+        at += len(tok)
+    return out
+
+
+def _glue_latin_spans(tokens: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """`_glue_latin` on pieces with their spans; a glued word spans its pieces."""
+    out: list[tuple[str, int, int]] = []
     i = 0
     n = len(tokens)
     while i < n:
-        tok = tokens[i].strip()
+        tok, start, end = tokens[i]
+        tok = tok.strip()
         if not tok:
             i += 1
             continue
@@ -223,18 +327,21 @@ def _glue_latin(tokens: list[str]) -> list[str]:
             while True:
                 # jieba cuts inside Latin words when a short dictionary entry fits ('basic' ->
                 # 'ba' + 'sic'): pieces that touch in the text are one word again.
-                if i + 1 < n and _LATIN.match(tokens[i + 1]):
-                    parts.append(tokens[i + 1])
+                if i + 1 < n and _LATIN.match(tokens[i + 1][0]):
+                    parts.append(tokens[i + 1][0])
                     i += 1
-                elif i + 2 < n and tokens[i + 1] in _JOINERS and _LATIN.match(tokens[i + 2]):
-                    parts += (tokens[i + 1], tokens[i + 2])
+                elif i + 2 < n and tokens[i + 1][0] in _JOINERS and _LATIN.match(tokens[i + 2][0]):
+                    parts += (tokens[i + 1][0], tokens[i + 2][0])
                     i += 2
                 else:
                     break
             tok = "".join(parts)  # one join, not repeated concatenation: "a-a-a-…" stays linear
-        out.append(tok.strip(".") if _LATIN.match(tok) else tok)
+            end = tokens[i][2]
+        tok = tok.strip(".") if _LATIN.match(tok) else tok
+        if tok:
+            out.append((tok, start, end))
         i += 1
-    return [t for t in out if t]
+    return out
 
 
 class Synonyms:

@@ -10,7 +10,9 @@ disciplines and techniques ("不粘涂层失效", "SOH估计"). `corpora/thesaur
 `KIND` is 产品 (a product or industry -> the processes, materials and disciplines behind it),
 症状 (a symptom, defect or wanted outcome -> technical concepts) or 俗称 (an everyday or trade name
 -> the technical term). A target's weight, in (0, 1] and 1.0 when omitted, says how directly it
-follows from the source. `[section]` headers name the industry; `#` starts a comment line.
+follows from the source. A target may name conditions after `@` (`车架焊接:0.6@车架|焊缝`): it then
+applies only to a demand that says one of them (`matcher.understand`). `[section]` headers name
+the industry; `#` starts a comment line.
 
 Every line is normalised with `matcher.text.normalize` before it is parsed, so full-width
 punctuation (`＝＞`, `｜`, `，`, `：`), traditional characters and upper-case Latin are accepted, and
@@ -61,10 +63,12 @@ _WORDLIKE = re.compile(r"[0-9a-z\u3400-\u9fff\uf900-\ufaff]")
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A technical concept a source points to; `weight` in (0, 1]: how directly it follows."""
+    """A technical concept a source points to; `weight` in (0, 1]: how directly it follows;
+    `conditions`: words of which the demand must say one for the target to apply (none: always)."""
 
     term: str
     weight: float
+    conditions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,8 +351,17 @@ def _parse_entry(line: str, number: int, section: str | None, where: str) -> Ent
 def _parse_target(raw: str, where: str) -> Target:
     if not raw:
         raise InputError(f"{where}: 有一个目标为空（检查多余的逗号）")
+    conditions: tuple[str, ...] = ()
+    if "@" in raw:
+        raw, _, cond = raw.partition("@")
+        raw = raw.strip()
+        conditions = tuple(dict.fromkeys(c.strip() for c in cond.split("|") if c.strip()))
+        if not conditions or "@" in cond:
+            raise InputError(f"{where}: 目标「{raw}」的条件写法不对；应为 目标:权重@条件词|条件词")
+        if not raw:
+            raise InputError(f"{where}: 条件「{cond.strip()}」前面没有目标")
     if ":" not in raw:
-        return Target(raw, 1.0)
+        return Target(raw, 1.0, conditions)
     term, _, text = raw.rpartition(":")
     term, text = term.strip(), text.strip()
     if not term:
@@ -361,7 +374,7 @@ def _parse_target(raw: str, where: str) -> Target:
         ) from None
     if not math.isfinite(weight) or not 0.0 < weight <= 1.0:
         raise InputError(f"{where}: 目标「{term}」的权重 {text} 不在 (0, 1] 之间")
-    return Target(term, weight)
+    return Target(term, weight, conditions)
 
 
 def _trie_patterns(sources: Iterable[str]) -> dict[str, re.Pattern[str]]:

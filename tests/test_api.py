@@ -475,13 +475,14 @@ def test_xlsx_export_holds_the_ranked_rows(client: TestClient) -> None:
     wb = openpyxl.load_workbook(io.BytesIO(res.content))
     assert wb.sheetnames == ["匹配结果", "需求"]
     table = list(wb["匹配结果"].values)
-    assert table[0] == ("排名", "专家编号", "姓名", "职称", "单位", "地区", "得分", "匹配词", "依据")
+    assert table[0] == ("排名", "专家编号", "姓名", "职称", "单位", "地区", "强度", "等级", "匹配词", "依据")
     assert [(r[0], r[1], r[2]) for r in table[1:]] == [
         (m["rank"], m["expert"]["id"], m["expert"]["name"]) for m in rows
     ]
-    assert table[1][6] == pytest.approx(rows[0]["score"], abs=1e-4)
-    assert table[1][7].split("、") == rows[0]["explanation"]["terms"]
-    assert rows[0]["explanation"]["evidence"][0]["text"] in table[1][8]
+    assert table[1][6] == pytest.approx(rows[0]["strength"], abs=1e-4)  # the calibrated 0-1 strength
+    assert table[1][7] == rows[0]["level"] and table[1][7] in ("强", "中", "弱")
+    assert table[1][8].split("、") == rows[0]["explanation"]["terms"]
+    assert rows[0]["explanation"]["evidence"][0]["text"] in table[1][9]
     assert wb["需求"]["B1"].value == body["text"]
 
 

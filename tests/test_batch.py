@@ -395,15 +395,16 @@ def test_the_xlsx_report_reads_back(done, tmp_path) -> None:
     expert = engine.store.get_expert(first.expert_id)
     x = first.explanation
     terms = "、".join(f"{t}←{x.expanded[t]}" if t in x.expanded else t for t in x.terms)
+    assert x.strength is not None  # stored with the explanation, read back with it
     assert recs[1] == (demand.id, demand.title, demand.enterprise, 1, expert.id, expert.name,
-                       expert.institution, round(first.score, 4), terms,
+                       expert.institution, round(x.strength, 4), x.level, terms,
                        None, None)  # 组团, 覆盖方面: empty for a ranked list (no --team)
     # 匹配词 says which terms the understanding stage added, and for which of the demand's phrases
     stored = engine.store.list_batch_matches(run.id)
     added = [(m, t) for m in stored for t in m.explanation.terms if t in m.explanation.expanded]
     assert added, "the demo demands have expanded terms among their matches"
     m, t = added[0]
-    cell = next(r[8] for r in recs[1:] if (r[0], r[4]) == (m.demand_id, m.expert_id))
+    cell = next(r[9] for r in recs[1:] if (r[0], r[4]) == (m.demand_id, m.expert_id))
     assert f"{t}←{m.explanation.expanded[t]}" in cell.split("、")
     problems = list(wb["排除与未满额"].iter_rows(values_only=True))
     assert problems[0] == PROBLEM_COLUMNS

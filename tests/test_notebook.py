@@ -33,7 +33,8 @@ def test_evaluation_notebook_executes_in_fast_mode(monkeypatch, tmp_path) -> Non
     assert "FAST (words only)" in text
     for row in ("fusion (defaults)", "BM25 reference (same tokens)", "bm25 alone", "fusion - lsa",
                 "fusion - thesaurus", "fusion - popularity discount", "worst ratio to the best reference",
-                "recognised:", "coverage@3"):
+                "recognised:", "coverage@3", "before:", "after: ", "full-weight single characters outside",
+                "shipped:", "强 rel", "reaches its ceiling"):
         assert row in text, row
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == 3, "three plots: the ablation against the references, each signal alone, Recall@k"

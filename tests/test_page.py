@@ -93,7 +93,7 @@ def test_the_page_ranks_and_highlights_the_thermos_demand(page, live: Live) -> N
     rows = page.locator("#results-table tbody tr")
     assert rows.count() == 10
     header = page.locator("#results-table thead th").all_text_contents()
-    assert header == ["排名", "姓名", "职称", "单位", "地区", "得分", "匹配依据"]
+    assert header == ["排名", "姓名", "职称", "单位", "地区", "匹配强度", "匹配依据"]
 
     top_ids = [page.locator("td.name a").nth(i).get_attribute("href").rsplit("/", 1)[1] for i in range(3)]
     assert set(top_ids) & welding_experts(), f"no welding/vacuum expert in the first rows: {top_ids}"
@@ -200,9 +200,11 @@ def test_the_understanding_is_shown_as_chips_and_staff_correct_it_in_one_click(p
     u = api["understanding"]
     # the demand's own terms, then (another colour) what was added, each with where it came from
     own = page.locator("#own-terms .chip").evaluate_all("els => els.map(e => e.dataset.term)")
-    assert own == [t["term"] for t in u["terms"]]
+    assert own == [t["term"] for t in u["terms"] if t["kind"] == "content"]
+    low = page.locator("#low-terms .chip").evaluate_all("els => els.map(e => e.dataset.term)")
+    assert low == [t["term"] for t in u["terms"] if t["kind"] != "content"]  # generic words apart
     added = page.locator("#added-terms .chip.added")
-    assert added.count() == len(u["expanded"]) > 0
+    assert added.count() == len(u["expanded"]) + len(u["synonyms"]) > 0
     first = u["expanded"][0]
     assert added.first.text_content().startswith(f"{first['term']} ← {first['from']}")
     assert page.locator("#added-terms .chip.added").first.evaluate("e => getComputedStyle(e).backgroundColor") != \
@@ -233,4 +235,31 @@ def test_the_understanding_is_shown_as_chips_and_staff_correct_it_in_one_click(p
     # and the system's understanding comes back in one click
     page.get_by_role("button", name="恢复系统理解").click()
     page.wait_for_selector(f'#added-terms .chip[data-term="{term}"]')
+    assert page.problems == []
+
+
+COOKWARE = "我们厂的不锈钢炒锅用了半年就起皮掉渣，客户投诉多，想找专家看看涂层怎么改进"
+
+
+def test_weak_matches_are_folded_and_every_row_shows_its_strength(page, live: Live) -> None:  # noqa: ANN001
+    run_match(page, live, COOKWARE)
+    api = httpx.post(f"{live.url}/api/v1/match", json={"text": COOKWARE, "top_k": 10}, timeout=30).json()
+    levels = [m["level"] for m in api["data"]]
+    weak = levels.count("弱")
+    assert 0 < weak < len(levels) and set(levels) <= {"强", "中", "弱"}
+    shown = page.locator("#results-table tbody:not([hidden]) tr")
+    assert shown.count() == len(levels) - weak  # strong and medium listed
+    assert page.locator("#weak-rows").is_hidden()
+    more = page.locator("#show-weak")
+    assert more.text_content().startswith(f"另有 {weak} 位弱匹配")
+    assert f"另有 {weak} 位弱匹配" in page.locator("#count").text_content()
+    cells = page.locator("#results-table tbody:not([hidden]) td.strength").all_text_contents()
+    assert cells == [f"{m['level']}{m['strength']:.2f}" for m in api["data"] if m["level"] != "弱"]
+    more.click()
+    assert page.locator("#weak-rows").is_visible() and page.locator("#weak-rows tr").count() == weak
+    # the demand's substance, not its fillers: 起皮 and 掉渣 whole, no 半年 or 看看 among the chips
+    chips = page.locator("#own-terms .chip").evaluate_all("els => els.map(e => e.dataset.term)")
+    assert {"起皮", "掉渣", "炒锅", "涂层"} <= set(chips) and not {"半年", "看看", "厂", "多"} & set(chips)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-strength.png"), full_page=True)
     assert page.problems == []

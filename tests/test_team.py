@@ -208,7 +208,7 @@ def test_a_two_part_demand_gets_a_team_covering_both_parts(demo_engine: Engine) 
     bms = next(m for m in team.members if m.expert.id == "X0035")
     assert bms.covers == (2,) and "X0035" in team.aspects[1].covered_by
     assert bms.aspects[0].aspect_id == 2 and bms.aspects[0].relevance >= 0.5
-    assert "bms" in bms.aspects[0].explanation.terms and bms.aspects[0].explanation.evidence
+    assert "BMS" in bms.aspects[0].explanation.terms and bms.aspects[0].explanation.evidence
     assert set(bms.explanation.terms) == set(bms.aspects[0].explanation.terms)
     assert team.coverage == 1.0 and 0.9 <= team.objective <= 1.0
     assert team.ranking[:3] == tuple(ids) and len(team.ranking) == 10
@@ -322,7 +322,9 @@ def test_the_cli_team_table_json_and_errors(tmp_path) -> None:
     assert "demo corpus" in res.output and "需求分为 2 个方面，团队覆盖 100%" in res.output
     assert "叶青松" in res.output  # the BMS expert
     matrix = res.output.strip().splitlines()[-2:]
-    assert matrix[0].startswith("方面1") and matrix[1].startswith("方面2")
+    as_json = runner.invoke(app, ["team", WELD_BMS, "--db", db, "--json"]).output
+    names = [a["name"] for a in json.loads(as_json)["aspects"]]
+    assert matrix[0].startswith(names[0]) and matrix[1].startswith(names[1])  # aspects by their names
     # three members over two aspects: one aspect has two, the other one (which depends on scores)
     assert sorted(row.count("●") for row in matrix) == [1, 2]
 

@@ -42,7 +42,7 @@ def test_a_team_covers_both_parts_and_says_why(client: TestClient) -> None:
     bms = next(m for m in body["team"] if m["expert"]["id"] == "e-bms")
     assert bms["relevance"][1] == 1.0
     part = bms["explanation"]["aspects"][0]
-    assert part["aspect_id"] == 2 and "bms" in part["terms"] and part["evidence"]
+    assert part["aspect_id"] == 2 and "BMS" in part["terms"] and part["evidence"]
     assert "contact" not in json.dumps(body), "no contact details without a key"
     # The same team as the library's, field for field.
     expected = recommend_team(client.engine, TWO_PARTS, size=2).to_dict()

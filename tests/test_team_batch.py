@@ -79,10 +79,10 @@ def test_flagged_demands_get_their_team_and_the_others_a_ranked_list(tmp_path, s
     recs = list(wb["推荐"].iter_rows(values_only=True))
     assert recs[0] == RECOMMENDATION_COLUMNS and recs[0][-2:] == ("组团", "覆盖方面")
     team_rows = [r for r in recs[1:] if r[0] == "T-2"]
-    assert len(team_rows) == 3 and all(r[9] == "是" for r in team_rows)
-    covers = [r[10] for r in team_rows]
-    assert all(c.startswith("方面") for c in covers) and any("MES" in c for c in covers)
-    assert all(r[9] is None for r in recs[1:] if not r[0].startswith("T-"))
+    assert len(team_rows) == 3 and all(r[10] == "是" for r in team_rows)
+    covers = [r[11] for r in team_rows]
+    assert all(c and not c.startswith("方面") for c in covers) and any("MES" in c for c in covers)  # by name
+    assert all(r[10] is None for r in recs[1:] if not r[0].startswith("T-"))
     info = dict(wb["运行"].iter_rows(values_only=True))
     assert info["组团人数 team size"] == 3
     engine.close()

@@ -46,11 +46,11 @@ def test_the_team_switch_shows_the_aspects_by_members_matrix(page, live) -> None
     assert rows.count() == len(api["aspects"]) == 2
     for i, aspect in enumerate(api["aspects"]):
         cells = rows.nth(i).locator("td.cell").all_text_contents()
-        assert rows.nth(i).locator("th").text_content() == f"方面{aspect['id']}"
+        assert rows.nth(i).locator("th").text_content() == aspect["name"]  # named, not 方面1
         assert rows.nth(i).locator("td.aspect-terms").text_content() == "、".join(aspect["terms"])
         for m, cell in zip(api["team"], cells, strict=True):
             if aspect["id"] in m["covers"]:
-                assert cell == "●"
+                assert cell == ("★" if aspect["lead"] == m["expert"]["id"] else "●")  # ★ leads it
             else:
                 assert cell == f"{round(100 * m['relevance'][i])}%"
     assert page.locator("#team-matrix td.covered").count() == sum(len(m["covers"]) for m in api["team"])
@@ -62,8 +62,16 @@ def test_the_team_switch_shows_the_aspects_by_members_matrix(page, live) -> None
     assert members.count() == 3
     assert members.locator("td.name a").all_text_contents() == names
     bms = members.nth(names.index("叶青松"))
-    assert bms.locator("td.covers").text_content() == "方面2"
-    assert bms.locator(".aspect-label").all_text_contents() == ["方面2"]
+    bms_aspect = api["aspects"][1]["name"]
+    assert bms.locator("td.covers").text_content().startswith(bms_aspect)
+    assert bms.locator(".aspect-label").all_text_contents() == [bms_aspect]
+    # every member shows the calibrated strength, the scale of the ranked list
+    levels = members.locator("td.strength .level").all_text_contents()
+    assert levels == [m["level"] for m in api["team"]] and set(levels) <= {"强", "中", "弱"}
+    # the understanding's chips are shown in team mode too, read only (a team reads the demand as written)
+    chips = page.locator("#own-terms .chip").evaluate_all("els => els.map(e => e.dataset.term)")
+    assert chips == [t["term"] for t in api["understanding"]["terms"] if t["kind"] == "content"]
+    assert page.locator("#understanding .chip-x").count() == 0
     marks = {normalize(m) for m in bms.locator("td.evidence mark").all_text_contents()}
     assert "bms" in marks
 
@@ -114,3 +122,15 @@ def test_a_team_shows_markup_as_text_and_errors_in_words(page, live) -> None:  #
     assert "超过上限 20,000 字" in page.locator("#status").text_content()  # the API's 422, in Chinese
     # The browser logs the 422 itself; the page showed it in words.
     assert [p for p in page.problems if "status of 422" not in p] == []
+
+
+def test_a_demand_of_one_problem_says_so(page, live) -> None:  # noqa: ANN001
+    text = "我们厂的不锈钢炒锅用了半年就起皮掉渣，客户投诉多，想找专家看看涂层怎么改进"
+    run_team(page, live, text)
+    api = httpx.post(f"{live.url}/api/v1/team", json={"text": text, "size": 3}, timeout=60).json()
+    assert api["single"] and len(api["aspects"]) == 1
+    note = page.locator("#team-single")
+    assert note.is_visible() and "只有一个方面" in note.text_content() and "前 3 位" in note.text_content()
+    plain = httpx.post(f"{live.url}/api/v1/match", json={"text": text, "top_k": 3}, timeout=60).json()
+    assert [m["expert"]["id"] for m in api["team"]] == [m["expert"]["id"] for m in plain["data"]]
+    assert page.problems == []

@@ -169,6 +169,10 @@ def demand_recommendations(demand_id: DemandId, workflow: WorkflowDep, lock: Wri
     for r in recs.items:
         item: dict[str, Any] = {
             "rank": r.rank, "expert": expert_summary(r.expert, include_contact=contact),
+            # stored with the run's explanation: the strength on the scale of /match (null for a
+            # run stored before it had one)
+            "strength": None if r.explanation.strength is None else round(r.explanation.strength, 4),
+            "level": r.explanation.level,
             "score": round(r.score, 6), "explanation": r.explanation.to_dict(), "run_key": r.run_key,
             "verdict": verdict_out(r.verdict),
         }

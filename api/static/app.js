@@ -135,6 +135,18 @@ function excerpt(text, terms, size = 110) {
   return (start > 0 ? "…" : "") + text.slice(start, end) + (end < text.length ? "…" : "");
 }
 
+// The calibrated strength: a level badge (强/中/弱) and the 0-1 score, the same scale on every page.
+function strengthCell(strength, level) {
+  const cell = el("td", { class: "num strength" });
+  if (strength === null || strength === undefined) {
+    cell.textContent = "—";
+    return cell;
+  }
+  cell.append(el("span", { class: "level level-" + level, text: level }), strength.toFixed(2));
+  cell.title = `匹配强度 ${strength.toFixed(2)}（${level}）：经基准数据校准的相关概率`;
+  return cell;
+}
+
 function evidenceCell(match, text, rows) {
   const cell = el("td", { class: "evidence" });
   const terms = match.explanation.terms;
@@ -165,28 +177,43 @@ function evidenceCell(match, text, rows) {
   return cell;
 }
 
+// The strong and medium matches are listed; the weak ones are folded behind "另有 N 位弱匹配".
 function renderResults(text, payload) {
   const tbody = document.querySelector("#results-table tbody");
+  const weakBody = document.getElementById("weak-rows");
   tbody.replaceChildren();
+  weakBody.replaceChildren();
+  weakBody.hidden = true;
   const rows = [];
+  let weak = 0;
   for (const m of payload.data) {
     const e = m.expert;
     const link = el("a", { href: "/experts/" + encodeURIComponent(e.id), target: "_blank", rel: "noopener", text: e.name || e.id });
     // Paused experts (暂停推荐) stay in a live ranking, flagged: the nightly batch leaves them out.
     const paused = m.paused ? el("div", { class: "badge paused", text: `暂停推荐至 ${m.paused.until}` + (m.paused.reason ? `（${m.paused.reason}）` : "") }) : null;
-    const row = el("tr", {},
+    const isWeak = m.level === "弱";
+    const row = el("tr", isWeak ? { class: "weak" } : {},
       el("td", { class: "num", text: String(m.rank) }),
       el("td", { class: "name" }, link, paused),
       el("td", { text: e.title }),
       el("td", { text: e.institution }),
       el("td", { text: e.region }),
-      el("td", { class: "num", text: m.score.toFixed(3) }),
+      strengthCell(m.strength, m.level),
     );
     rows.push(row);
     row.append(evidenceCell(m, text, rows));
-    tbody.append(row);
+    if (isWeak) weak++;
+    (isWeak ? weakBody : tbody).append(row);
   }
-  document.getElementById("count").textContent = `（${payload.count} 位）`;
+  const more = document.getElementById("show-weak");
+  more.hidden = weak === 0;
+  more.textContent = `另有 ${weak} 位弱匹配（点击展开）`;
+  more.onclick = () => {
+    weakBody.hidden = !weakBody.hidden;
+    more.textContent = weakBody.hidden ? `另有 ${weak} 位弱匹配（点击展开）` : `收起 ${weak} 位弱匹配`;
+  };
+  const shown = payload.count - weak;
+  document.getElementById("count").textContent = weak ? `（${shown} 位，另有 ${weak} 位弱匹配）` : `（${payload.count} 位）`;
   document.getElementById("results").hidden = payload.count === 0;
   showDemand(text, allTerms(payload.data), "（标黄的是与推荐专家匹配的词）");
 }
@@ -194,7 +221,8 @@ function renderResults(text, payload) {
 // What the engine understood: the demand's own terms, then the concepts it added (another
 // colour, with the phrase each came from). Each chip has a ×; an input adds a term. Any change
 // re-ranks at once.
-function renderUnderstanding(u) {
+// In team mode the chips are read only: a team reads the demand as written.
+function renderUnderstanding(u, editable = true) {
   const section = document.getElementById("understanding");
   if (!u) {
     section.hidden = true;
@@ -202,6 +230,7 @@ function renderUnderstanding(u) {
   }
   const chip = (term, cls, title, label) => {
     const node = el("span", { class: "chip " + cls, title, "data-term": term }, el("span", { text: label || term }));
+    if (!editable) return node;
     const x = el("button", { type: "button", class: "chip-x", "aria-label": `去掉「${term}」`, text: "×" });
     x.addEventListener("click", () => editTerms({ exclude: term }));
     node.append(x);
@@ -209,15 +238,28 @@ function renderUnderstanding(u) {
   };
   const own = document.getElementById("own-terms");
   own.replaceChildren(el("span", { class: "label", text: "需求中的词：" }));
-  for (const t of u.terms.slice(0, 24)) own.append(chip(t.term, u.extra.includes(t.term) ? "own extra" : "own", `权重 ${t.weight.toFixed(2)}`));
+  const content = u.terms.filter((t) => (t.kind || "content") === "content");
+  for (const t of content.slice(0, 24)) own.append(chip(t.term, u.extra.includes(t.term.toLowerCase()) ? "own extra" : "own", `权重 ${t.weight.toFixed(2)}`));
+  if (!content.length) own.append(el("span", { class: "note", text: "（没有可用的词）" }));
+  // Generic words and single characters count little and are never cited as a reason: shown apart.
+  const low = document.getElementById("low-terms");
+  const lowTerms = u.terms.filter((t) => (t.kind || "content") !== "content");
+  low.replaceChildren(el("span", { class: "label", text: "泛用词（权重低）：" }));
+  for (const t of lowTerms.slice(0, 16)) low.append(chip(t.term, "low", `泛用词，权重 ${t.weight.toFixed(2)}，不作为匹配理由`));
+  low.hidden = lowTerms.length === 0;
   const added = document.getElementById("added-terms");
   added.replaceChildren(el("span", { class: "label", text: "补充的专业概念：" }));
-  const sources = { thesaurus: "词表", corpus: "专家语料", dense: "语义模型" };
-  for (const e of u.expanded.slice(0, 24)) {
-    added.append(chip(e.term, "added " + e.source, `由「${e.from}」补充（${sources[e.source] || e.source}，权重 ${e.weight.toFixed(2)}）`, `${e.term} ← ${e.from}`));
+  const sources = { thesaurus: "词表", corpus: "专家语料", dense: "语义模型", synonym: "同义词表" };
+  for (const e of [...u.expanded, ...(u.synonyms || [])].slice(0, 24)) {
+    const support = e.support && e.support.length ? `；佐证：需求里的「${e.support.join("」「")}」` : (e.source === "thesaurus" ? "；词表直接对应" : "");
+    added.append(chip(e.term, "added " + e.source, `由「${e.from}」补充（${sources[e.source] || e.source}，权重 ${e.weight.toFixed(2)}${support}）`, `${e.term} ← ${e.from}`));
   }
-  if (!u.expanded.length) added.append(el("span", { class: "note", text: "（无）" }));
-  document.getElementById("reset-terms").hidden = !(edits.exclude.length || edits.extra.length);
+  if (!u.expanded.length && !(u.synonyms || []).length) added.append(el("span", { class: "note", text: "（无）" }));
+  document.getElementById("reset-terms").hidden = !editable || !(edits.exclude.length || edits.extra.length);
+  section.querySelector(".chips-edit").hidden = !editable;
+  document.getElementById("understanding-hint").textContent = editable
+    ? "（点 × 去掉不相关的词，或补充一个词，列表随即重排）"
+    : "（组团按需求原文理解；要修改词语，请关闭组团推荐）";
   section.hidden = false;
 }
 
@@ -249,6 +291,7 @@ function teamBody() {
 // the member comes to the aspect's best expert), then each member with the evidence per aspect.
 function renderTeam(text, payload) {
   const names = new Map(payload.team.map((m) => [m.expert.id, m.expert.name || m.expert.id]));
+  const aspectName = new Map(payload.aspects.map((a) => [a.id, a.name || `方面${a.id}`]));
   const head = document.querySelector("#team-matrix thead tr");
   head.replaceChildren(el("th", { text: "需求方面" }), el("th", { text: "关键词" }));
   for (const m of payload.team) {
@@ -259,19 +302,21 @@ function renderTeam(text, payload) {
   body.replaceChildren();
   const rows = [];
   payload.aspects.forEach((a, i) => {
+    const name = aspectName.get(a.id);
     const row = el("tr", { class: "aspect", "data-aspect": String(a.id), tabindex: "0" },
-      el("th", { scope: "row", text: `方面${a.id}` }),
+      el("th", { scope: "row", text: name, title: a.text }),
       el("td", { class: "aspect-terms", text: a.terms.length ? a.terms.join("、") : a.text }));
     for (const m of payload.team) {
       const covered = m.covers.includes(a.id);
-      const cell = el("td", { class: covered ? "cell covered" : "cell", text: covered ? "●" : `${Math.round(100 * m.relevance[i])}%` });
-      cell.title = covered ? `${names.get(m.expert.id)} 覆盖方面${a.id}` : `${names.get(m.expert.id)} 在方面${a.id}的得分为最合适专家的 ${Math.round(100 * m.relevance[i])}%`;
+      const leads = a.lead === m.expert.id;
+      const cell = el("td", { class: covered ? "cell covered" : "cell", text: covered ? (leads ? "★" : "●") : `${Math.round(100 * m.relevance[i])}%` });
+      cell.title = covered ? `${names.get(m.expert.id)} ${leads ? "牵头" : "覆盖"}「${name}」` : `${names.get(m.expert.id)} 在「${name}」上是最合适专家的 ${Math.round(100 * m.relevance[i])}%`;
       row.append(cell);
     }
     const pick = () => {
       for (const r of rows) r.classList.remove("selected");
       row.classList.add("selected");
-      showDemand(text, a.terms, `（标黄的是方面${a.id}的关键词）`);
+      showDemand(text, a.terms, `（标黄的是「${name}」的关键词）`);
     };
     row.addEventListener("click", pick);
     row.addEventListener("keydown", (event) => { if (event.key === "Enter") pick(); });
@@ -286,7 +331,7 @@ function renderTeam(text, payload) {
     const link = el("a", { href: "/experts/" + encodeURIComponent(e.id), target: "_blank", rel: "noopener", text: e.name || e.id });
     const evidence = el("td", { class: "evidence" });
     for (const part of m.explanation.aspects) {
-      const label = m.covers.includes(part.aspect_id) ? `方面${part.aspect_id}` : `方面${part.aspect_id}（接近）`;
+      const label = m.covers.includes(part.aspect_id) ? aspectName.get(part.aspect_id) : `${aspectName.get(part.aspect_id)}（接近）`;
       const block = el("div", { class: "aspect-evidence" }, el("span", { class: "aspect-label", text: label }));
       for (const ev of part.evidence.slice(0, 2)) {
         const line = el("div", { class: "evidence-item" }, el("span", { class: "field", text: FIELD_NAMES[ev.field] || ev.field }));
@@ -296,25 +341,36 @@ function renderTeam(text, payload) {
       }
       evidence.append(block);
     }
-    const covers = m.covers.length ? m.covers.map((id) => `方面${id}`).join("、") : "—";
+    const covers = m.covers.length ? m.covers.map((id) => aspectName.get(id)).join("、") : "—";
+    const led = payload.aspects.filter((a) => a.lead === m.expert.id).map((a) => aspectName.get(a.id));
+    const coversCell = el("td", { class: "covers", text: covers });
+    if (led.length) coversCell.append(el("div", { class: "lead", text: `牵头：${led.join("、")}` }));
     tbody.append(el("tr", {},
       el("td", { class: "num", text: String(m.rank) }),
       el("td", { class: "name" }, link),
       el("td", { text: e.title }),
       el("td", { text: e.institution }),
       el("td", { text: e.region }),
-      el("td", { class: "covers", text: covers }),
+      strengthCell(m.strength, m.level),
+      coversCell,
       evidence,
     ));
   }
   const covered = payload.aspects.filter((a) => a.covered_by.length).length;
-  document.getElementById("team-summary").textContent =
-    `（需求分为 ${payload.aspects.length} 个方面，${payload.team.length} 位专家覆盖其中 ${covered} 个）`;
+  document.getElementById("team-summary").textContent = payload.single
+    ? `（需求只有一个方面：${payload.team.length} 位专家）`
+    : `（需求分为 ${payload.aspects.length} 个方面，${payload.team.length} 位专家覆盖其中 ${covered} 个）`;
+  const single = document.getElementById("team-single");
+  single.textContent = payload.single
+    ? `这条需求只有一个方面（${payload.aspects.length ? aspectName.get(payload.aspects[0].id) : "—"}），团队就是匹配列表的前 ${payload.team.length} 位专家。`
+    : "";
+  single.hidden = !payload.single;
   const unmatched = document.getElementById("team-unmatched");
   unmatched.textContent = payload.unmatched.length ? `没有专家与这些内容有共同的词：${payload.unmatched.join("；")}` : "";
   unmatched.hidden = payload.unmatched.length === 0;
   document.getElementById("team-results").hidden = payload.team.length === 0;
   document.getElementById("results").hidden = true;
+  document.getElementById("show-weak").hidden = true;
   showDemand(text, payload.aspects.flatMap((a) => a.terms), "（标黄的是各方面的关键词）");
 }
 
@@ -448,6 +504,7 @@ async function runTeam(body, button, started) {
       return;
     }
     const payload = await response.json();
+    renderUnderstanding(payload.understanding, false);
     renderTeam(body.text, payload);
     const ms = Math.round(performance.now() - started);
     setStatus(payload.team.length ? `组成 ${payload.team.length} 人团队，覆盖 ${Math.round(100 * payload.coverage)}% 的需求方面，用时 ${ms} 毫秒。` : "没有专家与这段需求有共同的词，请换个说法或减少筛选条件。", "done");

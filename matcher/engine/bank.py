@@ -23,7 +23,7 @@ from matcher.rank import ExpertIndex, Query
 from matcher.ranking.bank import popularity
 from matcher.store import Store
 
-QueryOf = Callable[[str, str], Query]
+QueryOf = Callable[..., Query]  # (text, emphasis, *, index): the index judges the expansions
 #: A stored demand's weighted words as matching reads them against `index` (no vector).
 WordsOf = Callable[[str, str, ExpertIndex], Query]
 
@@ -119,7 +119,7 @@ class DemandBank:
         for _, text, emphasis in bank:
             if stop is not None and stop.is_set():
                 return 0
-            queries.append(query(text, emphasis))
+            queries.append(query(text, emphasis, index=loaded.index))
         values = popularity(index, queries, index.weights, stop) if self.settings.popularity_weight else {}
         if values is None:
             return 0
@@ -136,11 +136,12 @@ class DemandBank:
         said = [(d.text, " ".join([d.title, *d.keywords])) for d in demands[-s.bank_size :]]
         if self.embeddings.encoder is not None and s.dense_bank_weight and index.dense_ is not None and said:
             if self.embeddings.student is not None:  # read as the demands themselves are, emphasis included
-                bank = np.stack([self.embeddings.student_vector(query(t, e), learn=True) for t, e in said])
+                bank = np.stack([self.embeddings.student_vector(query(t, e, index=index), learn=True)
+                                 for t, e in said])
             else:
                 bank = np.stack([self.embeddings.query_vector(t) for t, _ in said])
             index = index.with_dense_bank(bank, s.dense_bank_weight)
         if s.popularity_weight and said:
-            queries = [query(t, e) for t, e in said]
+            queries = [query(t, e, index=index) for t, e in said]
             index = index.with_popularity(popularity(index.with_popularity(None), queries, index.weights))
         return index

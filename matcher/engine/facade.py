@@ -20,6 +20,7 @@ coverages) keep it here (`service`), not in a dictionary of their own.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import weakref
@@ -51,7 +52,7 @@ from matcher.store import Store
 from matcher.text import ChineseTokenizer, Synonyms, read_wordlist
 from matcher.thesaurus import Thesaurus
 from matcher.tokens import TokenSource
-from matcher.understand import Understander, Understanding
+from matcher.understand import Lexicon, Understander, Understanding, cooccurring
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
@@ -72,6 +73,7 @@ class Engine:
             self.tokenizer, self.thesaurus, generic=self.generic_terms, generic_weight=s.generic_term_weight,
             keyword_boost=s.query_keyword_boost, synonyms=self.synonyms, thesaurus_weight=s.thesaurus_weight,
             corpus_weight=s.corpus_expansion_weight, corpus_terms=s.corpus_expansion_terms,
+            lexicon=Lexicon.load(corpora),
         )
         weights = self.new_index().weights
         self.embeddings = Embeddings(s, self.store, weights, self.tokenizer)
@@ -321,21 +323,27 @@ class Engine:
         return top_k
 
     def understand(self, text: str, emphasis: str = "", *, exclude_terms: Iterable[str] = (),
-                   extra_terms: Iterable[str] = ()) -> Understanding:
+                   extra_terms: Iterable[str] = (), index: ExpertIndex | None = None) -> Understanding:
         """What the demand-understanding stage makes of a text (`matcher.understand`): its own terms,
         the products and symptoms recognised and the concepts they point to; `exclude_terms` and
-        `extra_terms` are the staff's corrections."""
-        related = None
-        if self.settings.corpus_expansion_weight > 0:
-            related = self.ensure_index().index.related_terms
+        `extra_terms` are the staff's corrections. The library whose texts judge an expansion is
+        this engine's index, or `index` (a benchmark's, in `matcher eval`)."""
+        index = index if index is not None else self.ensure_index().index
+        related = index.related_terms if self.settings.corpus_expansion_weight > 0 else None
+        # each term's postings read once for all the demand's concepts
+        rows_of = functools.lru_cache(maxsize=None)(lambda term: index.words_.rows_with([term])[0])
         return self.understander.understand(text, emphasis, exclude=exclude_terms, extra=extra_terms,
-                                            related=related)
+                                            related=related,
+                                            support=lambda concept, others: cooccurring(
+                                                index.words_, index.unit_expert_, concept, others,
+                                                rows_of=rows_of))
 
     def query(self, text: str, emphasis: str = "", *, understanding: Understanding | None = None,
-              encode: bool = True) -> Query:
+              encode: bool = True, index: ExpertIndex | None = None) -> Query:
         """The weighted query every signal reads, from the understanding of `text`; `encode=False`
-        for a caller that reads only its words (no dense vector, no encoding started)."""
-        u = understanding if understanding is not None else self.understand(text, emphasis)
+        for a caller that reads only its words (no dense vector, no encoding started); `index`
+        judges the expansions (`understand`)."""
+        u = understanding if understanding is not None else self.understand(text, emphasis, index=index)
         q = self.understander.build_query(u)
         if not encode:
             return q
@@ -344,8 +352,7 @@ class Engine:
     def _words_of(self, text: str, emphasis: str, index: ExpertIndex) -> Query:
         """`query(text, emphasis, encode=False)` against `index` (not the live one: the bank reads
         its demands while an index is being attached)."""
-        related = index.related_terms if self.settings.corpus_expansion_weight > 0 else None
-        return self.understander.build_query(self.understander.understand(text, emphasis, related=related))
+        return self.query(text, emphasis, encode=False, index=index)
 
     def _demand_query(self, demand: Demand) -> Query:
         """A stored demand's query: its title and keywords emphasised, the staff's corrections of what

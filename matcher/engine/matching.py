@@ -78,8 +78,11 @@ def page(loaded: Loaded, q: Query, top_k: int, rules: Rules) -> list[Match]:
         if expert is not None and not rule_out(expert, rules):
             chosen.append(i)
     explanations = loaded.index.explain_many(chosen, q, scored)
+    # No padding: an expert whose match cites nothing (it shared only generic words, which an
+    # explanation never cites) is left out rather than listed without a reason.
+    kept = [(i, x) for i, x in zip(chosen, explanations, strict=True) if x.terms or x.evidence]
     return [Match(rank=r, expert=loaded.experts[i], score=float(total[i]), explanation=expl)  # type: ignore[arg-type]
-            for r, (i, expl) in enumerate(zip(chosen, explanations, strict=True), start=1)]
+            for r, (i, expl) in enumerate(kept, start=1)]
 
 
 def candidates(loaded: Loaded, demand_id: str, q: Query, limit: int, explain: int,

@@ -1,7 +1,8 @@
 """Where the concepts added to a demand come from: one file a source (`matcher.understand` runs them
 in order, each seeing what the ones before it added).
 
-  thesaurus.py  `corpora/thesaurus.txt`: products, symptoms and trade names, and what they point to
+  thesaurus.py  `corpora/thesaurus.txt`: products, symptoms and trade names, and what they point to,
+                each kept only with support beyond its trigger (`matcher.understand`'s docstring)
   corpus.py     terms that keep company with the demand's words in the experts' own texts
 
 A source is a class with a `name` and `expand(found)`, which adds `Expansion`s to
@@ -11,26 +12,38 @@ adds only terms nobody has yet). Every expansion weighs less than the demand's o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from matcher.thesaurus import Hit
+
 Related = Callable[[Sequence[tuple[str, float]], int], list[tuple[str, str, float]]]
+#: (concept's words, the demand's other terms) -> {term: experts} or None (the library cannot say)
+Support = Callable[[Sequence[str], Sequence[str]], Mapping[str, int] | None]
 
 
 @dataclass(frozen=True, slots=True)
 class Expansion:
-    """A concept added to the demand: `origin` is the demand's phrase it came from."""
+    """A concept added to the demand: `origin` is the demand's phrase it came from; `support`
+    what else in the demand made it fit (its terms, or the thesaurus condition met)."""
 
     term: str
     origin: str
-    source: str  # the source's name: "thesaurus" | "corpus"
+    source: str  # the source's name: "thesaurus" | "corpus" | "synonym"
     weight: float
     kind: str = ""  # the thesaurus entry's kind (产品, 症状, 俗称)
+    support: tuple[str, ...] = ()
+    shown: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.shown or self.term
 
     def to_dict(self) -> dict[str, object]:
-        return {"term": self.term, "from": self.origin, "source": self.source, "weight": round(self.weight, 4),
-                **({"kind": self.kind} if self.kind else {})}
+        return {"term": self.label, "from": self.origin, "source": self.source,
+                "weight": round(self.weight, 4),
+                "support": list(self.support), **({"kind": self.kind} if self.kind else {})}
 
 
 @dataclass
@@ -41,9 +54,14 @@ class Found:
     own: dict[str, float]  # the demand's own terms and their weights
     drop: set[str]  # what staff removed (terms and the words of removed phrases)
     related: Related | None = None  # the index's related terms (`ExpertIndex.related_terms`)
+    content: list[str] = field(default_factory=list)  # the own terms of substance, heaviest first
+    hits: Sequence[Hit] | None = None  # the thesaurus's finds in `text` (None: not looked up yet)
+    surfaces: Mapping[str, str] = field(default_factory=dict)  # term -> how it is written
+    support: Support | None = None  # the library's judge of an expansion (`cooccurring`)
     products: list[str] = field(default_factory=list)
     symptoms: list[str] = field(default_factory=list)
     expanded: dict[str, Expansion] = field(default_factory=dict)
+    dropped: dict[str, Expansion] = field(default_factory=dict)  # concepts the context did not support
 
 
 class Source(Protocol):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from matcher.expansion import Expansion, Found
+from matcher.text import show
 
 
 class CorpusSource:
@@ -22,8 +23,10 @@ class CorpusSource:
         weight, terms = self.weight(), self.terms()
         if found.related is None or weight <= 0 or terms <= 0:
             return
-        content = [(t, w) for t, w in found.own.items() if t not in self.generic]
+        content = [(t, found.own[t]) for t in found.content if t in found.own and t not in self.generic]
         for term, origin, sim in found.related(content, terms):
             if term in found.drop or term in found.own or term in found.expanded:
                 continue
-            found.expanded[term] = Expansion(term, origin, self.name, weight * max(0.0, min(1.0, sim)))
+            found.expanded[term] = Expansion(term, show(origin, found.surfaces), self.name,
+                                             weight * max(0.0, min(1.0, sim)),
+                                             shown=show(term, found.surfaces))

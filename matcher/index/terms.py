@@ -193,6 +193,10 @@ class TermIndex(TermUpdates, TermFiles):
     def n_base_rows_(self) -> int:
         return self._base.shape[0]
 
+    def rows_with(self, terms: Sequence[str]) -> list[np.ndarray]:
+        """The live rows holding each of `terms` (`rows_with`)."""
+        return rows_with(self, terms)
+
     # -- querying -------------------------------------------------------------------------------
     def query_vector(self, weights: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
         """(term ids, weights) of the query terms present in the live documents.
@@ -428,3 +432,23 @@ class TermIndex(TermUpdates, TermFiles):
         return self.weighted().tocsc()
 
     # -- incremental updates --------------------------------------------------------------------
+
+
+def rows_with(index: TermIndex, terms: Sequence[str]) -> list[np.ndarray]:
+    """The live rows of `index` holding each of `terms` (sorted row numbers; empty for an unknown
+    term): the postings, read without weighing them (co-occurrence of terms in the documents)."""
+    index._require_fitted()
+    out: list[np.ndarray] = []
+    nb = index._base.shape[0]
+    for term in terms:
+        j = index.vocabulary_.get(term)
+        if j is None:
+            out.append(np.zeros(0, dtype=np.int64))
+            continue
+        parts = []
+        for seg, offset in ((index._base, 0), (index._delta_c, nb)):
+            if j < seg.shape[1]:
+                parts.append(seg.indices[seg.indptr[j]:seg.indptr[j + 1]].astype(np.int64) + offset)
+        rows = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+        out.append(rows[index.alive_[rows]] if index.n_docs_ < index.n_rows_ else rows)
+    return out

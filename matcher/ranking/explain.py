@@ -16,7 +16,8 @@ from matcher.models import Evidence, Explanation
 from matcher.ranking.fusion import Scored
 from matcher.ranking.query import Query
 from matcher.ranking.state import IndexState
-from matcher.text import normalize
+from matcher.strength import Field, best, coverage, strength
+from matcher.text import normalize, show
 
 _WORDLIKE = re.compile(r"[0-9a-z\u3400-\u9fff\uf900-\ufaff]+")
 
@@ -43,13 +44,16 @@ def explain_many(
         units = units[scored.unit_scores[units] > 0]
         per_expert.append(units[np.argsort(-scored.unit_scores[units], kind="stable")])
     vocab = index.words_.vocabulary_
-    known = [t for t in query.weights if t in vocab]
+    # A generic word (客户, 改进) counts in the score but is never cited as a reason.
+    known = [t for t in query.weights if t in vocab and t not in query.quiet]
     rows = np.concatenate(per_expert) if per_expert else np.zeros(0, dtype=np.int64)
     weights = index.words_.entry_weights(rows, np.asarray([vocab[t] for t in known], dtype=np.int64))
     out: list[Explanation] = []
     start = 0
     n = len(index.expert_ids_)
     said = _Said(normalize(query.text), [t for t in query.origins if len(t) >= 2])
+    shown = _shower(query)
+    field = Field.of(scored.total)
     for expert, by_score in zip(experts, per_expert, strict=True):
         block = weights[start : start + len(by_score)]
         start += len(by_score)
@@ -62,7 +66,8 @@ def explain_many(
             contrib = {known[j]: float(block[row, j]) for j in hit}
             terms = tuple(sorted(contrib, key=lambda t: -contrib[t]))
             evidence.append(
-                Evidence(index.unit_field_[u], index.unit_text_[u], terms, float(scored.unit_scores[u]))
+                Evidence(index.unit_field_[u], index.unit_text_[u], tuple(shown(t) for t in terms),
+                         float(scored.unit_scores[u]))
             )
         terms = _terms_by_weight(block, known)
         expanded = {t: query.origins[t] for t in terms if t in query.origins}
@@ -70,9 +75,26 @@ def explain_many(
             evidence += _beyond_words(index, int(expert), query, scored, max_evidence - len(evidence),
                                       {e.text for e in evidence}, terms, expanded, said)
         signals = {name: float(arr[expert]) for name, arr in scored.signals.items() if len(arr) == n}
-        out.append(Explanation(terms=tuple(terms), evidence=tuple(evidence), signals=signals,
-                               expanded=expanded))
+        units = index.units_of(int(expert))
+        score = float(scored.total[expert])
+        measures = {
+            "share": field.share(score), "gap": field.gap(score), "crowd": field.crowd,
+            "dense": best(scored.dense_scores, units), "chars": best(scored.char_scores, units),
+            "coverage": coverage(query.said, terms, query.counts_as, terms),
+        }
+        s = strength(measures)
+        out.append(Explanation(terms=tuple(shown(t) for t in terms), evidence=tuple(evidence),
+                               signals=signals,
+                               expanded={shown(t): shown(o) for t, o in expanded.items()},
+                               measures=measures, strength=s.score, level=s.level))
     return out
+
+
+def _shower(query: Query):  # noqa: ANN202 - a small closure
+    """How a matched term is shown: as the query says (Latin as the demand writes it), else with
+    each of its Latin words so written."""
+    table = query.shown
+    return lambda term: table.get(term) or show(term, table)
 
 
 def _terms_by_weight(block: np.ndarray, known: list[str]) -> list[str]:
@@ -113,6 +135,7 @@ def _beyond_words(index: IndexState, expert: int, query: Query, scored: Scored, 
     the demand's own text goes into `expanded` with the demand's phrase the concept came from."""
     units = index.units_of(expert)
     out: list[Evidence] = []
+    show_ = _shower(query)
     if scored.char_scores is not None:
         said = said or _Said(normalize(query.text), [t for t in query.origins if len(t) >= 2])
         text, extra = said.text, said.extra
@@ -122,10 +145,11 @@ def _beyond_words(index: IndexState, expert: int, query: Query, scored: Scored, 
             shown_text = index.unit_text_[u]
             if shown_text in shown:
                 continue
-            strings = common_strings(said.joined, _normalized(shown_text))
+            strings = tuple(s for s in common_strings(said.joined, _normalized(shown_text))
+                            if s not in query.quiet)
             if strings:
-                out.append(Evidence(index.unit_field_[u], shown_text, strings, float(scored.char_scores[u]),
-                                    match="chars"))
+                out.append(Evidence(index.unit_field_[u], shown_text, tuple(show_(s) for s in strings),
+                                    float(scored.char_scores[u]), match="chars"))
                 shown.add(shown_text)
                 terms.extend(s for s in strings if s not in terms)
                 for piece in strings:

@@ -32,6 +32,14 @@ class Query:
     #: Terms the demand did not say but an expansion added: term -> the demand's phrase it came
     #: from (`matcher.understand`), so an explanation can say "腐蚀 ← 生锈".
     origins: Mapping[str, str] = field(default_factory=dict)
+    #: How a term is shown to staff (Latin as the demand writes it: sic -> SiC); absent: as is.
+    shown: Mapping[str, str] = field(default_factory=dict)
+    #: Terms the ranking reads but an explanation never cites (generic words: 客户, 改进).
+    quiet: frozenset[str] = frozenset()
+    #: The demand's own content words and their weights, and what else counts as each (its
+    #: synonyms, a phrase's words): what an expert's coverage of the demand is measured on.
+    said: Mapping[str, float] = field(default_factory=dict)
+    counts_as: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def char_weights(self) -> Mapping[str, float]:
         if self.grams is not None:

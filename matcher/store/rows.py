@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from matcher.models import Demand, Evidence, Expert, Explanation, expert_digest
+from matcher.models import Demand, Expert, Explanation, expert_digest
 
 EXPERT_COLUMNS = ("id", "name", "title", "institution", "region", "research_fields", "bio", "documents",
                    "tags", "contact")
@@ -23,14 +23,7 @@ def explanation_json(expl: Explanation) -> str:
 
 
 def explanation_from_json(text: str) -> Explanation:
-    d = json.loads(text)
-    evidence = tuple(
-        Evidence(field=e["field"], text=e["text"], terms=tuple(e.get("terms", ())),
-                 score=float(e.get("score", 0.0)), match=str(e.get("match", "words")))
-        for e in d.get("evidence", ())
-    )
-    return Explanation(terms=tuple(d.get("terms", ())), evidence=evidence, signals=dict(d.get("signals", {})),
-                       expanded=dict(d.get("expanded", {})))
+    return Explanation.from_dict(json.loads(text))
 
 
 def aspects_json(aspects: Sequence[Mapping[str, Any]]) -> str | None:
