@@ -51,7 +51,14 @@ from openpyxl.styles import Font
 
 from matcher import assign
 from matcher.cells import append_row, csv_row
-from matcher.engine import EXCLUSION_KINDS, Candidates, Engine, exclusion_kind, settings_env
+from matcher.engine import (
+    EXCLUSION_KINDS,
+    Candidates,
+    Engine,
+    demand_candidates_many,
+    exclusion_kind,
+    settings_env,
+)
 from matcher.errors import InputError, NotFoundError, StoreError
 from matcher.models import Demand, Expert, Explanation
 from matcher.records import BatchCandidate, BatchExclusion, BatchMatch, BatchOutcome, BatchRun, CandidateTable
@@ -328,7 +335,7 @@ def score_demand(engine: Engine, demand: Demand, limit: int, *, explain: int = 0
 def score_demands(engine: Engine, demands: Sequence[Demand], limit: int, *, explain: int = 0,
                   block: int | None = None) -> Iterator[DemandScores]:
     """`score_demand` of each demand, in order; `block` (default: the setting `batch_block`) demands
-    scored together, their semantic signals as one matrix product (`Engine.demand_candidates_many`):
+    scored together, their semantic signals as one matrix product (`engine.demand_candidates_many`):
     the same rankings, a cosine possibly one float32 rounding away. A demand the engine refuses
     (no text) is reported alone, the rest of its block goes on."""
     block = engine.settings.batch_block if block is None else block
@@ -345,7 +352,7 @@ def score_demands(engine: Engine, demands: Sequence[Demand], limit: int, *, expl
                 errors[d.id] = exc.message
         good = [d for d in part if d.id not in errors]
         try:
-            ranked = engine.demand_candidates_many(good, limit, explain=explain) if good else []
+            ranked = demand_candidates_many(engine, good, limit, explain=explain) if good else []
         except InputError:  # something else refused in the block: one at a time, as before
             yield from (score_demand(engine, d, limit, explain=explain) for d in part)
             continue

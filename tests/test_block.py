@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from matcher.batch import BatchOptions, score_demand, score_demands
-from matcher.engine import Candidates, Engine
+from matcher.engine import Candidates, Engine, demand_candidates_many
 from matcher.models import Demand
 
 from .conftest import make_settings
@@ -68,7 +68,7 @@ def test_a_block_of_the_demo_demands_ranks_as_one_at_a_time(demo_engine: Engine)
     assert len(demands) > 50
     index = demo_engine.ensure_index().index
     assert index.dense_ is not None and index.part("lsa") is not None  # both block products run
-    block = demo_engine.demand_candidates_many(demands, 300, explain=10)
+    block = demand_candidates_many(demo_engine, demands, 300, explain=10)
     for demand, got in zip(demands, block, strict=True):
         assert_same_candidates(demo_engine.demand_candidates(demand, 300, explain=10), got)
 
@@ -124,7 +124,7 @@ def test_a_block_ranks_a_10000_expert_pool_as_one_at_a_time(tmp_path, tokenizer)
     identical = 0
     for start in (0, 20):
         part = demands[start : start + 20]
-        for demand, got in zip(part, engine.demand_candidates_many(part, 300, explain=10), strict=True):
+        for demand, got in zip(part, demand_candidates_many(engine, part, 300, explain=10), strict=True):
             one = engine.demand_candidates(demand, 300, explain=10)
             assert_same_candidates(one, got, exact=False)
             identical += [m.expert.id for m in one.ranked] == [m.expert.id for m in got.ranked]
