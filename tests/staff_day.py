@@ -98,6 +98,10 @@ def first_admin(db: Path) -> None:
     subprocess.run(command, input=ADMIN_PASSWORD + "\n", text=True, check=True, capture_output=True)
 
 
+#: an owner's demand of three problems (the team page names each as an aspect)
+THREE_PROBLEMS = "锂电池包在高温下容易过热，齿轮箱噪声大寿命短，还想上MES"
+
+
 def new_page(browser: Any) -> Any:
     context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN",
                                   timezone_id="Asia/Shanghai", accept_downloads=True)
@@ -220,6 +224,15 @@ def play(browser: Any, url: str, workdir: Path, *, shot: Callable[[Any, str], No
     page.wait_for_url(re.compile(r".*/demands/W\d{8}-[0-9a-f]{6}\?done=saved.*"))
     saved_id = page.url.split("/demands/")[1].split("?")[0]
     day.facts["saved_id"], day.facts["shown_before_exclusion"] = saved_id, before
+
+    # -- a demand of three problems, answered by a team -------------------------------------
+    page.goto(url + "/")
+    page.fill("#demand", THREE_PROBLEMS)
+    page.get_by_label("组团推荐").check()
+    page.click("#match-button")
+    page.wait_for_selector('#status[data-state="done"]')
+    day.facts["team_aspects"] = page.locator("#team-results tr.aspect th").all_inner_texts()
+    seen("team")
 
     # -- opened from the inbox; one expert 不合适 ---------------------------------------------
     page.goto(url + "/demands")

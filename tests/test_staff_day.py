@@ -84,6 +84,9 @@ def check(day: staff_day.Day, store: Store) -> None:
     names = {e.id: e.name for e in store.get_experts(f["saved_list"])}
     assert [names[i] for i in f["saved_list"]] == f["shown_after_exclusion"]  # what the page showed
 
+    # a demand of three problems: a team with one named aspect for each (issue 24)
+    assert len(f["team_aspects"]) == 3 and not any(a.startswith("方面") for a in f["team_aspects"])
+
     # 不合适: gone, renumbered, never ticked
     assert f["after_unsuitable"] == f["saved_list"][1:]
     assert f["ranks_after"] == [str(i) for i in range(1, len(f["saved_list"]))]
