@@ -9,7 +9,7 @@
   imports.py     Imports: files of experts and demands, merges, the demo corpus
 """
 
-from matcher.engine.facade import Engine
+from matcher.engine.facade import Engine, demand_candidates_many
 from matcher.engine.imports import DEMO_VECTORS
 from matcher.engine.live import IndexInfo, Loaded, background_priority, card, settings_env
 from matcher.engine.matching import UNEXPLAINED, Analysis, Candidates, Exclusion, RelevanceMatrix
@@ -32,6 +32,7 @@ __all__ = [
     "Understanding",
     "background_priority",
     "card",
+    "demand_candidates_many",
     "exclusion_kind",
     "rule_out",
     "settings_env",

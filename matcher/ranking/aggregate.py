@@ -115,6 +115,12 @@ def expert_vote(unit_scores: np.ndarray, lay: Layout, unit_expert: np.ndarray, n
     a topic is real evidence) and lifts the enterprise-voice set, where one specific document of a
     local engineer should beat a professor's many loosely related papers."""
     vote = knn_vote(unit_scores, lay, unit_expert, len(n_documents), k)
+    return length_normed(vote, n_documents, length_norm)
+
+
+def length_normed(vote: np.ndarray, n_documents: np.ndarray, length_norm: float) -> np.ndarray:
+    """A kNN vote divided by each expert's number of documents to the power `length_norm` (see
+    `expert_vote`; a sharded vote, `matcher.ranking.shard_part`, is normed here too)."""
     if not length_norm:
         return vote
     return (vote / np.maximum(n_documents, 1.0) ** length_norm).astype(np.float32)

@@ -25,6 +25,7 @@ import numpy as np
 from matcher.dense import DenseVectors, Lookup, assemble, text_key
 from matcher.errors import IndexStateError
 from matcher.models import Expert, Explanation
+from matcher.ranking import block as _block
 from matcher.ranking import explain as _explain
 from matcher.ranking import fit as _fit
 from matcher.ranking import persist as _persist
@@ -65,6 +66,12 @@ class ExpertIndex(IndexState):
     def score(self, query: Query, weights: Mapping[str, float] | None = None) -> Scored:
         """Every signal for `query`, fused (`weights`: other fusion weights than the index's)."""
         return _score.score(self, query, weights)
+
+    def score_many(self, queries: Sequence[Query]) -> list[Scored]:
+        """`score` of each query, the block's semantic signals from one matrix product each
+        (`matcher.ranking.block`): the same rankings, for the nightly batch."""
+        seeds = _block.semantic_seeds(self, queries)
+        return [_score.score(self, q, seed=s) for q, s in zip(queries, seeds, strict=True)]
 
     def signal_scores(self, query: Query) -> _score.SignalScores:
         """Every signal for `query` before fusion (`fuse` fuses them under any weights)."""
