@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from api.deps import EngineDep, WorkflowDep
 from api.render import problem, render
 from api.session import SessionDep, login_redirect
+from matcher.accounts import Session
 from matcher.auditlog import ACTIONS, actor_label, describe, expert_ids
 from matcher.errors import ForbiddenError, MatcherError
 from matcher.timefmt import local_time
@@ -19,6 +20,23 @@ from matcher.workflow import parse_date
 
 router = APIRouter(include_in_schema=False)
 SHOWN = 500
+
+
+def admin_period(request: Request, session: Session | None, date_from: str,
+                 date_to: str) -> tuple[str | None, str | None] | Response:
+    """The audit log's period (ISO days, None when open) for an administrator; otherwise the
+    sign-in redirect or the refusal, and a malformed day a Chinese problem page. Shared by the
+    page and its download."""
+    if session is None:
+        return login_redirect(request)
+    if session.user.role != "admin":
+        return problem(request, session, ForbiddenError("只有管理员可以查看审计日志"))
+    try:
+        lo = parse_date(date_from, "from").isoformat() if date_from else None
+        hi = parse_date(date_to, "to").isoformat() if date_to else None
+    except MatcherError as exc:
+        return problem(request, session, exc, back="/audit")
+    return lo, hi
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -32,16 +50,11 @@ def audit_page(
     date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
     date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
 ) -> Response:
-    if session is None:
-        return login_redirect(request)
-    if session.user.role != "admin":
-        return problem(request, session, ForbiddenError("只有管理员可以查看审计日志"))
+    period = admin_period(request, session, date_from, date_to)
+    if isinstance(period, Response):
+        return period
+    lo, hi = period
     tz = engine.settings.timezone
-    try:
-        lo = parse_date(date_from, "from").isoformat() if date_from else None
-        hi = parse_date(date_to, "to").isoformat() if date_to else None
-    except MatcherError as exc:
-        return problem(request, session, exc, back="/audit")
     code = action if action in ACTIONS else ""
     entries, total = workflow.audit_log(actor=user.strip() or None, action=code or None, date_from=lo,
                                         date_to=hi, limit=SHOWN)

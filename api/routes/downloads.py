@@ -17,11 +17,12 @@ from fastapi.responses import Response
 
 from api.deps import ClientIp, EngineDep, WorkflowDep, WriteLock
 from api.render import problem
+from api.routes.audit import admin_period
 from api.session import SessionDep, login_redirect
 from matcher import io as mio
 from matcher.auditlog import ACTIONS, actor_label, describe, expert_ids
 from matcher.batch import write_report as write_batch_report
-from matcher.errors import ForbiddenError, MatcherError, NotFoundError
+from matcher.errors import MatcherError, NotFoundError
 from matcher.report import annual_report
 from matcher.timefmt import local_time, now_local, zone_label
 from matcher.workflow import parse_date
@@ -102,16 +103,11 @@ def audit_xlsx(
     date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
 ) -> Response:
     """The audit log (admins), filtered as on its page: each entry a sentence, its time local."""
-    if session is None:
-        return login_redirect(request)
-    if session.user.role != "admin":
-        return problem(request, session, ForbiddenError("只有管理员可以查看审计日志"))
+    period = admin_period(request, session, date_from, date_to)
+    if isinstance(period, Response):
+        return period
+    lo, hi = period
     tz = engine.settings.timezone
-    try:
-        lo = parse_date(date_from, "from").isoformat() if date_from else None
-        hi = parse_date(date_to, "to").isoformat() if date_to else None
-    except MatcherError as exc:
-        return problem(request, session, exc, back="/audit")
     entries, _ = workflow.audit_log(actor=user.strip() or None, action=action or None, date_from=lo,
                                     date_to=hi, limit=MAX_ROWS)
     names = {e.id: e.name for e in engine.get_experts({i for a in entries for i in expert_ids(a)})}
