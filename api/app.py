@@ -23,7 +23,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import matcher
-from api.middleware import BodyLimitMiddleware, IdempotencyMiddleware, SecurityHeadersMiddleware
+from api.middleware import (
+    BodyLimitMiddleware,
+    IdempotencyMiddleware,
+    SecurityHeadersMiddleware,
+    document_body_limit,
+)
 from api.routes import (
     admin,
     audit,
@@ -332,6 +337,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        upload_bytes=settings.max_import_bytes + 64_000, upload_paths=UPLOAD_PATHS)
     app.add_middleware(SecurityHeadersMiddleware)
+    document_body_limit(app)
     return app
 
 

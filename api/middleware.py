@@ -63,6 +63,27 @@ async def send_page_error(send: Send, status: int, heading: str, message: str) -
     await send({"type": "http.response.body", "body": body})
 
 
+def document_body_limit(app: Any) -> None:
+    """Name the limit's 413 in the OpenAPI of every operation that takes a body: the middleware may
+    answer any of them so, before a route runs, and a client generated from the schema must know it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if isinstance(operation, dict) and "requestBody" in operation:
+                    operation.setdefault("responses", {}).setdefault("413", {
+                        "description": "The body is over MATCHER_MAX_BODY_BYTES; nothing was read or stored.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+                    })
+        return schema
+
+    app.openapi = openapi
+
+
 class BodyLimitMiddleware:
     """Refuse a body over `max_bytes` (413) before the app reads it; the uploads of a workbook
     (`upload_paths`) may be up to `upload_bytes`. A page (any path outside /api/) is answered with
