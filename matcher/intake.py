@@ -23,7 +23,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -58,6 +58,8 @@ DOCUMENT_LABELS = {"paper": "论文", "patent": "专利", "project": "项目", "
 KINDS = {"demands": "需求", "experts": "专家"}
 UPLOAD_SUFFIXES = (".xlsx", ".csv")
 STAGED_HOURS = 24  # a file checked but never imported is deleted after this long
+# How far down the ranking an expert the match page showed may have moved and still be saved as shown.
+SHOWN_DEPTH = 100
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 _FIELD_CHARS = {"enterprise": 200, "contact": 200, "region": 100, "industry": 100, "title": 500,
                 "name": 100, "institution": 200, "tags": 1000, "research_fields": 2000, "bio": 10_000}
@@ -146,18 +148,22 @@ class Intake:
 
     def save_live(self, actor: str, text: str, form: DemandForm, *, top_k: int | None = None,
                   filters: Filters | None = None, exclude_terms: Iterable[str] = (),
-                  extra_terms: Iterable[str] = (), ip: str = "") -> tuple[Demand, list[Match]]:
+                  extra_terms: Iterable[str] = (), shown: Sequence[str] = (),
+                  ip: str = "") -> tuple[Demand, list[Match], bool]:
         """Store a demand pasted on the match page, with the staff's corrections of what the engine
-        understood, and the list the page showed for it as its recommendations (实时匹配): ranked
-        again here, by the same call the page made, so what is stored is what the ranking gives,
-        not what a browser sends. The demand is 已推荐 when the list has anyone, else 新需求."""
+        understood, and the list the page showed for it as its recommendations (实时匹配). The list
+        is ranked again here, by the same call the page made, so a browser cannot store an expert
+        the ranking does not give; `shown` (the ids the page listed, in its order) is kept when the
+        ranking still gives each of them, since the library may have changed in between (an expert
+        added, a vector encoded in the background) and staff act on what they saw. The third value
+        says whether the stored list is the one shown. The demand is 已推荐 when the list has
+        anyone, else 新需求."""
         excluded, added = split_list(list(exclude_terms)), split_list(list(extra_terms))
         self.engine.check_text(text)
         title = form.title.strip() or _first_words(text)
         demand = self.build_demand(replace(form, title=title, description=text), exclude_terms=excluded,
                                    extra_terms=added)
-        matches = list(self.engine.analyse(text, top_k, filters, exclude_terms=excluded,
-                                           extra_terms=added).matches)
+        matches, as_shown = self._as_shown(text, top_k, filters, excluded, added, list(shown))
         if matches:
             demand = replace(demand, status="matched")
         with self.store.transaction():
@@ -169,8 +175,24 @@ class Intake:
                 "source": "live", "title": demand.title, "experts": [m.expert.id for m in matches],
                 **({"exclude_terms": list(excluded)} if excluded else {}),
                 **({"extra_terms": list(added)} if added else {}),
+                **({} if as_shown or not shown else {"shown": list(shown)}),
             }, ip=ip)
-        return demand, matches
+        return demand, matches, as_shown
+
+    def _as_shown(self, text: str, top_k: int | None, filters: Filters | None, excluded: list[str],
+                  added: list[str], shown: list[str]) -> tuple[list[Match], bool]:
+        """The ranking's list for the pasted demand, in the order the page showed it when the ranking
+        (looked at as far as `SHOWN_DEPTH`) still gives every expert shown; else the ranking's own."""
+        def rank(k: int | None) -> list[Match]:
+            return list(self.engine.analyse(text, k, filters, exclude_terms=excluded, extra_terms=added).matches)
+
+        matches = rank(top_k)
+        if not shown or [m.expert.id for m in matches] == shown:
+            return matches, True
+        deeper = {m.expert.id: m for m in rank(max(SHOWN_DEPTH, len(shown)))}
+        if len(set(shown)) != len(shown) or any(i not in deeper for i in shown) or len(shown) > len(matches):
+            return matches, False
+        return [deeper[i] for i in shown], True
 
     # -- files: staged, checked, imported -------------------------------------------------------
     @property

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import shutil
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 
 import jieba
 import pytest
+from hypothesis import settings as hypothesis_settings
 import uvicorn
 from fastapi.testclient import TestClient
 
@@ -25,6 +27,13 @@ from matcher.models import Demand, Expert
 from matcher.text import ChineseTokenizer
 
 jieba.setLogLevel(logging.WARNING)
+
+# The property tests draw the same examples on every run (derived from each test's name), so CI's
+# verdict is reproducible: a red run can be replayed, a green one is not luck. To explore new
+# examples, run with HYPOTHESIS_PROFILE=explore (and keep what it finds as a regression test).
+hypothesis_settings.register_profile("repeatable", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", derandomize=False, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -181,6 +181,56 @@ def test_save_stores_the_demand_its_term_edits_and_the_list_the_page_showed(app_
     assert engine.store.last_recommendations(demand_id).source == "live"
 
 
+def _save(client: TestClient, shown: list[str]) -> tuple[str, str]:
+    res = client.post("/demands/save", data={
+        "csrf_token": csrf_of(client.get("/").text), "text": THERMOS, "top_k": "10",
+        "exclude_terms": "[]", "extra_terms": "[]", "shown": json.dumps(shown)}, follow_redirects=False)
+    assert res.status_code == 303, res.text
+    location = res.headers["location"]
+    return location.split("/demands/")[1].split("?")[0], location
+
+
+def test_save_keeps_the_list_the_page_showed_when_the_library_changed_in_between(
+        app_client: TestClient) -> None:
+    """CI's staff day once stored another 5th expert than the page had shown: the library changed
+    between the match and the save. The order staff saw is kept while the ranking still gives each
+    expert listed; otherwise the ranking's own list is stored and the page says the list changed."""
+    sign_in(app_client)
+    engine = app_client.engine
+    shown = [m.expert.id for m in engine.analyse(THERMOS, 10).matches]
+    from matcher.models import Expert
+
+    engine.add_experts([Expert(id="e-new-weld", name="新来的焊接专家", title="高级工程师",
+                               research_fields=("不锈钢保温杯激光焊接", "真空层焊接工艺", "焊接合格率"))])
+    now = [m.expert.id for m in engine.analyse(THERMOS, 10).matches]
+    assert "e-new-weld" in now and now != shown  # the ranking moved after the page showed its list
+    demand_id, location = _save(app_client, shown)
+    assert "done=saved:" in location
+    stored = engine.store.last_recommendations(demand_id)
+    assert [m.expert_id for m in stored.matches] == shown and [m.rank for m in stored.matches] == list(
+        range(1, len(shown) + 1))
+    assert "推荐名单保存到收件箱" in visible_text(app_client.get(location).text)
+
+    # an expert listed that the ranking no longer gives (deleted since): the ranking's own list, said so
+    engine.delete_expert(shown[1])
+    demand_id, location = _save(app_client, shown)
+    assert "done=saved-updated:" in location
+    stored = engine.store.last_recommendations(demand_id)
+    assert [m.expert_id for m in stored.matches] == [m.expert.id for m in engine.analyse(THERMOS, 10).matches]
+    assert shown[1] not in [m.expert_id for m in stored.matches]
+    assert "与刚才页面上的名单略有不同" in visible_text(app_client.get(location).text)
+    entry = engine.store.list_audit(action="demand.save")[0][0]
+    assert entry.detail["shown"] == shown
+    # a browser cannot store an expert the ranking does not give, nor list one twice
+    for forged in (["e-unknown"] + shown[1:], [shown[0], shown[0]]):
+        demand_id, location = _save(app_client, forged)
+        assert "done=saved-updated:" in location
+        assert "e-unknown" not in [m.expert_id for m in engine.store.last_recommendations(demand_id).matches]
+    res = app_client.post("/demands/save", data={"csrf_token": csrf_of(app_client.get("/").text),
+                                                 "text": THERMOS, "shown": "{not json"})
+    assert res.status_code == 422 and "页面列出的专家格式有误" in res.text
+
+
 def test_a_stored_demands_term_edits_act_on_every_ranking_of_it(app_client: TestClient) -> None:
     engine = app_client.engine
     intake = Intake(engine)

@@ -326,7 +326,8 @@ def test_fuzzed_forms_answer_with_a_page_and_a_refusal_changes_nothing(
             said = re.sub(
                 r"^>?[^:：]*\.(xlsx|csv): ", "", said
             )  # an upload's message starts with its file name
-            typed = " ".join([*values.values(), path_part, quote(path_part)])  # what was sent comes back
+            # what was sent comes back (an id in the path is sent cut to 200 characters)
+            typed = " ".join([*values.values(), path_part, quote(path_part), path_part[:200]])
             words = english_words(said, allowed | set(english_words(typed)))
             assert words == [], (route, said)
             if route not in ("/account",):  # a wrong current password is counted nowhere either

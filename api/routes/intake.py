@@ -92,17 +92,18 @@ def _split(text: str) -> list[str]:
     return list(split_list(text))
 
 
-def _terms(raw: str) -> list[str]:
-    """The match page sends its term corrections as a JSON list; anything else is refused."""
+def _terms(raw: str, what: str = "排除或补充的词") -> list[str]:
+    """The match page sends its term corrections (and the ids it listed) as a JSON list; anything
+    else is refused."""
     if not raw.strip():
         return []
     try:
         items = json.loads(raw)
     except json.JSONDecodeError:
-        raise InputError("排除或补充的词格式有误，请回到专家匹配页面重新保存") from None
+        raise InputError(f"{what}格式有误，请回到专家匹配页面重新保存") from None
     if not isinstance(items, list) or not all(isinstance(i, str) and len(i) <= 100 for i in items) \
             or len(items) > 100:
-        raise InputError("排除或补充的词格式有误，请回到专家匹配页面重新保存")
+        raise InputError(f"{what}格式有误，请回到专家匹配页面重新保存")
     return items
 
 
@@ -120,6 +121,7 @@ def save_live(
     filter_title: Short = "",
     exclude_terms: Annotated[str, Form(max_length=12_000)] = "",
     extra_terms: Annotated[str, Form(max_length=12_000)] = "",
+    shown: Annotated[str, Form(max_length=12_000)] = "",
     title: Short = "",
     enterprise: Short = "",
     contact: Short = "",
@@ -137,12 +139,13 @@ def save_live(
                           industry=industry, deadline=deadline.strip())
         filters = Filters(region=filter_region.strip(), title=filter_title.strip())
         with lock:
-            demand, _ = _intake(engine).save_live(writer.actor, text, form, top_k=top_k, filters=filters,
-                                                  exclude_terms=_terms(exclude_terms),
-                                                  extra_terms=_terms(extra_terms), ip=ip)
+            demand, _, as_shown = _intake(engine).save_live(
+                writer.actor, text, form, top_k=top_k, filters=filters, exclude_terms=_terms(exclude_terms),
+                extra_terms=_terms(extra_terms), shown=_terms(shown, "页面列出的专家"), ip=ip)
     except MatcherError as exc:
         return problem(request, writer, exc, back="/")
-    return RedirectResponse(f"/demands/{quote(demand.id, safe='')}?done=saved:", status_code=303)
+    done = "saved" if as_shown else "saved-updated"
+    return RedirectResponse(f"/demands/{quote(demand.id, safe='')}?done={done}:", status_code=303)
 
 
 # -- uploads: checked first, then imported -------------------------------------------------------

@@ -457,7 +457,7 @@ async function runMatch(event) {
     lastRequest = body;
     renderUnderstanding(payload.understanding);
     renderResults(body.text, payload);
-    showSave(body);
+    showSave(body, payload.data.map((m) => m.expert.id));
     document.getElementById("download").disabled = payload.count === 0;
     const ms = Math.round(performance.now() - started);
     setStatus(payload.count ? `找到 ${payload.count} 位专家，用时 ${ms} 毫秒。` : "没有专家与这段需求有共同的词，请换个说法或减少筛选条件。", "done");
@@ -468,9 +468,10 @@ async function runMatch(event) {
   }
 }
 
-// 保存到收件箱: the demand as matched, with the corrections of what the engine understood; the
-// server ranks it again by the same request and stores that list (what a browser sends is not trusted).
-function showSave(body) {
+// 保存到收件箱: the demand as matched, with the corrections of what the engine understood and the
+// experts listed. The server ranks it again by the same request (what a browser sends is not trusted)
+// and keeps the listed order when its ranking still gives every expert listed.
+function showSave(body, shown = []) {
   const section = document.getElementById("save");
   section.hidden = !body;
   const form = document.getElementById("save-form");
@@ -482,6 +483,7 @@ function showSave(body) {
   set("save-title-filter", body.filters.title);
   set("save-exclude", JSON.stringify(body.exclude_terms));
   set("save-extra", JSON.stringify(body.extra_terms));
+  set("save-shown", JSON.stringify(shown));
   const first = body.text.split("\n").map((l) => l.trim()).find((l) => l) || "";
   document.getElementById("save-title").placeholder = [...first].length > 30 ? [...first].slice(0, 30).join("") + "…" : first;
   const parts = [];
