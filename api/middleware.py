@@ -8,6 +8,7 @@ it (it is at most `max_body_bytes`), so an oversized request is answered 413 bef
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from matcher.errors import MatcherError
+from matcher.io import size_text
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,21 +50,77 @@ async def send_error(send: Send, status: int, type_: str, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def send_page_error(send: Send, status: int, heading: str, message: str) -> None:
+    """An error as a small Chinese page: a browser's form post is answered in words, not JSON."""
+    text = html.escape(message)
+    body = (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>{heading}</title>'
+            f'<link rel="stylesheet" href="/static/style.css"></head><body><header class="top"><h1>{heading}'
+            f'</h1></header><main><p class="card" id="problem">{text}</p><p><a href="/demands" id="back">'
+            f'← 返回需求收件箱</a></p></main></body></html>').encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def document_body_limit(app: Any) -> None:
+    """Name the limit's 413 in the OpenAPI of every operation that takes a body: the middleware may
+    answer any of them so, before a route runs, and a client generated from the schema must know it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if isinstance(operation, dict) and "requestBody" in operation:
+                    operation.setdefault("responses", {}).setdefault("413", {
+                        "description": "The body is over MATCHER_MAX_BODY_BYTES; nothing was read or stored.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+                    })
+        return schema
+
+    app.openapi = openapi
+
+
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """Refuse a body over `max_bytes` (413) before the app reads it; the uploads of a workbook
+    (`upload_paths`) may be up to `upload_bytes`. A page (any path outside /api/) is answered with
+    a Chinese page, the API with its JSON error."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, *, upload_bytes: int | None = None,
+                 upload_paths: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes or max_bytes
+        self.upload_paths = upload_paths
 
-    def _too_large(self) -> str:
-        return (
-            f"the request body is larger than {self.max_bytes} bytes "
-            "(setting MATCHER_MAX_BODY_BYTES); send less"
-        )
+    async def _refuse(self, send: Send, scope: Scope, limit: int) -> None:
+        if str(scope.get("path", "")).startswith("/api/"):
+            await send_error(
+                send,
+                413,
+                "PayloadTooLargeError",
+                f"the request body is larger than {limit} bytes (setting MATCHER_MAX_BODY_BYTES); send less",
+            )
+        elif limit == self.upload_bytes and self.upload_bytes != self.max_bytes:
+            await send_page_error(send, 413, "文件太大", f"文件超过导入上限 {size_text(limit - 64_000)}，"
+                                  "请拆分后分批导入。未导入任何数据。")
+        else:
+            await send_page_error(
+                send,
+                413,
+                "内容太多",
+                f"提交的内容超过 {size_text(limit)} 的上限，请删减后重试。未保存任何数据。",
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        upload = scope.get("method") == "POST" and scope.get("path") in self.upload_paths
+        limit = self.upload_bytes if upload else self.max_bytes
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -70,8 +128,8 @@ class BodyLimitMiddleware:
                 except ValueError:
                     await send_error(send, 400, "InputError", "the Content-Length header is not a number")
                     return
-                if declared > self.max_bytes:
-                    await send_error(send, 413, "PayloadTooLargeError", self._too_large())
+                if declared > limit:
+                    await self._refuse(send, scope, limit)
                     return
         chunks: list[bytes] = []
         size = 0
@@ -81,8 +139,8 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await send_error(send, 413, "PayloadTooLargeError", self._too_large())
+            if size > limit:
+                await self._refuse(send, scope, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

@@ -95,18 +95,34 @@ def _dummy_hash() -> str:
 def check_username(username: str) -> str:
     name = username.strip()
     if not _USERNAME.match(name):
-        raise InputError("a user name is 2 to 40 letters, digits, Chinese characters or . _ - (no spaces)")
+        raise InputError("用户名应为 2 到 40 个字母、数字、汉字或 . _ -，不含空格 "
+                         "(a user name is 2 to 40 letters, digits, Chinese characters or . _ - (no spaces))")
     return name
 
 
 def check_password(password: str, username: str = "") -> str:
     if len(password) < MIN_PASSWORD_CHARS:
-        raise InputError(f"the password must have at least {MIN_PASSWORD_CHARS} characters")
+        raise InputError(f"密码至少 {MIN_PASSWORD_CHARS} 个字符 "
+                         f"(the password must have at least {MIN_PASSWORD_CHARS} characters)")
     if username and username.lower() in password.lower():
-        raise InputError("the password must not contain the user name")
+        raise InputError("密码不能包含用户名 (the password must not contain the user name)")
     if len(set(password)) < 4:
-        raise InputError("the password repeats too few characters; choose another")
+        raise InputError(
+            "密码重复的字符太多，请换一个 (the password repeats too few characters; choose another)"
+        )
     return password
+
+
+#: One-time passwords: 14 characters without the ones people misread (0/O, 1/l/I).
+_OTP_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def one_time_password() -> str:
+    """A random password to hand over once (about 80 bits), grouped in fours for reading out."""
+    while True:
+        raw = "".join(secrets.choice(_OTP_ALPHABET) for _ in range(14))
+        if len(set(raw)) >= 4:
+            return f"{raw[:4]}-{raw[4:9]}-{raw[9:]}"
 
 
 def _now() -> datetime:
@@ -149,50 +165,106 @@ class Accounts:
         self.store = store
         self.settings = settings
 
-    # -- accounts (the CLI's `matcher users`) --------------------------------------------------
-    def add_user(self, username: str, password: str, role: str = "staff", *, actor: str = "cli") -> User:
+    # -- accounts (the CLI's `matcher users`, the admins' page) ---------------------------------
+    def add_user(self, username: str, password: str, role: str = "staff", *, actor: str = "cli",
+                 ip: str = "", must_change: bool = False) -> User:
         name = check_username(username)
         if role not in ROLES:
-            raise InputError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+            raise InputError(
+                f"角色应为工作人员或管理员 (role must be one of {', '.join(ROLES)}, not {role!r})"
+            )
         check_password(password, name)
         if self.store.get_user(name) is not None:
-            raise InputError(
-                f"a user named {name!r} exists; `matcher users passwd {name}` sets a new password"
-            )
+            raise InputError(f"账号「{name}」已存在 (a user named {name!r} exists; "
+                             f"`matcher users passwd {name}` sets a new password)")
         with self.store.transaction():
             user = self.store.create_user(name, role, hash_password(password))
-            self.store.audit(actor, "user.add", f"user:{name}", {"role": role})
-        return user
+            if must_change:
+                self.store.update_user(user.id, must_change=1)
+            self.store.audit(actor, "user.add", f"user:{name}", {"role": role}, ip=ip)
+        return self._require(name)
+
+    def add_user_with_one_time_password(self, username: str, role: str = "staff", *, actor: str,
+                                        ip: str = "") -> tuple[User, str]:
+        """A new account with a one-time password (shown once, to the admin who made it; its owner
+        sets their own at the first sign-in)."""
+        password = one_time_password()
+        return self.add_user(username, password, role, actor=actor, ip=ip, must_change=True), password
 
     def _require(self, username: str) -> User:
         user = self.store.get_user(username.strip())
         if user is None:
-            raise NotFoundError(f"no user named {username!r}; `matcher users list` shows them")
+            raise NotFoundError(
+                f"没有账号「{username}」 (no user named {username!r}; `matcher users list` shows them)"
+            )
         return user
 
-    def set_password(self, username: str, password: str, *, actor: str = "cli") -> None:
+    def set_password(self, username: str, password: str, *, actor: str = "cli", ip: str = "") -> None:
         user = self._require(username)
         check_password(password, user.username)
         with self.store.transaction():
             self.store.update_user(
-                user.id, password_hash=hash_password(password), failed_logins=0, locked_until=None
+                user.id,
+                password_hash=hash_password(password),
+                failed_logins=0,
+                locked_until=None,
+                must_change=0,
             )
             self.store.delete_sessions(user_id=user.id)  # a new password signs every browser out
-            self.store.audit(actor, "user.passwd", f"user:{user.username}")
+            self.store.audit(actor, "user.passwd", f"user:{user.username}", ip=ip)
 
-    def unlock(self, username: str, *, actor: str = "cli") -> None:
+    def change_own_password(self, session: Session, token: str | None, current: str, new: str, *,
+                            ip: str = "") -> None:
+        """A signed-in member sets their own password (after a one-time one, or at any time): the
+        current one first. Their other sessions end; this one (`token`, the cookie's) stays."""
+        user = self._require(session.user.username)
+        if not verify_password(current, user.password_hash):
+            raise InputError("当前密码不对 (the current password is wrong)")
+        if new == current:
+            raise InputError("新密码不能与当前密码相同 (the new password is the current one)")
+        check_password(new, user.username)
+        with self.store.transaction():
+            self.store.update_user(user.id, password_hash=hash_password(new), must_change=0)
+            self.store.delete_sessions(user_id=user.id, keep_hash=token_hash(token) if token else None)
+            self.store.audit(session.actor, "user.passwd", f"user:{user.username}", ip=ip)
+
+    def reset_password(self, username: str, *, actor: str, ip: str = "") -> str:
+        """A one-time password for an account (shown once, to the admin); its owner must set their
+        own at the next sign-in. Every session of the account ends and a lock is lifted."""
+        user = self._require(username)
+        password = one_time_password()
+        with self.store.transaction():
+            self.store.update_user(user.id, password_hash=hash_password(password), failed_logins=0,
+                                   locked_until=None, must_change=1)
+            self.store.delete_sessions(user_id=user.id)
+            self.store.audit(actor, "user.reset", f"user:{user.username}", ip=ip)
+        return password
+
+    def unlock(self, username: str, *, actor: str = "cli", ip: str = "") -> None:
         user = self._require(username)
         with self.store.transaction():
             self.store.update_user(user.id, failed_logins=0, locked_until=None)
-            self.store.audit(actor, "user.unlock", f"user:{user.username}")
+            self.store.clear_failures(f"login:{user.username[:40].lower()}")
+            self.store.audit(actor, "user.unlock", f"user:{user.username}", ip=ip)
 
-    def set_disabled(self, username: str, disabled: bool, *, actor: str = "cli") -> None:
+    def set_disabled(self, username: str, disabled: bool, *, actor: str = "cli", ip: str = "") -> None:
         user = self._require(username)
+        if disabled and user.role == "admin" and not user.disabled:
+            admins = [u for u in self.store.list_users() if u.role == "admin" and not u.disabled]
+            if len(admins) <= 1:
+                raise InputError(
+                    "不能停用唯一的管理员账号：请先添加另一位管理员 (the last admin cannot be disabled)"
+                )
         with self.store.transaction():
             self.store.update_user(user.id, disabled=int(disabled))
             if disabled:
                 self.store.delete_sessions(user_id=user.id)
-            self.store.audit(actor, "user.disable" if disabled else "user.enable", f"user:{user.username}")
+            self.store.audit(
+                actor, "user.disable" if disabled else "user.enable", f"user:{user.username}", ip=ip
+            )
+
+    def users(self) -> list[User]:
+        return self.store.list_users()
 
     # -- signing in and out ---------------------------------------------------------------------
     def sign_in(self, username: str, password: str, *, ip: str = "") -> SignIn:

@@ -143,7 +143,7 @@ class ApiKeys:
         if not 1 <= len(name) <= 60 or any(c in name for c in "\r\n\t"):
             raise InputError("密钥名称须为 1 到 60 个字符 (a key's name has 1 to 60 characters)")
         if role not in ROLES:
-            raise InputError(f"角色须为 read、write 或 admin 之一 (role must be one of {', '.join(ROLES)})")
+            raise InputError(f"权限须为只读、读写或管理之一 (role must be one of {', '.join(ROLES)})")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         with self.store.transaction():
             key = self.store.add_api_key(name, role, key_hash(secret), secret[:8], actor)

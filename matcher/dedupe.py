@@ -167,10 +167,10 @@ def institution_evidence(a: str, b: str, threshold: float = DEFAULT_THRESHOLD) -
         return None
     if ca == cb:
         plain = normalize(a).replace(" ", "") == normalize(b).replace(" ", "")
-        return Evidence("same institution" if plain else f"same institution ({ca})", 100.0)
+        return Evidence("同一单位" if plain else f"同一单位（{ca}）", 100.0)
     short, long_ = sorted((ca, cb), key=len)
     if long_.startswith(short) and (short.endswith(_ORG_SUFFIXES) or _SUBUNIT.search(short)):
-        return Evidence(f"{long_} is part of {short}", 100.0)
+        return Evidence(f"{long_}隶属于{short}", 100.0)
     ra, rb = root_institution(ca), root_institution(cb)
     if ((ra or rb) and ra != rb) or sorted(_NUMBERS.findall(ca)) != sorted(_NUMBERS.findall(cb)):
         return None
@@ -178,10 +178,10 @@ def institution_evidence(a: str, b: str, threshold: float = DEFAULT_THRESHOLD) -
     if ra:
         sub_short, sub_long = sorted((ca[len(ra) :], cb[len(rb) :]), key=len)
         if len(sub_short) >= 2 and _in_order(sub_short, sub_long):
-            return Evidence(f"{sub_short} abbreviates {sub_long} ({ra})", max(ratio, threshold))
+            return Evidence(f"「{sub_short}」是「{sub_long}」的简称（{ra}）", max(ratio, threshold))
     if ratio < threshold:
         return None
-    return Evidence(f"similar institution names (ratio {ratio:.0f})", ratio)
+    return Evidence(f"单位名称相近（相似度 {ratio:.0f}）", ratio)
 
 
 def _in_order(short: str, long_: str) -> bool:
@@ -201,10 +201,10 @@ def same_person(a: Expert, b: Expert, threshold: float = DEFAULT_THRESHOLD) -> E
         return None
     pa, pb = _phone(a.contact), _phone(b.contact)
     if pa and pa == pb:
-        return Evidence("same phone", 100.0)
+        return Evidence("同一电话", 100.0)
     ea, eb = a.contact.email.strip().lower(), b.contact.email.strip().lower()
     if ea and ea == eb:
-        return Evidence("same e-mail", 100.0)
+        return Evidence("同一邮箱", 100.0)
     return institution_evidence(a.institution, b.institution, threshold)
 
 

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from matcher.batch import BatchOptions, BatchResult, DemandScores, Progress, run_batch, score_demand
+from matcher.batch import BatchOptions, BatchResult, DemandScores, Progress, run_batch, score_demands
 from matcher.config import Settings
 from matcher.engine import Engine
 from matcher.errors import InputError
@@ -143,7 +143,7 @@ def score_partition(task: PartitionTask) -> PartitionResult:
     where = f"{os.uname().nodename}:{os.getpid()}"
     if engine is None:
         return PartitionResult(task.number, (), stale=version, worker=where)
-    scores = tuple(score_demand(engine, d, task.limit, explain=task.explain) for d in task.demands)
+    scores = tuple(score_demands(engine, task.demands, task.limit, explain=task.explain))
     return PartitionResult(task.number, scores, worker=where, seconds=time.perf_counter() - started)
 
 

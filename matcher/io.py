@@ -69,8 +69,10 @@ class Limits:
                    settings.max_text_chars)
 
 
-def _mb(n: int) -> str:
+def size_text(n: int) -> str:
+    """A size as staff read it: 50 MB, 2,000 字节."""
     return f"{n / 1_000_000:,.0f} MB" if n >= 1_000_000 else f"{n:,} 字节"
+
 
 EXPERT_HEADERS: dict[str, tuple[str, ...]] = {
     "id": ("id", "编号", "专家编号", "expert_id"),
@@ -104,10 +106,13 @@ DEMAND_HEADERS: dict[str, tuple[str, ...]] = {
     "avoid_institutions": ("avoid_institutions", "回避单位"),
     "avoid_experts": ("avoid_experts", "回避专家"),
     "needs_team": ("needs_team", "组团需求", "组团", "需要组团", "是否组团"),
+    "contact": ("contact", "联系人", "企业联系人", "联系方式"),
+    "exclude_terms": ("exclude_terms", "排除的词", "排除词"),
+    "extra_terms": ("extra_terms", "补充的词", "补充词"),
 }
 HEADERS = {"experts": EXPERT_HEADERS, "demands": DEMAND_HEADERS}
 # Checked, then not kept: the records have no place for them (yet).
-UNSTORED = {"experts": ("gender",), "demands": ("budget", "deadline")}
+UNSTORED = {"experts": ("gender",), "demands": ("budget",)}
 
 # Export columns: (field, header). The headers are the readers' first Chinese aliases.
 EXPERT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -116,10 +121,22 @@ EXPERT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("phone", "联系电话"), ("email", "邮箱"), ("documents", "成果明细"),
 )
 DEMAND_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("id", "编号"), ("enterprise", "企业名称"), ("title", "需求名称"), ("description", "需求描述"),
-    ("industry", "技术领域"), ("region", "所在地区"), ("keywords", "关键词"), ("created_at", "提交日期"),
-    ("status", "状态"), ("avoid_institutions", "回避单位"), ("avoid_experts", "回避专家"),
+    ("id", "编号"),
+    ("enterprise", "企业名称"),
+    ("title", "需求名称"),
+    ("description", "需求描述"),
+    ("industry", "技术领域"),
+    ("region", "所在地区"),
+    ("keywords", "关键词"),
+    ("created_at", "提交日期"),
+    ("status", "状态"),
+    ("avoid_institutions", "回避单位"),
+    ("avoid_experts", "回避专家"),
     ("needs_team", "组团需求"),
+    ("contact", "联系人"),
+    ("deadline", "截止日期"),
+    ("exclude_terms", "排除的词"),
+    ("extra_terms", "补充的词"),
 )
 MATCH_COLUMNS = ("需求编号", "企业名称", "需求名称", "排名", "专家编号", "姓名", "职称", "单位", "地区",
                  "强度", "等级", "匹配词", "依据")
@@ -162,6 +179,19 @@ class Parsed:
 
 
 @dataclass(frozen=True)
+class PreviewRow:
+    """One valid row of an imported file and what the import does with it: `action` is insert,
+    update, unchanged or merge (into `into`, an expert already stored or met earlier in the file)."""
+
+    row: int
+    id: str
+    label: str  # the demand's title, the expert's name
+    detail: str  # the enterprise, the institution
+    action: str
+    into: str = ""
+
+
+@dataclass(frozen=True)
 class ImportReport:
     """What an import did (or, with `dry_run`, would do)."""
 
@@ -175,6 +205,7 @@ class ImportReport:
     ignored_columns: tuple[str, ...] = ()
     dry_run: bool = False
     import_id: int | None = None
+    preview: tuple[PreviewRow, ...] = ()  # every valid row, in file order, with its action
 
     @property
     def merged(self) -> int:
@@ -203,8 +234,8 @@ def decode_bytes(raw: bytes, source: str = "") -> str:
         except UnicodeDecodeError:
             continue
     raise DataImportError(
-        f"{source or 'file'}: the text is neither UTF-8 nor GBK/GB18030; "
-        "save it as UTF-8 (CSV UTF-8 in Excel)"
+        f"{source or '文件'}: 文字既不是 UTF-8 也不是 GBK 编码，请在 Excel 中另存为「CSV UTF-8」后重试 "
+        "(the text is neither UTF-8 nor GBK/GB18030)"
     )
 
 
@@ -232,9 +263,12 @@ def read_rows(path: Path | str, known_headers: Collection[str] = (), *,
         raise InputError(f"{path}: no such file")
     size = path.stat().st_size
     if size > limits.file_bytes:
-        raise DataImportError(f"{path.name}: 文件有 {_mb(size)}，超过导入上限 {_mb(limits.file_bytes)}"
-                              f"（设置 MATCHER_MAX_IMPORT_BYTES）；请拆分后分批导入。未导入任何数据 "
-                              f"(the file is over the import limit; nothing was imported)")
+        raise DataImportError(
+            f"{path.name}: 文件有 {size_text(size)}，超过导入上限 {size_text(limits.file_bytes)}"
+            "；请拆分后分批导入。未导入任何数据 "
+            "(the file is over the import limit, setting MATCHER_MAX_IMPORT_BYTES; "
+            "nothing was imported)"
+        )
     known = _KNOWN_HEADERS | {_header_key(h) for h in known_headers}
     if suffix in (".jsonl", ".json"):
         yield from _read_jsonl(path)
@@ -263,10 +297,10 @@ def _check_workbook(path: Path, limits: Limits) -> None:
                               "(not an .xlsx workbook: no sheet)")
     unpacked = sum(m.file_size for m in members)
     if unpacked > limits.unpacked_bytes:
-        raise DataImportError(f"{path.name}: 工作簿解压后有 {_mb(unpacked)}，"
-                              f"超过上限 {_mb(limits.unpacked_bytes)}"
-                              f"（设置 MATCHER_MAX_IMPORT_UNPACKED_BYTES）；未导入任何数据 "
-                              f"(the workbook unpacks to more than the limit; nothing was imported)")
+        raise DataImportError(f"{path.name}: 工作簿解压后有 {size_text(unpacked)}，"
+                              f"超过上限 {size_text(limits.unpacked_bytes)}"
+                              "；未导入任何数据 (the workbook unpacks to more than the limit, setting "
+                              "MATCHER_MAX_IMPORT_UNPACKED_BYTES; nothing was imported)")
 
 
 def _read_jsonl(path: Path) -> Iterator[RawRow]:
@@ -276,7 +310,7 @@ def _read_jsonl(path: Path) -> Iterator[RawRow]:
         try:
             items = json.loads(stripped)
         except json.JSONDecodeError as exc:
-            raise DataImportError(f"{path.name}: not valid JSON ({exc})") from exc
+            raise DataImportError(f"{path.name}: 不是有效的 JSON 文件 (not valid JSON: {exc})") from exc
         for i, item in enumerate(items, start=1):
             yield RawRow(i, item if isinstance(item, dict) else {"__invalid__": item})
         return
@@ -286,15 +320,16 @@ def _read_jsonl(path: Path) -> Iterator[RawRow]:
             continue
         try:
             item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad.append(RowError(lineno, "", f"not valid JSON ({exc.msg})", path.name))
+        except json.JSONDecodeError:
+            bad.append(RowError(lineno, "", "不是有效的 JSON", path.name))
             continue
         if not isinstance(item, dict):
-            bad.append(RowError(lineno, "", "a line must hold one JSON object", path.name))
+            bad.append(RowError(lineno, "", "每行应是一个 JSON 对象", path.name))
             continue
         yield RawRow(lineno, item)
     if bad:
-        raise DataImportError(f"{path.name}: {len(bad)} unreadable line(s); nothing was imported", bad)
+        raise DataImportError(f"{path.name}: {len(bad)} 行无法读取，未导入任何数据 "
+                              f"({len(bad)} unreadable line(s); nothing was imported)", bad)
 
 
 def _csv_values(path: Path, limits: Limits) -> Iterator[tuple[int, list[Any]]]:
@@ -318,9 +353,9 @@ def _csv_values(path: Path, limits: Limits) -> Iterator[tuple[int, list[Any]]]:
             except csv.Error as exc:
                 line = reader.line_num
                 raise DataImportError(
-                    f"{path.name}: 第{line}行附近的单元格超过 {limits.cell_chars:,} 字的上限"
-                    f"（设置 MATCHER_MAX_CELL_CHARS），或引号不成对；未导入任何数据 "
-                    f"(line {line}: {exc}; nothing was imported)",
+                    f"{path.name}: 第{line}行附近的单元格超过 {limits.cell_chars:,} 字的上限，"
+                    "或引号不成对；未导入任何数据 "
+                    f"(line {line}: {exc}; setting MATCHER_MAX_CELL_CHARS; nothing was imported)",
                     [RowError(line, "", f"单元格超过 {limits.cell_chars:,} 字，或引号不成对 ({exc})",
                               path.name)],
                 ) from exc
@@ -336,7 +371,10 @@ def _xlsx_values(path: Path) -> Iterator[tuple[int, list[Any]]]:
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a broken zip or sheet
-        raise DataImportError(f"{path.name}: not a readable .xlsx workbook ({exc})") from exc
+        raise DataImportError(
+            f"{path.name}: 不是可读取的 Excel 工作簿（.xlsx），请在 Excel 中另存为 .xlsx 后重试 "
+            f"(not a readable .xlsx workbook: {exc})"
+        ) from exc
     try:
         ws = wb.worksheets[0]
         for i, values in enumerate(ws.iter_rows(values_only=True), start=1):
@@ -386,7 +424,7 @@ def _with_header(values: Iterator[tuple[int, list[Any]]], source: str,
             yield RawRow(i, _cells(header, cells))
     if header is None:
         if not leading:
-            raise DataImportError(f"{source}: the file is empty")
+            raise DataImportError(f"{source}: 文件是空的，没有可导入的行 (the file is empty)")
         header = [c or "" for c in leading[0][1]]
         for j, rest in leading[1:]:
             if any(rest):
@@ -503,10 +541,10 @@ class _Row:
     def _check_cell(self, fld: str, value: Any, limits: Limits) -> None:
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         if len(text) > limits.cell_chars:
-            self.error(fld, f"有 {len(text):,} 字，超过单元格上限 {limits.cell_chars:,} 字"
-                            f"（设置 MATCHER_MAX_CELL_CHARS） (the cell is over the limit)")
+            self.error(fld, f"有 {len(text):,} 字，超过单元格上限 {limits.cell_chars:,} 字 "
+                            "(the cell is over the limit, setting MATCHER_MAX_CELL_CHARS)")
         elif has_lone_surrogate(text):
-            self.error(fld, "含有无效的 Unicode 字符（孤立的代理项），请检查来源 "
+            self.error(fld, "含有无效的字符（孤立的代理项），请检查来源 "
                             "(a lone surrogate: not valid text)")
             # U+FFFD in its place, so that the row can still be written to the rejects file
             self.data[fld] = _replace_surrogates(value)
@@ -542,7 +580,7 @@ def _parse_expert(row: _Row, limits: Limits) -> Expert | None:
     d = row.data
     explicit = bool(row.text("id"))
     if not explicit and not row.text("name"):
-        row.error("name", "is empty (a row needs an id or a name)")
+        row.error("name", "为空（每行需要编号或姓名）")
     for fld in ("research_fields", "tags"):
         if fld in d:
             d[fld] = _cell_list(d[fld])
@@ -553,7 +591,7 @@ def _parse_expert(row: _Row, limits: Limits) -> Expert | None:
         except json.JSONDecodeError:
             docs = [{"kind": "achievement", "title": t} for t in split_list(docs.replace("；", "\n"))]
     if docs is not None and not isinstance(docs, list):
-        row.error("documents", "must be a list of documents")
+        row.error("documents", "应是论文、专利、项目的列表")
         docs = None
     if not docs and d.get("achievements"):
         titles = split_list(str(d["achievements"]).replace("；", "\n"))
@@ -564,7 +602,7 @@ def _parse_expert(row: _Row, limits: Limits) -> Expert | None:
         try:
             d["contact"] = json.loads(d["contact"])
         except json.JSONDecodeError:
-            row.error("contact", "is not valid JSON")
+            row.error("contact", "不是有效的 JSON")
     if "contact" not in d and (phone or email):
         d["contact"] = {"phone": phone, "email": email}
     acad = row.text("academician")
@@ -572,10 +610,10 @@ def _parse_expert(row: _Row, limits: Limits) -> Expert | None:
         if parse_flag(acad, also_yes=("院士",)) and "院士" not in row.text("title"):
             d["title"] = f"院士 {row.text('title')}".strip()
     except InputError:
-        row.error("academician", f"{acad!r} is neither 是 nor 否")
+        row.error("academician", f"「{acad}」应为「是」或「否」")
     gender = row.text("gender").lower()
     if gender and gender not in _GENDERS:
-        row.error("gender", f"{row.text('gender')!r} is neither 男 nor 女")
+        row.error("gender", f"「{row.text('gender')}」应为「男」或「女」")
     if not explicit:
         d["id"] = _stable_id("E", row.text("name"), row.text("institution"))
     return _record(row, Expert.from_dict, validate.expert_problems)
@@ -586,8 +624,30 @@ _BUDGET_WORDS = {"面议", "待定", "不限", "无", "-"}
 _DATE = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?([ t].*)?$")
 
 
+def _iso_date(text: str, *, time_allowed: bool = False) -> str:
+    """A date cell as staff type it (2026/11/5, 2026年11月5日, 2026.11.05, with a time for
+    `time_allowed`) in ISO form; a cell that is not one (or names a day that does not exist) is left
+    as it is, for `matcher.validate` to name."""
+    m = _DATE.match(text.strip().lower())
+    if m is None:
+        return text
+    day = f"{int(m[1]):04d}-{int(m[2]):02d}-{int(m[3]):02d}"
+    if validate.date_problem(day):
+        return text
+    rest = (m[4] or "").strip().lstrip("t").strip()
+    if not rest:
+        return day
+    if not time_allowed:
+        return text
+    try:
+        return datetime.fromisoformat(f"{day}T{rest}").isoformat()
+    except ValueError:
+        return text
+
+
 def _parse_demand(row: _Row, limits: Limits) -> Demand | None:
-    """A row of a file of demands as a `Demand` (its cells read; the record checked)."""
+    """A row of a file of demands as a `Demand` (its cells read; the record checked, its text within
+    the API's limit)."""
     d = row.data
     for fld in ("keywords", "avoid_institutions", "avoid_experts"):
         if fld in d:
@@ -595,16 +655,16 @@ def _parse_demand(row: _Row, limits: Limits) -> Demand | None:
     budget = row.text("budget")
     amount = re.sub(r"[,，\s]|万元|万|元$", "", budget)
     if budget and budget not in _BUDGET_WORDS and not _BUDGET.match(amount):
-        row.error("budget", f"{budget!r} is not an amount")
-    deadline = row.text("deadline")
-    if deadline:
-        m = _DATE.match(deadline.lower())
-        try:
-            if m is None:
-                raise ValueError
-            date(int(m[1]), int(m[2]), int(m[3]))
-        except ValueError:
-            row.error("deadline", f"{deadline!r} is not a date (2025-06-30)")
+        row.error("budget", f"「{budget}」不是金额（如 50、50万元、面议）")
+    for fld in (
+        "created_at",
+        "deadline",
+    ):  # 2026/11/5, 2026年11月5日 -> 2026-11-05; validate checks it is real
+        if row.text(fld):
+            d[fld] = _iso_date(row.text(fld), time_allowed=fld == "created_at")
+    for fld in ("exclude_terms", "extra_terms"):
+        if fld in d:
+            d[fld] = _cell_list(d[fld])
     status = row.text("status")
     if status:
         try:
@@ -614,7 +674,7 @@ def _parse_demand(row: _Row, limits: Limits) -> Demand | None:
     try:
         d["needs_team"] = parse_flag(d.get("needs_team"))
     except InputError:
-        row.error("needs_team", f"{row.text('needs_team')!r} is neither 是 nor 否")
+        row.error("needs_team", f"「{row.text('needs_team')}」应为「是」或「否」")
     if not row.text("id"):
         d["id"] = _stable_id("D", row.text("enterprise"), row.text("title"), row.text("description"))
     return _record(row, Demand.from_dict, lambda r: validate.demand_problems(r, max_chars=limits.text_chars))
@@ -659,10 +719,10 @@ def _check_columns(kind: str, headers: Sequence[str], columns: Mapping[str, str]
         needs = [("title", "description")]
     for alternatives in needs:
         if not have & set(alternatives):
-            wanted = " or ".join(f"{_LABELS[kind][f]} ({f})" for f in alternatives)
+            wanted = "或".join(f"「{_LABELS[kind][f]}」" for f in alternatives)
             raise DataImportError(
-                f"{source}: no column for {wanted}; the columns are {', '.join(headers)}. "
-                "Rename a header or map it with --mapping"
+                f"{source}: 没有{wanted}列（文件的列为：{'、'.join(headers)}），请把表头改为{wanted}后重试 "
+                f"(no column for {' or '.join(alternatives)}; rename a header, or map it with --mapping)"
             )
 
 
@@ -698,8 +758,8 @@ def check_duplicate_ids(parsed: Parsed, source: str, *, computed: bool = True) -
     triples = zip(parsed.records, parsed.rows, parsed.explicit_ids, strict=True)
     for k, (rec, row, explicit) in enumerate(triples):
         if (explicit or computed) and rec.id in seen:
-            message = f"duplicate id {rec.id!r} (first on row {seen[rec.id]})"
-            err = RowError(row, "id" if explicit else "", message, source)
+            message = f"编号「{rec.id}」重复（第 {seen[rec.id]} 行已有）"
+            err = RowError(row, "编号" if explicit else "", message, source)
             parsed.errors.append(err)
             parsed.rejects.append(Reject(row, {"id": rec.id}, (err,)))
             continue
@@ -713,7 +773,8 @@ def check_duplicate_ids(parsed: Parsed, source: str, *, computed: bool = True) -
 
 def _strict(parsed: Parsed, source: str) -> list[Any]:
     if parsed.errors:
-        raise DataImportError(f"{source}: {len(parsed.errors)} invalid row(s); nothing was imported",
+        raise DataImportError(f"{source}: {len(parsed.errors)} 处错误，未导入任何数据 "
+                              f"({len(parsed.errors)} invalid row(s); nothing was imported)",
                               sorted(parsed.errors, key=lambda e: e.row))
     return parsed.records
 
@@ -756,7 +817,7 @@ def expert_row(expert: Expert, *, include_contact: bool = True) -> dict[str, str
 
 def demand_row(demand: Demand) -> dict[str, str]:
     d = demand.to_dict()
-    for key in ("keywords", "avoid_institutions", "avoid_experts"):
+    for key in ("keywords", "avoid_institutions", "avoid_experts", "exclude_terms", "extra_terms"):
         d[key] = _join(d[key])
     d["needs_team"] = "是" if demand.needs_team else "否"
     return {h: d[f] for f, h in DEMAND_COLUMNS}

@@ -64,8 +64,11 @@ def demand_status(value: str) -> str:
     for code, label in DEMAND_STATUS_LABELS.items():
         if text == label:
             return code
-    choices = ", ".join(f"{c} ({DEMAND_STATUS_LABELS[c]})" for c in DEMAND_STATUSES)
-    raise InputError(f"status {text!r} is not one of {choices}")
+    choices = "、".join(DEMAND_STATUS_LABELS[c] for c in DEMAND_STATUSES)
+    raise InputError(
+        f"状态「{text}」无效，应为：{choices} (status is not one of {', '.join(DEMAND_STATUSES)})"
+    )
+
 
 # Separators staff use inside one spreadsheet cell for a list: 、 ， , ； ; / | and line breaks.
 _LIST_SPLIT = re.compile(r"[、，,；;|/\n\r\t]+")
@@ -108,7 +111,7 @@ YES_WORDS = frozenset({"是", "1", "true", "yes", "y"})
 NO_WORDS = frozenset({"否", "0", "false", "no", "n", ""})
 
 
-def parse_flag(value: Any, what: str = "value", *, also_yes: Iterable[str] = ()) -> bool:
+def parse_flag(value: Any, what: str = "", *, also_yes: Iterable[str] = ()) -> bool:
     """A yes/no field from a bool, 0/1, or text (是/否, true/false, yes/no, or one of `also_yes`;
     blank is no)."""
     if value is None:
@@ -122,7 +125,7 @@ def parse_flag(value: Any, what: str = "value", *, also_yes: Iterable[str] = ())
         return True
     if text in NO_WORDS:
         return False
-    raise InputError(f"{what} {value!r} is neither 是 nor 否")
+    raise InputError(f"{what}「{value}」应为「是」或「否」 (neither yes nor no)")
 
 
 def now_iso() -> str:
@@ -143,7 +146,8 @@ class Document:
     def from_dict(cls, data: Mapping[str, Any]) -> Document:
         kind = _text(data.get("kind")) or "paper"
         if kind not in DOCUMENT_KINDS:
-            raise InputError(f"document kind {kind!r} is not one of {', '.join(DOCUMENT_KINDS)}")
+            raise InputError(f"成果类别「{kind}」无效，应为论文、专利、项目或成果 "
+                             f"(document kind is not one of {', '.join(DOCUMENT_KINDS)})")
         return cls(
             title=_text(data.get("title")),
             kind=kind,
@@ -196,10 +200,10 @@ class Expert:
     def from_dict(cls, data: Mapping[str, Any]) -> Expert:
         expert_id = _text(data.get("id"))
         if not expert_id:
-            raise InputError("expert has no id")
+            raise InputError("专家没有编号 (expert has no id)")
         docs = data.get("documents") or ()
         if not isinstance(docs, list | tuple):
-            raise InputError(f"expert {expert_id}: documents must be a list")
+            raise InputError(f"专家 {expert_id}：论文、专利、项目应是列表 (documents must be a list)")
         contact = data.get("contact")
         if contact is None and ("phone" in data or "email" in data):
             contact = {"phone": data.get("phone"), "email": data.get("email")}
@@ -247,6 +251,12 @@ class Demand:
     avoid_institutions: tuple[str, ...] = ()
     avoid_experts: tuple[str, ...] = ()
     needs_team: bool = False  # 组团需求: the nightly batch (--team) recommends a team for it
+    contact: str = ""  # the enterprise's contact person and phone (联系人), as staff wrote it
+    deadline: str = ""  # YYYY-MM-DD, or "" for none (截止日期)
+    # The staff's corrections of what the engine understood (the match page's chips): terms left out
+    # and terms added. Every ranking of the stored demand applies them, the nightly batch's too.
+    exclude_terms: tuple[str, ...] = ()
+    extra_terms: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -257,11 +267,11 @@ class Demand:
     def from_dict(cls, data: Mapping[str, Any]) -> Demand:
         demand_id = _text(data.get("id"))
         if not demand_id:
-            raise InputError("demand has no id")
+            raise InputError("需求没有编号 (demand has no id)")
         try:
             status = demand_status(_text(data.get("status")) or "new")
         except InputError as exc:
-            raise InputError(f"demand {demand_id}: {exc.message}") from None
+            raise InputError(f"需求 {demand_id}：{exc.message}") from None
         return cls(
             id=demand_id,
             title=_text(data.get("title")),
@@ -274,12 +284,16 @@ class Demand:
             status=status,
             avoid_institutions=split_list(data.get("avoid_institutions")),
             avoid_experts=split_list(data.get("avoid_experts")),
-            needs_team=parse_flag(data.get("needs_team"), f"demand {demand_id}: needs_team"),
+            needs_team=parse_flag(data.get("needs_team"), f"需求 {demand_id} 的组团需求"),
+            contact=_text(data.get("contact")),
+            deadline=_text(data.get("deadline")),
+            exclude_terms=split_list(data.get("exclude_terms")),
+            extra_terms=split_list(data.get("extra_terms")),
         )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for key in ("keywords", "avoid_institutions", "avoid_experts"):
+        for key in ("keywords", "avoid_institutions", "avoid_experts", "exclude_terms", "extra_terms"):
             d[key] = list(d[key])
         return d
 

@@ -116,6 +116,7 @@ class User:
     locked_until: str | None
     disabled: bool
     last_login_at: str | None
+    must_change: bool = False  # a one-time password was set: change it after signing in
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +186,16 @@ class DemandPage:
 
 @dataclass(frozen=True, slots=True)
 class StoredRecommendations:
-    """A demand's recommendations from the last batch run that made any (empty when none did)."""
+    """A demand's stored recommendations, the newest of two kinds: those of the last batch run that
+    made any (`source` "batch", `run` set) and those staff saved from a live ranking on the match
+    page (`source` "live", 实时匹配: `saved_at`, `saved_by`, matches with `run_id` 0). Empty when
+    neither exists."""
 
     run: BatchRun | None
     matches: list[BatchMatch]
+    source: str = "batch"
+    saved_at: str = ""
+    saved_by: str = ""
 
 
 RUN_STATUSES: tuple[str, ...] = ("running", "done", "failed", "interrupted")

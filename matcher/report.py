@@ -4,21 +4,35 @@ can paste into its annual report (the same figures as /stats and GET /api/v1/sta
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
 from matcher.cells import append_row
+from matcher.engine import Engine
 from matcher.errors import InputError
 from matcher.models import OUTCOME_KINDS
-from matcher.stats import FUNNEL, FUNNEL_LABELS, GroupRow, Stats
+from matcher.stats import FUNNEL, FUNNEL_LABELS, GroupRow, Stats, compute
 
 SHEETS: tuple[str, ...] = ("概览", "成果", "成果明细", "按月", "按行业", "按地区", "专家", "专家库缺口")
 _STAGE_HEADERS = [FUNNEL_LABELS[s] for s in FUNNEL]
 
 
 Rows = list[list[object]]
+
+
+def annual_report(engine: Engine, date_from: date | None, date_to: date | None, path: Path | str) -> Stats:
+    """The annual report of a period written to `path`: what `matcher report` and the statistics
+    page's 导出年度报告 both write. Returns the figures it holds."""
+    stats = compute(engine, date_from, date_to)
+    ids = {o.demand_id for o in stats.outcome_rows}
+    titles = {d.id: (d.title, d.enterprise) for d in engine.get_demands(ids)}
+    named = {x for o in stats.outcome_rows for x in o.expert_ids}
+    names = {e.id: e.name for e in engine.get_experts(named)}
+    write_report(stats, path, demand_titles=titles, expert_names=names)
+    return stats
 
 
 def write_report(

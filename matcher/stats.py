@@ -65,7 +65,7 @@ def stage(f: DemandFact) -> int:
 
 def parse_time(text: str) -> datetime | None:
     """An ISO date or time; one without a zone is China Standard Time. None for a time that is not
-    one (imports keep what they were given: the demo corpus has a 2026-11-31)."""
+    one (a database written before imports refused impossible dates may hold one, such as 2026-11-31)."""
     try:
         t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except (ValueError, AttributeError):

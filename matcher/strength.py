@@ -44,10 +44,10 @@ STRONG_LABEL, MEDIUM_LABEL, WEAK_LABEL = "强", "中", "弱"
 LEVELS: tuple[str, ...] = (STRONG_LABEL, MEDIUM_LABEL, WEAK_LABEL)
 
 # -- fitted by benchmarks/fit_strength.py (do not edit by hand) ---------------------------------
-INTERCEPT = -3.6206
-WEIGHTS: Mapping[str, float] = {"share": 3.9116, "gap": 2.5173, "crowd": -2.6974, "dense": 1.3450}
+INTERCEPT = -4.2615
+WEIGHTS: Mapping[str, float] = {"share": 3.8522, "gap": 1.7833, "crowd": -2.6325, "dense": 5.4051}
 STRONG = 0.81
-WEAK = 0.10
+WEAK = 0.11
 # -- end of fitted numbers -----------------------------------------------------------------------
 
 

@@ -53,6 +53,12 @@ _VARIANTS = str.maketrans({"矽": "硅", "綫": "线"})
 # a run of characters it cannot segment: "焊" × 20 000 took 12 s. Runs of the characters jieba keeps
 # together (its re_han_default) are cut at this length; real text has punctuation long before.
 _MAX_RUN = 200
+#: Longest text whose part-of-speech tagging uses jieba's HMM for words no dictionary holds. Its
+#: POS HMM costs seconds for a few thousand characters no dictionary knows (a pasted table of
+#: codes, random text): 150,000 such characters took nine minutes. Longer texts (ten times the
+#: longest demand of the benchmarks; expert profiles stay far below) are tagged word by word from
+#: the dictionaries, their unknown stretches character by character.
+TAG_HMM_CHARS = 5_000
 _LONG_RUN = re.compile(r"[\u4e00-\u9fd5a-zA-Z0-9+#&._%\-]{" + str(_MAX_RUN + 1) + ",}")
 
 
@@ -183,6 +189,12 @@ class ChineseTokenizer:
         """Teach this tokenizer (and only this one) a new term."""
         self._ensure().add_word(normalize(word), freq)
 
+    def frequency(self, word: str) -> tuple[int, int]:
+        """(count of `word`, total count) in this tokenizer's dictionaries (jieba's and the domain
+        dictionary): how common a word is in the language, for the dense student's weights."""
+        tk = self._ensure()
+        return int(tk.FREQ.get(word) or 0), int(tk.total)
+
     @property
     def stopword_set(self) -> frozenset[str]:
         self._ensure()
@@ -229,7 +241,7 @@ class ChineseTokenizer:
             return []
         words: dict[int, tuple[int, str]] = {}
         at = 0
-        for pair in self._tagger().lcut(text, HMM=self.hmm):
+        for pair in self._tagger().lcut(text, HMM=self.hmm and size <= TAG_HMM_CHARS):
             words[at] = (at + len(pair.word), pair.flag)
             at += len(pair.word)
         out: list[tuple[str, str, int, int]] = []

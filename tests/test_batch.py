@@ -118,8 +118,13 @@ def test_no_recommendation_breaks_a_rule_and_every_exclusion_is_recorded(done) -
         for expert, reason in Engine.conflicts(demand, [m.expert for m in ranked]):
             expected[(demand.id, expert.id)] = reason
     assert recorded == expected
-    kinds = {r.split(" ")[0] for r in recorded.values()}
-    assert {"works", "institution", "named"} <= kinds, "the demo corpus exercises all three 回避 rules"
+    rules = {
+        "就职于提出需求的企业": "enterprise",
+        "在需求的回避单位中": "institution",
+        "在需求的回避专家中": "named",
+    }
+    kinds = {next((k for w, k in rules.items() if w in r), r) for r in recorded.values()}
+    assert {"enterprise", "institution", "named"} <= kinds, "the demo corpus exercises all three 回避 rules"
 
 
 def test_candidates_are_ranked_like_matcher_match(done) -> None:
@@ -382,7 +387,7 @@ def test_the_xlsx_report_reads_back(done, tmp_path) -> None:
     engine, run, _ = done
     [path] = write_report(engine.store, run, tmp_path / "out.xlsx")
     wb = load_workbook(path)
-    assert wb.sheetnames == ["推荐", "回避与未满额", "运行"]
+    assert wb.sheetnames == ["推荐", "排除与未满额", "运行"]
     recs = list(wb["推荐"].iter_rows(values_only=True))
     assert recs[0] == RECOMMENDATION_COLUMNS and len(recs) - 1 == run.recommendations
     first = engine.store.list_batch_matches(run.id)[0]
@@ -401,7 +406,7 @@ def test_the_xlsx_report_reads_back(done, tmp_path) -> None:
     m, t = added[0]
     cell = next(r[9] for r in recs[1:] if (r[0], r[4]) == (m.demand_id, m.expert_id))
     assert f"{t}←{m.explanation.expanded[t]}" in cell.split("、")
-    problems = list(wb["回避与未满额"].iter_rows(values_only=True))
+    problems = list(wb["排除与未满额"].iter_rows(values_only=True))
     assert problems[0] == PROBLEM_COLUMNS
     kinds = Counter(r[0] for r in problems[1:])
     assert kinds == {"回避排除": run.exclusions, "未满额": run.unfilled}
@@ -440,7 +445,7 @@ def test_the_csv_report_reads_back_like_the_xlsx(done, tmp_path) -> None:
     recs = [[cell(c[1:] if c.startswith("'=") else c) for c in row] for row in recs]
     problems = [[cell(c[1:] if c.startswith("'=") else c) for c in row] for row in problems]
     assert recs == [text(r) for r in wb["推荐"].iter_rows(values_only=True)]
-    assert problems == [text(r) for r in wb["回避与未满额"].iter_rows(values_only=True)]
+    assert problems == [text(r) for r in wb["排除与未满额"].iter_rows(values_only=True)]
 
 
 def test_a_report_must_be_xlsx_or_csv(done, tmp_path) -> None:

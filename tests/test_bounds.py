@@ -158,7 +158,7 @@ def test_a_lone_surrogate_in_an_import_is_a_row_error(tmp_path, template, tokeni
                         encoding="utf-8")
         with pytest.raises(DataImportError) as err:
             engine.import_experts(path)
-        assert [e.row for e in err.value.errors] == [1] and "Unicode" in err.value.errors[0].message
+        assert [e.row for e in err.value.errors] == [1] and "孤立的代理项" in err.value.errors[0].message
     finally:
         engine.close()
 
@@ -186,7 +186,7 @@ def test_a_lone_surrogate_is_a_422_everywhere(client: TestClient, path: str, bod
     res = client.post(path, content=body.encode(),
                       headers={"Content-Type": "application/json", "X-API-Key": KEY})
     assert res.status_code == 422, res.text
-    assert "Unicode" in res.json()["error"]["message"]
+    assert "孤立的代理项" in res.json()["error"]["message"]
     assert counts(client.engine) == before
     # a proper pair (an emoji) is text like any other
     ok = client.post("/api/v1/match", content='{"text": "激光焊接 \\ud83d\\ude00"}'.encode(),
@@ -197,7 +197,7 @@ def test_a_lone_surrogate_is_a_422_everywhere(client: TestClient, path: str, bod
 def test_the_library_refuses_a_lone_surrogate_too(tmp_path, template, tokenizer) -> None:
     engine = engine_at(tmp_path, template, tokenizer)
     try:
-        with pytest.raises(InputError, match="Unicode"):
+        with pytest.raises(InputError, match="孤立的代理项"):
             engine.match("\ud800 激光焊接")
     finally:
         engine.close()

@@ -77,7 +77,7 @@ def test_same_person_needs_the_same_name_and_evidence() -> None:
     assert same_person(person("1"), person("2", institution="浙江工业大学")) is None
     # people move: a shared phone or e-mail is stronger than the institution
     moved = person("2", institution="宁波大学", contact={"phone": "138-0000-0001"})
-    assert same_person(person("1", contact={"phone": "13800000001"}), moved).reason == "same phone"
+    assert same_person(person("1", contact={"phone": "13800000001"}), moved).reason == "同一电话"
     no_institution = person("2", institution="", contact={"email": "z@x.org"})
     assert same_person(person("1", contact={"email": "Z@x.org"}), no_institution) is not None
     # a missing institution is no evidence
@@ -148,8 +148,8 @@ def test_importing_two_years_merges_the_same_people(tmp_path, engine) -> None:
     engine.import_experts(y2023)
     dry = engine.import_experts(y2024, dry_run=True)
     assert [(m.row, m.reason) for m in dry.merges] == [
-        (2, "浙江大学机械工程学院 is part of 浙江大学"),
-        (4, "宁波材料所 abbreviates 宁波材料技术与工程研究所 (中国科学院)"),
+        (2, "浙江大学机械工程学院隶属于浙江大学"),
+        (4, "「宁波材料所」是「宁波材料技术与工程研究所」的简称（中国科学院）"),
     ]
     assert engine.store.count_experts() == 2 and engine.store.list_merges() == []
     report = engine.import_experts(y2024)

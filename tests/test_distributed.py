@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from matcher.batch import BatchOptions, DemandScores, run_batch, score_demand
+from matcher.batch import BatchOptions, DemandScores, run_batch, score_demands
 from matcher.cli import app
 from matcher.distributed import (
     PartitionTask,
@@ -223,7 +223,7 @@ def test_a_worker_reads_one_snapshot_and_writes_nothing(template, tmp_path, toke
     stale = score_partition(PartitionTask(0, settings, v0, 300, demands))
     assert (stale.stale, stale.scores) == (v1, ()), "v0 cannot be loaded any more: nothing scored"
     fresh = score_partition(PartitionTask(1, settings, v1, 300, demands))
-    expected = tuple(score_demand(engine, d, 300) for d in demands)
+    expected = tuple(score_demands(engine, demands, 300))  # what this process's batch scores
     assert fresh.stale is None and fresh.scores == expected
     assert "X-NEW" in {c.expert_id for c in expected[0].ranked} and expected[2].error
     assert pickle.loads(pickle.dumps(fresh)) == fresh

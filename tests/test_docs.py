@@ -63,6 +63,17 @@ def test_the_readme_is_a_newcomers_page_that_links_every_page() -> None:
             assert (DOCS / target).exists(), f"docs/{page} links {target}, which does not exist"
 
 
+
+def test_every_screenshot_is_a_page_of_the_staff_day_and_linked_from_the_readme() -> None:
+    """docs/screenshots/ holds one picture per page the browser test's staff day meets (the names
+    its `seen(...)` calls give), no stale one, and the README links each."""
+    shots = {p.stem for p in (DOCS / "screenshots").glob("*.png")}
+    day = (ROOT / "tests" / "staff_day.py").read_text(encoding="utf-8")
+    played = set(re.findall(r"""\bseen\("(\w+)"\)""", day))
+    assert shots == played, f"no screenshot: {played - shots}; stale: {shots - played}"
+    linked = set(re.findall(r"\]\(docs/screenshots/(\w+)\.png\)", README))
+    assert linked == shots, f"not linked from the README: {shots - linked}"
+
 def test_every_setting_is_documented() -> None:
     page = (DOCS / "operations.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"`MATCHER_([A-Z0-9_]+)`", page))

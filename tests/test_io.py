@@ -80,7 +80,7 @@ def test_jsonl_broken_line_and_duplicate_ids(tmp_path) -> None:
     with pytest.raises(DataImportError, match="第2行"):
         read_experts(p)
     p.write_text("\n".join(json.dumps(good, ensure_ascii=False) for _ in range(2)), encoding="utf-8")
-    with pytest.raises(DataImportError, match="duplicate id 'A'"):
+    with pytest.raises(DataImportError, match="编号「A」重复（第 1 行已有）"):
         read_experts(p)
 
 
@@ -134,7 +134,7 @@ def test_every_problem_is_named_with_row_and_column(tmp_path) -> None:
     with pytest.raises(DataImportError) as exc:
         read_experts(tmp_path / "x.csv")
     text = str(exc.value)
-    assert "x.csv: 第17行 列「专业特长」: is empty" in text  # the file's own header, not ours
+    assert "x.csv: 第17行 列「专业特长」: 为空" in text  # the file's own header, not ours
     for column in ("性别", "联系电话", "邮箱", "是否院士"):
         assert f"第18行 列「{column}」" in text
     assert sorted({e.row for e in exc.value.errors}) == [17, 18]
@@ -144,7 +144,7 @@ def test_every_problem_is_named_with_row_and_column(tmp_path) -> None:
 def test_mapping_files_name_the_other_headers(tmp_path) -> None:
     header = ["导师姓名", "所在院系", "主攻方向", "备注"]
     write_csv(tmp_path / "x.csv", [["郑一", "浙江大学化学系", "催化剂", "无"]], header=header)
-    with pytest.raises(DataImportError, match="no column for 姓名.*--mapping"):
+    with pytest.raises(DataImportError, match="没有「姓名」或「编号」列.*--mapping"):
         parse_file(tmp_path / "x.csv", "experts")
     (tmp_path / "m.json").write_text(json.dumps({"导师姓名": "name", "所在院系": "工作单位",
                                                  "主攻方向": "research_fields"}, ensure_ascii=False),
@@ -185,7 +185,7 @@ def test_demand_budgets_and_deadlines_are_checked(tmp_path) -> None:
     messages = [str(e) for e in parsed.errors]
     assert any("第4行 列「预算」" in m for m in messages)
     assert any("第4行 列「截止日期」" in m for m in messages)
-    assert any("第5行 列「需求描述」: is empty (and so is 需求名称)" in m for m in messages)
+    assert any("第5行 列「需求描述」: 为空（需求名称也为空）" in m for m in messages)
     assert [r.row for r in parsed.rejects] == [4, 5]
 
 
@@ -197,10 +197,10 @@ def test_demands_marked_as_needing_a_team(tmp_path) -> None:
     parsed = parse_file(tmp_path / "d.csv", "demands")
     assert [(d.enterprise, d.needs_team) for d in parsed.records] == [("甲公司", True), ("乙公司", False),
                                                                       ("丙公司", False)]
-    assert [str(e) for e in parsed.errors] == ["d.csv: 第5行 列「组团需求」: '要' is neither 是 nor 否"]
+    assert [str(e) for e in parsed.errors] == ["d.csv: 第5行 列「组团需求」: 「要」应为「是」或「否」"]
     (tmp_path / "d.jsonl").write_text(json.dumps({"id": "D1", "title": "焊缝", "needs_team": "maybe"}) + "\n",
                                       encoding="utf-8")
-    with pytest.raises(InputError, match="第1行 列「needs_team」: 'maybe' is neither 是 nor 否"):
+    with pytest.raises(InputError, match="第1行 列「needs_team」: 「maybe」应为「是」或「否」"):
         read_demands(tmp_path / "d.jsonl")
 
 

@@ -291,3 +291,27 @@ def test_an_engine_follows_another_process_decisions(tmp_path: Path, taught: Pat
         a.close()
         b.close()
         shutil.rmtree(tmp_path / "m.db.index", ignore_errors=True)
+
+
+def test_a_fresh_engine_on_a_taught_library_builds_its_index_without_waiting_on_itself(
+        tmp_path: Path, taught: Path, tokenizer) -> None:
+    """Found when issue 28 met the demand bank: building the index attaches the bank, whose demand
+    words go through the understanding, which asked what verdicts taught, which asked the live index
+    for the library, whose lock this thread held: the nightly batch waited on itself for ever. Now
+    the learning keeps what it had while this thread builds the index, and learns at the next look."""
+    import threading
+
+    db = copy_db(taught, tmp_path)
+    shutil.rmtree(db.with_name(db.name + ".index"), ignore_errors=True)  # built afresh, bank and all
+    engine = Engine(Settings(db=db), tokenizer=tokenizer)
+    assert engine.settings.dense_bank_weight > 0 and engine.store.feedback_entries()
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.append(engine.ensure_index().index), daemon=True)
+    worker.start()
+    worker.join(300)  # a deadlock, not a speed limit: the build takes seconds
+    try:
+        assert not worker.is_alive() and done, "ensure_index waited on its own lock"
+        assert engine.live.lock.held_here() is False
+        assert {"木霉", "杂菌"} <= set(learned_terms(engine))  # learned at the next look
+    finally:
+        engine.close()

@@ -168,6 +168,7 @@ def test_record_an_outcome_then_read_the_statistics(tab, server) -> None:  # noq
     tab.select_option("#outcome-kind", "授权专利")
     tab.fill("#outcome-value", "2")
     tab.fill("#outcome-date", "2026-11-20")
+    tab.locator('#outcome-experts input[type="checkbox"]').first.check()  # none is ticked for you
     tab.locator('#outcome-form button[type="submit"]').click()
     tab.wait_for_selector("#flash")
     assert "已记录成果：授权专利" in tab.locator("#flash").text_content()

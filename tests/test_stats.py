@@ -363,7 +363,7 @@ def test_an_outcome_form_on_the_demand_page(seeded: Engine) -> None:
                 "expert_ids": ["E1"],
             },
         )
-        assert bad.status_code == 422 and "whole" in bad.text
+        assert bad.status_code == 422 and "人才培养以整数「人」计，不能是 2.5" in bad.text
         forged = client.post(
             "/demands/D1/outcomes",
             data={"kind": "人才培养", "value": "2", "date": "2026-06-15", "expert_ids": ["E1"]},

@@ -110,7 +110,7 @@ def test_teams_take_their_places_first_and_a_full_expert_is_reported(tmp_path, s
     assert len(first) == 3, "the earlier team keeps all its members"
     assert not [m for m in matches if m.demand_id == "W-2"], "its twin's members were all taken"
     reason = {o.demand_id: o.reason for o in engine.store.list_batch_outcomes(run.id)}["W-2"]
-    assert reason.startswith("team of 0 of 3") and "3 of its team members already have 1" in reason
+    assert reason.startswith("团队 0/3 人") and "3 位团队成员在本次运行中已有 1 条推荐" in reason
     assert "teams first" in run.method
     # Every ranked-list demand got only experts the teams left room for.
     assert not {m.expert_id for m in matches if not m.team} & set(first)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from api.deps import OPTIONAL_KEY, ApiActor, ClientIp, EngineDep, SeesContacts, WorkflowDep, WriteLock
 from api.export import matches_xlsx
-from api.schemas import ErrorOut, MatchIn, MatchList, match_list
+from api.schemas import BuiltJSON, ErrorOut, MatchIn, MatchList, match_list
 from matcher import Filters
 from matcher.engine import Analysis
 from matcher.models import Match
@@ -43,7 +43,7 @@ def _match(engine: EngineDep, body: MatchIn) -> list[Match]:
 @router.post("/match", response_model=MatchList, response_model_exclude_unset=True, responses=ERRORS,
              response_model_by_alias=True, openapi_extra=OPTIONAL_KEY)
 def match(body: MatchIn, engine: EngineDep, workflow: WorkflowDep, lock: WriteLock,
-          sees_contacts: SeesContacts, actor: ApiActor, ip: ClientIp) -> dict[str, Any]:
+          sees_contacts: SeesContacts, actor: ApiActor, ip: ClientIp) -> Response:
     """Rank experts for an enterprise's problem, each with the matched terms and the evidence, and
     say what the engine understood of it (`understanding`: its own terms, the concepts added, the
     products and symptoms recognised). Send `exclude_terms` / `extra_terms` to correct it. Experts
@@ -57,8 +57,8 @@ def match(body: MatchIn, engine: EngineDep, workflow: WorkflowDep, lock: WriteLo
     if sees_contacts and actor and matches:
         with lock:
             workflow.log_contact_view(actor, [m.expert.id for m in matches], where="match", ip=ip)
-    return match_list(matches, include_contact=sees_contacts, pauses=engine.pauses(),
-                      understanding=result.understanding)
+    return BuiltJSON(match_list(matches, include_contact=sees_contacts, pauses=engine.pauses(),
+                                understanding=result.understanding))
 
 
 @router.post(

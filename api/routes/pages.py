@@ -6,30 +6,30 @@ Jinja2 autoescapes every value; the match page builds its results in the browser
 
 from __future__ import annotations
 
-from datetime import date
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 
-import matcher
-from api.deps import EngineDep, WriteLock
+from api.deps import EngineDep, SettingsDep, WriteLock
 from api.export import FIELD_NAMES
+from api.render import render
 from api.session import SessionDep
 from matcher.errors import InputError, NotFoundError
+from matcher.intake import DOCUMENT_LABELS
 from matcher.models import VERDICT_LABELS, Expert
 from matcher.reverse import demand_index, plan_visit
+from matcher.timefmt import now_local
 from matcher.workflow import Workflow, parse_date
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request) -> HTMLResponse:
-    return templates.TemplateResponse(request, "index.html", {"version": matcher.__version__})
+def index(request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+    return render(
+        request, "index.html", {"session": session, "nav": "match", "max_chars": settings.max_text_chars}
+    )
 
 
 @router.get("/experts/{expert_id}", response_class=HTMLResponse)
@@ -39,29 +39,25 @@ def expert_page(expert_id: str, request: Request, engine: EngineDep, session: Se
     try:
         expert = engine.get_expert(expert_id)
     except NotFoundError:
-        return templates.TemplateResponse(
-            request,
-            "expert.html",
-            {"expert": None, "expert_id": expert_id, "version": matcher.__version__},
-            status_code=404,
-        )
-    # Signed-in staff also see the expert's history and can pause their recommendations.
+        return render(request, "expert.html", {"session": session, "nav": "experts", "expert": None,
+                                               "expert_id": expert_id}, status_code=404)
+    # Signed-in staff also see the expert's history, can correct the record and pause recommendations.
     staff = {} if session is None else {
-        "session": session, "history": Workflow(engine).expert_history(expert_id),
-        "today": date.today().isoformat(), "verdict_labels": VERDICT_LABELS,
-        "flash": _EXPERT_FLASH.get(done, ""), **_reverse(engine, lock, expert, visit),
+        "history": Workflow(engine).expert_history(expert_id),
+        "today": now_local(engine.settings.timezone).date().isoformat(), "verdict_labels": VERDICT_LABELS,
+        "flash": EXPERT_FLASH.get(done, ""), "document_kinds": DOCUMENT_LABELS,
+        **_reverse(engine, lock, expert, visit),
     }
-    return templates.TemplateResponse(
-        request,
-        "expert.html",
-        {"expert": expert, "expert_id": expert_id, "kinds": FIELD_NAMES, "version": matcher.__version__,
-         **staff},
-    )
+    return render(request, "expert.html", {"session": session, "nav": "experts", "expert": expert,
+                                           "expert_id": expert_id, "kinds": FIELD_NAMES, **staff})
 
 
-_EXPERT_FLASH = {
+EXPERT_FLASH = {
     "paused": "已暂停推荐：夜间批处理不再推荐该专家，实时排序中会标出。",
     "resumed": "已恢复推荐。",
+    "edited": "档案已保存，匹配立即按新的档案进行。",
+    "unchanged": "档案没有改动。",
+    "document": "已添加到档案，匹配立即用上这一项。",
 }
 
 
@@ -72,7 +68,7 @@ def _reverse(engine: EngineDep, lock: WriteLock, expert: Expert, visit: str) -> 
     try:
         out["reverse"] = index.for_expert(expert.id, 8)
         if visit:
-            out["plan"] = plan_visit(engine, expert.id, parse_date(visit, "date"))
+            out["plan"] = plan_visit(engine, expert.id, parse_date(visit, "visit"))
     except InputError as exc:
         out["visit_error"] = exc.message
     return out

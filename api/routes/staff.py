@@ -10,21 +10,18 @@ pages runs inline script (the CSP forbids it): they work without JavaScript.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable
-from datetime import date
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
-import matcher
 from api import charts
 from api.deps import AccountsDep, ClientIp, EngineDep, SettingsDep, WorkflowDep, WriteLock
 from api.export import FIELD_NAMES
+from api.render import problem, render
+from api.routes.intake import imported_flash
 from api.session import (
     LOGIN_COOKIE,
     SessionDep,
@@ -37,15 +34,14 @@ from api.session import (
     set_session_cookie,
 )
 from matcher.accounts import Session
-from matcher.errors import AuthError, ForbiddenError, InputError, LockedOutError, MatcherError, NotFoundError
+from matcher.errors import AuthError, InputError, LockedOutError, MatcherError, NotFoundError
 from matcher.models import DEMAND_STATUS_LABELS, OUTCOME_KINDS, VERDICT_LABELS, VERDICTS, now_iso
 from matcher.stats import FUNNEL, FUNNEL_LABELS
 from matcher.stats import compute as compute_stats
-from matcher.timefmt import local_time
+from matcher.timefmt import local_time, now_local
 from matcher.workflow import Workflow, parse_date
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 
 PAGE_SIZE = 30
 # The buttons of a recommendation, in the order staff meet them.
@@ -55,25 +51,6 @@ VERDICT_BUTTONS = [
 assert {v for v, _ in VERDICT_BUTTONS} == set(VERDICTS)
 FormText = Annotated[str, Form(max_length=4000)]
 FormToken = Annotated[str, Form(max_length=200)]
-
-
-def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-    return templates.TemplateResponse(
-        request, name, {"version": matcher.__version__, **context}, status_code=status_code
-    )
-
-
-def problem(request: Request, session: Session | None, exc: MatcherError, back: str = "") -> Response:
-    """A failed page request as a page (or, signed out, the sign-in form)."""
-    if isinstance(exc, AuthError) and session is None:
-        return login_redirect(request)
-    heading = {403: "请求被拒绝", 404: "未找到", 422: "输入有误"}.get(exc.status, "出错了")
-    return render(
-        request,
-        "error.html",
-        {"session": session, "heading": heading, "message": exc.message, "back": back},
-        status_code=exc.status,
-    )
 
 
 # -- signing in and out --------------------------------------------------------------------------
@@ -157,7 +134,9 @@ def login(
         return _login_page(
             request, settings, next_=next_, username=username, status_code=401, error="用户名或密码错误。"
         )
-    response = RedirectResponse(safe_next(next_), status_code=303)
+    # A one-time password (set by an administrator) is replaced by the owner's own first.
+    target = "/account?first=1" if signed.session.user.must_change else safe_next(next_)
+    response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, signed.token, settings)
     response.delete_cookie(LOGIN_COOKIE, path="/login")
     return response
@@ -196,6 +175,7 @@ def inbox_page(
     date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
     date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    done: Annotated[str, Query(max_length=100)] = "",
 ) -> Response:
     if session is None:
         return login_redirect(request)
@@ -252,6 +232,8 @@ def inbox_page(
             "last": first + len(inbox.rows) - 1,
             "prev_url": url(page=str(page - 1)) if page > 1 else "",
             "next_url": url(page=str(page + 1)) if first - 1 + len(inbox.rows) < inbox.total else "",
+            "download_url": "/demands.xlsx" + ("?" + urlencode(params) if params else ""),
+            "flash": imported_flash(done) or {"password": "密码已修改。"}.get(done, ""),
         },
     )
 
@@ -267,6 +249,10 @@ _FLASH: dict[str, Callable[[str], str]] = {
     "outcome": lambda kind: f"已记录成果：{kind}。",
     "outcome-deleted": lambda _: "已删除该成果记录。",
     "withdrawn": lambda name: f"已撤回对 {name} 的反馈：它不再排除该专家，系统也不再从中学习。",
+    "created": lambda _: "需求已保存到收件箱（新需求）：下一次批处理会为它推荐专家，下面是现在的实时排序。",
+    "saved": lambda _: "需求已连同实时匹配的推荐名单保存到收件箱，可以开始联系专家、记录反馈。",
+    "saved-updated": lambda _: "需求已保存到收件箱。专家库在您匹配之后有更新，推荐名单按保存时的最新排序保存，"
+                               "与刚才页面上的名单略有不同，请以下面的名单为准。",
 }
 
 
@@ -291,15 +277,22 @@ def demand_context(workflow: Workflow, demand_id: str, session: Session) -> dict
         "outcomes": outcomes,
         "outcome_kinds": OUTCOME_KINDS,
         "outcome_experts": _outcome_choices(workflow, recs, history),
-        "today": date.today().isoformat(),
+        "today": now_local(workflow.engine.settings.timezone).date().isoformat(),
     }
 
 
-def _outcome_choices(workflow: Workflow, recs: Any, history: list[Any]) -> list[tuple[str, str]]:
-    """Experts an outcome of this demand may name: those with a verdict first, then the recommended."""
-    ids = list(dict.fromkeys([*(f.expert_id for f in history), *(r.expert.id for r in recs.items)]))
+def _outcome_choices(workflow: Workflow, recs: Any, history: list[Any]) -> list[tuple[str, str, bool]]:
+    """Experts an outcome of this demand may name, and whether the form ticks them: those with a
+    verdict first (ticked when they agreed or succeeded), then the others recommended. An expert
+    who declined or was found unsuitable is not offered, and so never ticked."""
+    ruled_out = {x.expert.id for x in recs.excluded}
+    latest: dict[str, str] = {}
+    for f in history:  # newest first
+        latest.setdefault(f.expert_id, f.verdict)
+    ids = [i for i in dict.fromkeys([*(f.expert_id for f in history), *(r.expert.id for r in recs.items)])
+           if i not in ruled_out]
     names = {e.id: e.name for e in workflow.store.get_experts(ids)}
-    return [(i, names.get(i, i)) for i in ids if i in names]
+    return [(i, names.get(i, i), latest.get(i) in ("accepted", "succeeded")) for i in ids if i in names]
 
 
 def demand_flash(workflow: Workflow, done: str) -> str:
@@ -307,7 +300,7 @@ def demand_flash(workflow: Workflow, done: str) -> str:
     make = _FLASH.get(kind)
     if make is None:
         return ""
-    if kind not in ("status", "outcome", "outcome-deleted"):
+    if kind not in ("status", "outcome", "outcome-deleted", "created", "saved"):
         with contextlib.suppress(NotFoundError):
             value = workflow.store.get_expert(value).name or value
     return make(value)
@@ -459,16 +452,17 @@ def pause_form(
     until: Annotated[str, Form(max_length=20)] = "",
     reason: Annotated[str, Form(max_length=400)] = "",
 ) -> Response:
+    back = f"/experts/{quote(expert_id, safe='')}"
     try:
         writer = require_writer(request, session, csrf_token)
-        day = date.fromisoformat(until) if until else None
     except MatcherError as exc:
         return problem(request, session, exc)
-    except ValueError:
-        day = None
-    if day is None or day < date.today():
-        err = InputError(f"暂停截止日期「{until}」无效：请选择今天或以后的日期")
-        return problem(request, session, err, back=f"/experts/{quote(expert_id, safe='')}")
+    try:
+        day = parse_date(until, "until")
+        if day < now_local(workflow.engine.settings.timezone).date():
+            raise InputError(f"暂停截止日期「{until}」已经过去：请填写今天或以后的日期")
+    except MatcherError as exc:
+        return problem(request, session, exc, back=back)
     try:
         with lock:
             workflow.pause(writer.actor, expert_id, day, reason, ip=ip)
@@ -494,47 +488,6 @@ def resume_form(
     except MatcherError as exc:
         return problem(request, session, exc)
     return _back_to_expert(expert_id, "resumed")
-
-
-# -- the audit log (admins) ----------------------------------------------------------------------
-@router.get("/audit", response_class=HTMLResponse)
-def audit_page(
-    request: Request,
-    session: SessionDep,
-    workflow: WorkflowDep,
-    user: Annotated[str, Query(max_length=100)] = "",
-    date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
-    date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
-) -> Response:
-    if session is None:
-        return login_redirect(request)
-    if session.user.role != "admin":
-        return problem(request, session, ForbiddenError("只有管理员可以查看审计日志 (admins only)"))
-    entries, total = workflow.audit_log(
-        actor=user.strip() or None, date_from=date_from or None, date_to=date_to or None, limit=500
-    )
-    shown = [
-        {
-            "at": a.at,
-            "actor": a.actor,
-            "action": a.action,
-            "target": a.target,
-            "ip": a.ip,
-            "detail": json.dumps(a.detail, ensure_ascii=False),
-        }
-        for a in entries
-    ]
-    return render(
-        request,
-        "audit.html",
-        {
-            "session": session,
-            "nav": "audit",
-            "entries": shown,
-            "total": total,
-            "filters": {"user": user, "date_from": date_from, "date_to": date_to},
-        },
-    )
 
 
 # -- outcomes on a demand's page (issue 17) ------------------------------------------------------

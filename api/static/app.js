@@ -75,12 +75,46 @@ function setStatus(message, state) {
   status.dataset.state = state;
 }
 
+// A long demand is shown folded (a 20,000-character paste would make a page of 9,600 pixels).
+const FOLD_CHARS = 600;
+
 function showDemand(text, terms, caption) {
   const p = document.getElementById("demand-text");
   p.replaceChildren();
   appendHighlighted(p, text, terms);
   document.getElementById("demand-caption").textContent = caption;
+  const fold = document.getElementById("demand-fold");
+  const unfold = document.getElementById("demand-unfold");
+  const long = [...text].length > FOLD_CHARS;
+  fold.classList.toggle("folded", long);
+  unfold.hidden = !long;
+  unfold.textContent = "展开全文";
   document.getElementById("demand-view").hidden = false;
+}
+
+function toggleFold() {
+  const fold = document.getElementById("demand-fold");
+  const folded = fold.classList.toggle("folded");
+  document.getElementById("demand-unfold").textContent = folded ? "展开全文" : "收起";
+}
+
+// The demand's length in characters as the server counts them (code points, not UTF-16 units).
+function charCount(text) {
+  return [...text].length;
+}
+
+function textLimit() {
+  return Number(document.getElementById("match-form").dataset.limit) || 20000;
+}
+
+function showCount() {
+  const n = charCount(document.getElementById("demand").value);
+  const limit = textLimit();
+  const counter = document.getElementById("char-count");
+  counter.textContent = n > limit
+    ? `已输入 ${n.toLocaleString("zh-CN")} 字，超过上限 ${limit.toLocaleString("zh-CN")} 字，请删减后再匹配`
+    : `已输入 ${n.toLocaleString("zh-CN")} / ${limit.toLocaleString("zh-CN")} 字`;
+  counter.classList.toggle("error", n > limit);
 }
 
 function allTerms(matches) {
@@ -366,12 +400,31 @@ function requestBody() {
   };
 }
 
+// The server's messages read "中文说明 (english gloss)": staff see the Chinese part. A message with
+// no Chinese at all (a proxy's, a framework's) becomes a general one for its status.
+const CJK = /[\u3000-\u9fff\uff00-\uffef]/;
+
+function chinese(message) {
+  let text = String(message || "").trim();
+  if (text.endsWith(")")) {
+    const gloss = text.search(/ \((?=[A-Za-z`])/);  // "(第 3 行)" stays; " (the …)" is a gloss
+    if (gloss > 0 && CJK.test(text.slice(0, gloss))) text = text.slice(0, gloss).trimEnd();
+  }
+  return CJK.test(text) ? text : "";
+}
+
+const STATUS_MESSAGES = {
+  401: "API 密钥无效或已停用。", 403: "没有权限。", 413: "内容太多，超过了服务器允许的大小。",
+  422: "输入有误，请检查后重试。", 429: "请求太频繁，请稍后再试。",
+};
+
 async function errorMessage(response) {
   try {
     const body = await response.json();
-    if (body && body.error && body.error.message) return body.error.message;
+    const said = body && body.error ? chinese(body.error.message) : "";
+    if (said) return said;
   } catch (_) { /* not JSON */ }
-  return `服务器返回 ${response.status}`;
+  return STATUS_MESSAGES[response.status] || `服务器出错了（代码 ${response.status}），请稍后重试。`;
 }
 
 async function runMatch(event) {
@@ -379,6 +432,11 @@ async function runMatch(event) {
   const body = requestBody();
   if (!body.text.trim()) {
     setStatus("请先填写企业需求。", "error");
+    return;
+  }
+  const n = charCount(body.text);
+  if (n > textLimit()) {
+    setStatus(`需求文字有 ${n.toLocaleString("zh-CN")} 字，超过上限 ${textLimit().toLocaleString("zh-CN")} 字，请删减后再匹配。`, "error");
     return;
   }
   const button = document.getElementById("match-button");
@@ -390,6 +448,7 @@ async function runMatch(event) {
   }
   setStatus("正在匹配…", "busy");
   document.getElementById("team-results").hidden = true;
+  showSave(null);
   try {
     const response = await fetch("/api/v1/match", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
@@ -402,18 +461,44 @@ async function runMatch(event) {
     lastRequest = body;
     renderUnderstanding(payload.understanding);
     renderResults(body.text, payload);
+    showSave(body, payload.data.map((m) => m.expert.id));
     document.getElementById("download").disabled = payload.count === 0;
     const ms = Math.round(performance.now() - started);
     setStatus(payload.count ? `找到 ${payload.count} 位专家，用时 ${ms} 毫秒。` : "没有专家与这段需求有共同的词，请换个说法或减少筛选条件。", "done");
   } catch (err) {
-    setStatus("无法连接服务器：" + err, "error");
+    setStatus("无法连接服务器，请检查网络后重试。", "error");
   } finally {
     button.disabled = false;
   }
 }
 
+// 保存到收件箱: the demand as matched, with the corrections of what the engine understood and the
+// experts listed. The server ranks it again by the same request (what a browser sends is not trusted)
+// and keeps the listed order when its ranking still gives every expert listed.
+function showSave(body, shown = []) {
+  const section = document.getElementById("save");
+  section.hidden = !body;
+  const form = document.getElementById("save-form");
+  if (!body || !form) return;
+  const set = (id, value) => { document.getElementById(id).value = value; };
+  set("save-text", body.text);
+  set("save-top-k", String(body.top_k));
+  set("save-region", body.filters.region);
+  set("save-title-filter", body.filters.title);
+  set("save-exclude", JSON.stringify(body.exclude_terms));
+  set("save-extra", JSON.stringify(body.extra_terms));
+  set("save-shown", JSON.stringify(shown));
+  const first = body.text.split("\n").map((l) => l.trim()).find((l) => l) || "";
+  document.getElementById("save-title").placeholder = [...first].length > 30 ? [...first].slice(0, 30).join("") + "…" : first;
+  const parts = [];
+  if (body.exclude_terms.length) parts.push("排除的词：" + body.exclude_terms.map((t) => `「${t}」`).join("、"));
+  if (body.extra_terms.length) parts.push("补充的词：" + body.extra_terms.map((t) => `「${t}」`).join("、"));
+  document.getElementById("save-edits").textContent = parts.length ? `将一并保存对系统理解的修改：${parts.join("；")}。` : "";
+}
+
 async function runTeam(body, button, started) {
   setStatus("正在组团…", "busy");
+  showSave(null);
   document.getElementById("download").disabled = true;  // the Excel download is for the ranked list
   lastRequest = null;
   try {
@@ -430,7 +515,7 @@ async function runTeam(body, button, started) {
     const ms = Math.round(performance.now() - started);
     setStatus(payload.team.length ? `组成 ${payload.team.length} 人团队，覆盖 ${Math.round(100 * payload.coverage)}% 的需求方面，用时 ${ms} 毫秒。` : "没有专家与这段需求有共同的词，请换个说法或减少筛选条件。", "done");
   } catch (err) {
-    setStatus("无法连接服务器：" + err, "error");
+    setStatus("无法连接服务器，请检查网络后重试。", "error");
   } finally {
     button.disabled = false;
   }
@@ -469,6 +554,9 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("add-term").addEventListener("click", addTerm);
   extra.addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); addTerm(); } });
   document.getElementById("reset-terms").addEventListener("click", () => editTerms({ reset: true }));
+  document.getElementById("demand-unfold").addEventListener("click", toggleFold);
+  document.getElementById("demand").addEventListener("input", showCount);
+  showCount();
   showTeamOptions();
   document.getElementById("demand").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) document.getElementById("match-form").requestSubmit();

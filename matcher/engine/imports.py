@@ -53,10 +53,11 @@ class Imports:
         plan = dd.plan_import(parsed.records, parsed.rows, existing, explicit_ids=parsed.explicit_ids,
                               distinct=store.undone_merge_pairs(), dedupe=dedupe,
                               threshold=self.dedupe_threshold)
+        stored = {e.id: e for e in existing}
         report = partial(mio.ImportReport, "experts", source, merges=plan.merges,
-                         rejects=tuple(parsed.rejects), ignored_columns=parsed.ignored_columns)
+                         rejects=tuple(parsed.rejects), ignored_columns=parsed.ignored_columns,
+                         preview=expert_preview(parsed, plan, stored))
         if dry_run:
-            stored = {e.id: e for e in existing}
             new = sum(1 for r in plan.records if r.id not in stored)
             same = sum(1 for r in plan.records if stored.get(r.id) == r)
             return report(inserted=new, updated=len(plan.records) - new - same, unchanged=same, dry_run=True)
@@ -80,15 +81,15 @@ class Imports:
         source = Path(path).name
         parsed = mio.parse_file(path, "demands", mapping=mapping, progress=progress, limits=self.limits)
         refuse_invalid(parsed, source, skip_invalid)
+        stored = {d.id: d for d in self.store.get_demands(d.id for d in parsed.records)}
+        actions = ["insert" if d.id not in stored else "unchanged" if stored[d.id] == d else "update"
+                   for d in parsed.records]
+        preview = tuple(mio.PreviewRow(row, d.id, d.title, d.enterprise, action)
+                        for row, d, action in zip(parsed.rows, parsed.records, actions, strict=True))
         report = partial(mio.ImportReport, "demands", source, rejects=tuple(parsed.rejects),
-                         ignored_columns=parsed.ignored_columns)
+                         ignored_columns=parsed.ignored_columns, preview=preview)
         if dry_run:
-            new = same = 0
-            for d in parsed.records:
-                try:
-                    same += self.store.get_demand(d.id) == d
-                except NotFoundError:
-                    new += 1
+            new, same = actions.count("insert"), actions.count("unchanged")
             return report(inserted=new, updated=len(parsed.records) - new - same, unchanged=same,
                           dry_run=True)
         with self.store.transaction():
@@ -107,18 +108,20 @@ class Imports:
         store = self.store
         entry = store.get_merge(merge_id)
         if entry.undone_at:
-            raise InputError(f"merge {merge_id} was undone already ({entry.undone_at})")
+            raise InputError(f"合并记录 {merge_id} 已于 {entry.undone_at[:10]} 撤销 "
+                             f"(merge {merge_id} was undone already, {entry.undone_at})")
         try:
             current = store.get_expert(entry.kept_id)
         except NotFoundError:
-            raise InputError(f"expert {entry.kept_id} was deleted after merge {merge_id}; "
-                             "nothing to split") from None
+            raise InputError(f"专家 {entry.kept_id} 在这次合并后已被删除，无法拆分 "
+                             f"(expert {entry.kept_id} was deleted after merge {merge_id})") from None
         if current != entry.after:
-            raise InputError(f"expert {entry.kept_id} changed after merge {merge_id}; undo the later "
-                             f"merges first (`matcher merges list --expert {entry.kept_id}`)")
+            raise InputError(f"专家 {entry.kept_id} 在这次合并后又有改动，请先撤销之后的合并 "
+                             f"(expert {entry.kept_id} changed after merge {merge_id}; undo the later "
+                             f"merges first: `matcher merges list --expert {entry.kept_id}`)")
         if store.get_experts([entry.merged_id]):
-            raise InputError(f"an expert with id {entry.merged_id} exists again; "
-                             f"merge {merge_id} cannot be undone")
+            raise InputError(f"编号 {entry.merged_id} 的专家已重新存在，无法撤销合并 {merge_id} "
+                             f"(an expert with id {entry.merged_id} exists again)")
         before = store.data_version
         with store.transaction():
             store.upsert_experts([entry.before, entry.merged])
@@ -139,10 +142,30 @@ class Imports:
         return True
 
 
+def expert_preview(
+    parsed: mio.Parsed, plan: dd.Plan, stored: Mapping[str, Expert]
+) -> tuple[mio.PreviewRow, ...]:
+    """Each valid row of a file of experts and what the import does with it."""
+    merged_into = {m.row: m.kept_id for m in plan.merges}
+    final = {e.id: e for e in plan.records}
+    out = []
+    for row, e in zip(parsed.rows, parsed.records, strict=True):
+        if row in merged_into:
+            action, into = "merge", merged_into[row]
+        elif e.id not in stored:
+            action, into = "insert", ""
+        else:
+            action, into = ("unchanged" if stored[e.id] == final.get(e.id, e) else "update"), ""
+        out.append(mio.PreviewRow(row, e.id, e.name, e.institution, action, into))
+    return tuple(out)
+
+
 def refuse_invalid(parsed: mio.Parsed, source: str, skip_invalid: bool) -> None:
     if parsed.errors and not skip_invalid:
         raise DataImportError(
-            f"{source}: {len(parsed.errors)} problem(s) in {len(parsed.rejects)} row(s); nothing was "
-            "imported (fix them, or import the valid rows with --skip-invalid)",
+            f"{source}: {len(parsed.rejects)} 行共 {len(parsed.errors)} 处错误，"
+            "未导入任何数据；请改正后重新导入 "
+            f"({len(parsed.errors)} problem(s) in {len(parsed.rejects)} row(s); nothing was imported: "
+            "fix them, or import the valid rows with --skip-invalid)",
             sorted(parsed.errors, key=lambda e: e.row),
         )

@@ -73,7 +73,7 @@ class Learning:
     """The engine's learned state (module docstring)."""
 
     def __init__(self, store: Store, understander: Understander, shipped: Thesaurus,
-                 index: Callable[[], IndexState], params: LearnParams | None = None) -> None:
+                 index: Callable[[], IndexState | None], params: LearnParams | None = None) -> None:
         self.store = store
         self.understander = understander
         self.shipped = shipped
@@ -153,7 +153,10 @@ class Learning:
             self._busy.on = True
             try:
                 self._follow_thesaurus()
-                self._raw = self._from_store()
+                raw = self._from_store()
+                if raw is None:  # the live index is being built by this thread: not now
+                    return
+                self._raw = raw
                 self._learned = self._raw.without(self.silenced())
             finally:
                 self._busy.on = False
@@ -164,13 +167,17 @@ class Learning:
         own thesaurus now, and count there)."""
         return set(self.store.decisions())
 
-    def _from_store(self) -> Learned:
+    def _from_store(self) -> Learned | None:
+        """What the stored verdicts teach; None when the library's index cannot be read now (this
+        thread is building it: what was learned before stands until the next look)."""
         found = judgments(self.store.verdict_evidence(tuple(VERDICT_EVIDENCE)), self.store.outcome_evidence())
         if not found:
             return Learned()
+        index = self.index()
+        if index is None:
+            return None
         demands = {d.id: d for d in self.store.get_demands({j.demand_id for j in found})}
         experts = {e.id: e for e in self.store.get_experts({j.expert_id for j in found})}
-        index = self.index()
         learned = self.learn_from(found, demands, experts, index)
         log.info("learned %d associations from %d verdicts on %d demands", len(learned), len(found),
                  learned.demands)

@@ -18,6 +18,7 @@ dropped without `close()` frees its index at once, not at the next garbage colle
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -62,6 +63,28 @@ class IndexInfo:
     terms: int
     format_version: int
     data_version: int
+
+
+class OwnedLock:
+    """A lock that knows which thread holds it: what the index's owner calls back while this thread
+    builds or swaps the index (the demand bank's words, what verdicts taught) can tell that the
+    live index is not to be asked for now, instead of waiting on itself for ever."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def __enter__(self) -> OwnedLock:
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._owner = None
+        self._lock.release()
+
+    def held_here(self) -> bool:
+        return self._owner == threading.get_ident()
 
 
 def new_index(settings: Settings, **overrides: object) -> ExpertIndex:
@@ -143,7 +166,7 @@ class LiveIndex:
         self._attach = weakref.proxy(attach)  # the owner holds this object (module docstring)
         self.new_index = new_index
         self.loaded: Loaded | None = None
-        self.lock = threading.Lock()  # one build, update or swap at a time
+        self.lock = OwnedLock()  # one build, update or swap at a time
         self._follow_checked = 0.0
         self._following: threading.Thread | None = None
         self.fingerprint = fingerprint(settings)
@@ -385,6 +408,7 @@ class LiveIndex:
             return
 
         def follow() -> None:
+            background_priority()  # the old index answers meanwhile; requests come first
             try:
                 self.follow_saved()
             except Exception:  # noqa: BLE001 - the loaded index goes on serving; retried on the next look
@@ -410,3 +434,11 @@ def others_may_save() -> bool:
     """Whether this is one of several processes serving the same saved index (`matcher serve
     --workers` sets MATCHER_SHARED_INDEX=1 for its workers)."""
     return os.environ.get("MATCHER_SHARED_INDEX") == "1"
+
+
+def background_priority(niceness: int = 10) -> None:
+    """Lower the calling thread's CPU priority (Linux: a thread is a task with its own nice value):
+    work that can wait (encoding a pool's units, rebuilding the index) takes the cores only when
+    requests leave them free, so it never lengthens a match. Elsewhere nothing changes."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)

@@ -86,10 +86,11 @@ def page(loaded: Loaded, q: Query, top_k: int, rules: Rules) -> list[Match]:
 
 
 def candidates(loaded: Loaded, demand_id: str, q: Query, limit: int, explain: int,
-               rules: Rules) -> Candidates:
+               rules: Rules, scored: Scored | None = None) -> Candidates:
     """Up to `limit` allowed experts, best first; the first `explain` carry their explanation, the
-    others `UNEXPLAINED`. `excluded` lists the experts the rules removed, each with its reason."""
-    scored = loaded.index.score(q)
+    others `UNEXPLAINED`. `excluded` lists the experts the rules removed, each with its reason.
+    `scored`: `q` scored already (a block of the nightly batch)."""
+    scored = loaded.index.score(q) if scored is None else scored
     total = scored.total
     excluded: list[Exclusion] = []
     chosen: list[int] = []

@@ -19,7 +19,16 @@ from matcher.ranking.filters import Filters, same_institution
 from matcher.records import Pause
 from matcher.store import Store
 
-FILTERED = "left out by the filters"  # `rule_out`'s reason for a filter, not a 回避 rule
+FILTERED = "不符合筛选条件"  # `rule_out`'s reason for a filter, not a 回避 rule
+#: What kind of rule a reason of `rule_out` names: its words up to the first "：". The batch's log and
+#: report count them apart (a 不合适 verdict is not a 回避 rule).
+EXCLUSION_KINDS: tuple[str, ...] = ("回避", "婉拒", "不合适", "暂停推荐")
+
+
+def exclusion_kind(reason: str) -> str:
+    """回避, 婉拒, 不合适 or 暂停推荐: which rule a reason of `rule_out` names ("" for another)."""
+    head = reason.split("：", 1)[0]
+    return head if head in EXCLUSION_KINDS else ""
 
 
 @dataclass(frozen=True)
@@ -50,11 +59,11 @@ def rule_out(expert: Expert, rules: Rules) -> str:
 def conflict(demand: Demand, e: Expert) -> str:
     """Why a demand must not be matched with expert `e` (回避), or ""."""
     if demand.enterprise and same_institution(demand.enterprise, e.institution):
-        return f"works at the demanding enterprise {demand.enterprise}"
+        return f"回避：就职于提出需求的企业（{demand.enterprise}）"
     if any(same_institution(i, e.institution) for i in demand.avoid_institutions):
-        return f"institution {e.institution} is on the demand's avoid list"
+        return f"回避：单位「{e.institution}」在需求的回避单位中"
     if e.id in demand.avoid_experts or (e.name and e.name in demand.avoid_experts):
-        return "named on the demand's avoid list"
+        return "回避：在需求的回避专家中"
     return ""
 
 
@@ -62,10 +71,9 @@ def declined(store: Store, demand_id: str) -> dict[str, str]:
     """Experts that staff declined (婉拒) or found unsuitable (不合适) for a demand, and why."""
     out: dict[str, str] = {}
     for expert_id, f in store.excluding_feedback(demand_id, EXCLUDING_VERDICTS).items():
-        what = "declined this demand (婉拒)" if f.verdict == "declined" else \
-            "found unsuitable for this demand (不合适)"
-        who = f" by {f.actor}" if f.actor else ""
-        out[expert_id] = f"{what} on {f.created_at[:10]}{who}"
+        what = "婉拒" if f.verdict == "declined" else "不合适"
+        who = f"，{f.actor} 记录" if f.actor else ""
+        out[expert_id] = f"{what}：{f.created_at[:10]}{who}"
     return out
 
 
@@ -75,5 +83,5 @@ def paused(store: Store, on: date | None = None) -> dict[str, Pause]:
 
 
 def pause_reason(pause: Pause) -> str:
-    why = f": {pause.reason}" if pause.reason else ""
-    return f"recommendations paused (暂停推荐) until {pause.until}{why}"
+    why = f"（{pause.reason}）" if pause.reason else ""
+    return f"暂停推荐：至 {pause.until}{why}"

@@ -3,6 +3,7 @@
   terms.py    TermIndex: fit, statistics, query vectors, scoring, entry weights
   updates.py  its incremental updates and compaction (exact statistics)
   files.py    its files (plain JSON and .npy; FORMAT_VERSION)
+  rows.py     row views: some documents under the whole corpus's statistics (a shard's)
   lsa.py      LsaSpace: a TruncatedSVD of a TF-IDF matrix
   counts.py   token lists into count matrices; character n-grams
 """

@@ -11,6 +11,7 @@
   pruned.py        the same by top-k retrieval (MaxScore, `topk.py`): the same numbers, fewer postings
   aggregate.py     expert aggregation: unit scores -> expert scores (kNN vote, centroid)
   score.py         one query through the stages: every signal, then fusion
+  block.py         a block of queries (the batch): the semantic signals as one product (`block_kernel.py`)
   fusion.py        fusion: the signals into one score per expert, the order of a page
   explain.py       explanation: the matched terms and the best units of an expert
   updates.py       incremental updates and compaction
@@ -18,6 +19,7 @@
   bank.py          the demand bank's statistics (each expert's popularity)
   filters.py       rules on who may be listed: region/title filters, excluded institutions
   shards.py        the kNN vote merged across shards of experts
+  shard_part.py    a shard as a worker holds it, its one-round answer, the coordinator's merge and fusion
   expert_index.py  `ExpertIndex`: the index object with the stages as methods
 
 Stages import the state, never `expert_index`, so the package has no import circle (a test

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from matcher.dense import DenseVectors, assemble, text_key
+from matcher.dense import DenseVectors, Lookup, assemble, text_key
 from matcher.errors import IndexStateError
 from matcher.models import Expert, Explanation
+from matcher.ranking import block as _block
 from matcher.ranking import explain as _explain
 from matcher.ranking import fit as _fit
 from matcher.ranking import persist as _persist
@@ -65,6 +66,12 @@ class ExpertIndex(IndexState):
     def score(self, query: Query, weights: Mapping[str, float] | None = None) -> Scored:
         """Every signal for `query`, fused (`weights`: other fusion weights than the index's)."""
         return _score.score(self, query, weights)
+
+    def score_many(self, queries: Sequence[Query]) -> list[Scored]:
+        """`score` of each query, the block's semantic signals from one matrix product each
+        (`matcher.ranking.block`): the same rankings, for the nightly batch."""
+        seeds = _block.semantic_seeds(self, queries)
+        return [_score.score(self, q, seed=s) for q, s in zip(queries, seeds, strict=True)]
 
     def signal_scores(self, query: Query) -> _score.SignalScores:
         """Every signal for `query` before fusion (`fuse` fuses them under any weights)."""
@@ -154,13 +161,15 @@ class ExpertIndex(IndexState):
                 out[text_key(profile)] = profile
         return out
 
-    def dense_missing(self) -> list[str]:
-        """Ids of the live experts whose units (or profile) have no vector attached yet."""
+    def dense_missing(self, *, student: bool = False) -> list[str]:
+        """Ids of the live experts whose units (or profile) have no vector of the model attached yet
+        (`student`: no vector at all, neither the model's nor its fast student's)."""
         self.require_fitted()
         if self.dense_ is None:
             rows = np.flatnonzero(self.expert_alive_)
         else:
-            missing_units = ~self.dense_.units_ok & self.expert_alive_[self.unit_expert_]
+            have = self.dense_.units_any if student else self.dense_.units_ok
+            missing_units = ~have & self.expert_alive_[self.unit_expert_]
             gone = np.zeros(len(self.expert_ids_), dtype=bool)
             gone[self.unit_expert_[missing_units]] = True
             if self.dense_.profiles_ok is not None:
@@ -169,18 +178,20 @@ class ExpertIndex(IndexState):
         return [self.expert_ids_[i] for i in rows]
 
     def with_dense(self, model: str, lookup: Callable[[Sequence[bytes]], Mapping[bytes, np.ndarray]], *,
-                   profiles: bool = False) -> ExpertIndex:
+                   profiles: bool = False,
+                   student: Lookup | None = None) -> ExpertIndex:
         """A copy holding the dense vectors `lookup` has for its units (and, with `profiles`, its
         experts): all of them when none are attached yet or the model changed, else only the rows
-        still missing (the centre stays as it was). `self` is not modified."""
+        still missing (the centre stays as it was). `student`: where `lookup` has no vector yet, the
+        fast student's (`matcher.static_encoder`). `self` is not modified."""
         self.require_fitted()
         new = copy.copy(self)
         current = self.dense_
         if current is None or current.model != model or (profiles and current.profiles is None):
             new.dense_ = assemble(model, self.unit_dkey_, lookup,
-                                  profile_keys=self.expert_dkey_ if profiles else None)
+                                  profile_keys=self.expert_dkey_ if profiles else None, student=student)
         else:
-            new.dense_ = current.filled(self.unit_dkey_, self.expert_dkey_, lookup)
+            new.dense_ = current.filled(self.unit_dkey_, self.expert_dkey_, lookup, student)
         return new
 
     def with_dense_vectors(self, vectors: DenseVectors) -> ExpertIndex:

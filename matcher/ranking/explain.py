@@ -6,6 +6,7 @@ query term in its postings): explaining was most of the cost of a match and of t
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -50,6 +51,7 @@ def explain_many(
     out: list[Explanation] = []
     start = 0
     n = len(index.expert_ids_)
+    said = _Said(normalize(query.text), [t for t in query.origins if len(t) >= 2])
     shown = _shower(query)
     field = Field.of(scored.total)
     for expert, by_score in zip(experts, per_expert, strict=True):
@@ -71,7 +73,7 @@ def explain_many(
         expanded = {t: query.origins[t] for t in terms if t in query.origins}
         if len(evidence) < max_evidence:
             evidence += _beyond_words(index, int(expert), query, scored, max_evidence - len(evidence),
-                                      {e.text for e in evidence}, terms, expanded)
+                                      {e.text for e in evidence}, terms, expanded, said)
         signals = {name: float(arr[expert]) for name, arr in scored.signals.items() if len(arr) == n}
         units = index.units_of(int(expert))
         score = float(scored.total[expert])
@@ -110,8 +112,24 @@ def _terms_by_weight(block: np.ndarray, known: list[str]) -> list[str]:
     return [known[j] for j in found[order]]
 
 
+@functools.lru_cache(maxsize=65_536)
+def _normalized(unit_text: str) -> str:
+    """A unit's text normalised, once: the same documents are explained request after request."""
+    return normalize(unit_text)
+
+
+class _Said:
+    """The demand's normalised text and its added concepts, made once for all the experts explained."""
+
+    def __init__(self, text: str, extra: list[str]) -> None:
+        self.text = text
+        self.extra = extra
+        # one string to search: a shared piece is word-like, so it never spans the separator
+        self.joined = "\x00".join([text, *extra])
+
+
 def _beyond_words(index: IndexState, expert: int, query: Query, scored: Scored, room: int, shown: set[str],
-                  terms: list[str], expanded: dict[str, str]) -> list[Evidence]:
+                  terms: list[str], expanded: dict[str, str], said: _Said | None = None) -> list[Evidence]:
     """Evidence that is not a shared word: character strings (字面相近), then meaning (语义相近).
     The shared strings are appended to `terms`; one shared with an added concept rather than with
     the demand's own text goes into `expanded` with the demand's phrase the concept came from."""
@@ -119,15 +137,15 @@ def _beyond_words(index: IndexState, expert: int, query: Query, scored: Scored, 
     out: list[Evidence] = []
     show_ = _shower(query)
     if scored.char_scores is not None:
-        text = normalize(query.text)
-        extra = [t for t in query.origins if len(t) >= 2]
+        said = said or _Said(normalize(query.text), [t for t in query.origins if len(t) >= 2])
+        text, extra = said.text, said.extra
         for u in units[np.argsort(-scored.char_scores[units], kind="stable")]:
             if len(out) >= room or scored.char_scores[u] <= 0:
                 break
             shown_text = index.unit_text_[u]
             if shown_text in shown:
                 continue
-            strings = tuple(s for s in common_strings(text, normalize(shown_text), extra)
+            strings = tuple(s for s in common_strings(said.joined, _normalized(shown_text))
                             if s not in query.quiet)
             if strings:
                 out.append(Evidence(index.unit_field_[u], shown_text, tuple(show_(s) for s in strings),

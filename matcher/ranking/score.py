@@ -34,8 +34,13 @@ def scoring(index: IndexState, query: Query) -> Scoring:
     return Exhaustive(index, query)
 
 
-def signal_scores(index: IndexState, query: Query) -> SignalScores:
+def signal_scores(index: IndexState, query: Query, seed: Mapping[str, object] | None = None) -> SignalScores:
+    """Every signal for `query`; `seed`: values the scoring would compute, computed already (a
+    block's semantic unit scores, `matcher.ranking.block`)."""
     ctx = scoring(index, query)
+    if seed:
+        for name, value in seed.items():
+            ctx.memo(name, lambda v=value: v)
     ctx.begin()
     sig = {s.name: s.score(ctx, part) for s, part in signal.fitted(index)}
     return SignalScores(sig, ctx.finish(sig), ctx.understood())
@@ -48,9 +53,10 @@ def fused(index: IndexState, scores: SignalScores, weights: Mapping[str, float] 
                 understood=scores.understood)
 
 
-def score(index: IndexState, query: Query, weights: Mapping[str, float] | None = None) -> Scored:
+def score(index: IndexState, query: Query, weights: Mapping[str, float] | None = None,
+          seed: Mapping[str, object] | None = None) -> Scored:
     """The fused score of every expert for `query` (see `matcher.ranking.fusion`)."""
-    s = signal_scores(index, query)
+    s = signal_scores(index, query, seed)
     u = s.units
     return Scored(total=fused(index, s, weights), signals=s.signals, unit_scores=u.words, char_scores=u.chars,
                   dense_scores=u.dense, complete=u.complete, understood=s.understood)

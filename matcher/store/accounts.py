@@ -22,14 +22,15 @@ class Users(Database):
     """Staff accounts and their sessions."""
 
     _USER_COLUMNS = ("id, username, role, password_hash, created_at, coalesce(failed_logins, 0), "
-                     "locked_until, coalesce(disabled, 0), last_login_at")
+                     "locked_until, coalesce(disabled, 0), last_login_at, coalesce(must_change, 0)")
 
     def _user(self, where: str, params: Sequence[Any]) -> User | None:
         sql = f"SELECT {self._USER_COLUMNS} FROM users WHERE {where}"
         row = self.db.execute(sql, list(params)).fetchone()
         if row is None:
             return None
-        return User(int(row[0]), row[1], row[2], row[3], row[4], int(row[5]), row[6], bool(row[7]), row[8])
+        return User(int(row[0]), row[1], row[2], row[3], row[4], int(row[5]), row[6], bool(row[7]), row[8],
+                    bool(row[9]))
 
     def get_user(self, username: str) -> User | None:
         return self._user("username = ?", [username])
@@ -54,8 +55,9 @@ class Users(Database):
 
     def update_user(self, user_id: int, **fields: Any) -> None:
         """Set columns of a user: password_hash, role, failed_logins, locked_until, disabled,
-        last_login_at."""
-        allowed = {"password_hash", "role", "failed_logins", "locked_until", "disabled", "last_login_at"}
+        last_login_at, must_change."""
+        allowed = {"password_hash", "role", "failed_logins", "locked_until", "disabled", "last_login_at",
+                   "must_change"}
         if not fields or set(fields) - allowed:
             raise ValueError(f"cannot set {sorted(set(fields) - allowed)} on a user")
         sets = ", ".join(f"{k} = ?" for k in fields)
@@ -75,8 +77,11 @@ class Users(Database):
         return SessionRow(row[0], int(row[1]), row[2], row[3], row[4], row[5]) if row else None
 
     def delete_sessions(self, *, token_hash: str | None = None, user_id: int | None = None,
-                        expired_before: str | None = None) -> int:
+                        expired_before: str | None = None, keep_hash: str | None = None) -> int:
         clauses, params = [], []
+        if keep_hash is not None:  # every other session (of `user_id`) but this one
+            clauses.append("token_hash != ?")
+            params.append(keep_hash)
         if token_hash is not None:
             clauses.append("token_hash = ?")
             params.append(token_hash)
@@ -86,7 +91,7 @@ class Users(Database):
         if expired_before is not None:
             clauses.append("expires_at < ?")
             params.append(expired_before)
-        if not clauses:
+        if not clauses or clauses == ["token_hash != ?"]:
             raise ValueError("say which sessions to delete")
         with self.transaction():
             return self.db.execute(f"DELETE FROM sessions WHERE {' AND '.join(clauses)}", params).rowcount

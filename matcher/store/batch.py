@@ -114,7 +114,8 @@ class BatchRuns(Database):
 
     def select_batch_demands(self, run_id: int, since: str | None) -> int:
         """Pin the run's demands: status `new`, and demands created after `since` that are marked
-        `matched` but no run recommended anything for. Returns how many were added."""
+        `matched` but nothing was recommended for (by a run, or saved from a live ranking). Returns
+        how many were added."""
         with self.transaction():
             before = self._count("SELECT count(*) FROM batch_demands WHERE run_id = ?", [run_id])
             start = self._count("SELECT coalesce(max(position), 0) FROM batch_demands WHERE run_id = ?",
@@ -123,17 +124,19 @@ class BatchRuns(Database):
                 "INSERT OR IGNORE INTO batch_demands (run_id, demand_id, position) "
                 "SELECT ?, id, ? + row_number() OVER (ORDER BY created_at, id) FROM demands "
                 "WHERE status = 'new' OR (status = 'matched' AND ? IS NOT NULL AND created_at > ? "
-                "AND id NOT IN (SELECT demand_id FROM matches)) ORDER BY created_at, id",
+                "AND id NOT IN (SELECT demand_id FROM recommended)) ORDER BY created_at, id",
                 [run_id, start, since, since],
             )
             return self._count("SELECT count(*) FROM batch_demands WHERE run_id = ?", [run_id]) - before
 
     def drop_settled_batch_demands(self, run_id: int) -> int:
-        """Unpin demands closed, deleted or recommended by another run since this run pinned them."""
+        """Unpin demands closed, deleted, recommended by another run or given recommendations from a
+        live ranking (实时匹配) since this run pinned them."""
         settled = (
             "SELECT b.demand_id FROM batch_demands b LEFT JOIN demands d ON d.id = b.demand_id "
             "WHERE b.run_id = ? AND (d.id IS NULL OR d.status = 'closed' OR EXISTS "
-            "(SELECT 1 FROM matches m WHERE m.demand_id = b.demand_id AND m.run_id != b.run_id))"
+            "(SELECT 1 FROM matches m WHERE m.demand_id = b.demand_id AND m.run_id != b.run_id) "
+            "OR EXISTS (SELECT 1 FROM saved_matches s WHERE s.demand_id = b.demand_id))"
         )
         with self.transaction():
             ids = [r[0] for r in self.db.execute(settled, [run_id])]

@@ -8,8 +8,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from matcher.errors import NotFoundError
-from matcher.models import Demand, now_iso
+from matcher.models import Demand, Explanation, now_iso
 from matcher.records import (
+    BatchMatch,
     DemandPage,
     StoredRecommendations,
     WriteSummary,
@@ -18,6 +19,8 @@ from matcher.store.database import Database
 from matcher.store.rows import (
     demand_from_row,
     demand_to_row,
+    explanation_from_json,
+    explanation_json,
 )
 
 log = logging.getLogger(__name__)
@@ -46,7 +49,7 @@ class Demands(Database):
     def get_demand(self, demand_id: str) -> Demand:
         rows = list(self.db["demands"].rows_where("id = ?", [demand_id]))
         if not rows:
-            raise NotFoundError(f"no demand with id {demand_id!r}")
+            raise NotFoundError(f"没有编号为「{demand_id}」的需求 (no demand with id {demand_id!r})")
         return demand_from_row(rows[0])
 
     def iter_demands(self, status: str | None = None) -> Iterator[Demand]:
@@ -132,7 +135,7 @@ class Demands(Database):
             cur = self.db.execute("UPDATE demands SET status = ?, updated_at = ? WHERE id = ?",
                                   [status, now_iso(), demand_id])
             if cur.rowcount == 0:
-                raise NotFoundError(f"no demand with id {demand_id!r}")
+                raise NotFoundError(f"没有编号为「{demand_id}」的需求 (no demand with id {demand_id!r})")
         return self.get_demand(demand_id)
 
     def get_demands(self, ids: Iterable[str]) -> list[Demand]:
@@ -161,44 +164,96 @@ class Demands(Database):
 
 
 class Recommendations(Database):
-    """What the nightly runs recommended, as the inbox and the pages read it."""
+    """What the nightly runs recommended, and what staff saved from a live ranking (实时匹配), as the
+    inbox and the pages read it. Of the two, a demand's newest set is the one that counts."""
+
+    def _latest_saved(self, demand_id: str) -> tuple[str, str] | None:
+        row = self.db.execute("SELECT max(created_at), max(actor) FROM saved_matches WHERE demand_id = ?",
+                              [demand_id]).fetchone()
+        return (row[0], row[1] or "") if row and row[0] else None
 
     def last_recommendations(self, demand_id: str) -> StoredRecommendations:
-        """The recommendations of the latest batch run that recommended anyone for this demand."""
-        row = self.db.execute("SELECT max(run_id) FROM matches WHERE demand_id = ?", [demand_id]).fetchone()
+        """The newer of: the recommendations of the latest batch run that recommended anyone for this
+        demand, and those saved from a live ranking."""
+        row = self.db.execute("SELECT max(run_id), max(created_at) FROM matches WHERE demand_id = ?",
+                              [demand_id]).fetchone()
+        saved = self._latest_saved(demand_id)
+        if saved is not None and (row is None or row[0] is None or saved[0] >= (row[1] or "")):
+            return StoredRecommendations(None, self.saved_matches(demand_id), "live", saved[0], saved[1])
         if not row or row[0] is None:
             return StoredRecommendations(None, [])
         run_id = int(row[0])
         return StoredRecommendations(self.get_batch_run_by_id(run_id),
                                      self.list_batch_matches(run_id=run_id, demand_id=demand_id))
 
+    def saved_matches(self, demand_id: str) -> list[BatchMatch]:
+        """The recommendations saved from a live ranking for a demand, by rank (`run_id` 0)."""
+        rows = self.db.execute("SELECT expert_id, rank, score, explanation FROM saved_matches "
+                               "WHERE demand_id = ? ORDER BY rank", [demand_id])
+        return [BatchMatch(0, demand_id, r[0], int(r[1]), float(r[2] or 0.0), int(r[1]),
+                           explanation_from_json(r[3]) if r[3] else Explanation(terms=(), evidence=()))
+                for r in rows.fetchall()]
+
+    def save_matches(self, demand_id: str, matches: Sequence[tuple[str, float, Explanation]],
+                     actor: str) -> str:
+        """Store (expert id, score, explanation) in rank order as the demand's recommendations from a
+        live ranking (实时匹配), replacing any saved before; the time they were saved."""
+        at = now_iso()
+        with self.transaction():
+            self.db.execute("DELETE FROM saved_matches WHERE demand_id = ?", [demand_id])
+            self.db.conn.executemany(
+                "INSERT INTO saved_matches (demand_id, expert_id, rank, score, explanation, created_at, "
+                "actor) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (demand_id, e, rank, score, explanation_json(expl), at, actor)
+                    for rank, (e, score, expl) in enumerate(matches, start=1)
+                ],
+            )
+        return at
+
     def top_recommended(self, demand_ids: Sequence[str], n: int = 3) -> dict[str, list[tuple[str, str]]]:
-        """(expert id, name) of the first `n` stored recommendations of each demand (its latest run),
-        leaving out experts declined or found unsuitable for it."""
+        """(expert id, name) of the first `n` stored recommendations of each demand (its newest set:
+        its latest run's, or those saved from a live ranking), leaving out experts declined or found
+        unsuitable for it."""
         out: dict[str, list[tuple[str, str]]] = {d: [] for d in demand_ids}
+        not_ruled_out = ("NOT EXISTS (SELECT 1 FROM feedback f WHERE f.demand_id = m.demand_id "
+                         "AND f.expert_id = m.expert_id AND f.verdict IN ('declined', 'unsuitable'))")
         for i in range(0, len(demand_ids), 400):
             chunk = list(demand_ids[i : i + 400])
             marks = ", ".join("?" * len(chunk))
-            rows = self.db.execute(
-                "SELECT m.demand_id, m.expert_id, coalesce(e.name, m.expert_id) FROM matches m "
+            batch = self.db.execute(
+                "SELECT m.demand_id, m.expert_id, coalesce(e.name, m.expert_id), m.created_at FROM matches m "
                 "LEFT JOIN experts e ON e.id = m.expert_id "
                 f"WHERE m.demand_id IN ({marks}) AND m.run_id = (SELECT max(run_id) FROM matches x "
-                "WHERE x.demand_id = m.demand_id) AND NOT EXISTS (SELECT 1 FROM feedback f "
-                "WHERE f.demand_id = m.demand_id AND f.expert_id = m.expert_id "
-                "AND f.verdict IN ('declined', 'unsuitable')) "
-                "ORDER BY m.demand_id, m.rank",
+                f"WHERE x.demand_id = m.demand_id) AND {not_ruled_out} ORDER BY m.demand_id, m.rank",
                 chunk,
-            )
-            for demand_id, expert_id, name in rows.fetchall():
-                if len(out[demand_id]) < n:
-                    out[demand_id].append((expert_id, name))
+            ).fetchall()
+            saved = self.db.execute(
+                "SELECT m.demand_id, m.expert_id, coalesce(e.name, m.expert_id), m.created_at "
+                "FROM saved_matches m LEFT JOIN experts e ON e.id = m.expert_id "
+                f"WHERE m.demand_id IN ({marks}) AND {not_ruled_out} ORDER BY m.demand_id, m.rank",
+                chunk,
+            ).fetchall()
+            latest: dict[tuple[str, str], str] = {}  # (demand, source) -> when that set was written
+            for source, found in (("batch", batch), ("live", saved)):
+                for demand_id, _, _, at in found:
+                    latest[demand_id, source] = max(latest.get((demand_id, source), ""), at or "")
+            for source, found in (("batch", batch), ("live", saved)):
+                for demand_id, expert_id, name, _ in found:
+                    other = "live" if source == "batch" else "batch"
+                    newer = latest[demand_id, source] > latest.get((demand_id, other), "") or (
+                        source == "live" and latest[demand_id, source] == latest.get((demand_id, other)))
+                    if newer and len(out[demand_id]) < n:
+                        out[demand_id].append((expert_id, name))
         return out
 
     def expert_recommendation_demands(self, expert_id: str,
                                       limit: int = 50) -> list[tuple[str, str, int, str]]:
-        """(demand id, run key, rank, recommended at) of an expert's latest recommendations."""
+        """(demand id, run key, rank, recommended at) of an expert's latest recommendations (the run
+        key "" for one saved from a live ranking)."""
         rows = self.db.execute(
             "SELECT m.demand_id, r.run_key, m.rank, m.created_at FROM matches m "
             "JOIN batch_runs r ON r.id = m.run_id WHERE m.expert_id = ? "
-            "ORDER BY m.created_at DESC, m.id DESC LIMIT ?", [expert_id, limit])
+            "UNION ALL SELECT demand_id, '', rank, created_at FROM saved_matches WHERE expert_id = ? "
+            "ORDER BY 4 DESC LIMIT ?", [expert_id, expert_id, limit])
         return [(r[0], r[1], int(r[2]), r[3]) for r in rows.fetchall()]

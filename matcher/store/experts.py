@@ -44,14 +44,14 @@ class Experts(Database):
     def get_expert(self, expert_id: str) -> Expert:
         rows = list(self.db["experts"].rows_where("id = ?", [expert_id]))
         if not rows:
-            raise NotFoundError(f"no expert with id {expert_id!r}")
+            raise NotFoundError(f"没有编号为「{expert_id}」的专家 (no expert with id {expert_id!r})")
         return expert_from_row(rows[0])
 
     def delete_expert(self, expert_id: str) -> None:
         with self.transaction():
             cur = self.db.execute("DELETE FROM experts WHERE id = ?", [expert_id])
             if cur.rowcount == 0:
-                raise NotFoundError(f"no expert with id {expert_id!r}")
+                raise NotFoundError(f"没有编号为「{expert_id}」的专家 (no expert with id {expert_id!r})")
             self._bump_data_version()
 
     def iter_experts(self) -> Iterator[Expert]:

@@ -111,9 +111,13 @@ class Feedback(Database):
         return {r[0]: Pause(*r) for r in rows.fetchall()}
 
     def expert_feedback_counts(self, expert_id: str) -> dict[str, int]:
-        """How many demands an expert was recommended for (by any run) and got each verdict for."""
-        out = {"recommended": self._count("SELECT count(DISTINCT demand_id) FROM matches WHERE expert_id = ?",
-                                          [expert_id])}
+        """How many demands an expert was recommended for (by any run, or saved from a live ranking)
+        and got each verdict for."""
+        out = {
+            "recommended": self._count(
+                "SELECT count(DISTINCT demand_id) FROM recommended WHERE expert_id = ?", [expert_id]
+            )
+        }
         rows = self.db.execute("SELECT verdict, count(DISTINCT demand_id) FROM feedback WHERE expert_id = ? "
                                "GROUP BY verdict", [expert_id])
         for verdict in VERDICTS:

@@ -64,7 +64,10 @@ class Merges(Database):
     def get_merge(self, merge_id: int) -> MergeEntry:
         rows = list(self.db["merges"].rows_where("id = ?", [merge_id]))
         if not rows:
-            raise NotFoundError(f"no merge with id {merge_id}; `matcher merges list` shows them")
+            raise NotFoundError(
+                f"没有编号为 {merge_id} 的合并记录 "
+                f"(no merge with id {merge_id}; `matcher merges list` shows them)"
+            )
         return self._merge_from_row(rows[0])
 
     def mark_merge_undone(self, merge_id: int) -> None:

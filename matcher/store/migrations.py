@@ -245,7 +245,34 @@ def _m11_keys_and_replays(db: sqlite_utils.Database) -> None:
 MIGRATIONS.append(_m11_keys_and_replays)
 
 
-def _m12_learning(db: sqlite_utils.Database) -> None:
+def _m12_demands_from_the_page(db: sqlite_utils.Database) -> None:
+    """Demands and accounts on the pages (issue 23): the enterprise's contact person, a deadline, the
+    staff's corrections of what the engine understood (terms left out, terms added; JSON lists);
+    recommendations saved from a live ranking (实时匹配) on the match page; and one view of every
+    recommendation, nightly or saved, that the inbox, the statistics and the histories read.
+    Idempotent, like the steps before it."""
+    for column in ("contact", "deadline", "exclude_terms", "extra_terms"):
+        if column not in db["demands"].columns_dict:
+            db.execute(f"ALTER TABLE demands ADD COLUMN {column} TEXT")
+    # An account whose password an administrator reset on the page: a one-time password, changed by
+    # its owner at the next sign-in.
+    if "must_change" not in db["users"].columns_dict:
+        db.execute("ALTER TABLE users ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0")
+    db["saved_matches"].create(
+        {"demand_id": str, "expert_id": str, "rank": int, "score": float, "explanation": str,
+         "created_at": str, "actor": str},
+        pk=("demand_id", "expert_id"), not_null={"rank", "created_at"}, if_not_exists=True,
+    )
+    db["saved_matches"].create_index(["expert_id"], if_not_exists=True)
+    db.execute("CREATE VIEW IF NOT EXISTS recommended AS "
+               "SELECT demand_id, expert_id, rank, created_at, 'batch' AS source FROM matches "
+               "UNION ALL SELECT demand_id, expert_id, rank, created_at, 'live' AS source FROM saved_matches")
+
+
+MIGRATIONS.append(_m12_demands_from_the_page)
+
+
+def _m13_learning(db: sqlite_utils.Database) -> None:
     """What the matcher learns from verdicts (issue 28): the admins' decisions on proposed thesaurus
     entries, the 科协's own thesaurus (every version kept), and `learning_version` in the meta
     table, moved on by triggers at every change to what learning reads (verdicts, outcomes and
@@ -271,4 +298,4 @@ def _m12_learning(db: sqlite_utils.Database) -> None:
                f"BEGIN {bump}; END")
 
 
-MIGRATIONS.append(_m12_learning)
+MIGRATIONS.append(_m13_learning)

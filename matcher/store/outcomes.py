@@ -32,7 +32,7 @@ class Outcomes(Database):
     def get_outcome(self, outcome_id: int) -> Outcome:
         found = self.list_outcomes(outcome_id=outcome_id, limit=None)
         if not found:
-            raise NotFoundError(f"no outcome with id {outcome_id}")
+            raise NotFoundError(f"没有编号为 {outcome_id} 的成果记录 (no outcome with id {outcome_id})")
         return found[0]
 
     def delete_outcome(self, outcome_id: int) -> Outcome:
@@ -81,7 +81,7 @@ class Outcomes(Database):
         where, params = self._demand_filters(None, None, None, date_from, date_to)
         rows = self.db.execute(
             "SELECT d.id, d.created_at, coalesce(d.industry, ''), coalesce(d.region, ''), d.status, "
-            "EXISTS (SELECT 1 FROM matches m WHERE m.demand_id = d.id) "
+            "EXISTS (SELECT 1 FROM recommended m WHERE m.demand_id = d.id) "
             "OR EXISTS (SELECT 1 FROM feedback f WHERE f.demand_id = d.id), "
             "(SELECT min(f.created_at) FROM feedback f WHERE f.demand_id = d.id "
             "AND f.verdict IN ('contacted', 'accepted', 'declined', 'succeeded')), "
@@ -109,7 +109,7 @@ class Outcomes(Database):
             o_params.append(date_to)
         o_where = "".join(f" AND {c}" for c in o_clauses)
         rows = self.db.execute(
-            "WITH rec AS (SELECT expert_id, count(DISTINCT demand_id) n FROM matches "
+            "WITH rec AS (SELECT expert_id, count(DISTINCT demand_id) n FROM recommended "
             f"WHERE demand_id IN ({cohort}) GROUP BY expert_id), "
             "fb AS (SELECT expert_id, "
             "count(DISTINCT CASE WHEN verdict IN ('contacted', 'accepted', 'declined', 'succeeded') "

@@ -15,7 +15,7 @@ EXPERT_COLUMNS = ("id", "name", "title", "institution", "region", "research_fiel
 EXPERT_JSON = ("research_fields", "documents", "tags", "contact")
 
 
-DEMAND_JSON = ("keywords", "avoid_institutions", "avoid_experts")
+DEMAND_JSON = ("keywords", "avoid_institutions", "avoid_experts", "exclude_terms", "extra_terms")
 
 
 def explanation_json(expl: Explanation) -> str:

@@ -71,9 +71,11 @@ class Lsa(Signal):
         return lsa
 
     def score(self, ctx: Scoring, part: LsaSpace | None) -> np.ndarray:
-        qe = lsa_query(ctx.index, ctx.query)
+        # memo: a batch scoring a block of queries fills both from one matrix product each (`block`)
+        qe = ctx.memo("lsa_query", lambda: lsa_query(ctx.index, ctx.query))
         if qe is None or part is None:
             return ctx.zeros()
         emb = part.embeddings_
-        cos = ctx.semantic_scores(len(emb), lambda rows: emb @ qe if rows is None else emb[rows] @ qe)
+        cos = ctx.memo("lsa_unit_scores", lambda: ctx.semantic_scores(
+            len(emb), lambda rows: emb @ qe if rows is None else emb[rows] @ qe))
         return ctx.vote_units(np.clip(cos, 0.0, None))
