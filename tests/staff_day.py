@@ -215,7 +215,11 @@ def play(browser: Any, url: str, workdir: Path, *, shot: Callable[[Any, str], No
     page.locator(f'#own-terms .chip[data-term="{EXCLUDED_TERM}"] .chip-x').click()
     page.wait_for_selector(f'#own-terms .chip[data-term="{EXCLUDED_TERM}"]', state="detached")
     page.wait_for_selector('#status[data-state="done"]')
-    day.facts["shown_after_exclusion"] = page.locator("#results-table tbody tr td.name a").all_inner_texts()
+    # in rank order: the weak matches are folded into a table of their own below the others, so the
+    # page's row order is not the ranking's when a weak match ranks above a medium one
+    ranked = page.locator("#results-table tbody tr").evaluate_all(
+        "rows => rows.map(r => [Number(r.cells[0].innerText), r.querySelector('td.name a').innerText])")
+    day.facts["shown_after_exclusion"] = [name for _, name in sorted(ranked)]
     day.facts["save_edits"] = page.locator("#save-edits").inner_text()
     page.fill("#save-enterprise", "永康市恒创杯业有限公司")
     page.fill("#save-contact", "王经理 13800000000")
