@@ -46,7 +46,6 @@ from matcher.engine.live import IndexInfo, LiveIndex, Loaded, fingerprint, new_i
 from matcher.engine.matching import Analysis, Candidates, RelevanceMatrix
 from matcher.engine.rules import Rules
 from matcher.errors import InputError
-from matcher.learning import LearnParams
 from matcher.models import Demand, Expert, Explanation, Match, has_lone_surrogate
 from matcher.rank import ExpertIndex, Filters, Query
 from matcher.records import MergeEntry, Pause, WriteSummary
@@ -93,13 +92,8 @@ class Engine:
         self.live = LiveIndex(s, self.store, self.tokens, self, partial(new_index, s))
         self.embeddings.live = self.live
         self.imports = Imports(self.store, s.dedupe_threshold, mio.Limits.from_settings(s))
-        # What staff verdicts taught (`matcher.learning`), and the 科协's own thesaurus entries. Its
-        # index is the live one's, reached without the engine (no cycle keeps a dropped engine's index).
-        live = self.live
-        self.learning = Learning(self.store, self.understander, self.thesaurus,
-                                 lambda: None if live.lock.held_here() else live.current().index,
-                                 LearnParams(fdr=s.learned_fdr, max_phrase_share=s.learned_max_phrase_share))
-        self.understander.learned = self.learning.reader()
+        # What staff verdicts taught (`matcher.learning`), and the 科协's own thesaurus entries.
+        self.learning = Learning.following(self.live, self.store, self.understander, self.thesaurus, s)
         self._services: dict[object, Any] = {}
         self._services_lock = threading.Lock()
 

@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 import weakref
+from typing import Any
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -138,14 +139,30 @@ class Learning:
         self._follow()
         return self._raw or Learned()
 
+    @classmethod
+    def following(cls, live: Any, store: Store, understander: Understander, thesaurus: Thesaurus,
+                  settings: Any) -> Learning:
+        """The engine's learning, reading the library through the live index `live` (reached without
+        the engine: no cycle keeps a dropped engine's index) and lending its associations to the
+        understanding stage. While this thread builds or swaps the index (`live.lock` held here),
+        the library cannot be read: what was learned before stands."""
+        made = cls(store, understander, thesaurus,
+                   lambda: None if live.lock.held_here() else live.current().index,
+                   LearnParams(fdr=settings.learned_fdr, max_phrase_share=settings.learned_max_phrase_share))
+        understander.learned = made.reader()
+        return made
+
     def refresh(self) -> None:
         """Follow the store now (the thesaurus and the associations)."""
         self._follow()
 
     def _follow(self) -> None:
         stamp = (self.store.learning_version, self.store.data_version)
-        if stamp == self._stamp or getattr(self._busy, "on", False):
-            return  # (while learning, what was learned before stands: no recursion)
+        if stamp == self._stamp or getattr(self._busy, "on", False) or self.store.in_transaction:
+            # While learning, what was learned before stands (no recursion); inside a write
+            # transaction too: learning reads every verdict, and must not hold the writers' lock
+            # while it does (the next understanding outside the transaction learns).
+            return
         with self._lock:
             stamp = (self.store.learning_version, self.store.data_version)
             if stamp == self._stamp:
