@@ -39,6 +39,7 @@ from api.routes import (
     feedback,
     health,
     intake,
+    learning,
     match,
     outcomes,
     pages,
@@ -314,9 +315,10 @@ def create_app(
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(outcomes.router, prefix=API_PREFIX)  # outcomes and statistics (issue 17)
+    app.include_router(learning.api, prefix=API_PREFIX)  # what verdicts taught (issue 28)
     # The staff's pages. intake first: its /demands/new must not be read as the demand with id "new".
     for router in (intake.router, pages.router, staff.router, audit.router, batch.router, downloads.router,
-                   users.router, admin.router):
+                   users.router, admin.router, learning.pages):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

@@ -206,11 +206,20 @@ class TermOut(BaseModel):
         "outside corpora/content_chars.txt, function words) are weighed low and never cited as matched.")
 
 
+class LearnedEvidenceOut(BaseModel):
+    demands: int = Field(
+        description="Judged demands saying the phrase whose accepted experts held the concept.")
+    judged: int = Field(description="Judged demands saying the phrase.")
+    accepted: int = Field(description="Accepted experts (over those demands) who hold the concept.")
+    declined: int = Field(description="Declined or unsuitable experts (over those demands) who hold it.")
+
+
 class ExpandedOut(BaseModel):
     term: str = Field(description="A technical concept the demand points to.")
     from_: str = Field(alias="from", description="The demand's phrase it was added for.")
-    source: Literal["thesaurus", "corpus", "dense", "synonym"] = Field(
-        description="Where it came from: corpora/thesaurus.txt, the experts' own texts, the dense model, or "
+    source: Literal["thesaurus", "corpus", "learned", "dense", "synonym"] = Field(
+        description="Where it came from: the thesaurus (corpora/thesaurus.txt and the 科协's own entries), "
+        "the experts' own texts, the 科协's own verdicts (learned), the dense model, or "
         "corpora/synonyms.txt.")
     weight: float = Field(description="Its weight in the query (below the demand's own words).")
     kind: str | None = Field(None, description="The thesaurus entry's kind: 产品, 症状 or 俗称.")
@@ -218,6 +227,7 @@ class ExpandedOut(BaseModel):
         default_factory=list, description="What else in the demand made it fit: its words that keep "
         "company with the concept in the experts' texts, or the thesaurus condition met (empty: a direct "
         "translation).")
+    evidence: LearnedEvidenceOut | None = Field(None, description="A learned concept's verdicts.")
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -906,3 +916,47 @@ def visit_plan_out(plan: VisitPlan) -> dict[str, Any]:
         "districts": [{"district": d.district, "city": d.city, "enterprises": d.enterprises, "score": d.score}
                       for d in plan.districts],
     }
+
+
+# -- what was learned from verdicts (issue 28) --------------------------------------------------
+class ProposalOut(BaseModel):
+    phrase: str = Field(description="The demand phrase.")
+    concept: str = Field(description="The expert concept it points to.")
+    strength: float = Field(
+        description="The excess over chance, shrunk toward zero with little evidence (0-1).")
+    demands: int = Field(
+        description="Judged demands saying the phrase whose accepted experts held the concept.")
+    judged: int = Field(description="Judged demands saying the phrase.")
+    accepted: int = Field(description="Accepted experts (over those demands) who hold the concept.")
+    declined: int = Field(description="Declined or unsuitable experts (over those demands) who hold it.")
+    p_value: float = Field(description="How likely that many demands are by chance.")
+    status: Literal["open", "accepted", "rejected"]
+    suggested_weight: float = Field(description="The thesaurus weight suggested on accepting it.")
+    examples: list[dict[str, str]] = Field(description="Demands that taught it: {id, title}.")
+
+
+class ProposalList(BaseModel):
+    data: list[ProposalOut]
+    count: int
+
+
+class ProposalIn(_In):
+    phrase: str = Field(min_length=1, max_length=100)
+    concept: str = Field(min_length=1, max_length=100)
+
+
+class AcceptIn(ProposalIn):
+    kind: Literal["产品", "症状", "俗称"] = Field("症状", description="The thesaurus entry's kind.")
+    weight: float | None = Field(None, gt=0, le=1, description="The target's weight (default: suggested).")
+
+
+class RejectIn(ProposalIn):
+    note: str = Field("", max_length=500)
+
+
+class OwnThesaurusOut(BaseModel):
+    version: int = Field(description="0 when there is no own thesaurus yet.")
+    text: str = Field(description="The file, in the format of corpora/thesaurus.txt.")
+    entries: int
+    at: str | None = None
+    actor: str | None = None

@@ -34,6 +34,9 @@ ACTIONS: dict[str, str] = {
     "import.demands": "导入需求文件", "import.experts": "导入专家文件",
     "batch.start": "启动批处理", "export.download": "下载表格", "report.download": "下载年度报告",
     "backup.restore": "从备份恢复",
+    "feedback.withdraw": "撤回对接反馈", "proposal.accept": "采纳学到的关联", "proposal.reject": "否决学到的关联",
+    "proposal.reopen": "重新审议学到的关联", "thesaurus.import": "导入本地词表", "thesaurus.revert": "恢复本地词表版本",
+    "learning.import": "导入学习数据",
 }
 _ROLES = {"staff": "工作人员", "admin": "管理员", "read": "只读", "write": "读写"}
 _KINDS = {"demands": "需求", "experts": "专家"}
@@ -126,6 +129,22 @@ def _save(e: AuditEntry, d: Mapping[str, Any]) -> str:
     return text
 
 
+#: What the proposals page and `matcher learning` write (issue 28), as sentences.
+_LEARNING: dict[str, Callable[[AuditEntry, Mapping[str, Any]], str]] = {
+    "proposal.accept": lambda e, d: (
+        f"采纳学到的关联「{d.get('phrase', '')}」→「{d.get('concept', '')}」，写入本地词表第 {d.get('version', '')} 版"
+    ),
+    "proposal.reject": lambda e, d: f"否决学到的关联「{d.get('phrase', '')}」→「{d.get('concept', '')}」",
+    "proposal.reopen": lambda e, d: f"重新审议学到的关联「{d.get('phrase', '')}」→「{d.get('concept', '')}」",
+    "thesaurus.import": lambda e, d: f"导入本地词表，生成第 {d.get('version', '')} 版（{d.get('entries', 0)} 条）",
+    "thesaurus.revert": lambda e, d: f"把本地词表恢复到第 {d.get('from', '')} 版（生成第 {d.get('version', '')} 版）",
+    "learning.import": lambda e, d: (
+        f"导入学习数据：反馈 {d.get('verdicts', 0)} 条、成果 {d.get('outcomes', 0)} 条、"
+        f"审议 {d.get('decisions', 0)} 条、词表版本 {d.get('versions', 0)} 个"
+    ),
+}
+
+
 def _sentences(
     names: Mapping[str, str], tz: str
 ) -> dict[str, Callable[[AuditEntry, Mapping[str, Any]], str]]:
@@ -194,6 +213,10 @@ def _sentences(
         "import.demands": _import,
         "import.experts": _import,
         "batch.start": lambda e, d: f"从页面启动批处理（运行编号 {d.get('run_key', '')}）",
+        "feedback.withdraw": lambda e, d: (
+            f"撤回对{_target(e.target)}的反馈：{_expert(names, str(d.get('expert_id', '')))}"
+            f"「{VERDICT_LABELS.get(str(d.get('verdict')), '反馈')}」"
+        ),
         "export.download": lambda e, d: f"下载{d.get('what', '表格')}（{d.get('rows', 0)} 行）",
         "report.download": lambda e, d: (
             f"下载年度报告（{d.get('from') or '最早'} 至 {d.get('to') or '今天'}）"
@@ -217,7 +240,7 @@ def _where(where: str) -> str:
 def describe(entry: AuditEntry, names: Mapping[str, str] | None = None, tz: str = "Asia/Shanghai") -> str:
     """The entry as one Chinese sentence (experts named from `names`, id -> name)."""
     detail = entry.detail if isinstance(entry.detail, Mapping) else {}
-    say = _sentences(names or {}, tz).get(entry.action)
+    say = _sentences(names or {}, tz).get(entry.action) or _LEARNING.get(entry.action)
     if say is None:
         return f"{ACTIONS.get(entry.action, '其他操作')}（{_target(entry.target)}）" if entry.target else \
             ACTIONS.get(entry.action, "其他操作")

@@ -279,7 +279,7 @@ def _format_merge(m: Any, source: str, *, dry_run: bool) -> str:
 @app.command("import")
 @_fail_cleanly
 def import_(
-    kind: Annotated[str, typer.Argument(help="What the file holds: experts or demands.")],
+    kind: Annotated[str, typer.Argument(help="What the file holds: experts, demands or learning.")],
     file: Annotated[Path, typer.Argument(help="A .jsonl, .csv (UTF-8 or GBK) or .xlsx file.")],
     mapping: Annotated[Path | None, typer.Option(
         "--mapping", help="A .json or .csv file naming the field of each unusual header (see the README).",
@@ -295,11 +295,19 @@ def import_(
     no_dedupe: Annotated[bool, typer.Option("--no-dedupe", help="Do not merge duplicate experts.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Import experts or demands: every row checked, duplicate experts merged, one transaction."""
+    """Import experts, demands or learning (a `matcher export learning` file, after the experts and
+    demands it names): every row checked, duplicate experts merged, one transaction."""
     from matcher import io as mio
 
+    if kind == "learning":
+        from matcher.proposals import import_learning
+
+        with _engine(db) as engine:
+            result = import_learning(engine, file, _cli_actor())
+        typer.echo(result.summary())
+        return
     if kind not in ("experts", "demands"):
-        raise typer.BadParameter("must be 'experts' or 'demands'", param_hint="KIND")
+        raise typer.BadParameter("must be 'experts', 'demands' or 'learning'", param_hint="KIND")
     with _engine(db) as engine:
         columns = mio.load_mapping(mapping, kind) if mapping is not None else None
         with _progress(f"checking {file.name}") as progress:
@@ -331,7 +339,7 @@ def import_(
 @app.command()
 @_fail_cleanly
 def export(
-    kind: Annotated[str, typer.Argument(help="What to export: experts, demands or matches.")],
+    kind: Annotated[str, typer.Argument(help="What to export: experts, demands, matches or learning.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, csv or xlsx.")] = "jsonl",
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="File to write (default: stdout; xlsx needs a file).", show_default=False,
@@ -344,12 +352,26 @@ def export(
         "with its row count; a file without them imports back without touching the stored ones).")] = False,
     db: DbOption = None,
 ) -> None:
-    """Export experts, demands or matches; `matcher import` reads an export back unchanged."""
+    """Export experts, demands, matches or learning (the verdicts, outcomes, decisions on proposals and
+    the own thesaurus' versions, as JSON lines); `matcher import` reads an export back unchanged."""
     from matcher import io as mio
     from matcher.workflow import Workflow
 
+    if kind == "learning":
+        from matcher.proposals import export_learning
+
+        if fmt != "jsonl":
+            raise typer.BadParameter("learning is exported as jsonl", param_hint="--format")
+        with _engine(db) as engine:
+            if out is None:
+                n = export_learning(engine, sys.stdout)
+            else:
+                with out.open("w", encoding="utf-8") as f:
+                    n = export_learning(engine, f)
+        typer.echo(f"exported {n} lines of learned data{f' to {out}' if out else ''}", err=True)
+        return
     if kind not in ("experts", "demands", "matches"):
-        raise typer.BadParameter("must be 'experts', 'demands' or 'matches'", param_hint="KIND")
+        raise typer.BadParameter("must be 'experts', 'demands', 'matches' or 'learning'", param_hint="KIND")
     if fmt not in mio.FORMATS:
         raise typer.BadParameter(f"must be one of {', '.join(mio.FORMATS)}", param_hint="--format")
     if fmt == "xlsx" and out is None:
@@ -529,10 +551,21 @@ def eval_(
     feedback: Annotated[bool, typer.Option(
         "--feedback", help="Score the ranker on this database's own verdicts instead: 同意对接 and 对接成功 "
         "relevant, 婉拒 and 不合适 not.")] = False,
+    simulate_feedback: Annotated[bool, typer.Option(
+        "--simulate-feedback", help="Simulate learning from staff: split the queries by a fixed seed, give "
+        "the history queries' top 10 the verdicts staff would (relevant: 同意对接, else 不合适), learn, and "
+        "score "
+        "the other queries before and after.")] = False,
+    history: Annotated[float, typer.Option(
+        "--history",
+        help="With --simulate-feedback: the share of queries whose verdicts are learned from.")] = 0.5,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="With --simulate-feedback: the seed of the split.")] = 28,
     db: DbOption = None,
 ) -> None:
     """Score the ranker and a BM25 reference (same tokens) on a benchmark folder, or (--feedback) on
-    the verdicts staff recorded in the database."""
+    the verdicts staff recorded in the database, or (--simulate-feedback) what learning from
+    verdicts does to a benchmark."""
     from matcher.engine import Engine
     from matcher.evaluate import evaluate, format_table, load_benchmark, write_trec_run
 
@@ -566,6 +599,17 @@ def eval_(
         # are the demand bank, as a 科协's stored demands are
         prepared["index"] = index
         return engine.prepare_bank(index, bench.queries)
+
+    if simulate_feedback:
+        from matcher.evaluate import format_simulation
+        from matcher.evaluate import simulate_feedback as simulate
+
+        with _progress("ranking") as bar:
+            sim = simulate(bench, engine, history=history, seed=seed, top=top, prepare=prepare, progress=bar)
+        typer.echo(format_simulation(sim))
+        if as_json:
+            typer.echo(json.dumps(sim.to_json(), ensure_ascii=False))
+        return
 
     result = evaluate(bench, engine.tokenizer, engine.new_index,
                       lambda t, e: engine.query(t, e, index=prepared.get("index")), top=top, prepare=prepare)
@@ -1111,6 +1155,158 @@ def report(
     typer.echo(f"report {path}: {f['received']} demands received, {f['succeeded']} succeeded, "
                f"{sum(stats.outcome_counts.values())} outcomes, "
                f"{len(stats.gaps.gaps) if stats.gaps else 0} gaps")
+
+
+# -- what the matcher learned from verdicts, and the 科协's own thesaurus ----------------------------
+thesaurus_app = typer.Typer(help="Proposed thesaurus entries learned from verdicts, and the 科协's own "
+                            "thesaurus (kept apart from corpora/thesaurus.txt, every change a version).",
+                            no_args_is_help=True)
+app.add_typer(thesaurus_app, name="thesaurus")
+
+
+def _proposals(engine):  # noqa: ANN001, ANN202 - imported lazily to keep `--help` fast
+    from matcher.proposals import Proposals
+
+    return Proposals(engine)
+
+
+@thesaurus_app.command("proposals")
+@_fail_cleanly
+def thesaurus_proposals(
+    status: Annotated[str, typer.Option(
+        "--status", help="open (not decided yet), accepted, rejected or all.")] = "open",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
+    db: DbOption = None,
+) -> None:
+    """List what the verdicts taught: demand phrase -> expert concept, with the evidence."""
+    labels = {"open": "待定", "accepted": "已采纳", "rejected": "已忽略"}
+    with _engine(db) as engine:
+        found = _proposals(engine).list(status)
+    for p in found:
+        a = p.association
+        if as_json:
+            typer.echo(json.dumps({**a.to_dict(), "status": p.status, "suggested_weight": p.weight,
+                                   "demand_titles": [t for _, t in p.examples]}, ensure_ascii=False))
+            continue
+        typer.echo(f"{labels.get(p.status, p.status)}  {a.phrase} -> {a.concept}  强度 {a.strength:.2f}  "
+                   f"{a.demands}/{a.judged} 个需求  采纳专家 {a.accepted} 位持有、不合适 {a.declined} 位  "
+                   f"(p={a.p_value:.2g})  例：{'；'.join(t for _, t in p.examples[:3])}")
+    if not found and not as_json:
+        typer.echo("no proposals: associations appear as verdicts (同意对接, 对接成功, 不合适, 婉拒) "
+                   "accumulate",
+                   err=True)
+
+
+@thesaurus_app.command("accept")
+@_fail_cleanly
+def thesaurus_accept(
+    phrase: Annotated[str, typer.Argument(help="The demand phrase (as listed).")],
+    concept: Annotated[str, typer.Argument(help="The expert concept it points to.")],
+    kind: Annotated[str, typer.Option("--kind", help="The entry's kind: 产品, 症状 or 俗称.")] = "症状",
+    weight: Annotated[float | None, typer.Option(
+        "--weight", help="The target's weight in (0, 1] (default: suggested from the strength).",
+        show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Accept a proposal: write it into the 科协's own thesaurus (a new version); audited."""
+    with _engine(db) as engine:
+        version = _proposals(engine).accept(_cli_actor(), phrase, concept, kind=kind, weight=weight)
+    typer.echo(f"accepted {phrase} -> {concept}: the own thesaurus is now version {version.version}")
+
+
+@thesaurus_app.command("reject")
+@_fail_cleanly
+def thesaurus_reject(
+    phrase: Annotated[str, typer.Argument(help="The demand phrase (as listed).")],
+    concept: Annotated[str, typer.Argument(help="The expert concept it points to.")],
+    note: Annotated[str, typer.Option("--note", help="Why (kept in the audit log).")] = "",
+    db: DbOption = None,
+) -> None:
+    """Reject a proposal: it is silenced (neither proposed nor used again); audited."""
+    with _engine(db) as engine:
+        _proposals(engine).reject(_cli_actor(), phrase, concept, note=note)
+    typer.echo(f"rejected {phrase} -> {concept}: silenced")
+
+
+@thesaurus_app.command("reopen")
+@_fail_cleanly
+def thesaurus_reopen(
+    phrase: Annotated[str, typer.Argument(help="The demand phrase.")],
+    concept: Annotated[str, typer.Argument(help="The expert concept.")],
+    db: DbOption = None,
+) -> None:
+    """Undo an accept or a reject: the association is proposed and used again; audited."""
+    with _engine(db) as engine:
+        was = _proposals(engine).reopen(_cli_actor(), phrase, concept)
+    typer.echo(f"reopened {phrase} -> {concept} (it was {was.decision})")
+
+
+@thesaurus_app.command("export")
+@_fail_cleanly
+def thesaurus_export(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write (default: stdout).",
+                                             show_default=False)] = None,
+    version: Annotated[int | None, typer.Option("--version", help="An older version (default: the current).",
+                                                show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Write the 科协's own thesaurus (the format of corpora/thesaurus.txt), to edit and import."""
+    with _engine(db) as engine:
+        text = _proposals(engine).own_text(version)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out}", err=True)
+
+
+@thesaurus_app.command("import")
+@_fail_cleanly
+def thesaurus_import(
+    file: Annotated[Path, typer.Argument(
+        help="A thesaurus file (UTF-8; the format of corpora/thesaurus.txt).")],
+    note: Annotated[str, typer.Option("--note", help="What changed (kept with the version).")] = "",
+    db: DbOption = None,
+) -> None:
+    """Make FILE the 科协's own thesaurus' next version (checked line by line first); audited."""
+    from matcher.errors import InputError
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{file.name}: 不是 UTF-8 编码的文本，请另存为 UTF-8") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read {file}: {exc.strerror}") from exc
+    with _engine(db) as engine:
+        version = _proposals(engine).import_text(_cli_actor(), text, note=note or f"导入 {file.name}")
+    typer.echo(f"the own thesaurus is now version {version.version}")
+
+
+@thesaurus_app.command("versions")
+@_fail_cleanly
+def thesaurus_versions(db: DbOption = None) -> None:
+    """List the versions of the 科协's own thesaurus, newest first (times in the 科协's time zone)."""
+    from matcher.timefmt import local_time
+
+    with _engine(db) as engine:
+        versions = _proposals(engine).versions()
+        tz = engine.settings.timezone
+    for v in versions:
+        typer.echo(f"v{v.version}  {local_time(v.at, tz)}  {v.actor}  {v.note}")
+    if not versions:
+        typer.echo("no own thesaurus yet: accept a proposal or `matcher thesaurus import FILE`", err=True)
+
+
+@thesaurus_app.command("revert")
+@_fail_cleanly
+def thesaurus_revert(
+    version: Annotated[int, typer.Argument(help="The version to make current again.")],
+    db: DbOption = None,
+) -> None:
+    """Make an older version of the own thesaurus the current one (as a new version); audited."""
+    with _engine(db) as engine:
+        made = _proposals(engine).revert(_cli_actor(), version)
+    typer.echo(f"the own thesaurus is now version {made.version} (a copy of version {version})")
 
 
 def main() -> None:

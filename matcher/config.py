@@ -72,6 +72,20 @@ class Settings(BaseSettings):
         "experts' texts (LSA neighbours; 0: off)."
     )
     corpus_expansion_terms: int = Field(5, description="How many such corpus terms a demand gets at most.")
+    learned_weight: float = Field(
+        0.4, ge=0, lt=1, description="Weight of a concept the 科协's own verdicts associate with a demand's "
+        "words (times the association's strength, below 1; 0: off)."
+    )
+    learned_terms: int = Field(8, ge=0, description="How many learned concepts a demand gets at most.")
+    learned_fdr: float = Field(
+        0.05, gt=0, le=1, description="False discovery rate at which an association between a demand phrase "
+        "and an expert concept is learned from verdicts (lower: fewer, surer associations)."
+    )
+    learned_max_phrase_share: float = Field(
+        0.02, gt=0, le=1,
+        description="Associations are learned for demand phrases that at most this share of "
+        "the experts write themselves (a word experts write already reaches them; 1: any phrase)."
+    )
     bank_size: int = Field(
         500, description="Demand bank: how many of the most recent stored demands the ranking is judged "
         "against (the dense shift and each expert's popularity)."

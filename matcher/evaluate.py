@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ import numpy as np
 
 from matcher.errors import InputError, MatcherError
 from matcher.index import TermIndex
+from matcher.learning import Association, Judgment
 from matcher.models import Demand, Expert
 from matcher.rank import ExpertIndex, Query, Scored
 from matcher.records import FeedbackEntry
@@ -352,5 +354,140 @@ def format_feedback_table(result: FeedbackEval) -> str:
     if result.non_relevant_in_top10 is not None:
         share = 100 * result.non_relevant_in_top10
         rows.append(f"{share:.1f}% of the declined/unsuitable experts are in the top 10")
+    rows.append(f"{result.seconds:.1f} s")
+    return "\n".join(rows)
+
+
+# -- an honest simulation of a 科协 learning from its verdicts (`matcher eval --simulate-feedback`) --
+#: The seed that splits a benchmark's queries into history and test (fixed: every run the same split).
+SIMULATION_SEED = 28
+SIMULATION_METRICS: tuple[str, ...] = ("nDCG@10", "Recall@50", "hub")
+
+
+@dataclass
+class Simulation:
+    """What learning from the history queries' verdicts did to the test queries' rankings.
+
+    The queries are split by a fixed seed; the top 10 of each history query get the verdicts staff
+    would give (relevant: 同意对接; shown and not relevant: 不合适); the matcher learns from them
+    (`matcher.learning`); the test queries are ranked before and after. `before`/`after`: nDCG@10,
+    Recall@50 and hub (the share of test queries whose top 10 holds the most-listed expert)."""
+
+    history: int
+    test: int
+    seed: int
+    judgments: int
+    before: dict[str, float]
+    after: dict[str, float]
+    learned: int
+    examples: list[Association]
+    changed: int  # test queries whose understanding gained a learned concept
+    seconds: float
+    hubs: dict[str, Hub] = field(default_factory=dict)
+    #: every association learned (strongest first) and the test queries' rankings before and after:
+    #: what a test compares when it shuffles the test queries' qrels
+    associations: list[Association] = field(default_factory=list)
+    runs: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {"before": self.before, "after": self.after, "learned": self.learned,
+                "examples": [a.to_dict() for a in self.examples], "history": self.history, "test": self.test,
+                "seed": self.seed, "judgments": self.judgments, "changed": self.changed,
+                "seconds": round(self.seconds, 2)}
+
+
+def split_queries(ids: Sequence[str], history: float,
+                  seed: int = SIMULATION_SEED) -> tuple[list[str], list[str]]:
+    """(history, test): the ids shuffled by `seed` (from their sorted order), the first `history` share."""
+    if not 0 < history < 1:
+        raise InputError(f"--history is the share of queries whose verdicts are learned from: between 0 and "
+                         f"1, not {history}")
+    order = sorted(ids)
+    random.Random(seed).shuffle(order)
+    n = min(max(round(history * len(order)), 1), len(order) - 1)
+    return order[:n], order[n:]
+
+
+def staff_verdicts(ranked: Mapping[str, Sequence[str]], relevant: Callable[[str], set[str]],
+                   shown: int = 10) -> list[Judgment]:
+    """The verdicts staff would give on each query's first `shown` experts: 同意对接 for the
+    relevant ones, 不合适 for the others (`relevant(query)`: the qrels of that query only)."""
+    out = []
+    for q in sorted(ranked):
+        good = relevant(q)
+        for e in ranked[q][:shown]:
+            verdict = "accepted" if e in good else "unsuitable"
+            out.append(Judgment(q, e, 1.0 if e in good else -1.0, verdict))
+    return out
+
+
+def simulate_feedback(bench: Benchmark, engine: Engine, *, history: float = 0.5, seed: int = SIMULATION_SEED,
+                      top: int = 100, progress: Callable[[int, int], None] | None = None,
+                      prepare: Callable[[ExpertIndex, Sequence[Expert]], ExpertIndex] | None = None,
+                      examples: int = 10) -> Simulation:
+    """Split, judge the history, learn, rank the test half before and after (see `Simulation`).
+    The test queries' qrels are read only once both rankings are made."""
+    start = time.perf_counter()
+    queries = {q.id: q for q in bench.queries}
+    hist_ids, test_ids = split_queries(list(queries), history, seed)
+    cached = lru_cache(maxsize=None)(engine.tokenizer)
+    index = engine.new_index().fit(bench.experts, lambda s: list(cached(s)))
+    if prepare is not None:
+        index = prepare(index, bench.experts)
+    ids = np.asarray([e.id for e in bench.experts])
+    done = 0
+
+    def rank(qid: str) -> tuple[list[str], bool]:
+        nonlocal done
+        q = queries[qid]
+        emphasis = " ".join([q.title, *q.keywords])
+        u = engine.understand(q.text, emphasis, index=index)  # the benchmark's experts judge expansions
+        total = index.score(engine.query(q.text, emphasis, understanding=u, index=index)).total
+        order = np.argsort(-total, kind="stable")[:top]
+        done += 1
+        if progress:
+            progress(done, len(hist_ids) + 2 * len(test_ids))
+        return [str(ids[i]) for i in order if total[i] > 0], any(e.source == "learned" for e in u.expanded)
+
+    engine.learning.pin(None)  # nothing learned: the shipped ranking
+    try:
+        shown = {q: rank(q)[0] for q in hist_ids}
+        found = staff_verdicts(shown, lambda q: set(bench.qrels.get(q, ())) if q in shown else set())
+        learned = engine.learning.learn_from(found, queries, {e.id: e for e in bench.experts}, index)
+        before = {q: rank(q)[0] for q in test_ids}
+        engine.learning.pin(learned)
+        after, changed = {}, 0
+        for q in test_ids:
+            after[q], gained = rank(q)
+            changed += gained
+    finally:
+        engine.learning.unpin()
+    # Only now are the test queries' qrels read.
+    qrels = {q: bench.qrels[q] for q in test_ids if bench.qrels.get(q)}
+    asked = sorted(qrels)
+    scores = {}
+    hubs = {}
+    for name, runs in (("before", before), ("after", after)):
+        m = mean_metrics(runs, qrels)
+        hubs[name] = hub_of(runs, asked)
+        scores[name] = {"nDCG@10": m["nDCG@10"], "Recall@50": m["Recall@50"], "hub": hubs[name].share}
+    everything = learned.all()
+    return Simulation(len(hist_ids), len(test_ids), seed, len(found), scores["before"], scores["after"],
+                      len(learned), everything[:examples], changed, time.perf_counter() - start, hubs,
+                      everything, {"before": before, "after": after})
+
+
+def format_simulation(result: Simulation) -> str:
+    rows = [f"{result.history} history queries judged ({result.judgments} verdicts on their top 10), "
+            f"{result.test} test queries (seed {result.seed})",
+            f"{'':<8}" + "".join(f"{m:>11}" for m in SIMULATION_METRICS)]
+    for name, vals in (("before", result.before), ("after", result.after)):
+        rows.append(f"{name:<8}" + "".join(f"{vals[m]:>11.4f}" for m in SIMULATION_METRICS))
+    rows.append(f"{result.learned} associations learned; {result.changed} test queries gained a learned "
+                "concept")
+    for a in result.examples:
+        rows.append(f"  {a.phrase} -> {a.concept}  strength {a.strength:.2f}, {a.demands} of {a.judged} "
+                    f"demands, {a.accepted} accepted / {a.declined} declined experts hold it, "
+                    f"p {a.p_value:.2g}")
     rows.append(f"{result.seconds:.1f} s")
     return "\n".join(rows)

@@ -70,6 +70,31 @@ class FeedbackEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Decision:
+    """An admin's decision on a proposed thesaurus entry (a learned association): accepted (written
+    to the 科协's own thesaurus) or rejected (silenced), with the evidence it had then."""
+
+    phrase: str
+    concept: str
+    decision: str  # "accepted" | "rejected"
+    actor: str
+    at: str
+    note: str
+    evidence: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class ThesaurusVersion:
+    """One version of the 科协's own thesaurus (the text of a thesaurus file), and who made it."""
+
+    version: int
+    text: str
+    actor: str
+    at: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
 class Pause:
     """An expert not to be recommended until `until` (a date, inclusive), and why."""
 

@@ -411,3 +411,62 @@ def _trie_regex(sources: Sequence[str]) -> re.Pattern[str]:
     # The caller matches at a chosen position; the look-behind still sees the text before it.
     guard = "(?<![0-9a-z])" if _WORD_CHAR.match(sources[0]) else ""
     return re.compile(guard + emit(root, ""))
+
+
+# -- editing a thesaurus text (the 科协's own file: accepted proposals) --------------------------------
+OWN_HEADER = ("# 本会自建词表（金桥 Matcher）：管理员采纳的“学到的关联”写在这里，"
+              "格式与 corpora/thesaurus.txt 相同。\n"
+              "# 每次修改都保存为新版本（matcher thesaurus versions）；"
+              "可导出、编辑后导入（matcher thesaurus import）。\n")
+
+
+def format_entry(kind: str, sources: Sequence[str], targets: Sequence[Target]) -> str:
+    """One thesaurus line: `KIND  SOURCE|SOURCE  =>  TARGET:WEIGHT, TARGET` (weight 1 left out)."""
+    shown = ", ".join(t.term if t.weight >= 1.0 else f"{t.term}:{t.weight:g}" for t in targets)
+    return f"{kind}  {'|'.join(sources)}  =>  {shown}"
+
+
+def with_target(text: str, section: str, kind: str, source: str, target: Target) -> str:
+    """`text` (a thesaurus file) with `source` -> `target` added under `[section]`: into the line of
+    that section naming `source` when there is one (it keeps its kind; the target's weight is
+    replaced), else as a new line of `kind` at the end of the section (a new section at the end)."""
+    parsed = Thesaurus.parse(text, name="本会词表")
+    lines = text.splitlines()
+    for entry in parsed.entries():
+        if entry.section == section and normalize(source) in entry.sources:
+            targets = [t for t in entry.targets if t.term != normalize(target.term)] + [target]
+            lines[entry.line - 1] = format_entry(entry.kind, entry.sources, targets)
+            return _joined(lines)
+    new = format_entry(kind, [source], [target])
+    header = next((i for i, ln in enumerate(lines) if _SECTION.match(normalize(ln))
+                   and _SECTION.match(normalize(ln)).group(1).strip() == section), None)  # type: ignore[union-attr]
+    if header is None:
+        gap = [""] if lines and lines[-1].strip() else []
+        return _joined([*lines, *gap, f"[{section}]", new])
+    end = header + 1
+    while end < len(lines) and not _SECTION.match(normalize(lines[end])):
+        end += 1
+    while end > header + 1 and not lines[end - 1].strip():
+        end -= 1
+    return _joined([*lines[:end], new, *lines[end:]])
+
+
+def without_target(text: str, source: str, term: str) -> str:
+    """`text` without the target `term` of `source` (in any entry naming that source; an entry left
+    with no target, or only this source and no target, goes)."""
+    parsed = Thesaurus.parse(text, name="本会词表")
+    lines = text.splitlines()
+    src, gone = normalize(source), normalize(term)
+    for entry in sorted(parsed.entries(), key=lambda e: -e.line):
+        if src not in entry.sources or all(t.term != gone for t in entry.targets):
+            continue
+        targets = [t for t in entry.targets if t.term != gone]
+        if targets:
+            lines[entry.line - 1] = format_entry(entry.kind, entry.sources, targets)
+        else:
+            del lines[entry.line - 1]
+    return _joined(lines)
+
+
+def _joined(lines: Sequence[str]) -> str:
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -12,7 +12,9 @@ and the ranking and says, in a small typed result staff can read and correct:
              `matcher.expansion`:
                thesaurus  `corpora/thesaurus.txt` (plain text a 科协 extends without code),
                corpus     terms that keep company with the demand's words in the experts' own
-                          texts (the LSA space of the index: no download, no other data);
+                          texts (the LSA space of the index: no download, no other data),
+               learned    concepts the 科协's own verdicts associate with the demand's words
+                          (`matcher.learning`), each with its evidence;
   synonyms   the synonym table's equivalents of the demand's words (`corpora/synonyms.txt`): read
              by the ranking, shown only when written in the demand's own script (stainless is
              never shown as a word of a Chinese demand).
@@ -45,6 +47,9 @@ cannot judge (the concept is in none of its units, or most of the demand's other
 fewer than two: owners' words experts never write), the concept is kept: no evidence against it.
 A demand with no other content word keeps its expansions: the trigger is then all it says.
 Dropped concepts are kept in `Understanding.dropped`, with their trigger.
+A learned concept follows the same rule: it is kept when several of the demand's phrases point to
+it, when a word of it or a term keeping company with it is in the demand, or when the library
+cannot judge; its evidence is the verdicts (`matcher.expansion.learned`).
 
 Expanded terms always weigh less than the demand's own content words (`expansion_weight` < 1
 times an entry's weight in (0, 1]), and expansion is one hop (a target is not looked up again),
@@ -66,8 +71,10 @@ import numpy as np
 
 from matcher.expansion import Expansion, Found, Related, Source, Support
 from matcher.expansion.corpus import CorpusSource
+from matcher.expansion.learned import LearnedSource
 from matcher.expansion.thesaurus import PRODUCT, SYMPTOM, TRADE_NAME, ThesaurusSource
 from matcher.index import TermIndex, char_ngrams
+from matcher.learning import Learned
 from matcher.ranking.query import Query
 from matcher.text import Synonyms, normalize, read_wordlist, show, surface_forms
 from matcher.thesaurus import Hit, Thesaurus
@@ -246,8 +253,11 @@ class Understander:
         corpus_terms: int = 5,
         lexicon: Lexicon | None = None,
         tag: Tag | None = None,
+        learned: Callable[[], Learned | None] | None = None,
+        learned_weight: float = 0.0,
+        learned_terms: int = 8,
     ) -> None:
-        if not 0 <= thesaurus_weight < 1 or not 0 <= corpus_weight < 1:
+        if not 0 <= thesaurus_weight < 1 or not 0 <= corpus_weight < 1 or not 0 <= learned_weight < 1:
             raise ValueError("expansion weights must lie in [0, 1): below the demand's own words")
         self.tokenize = tokenize
         self.thesaurus = thesaurus or Thesaurus()
@@ -259,16 +269,37 @@ class Understander:
         self.thesaurus_weight = thesaurus_weight
         self.corpus_weight = corpus_weight
         self.corpus_terms = corpus_terms
+        self.learned = learned or (lambda: None)
+        self.learned_weight = learned_weight
+        self.learned_terms = learned_terms
         self._concepts: dict[str, tuple[str, ...]] = {}
         self.lexicon = lexicon or Lexicon()
         # Without a tagger (a plain tokenising function) every word is content, as before POS.
         self.tag = tag or getattr(tokenize, "tag", None)
         #: Where added concepts come from, in order (`matcher.expansion`); their weights are read
         #: from here at each use.
+        self._thesaurus_source = ThesaurusSource(self.thesaurus, lambda: self.thesaurus_weight, self.tokenize,
+                                                 generic)
         self.sources: list[Source] = [
-            ThesaurusSource(self.thesaurus, lambda: self.thesaurus_weight, self.tokenize, generic),
+            self._thesaurus_source,
             CorpusSource(lambda: self.corpus_weight, lambda: self.corpus_terms, generic),
+            LearnedSource(lambda: self.learned(), lambda: self.learned_weight, lambda: self.learned_terms,
+                          generic, self.tokenize),
         ]
+
+    def use_thesaurus(self, thesaurus: Thesaurus) -> None:
+        """Read with `thesaurus` from now on (the shipped one and the 科协's own, merged)."""
+        self.thesaurus = thesaurus
+        self._thesaurus_source.thesaurus = thesaurus
+
+    def phrases(self, text: str, emphasis: str = "") -> list[str]:
+        """The demand's own content terms, as learning reads them (`matcher.learning`): its terms
+        of substance (a phrase the thesaurus knows whole), not one character alone nor a bare
+        number."""
+        hits = self.thesaurus.find(text) if len(self.thesaurus) else []
+        terms = self.own_terms(text, emphasis, hits=hits)
+        return [t.term for t in terms if t.kind == CONTENT and len(t.term) >= 2
+                and not t.term.replace(".", "").isdigit()]
 
     # -- the demand's own words ----------------------------------------------------------------
     def kind_of(self, token: str, pos: str) -> str:

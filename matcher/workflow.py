@@ -5,6 +5,7 @@ experts, and the audit log every write and every view of contact details goes th
     loop.inbox(status="matched", region="永康")               -> Inbox (rows with their top three)
     loop.recommendations("Q0001")                              -> Recommendations (batch, or live)
     loop.record_feedback("staff:lihua", "Q0001", "X0004", "declined", "出差在外")
+    loop.withdraw_feedback("staff:lihua", 17)                 -> the verdict withdrawn (audited)
     loop.pause("staff:lihua", "X0004", "2026-12-31", "出国访学")
 
 The faces (the API, the pages, the CLI) say who acts (`actor`: `staff:NAME` for a signed-in staff
@@ -311,6 +312,21 @@ class Workflow:
                 detail["note"] = note
             self.store.audit(actor, "feedback.add", f"demand:{demand_id}", detail, ip=ip)
         return entry
+
+    def withdraw_feedback(self, actor: str, feedback_id: int, *, ip: str = "") -> FeedbackEntry:
+        """Withdraw a verdict recorded by mistake: it is deleted, so whatever it did goes with it (an
+        expert it ruled out may be recommended again; `matcher.learning` no longer counts it); the
+        audit entry keeps what it said and who recorded it. The demand's status stays where it is
+        (a verdict never moves a status back; `set_status` does)."""
+        with self.store.transaction():
+            gone = self.store.delete_feedback(feedback_id)
+            detail: dict[str, object] = {"feedback_id": gone.id, "expert_id": gone.expert_id,
+                                         "verdict": gone.verdict, "recorded_by": gone.actor,
+                                         "recorded_at": gone.created_at}
+            if gone.note:
+                detail["note"] = gone.note
+            self.store.audit(actor, "feedback.withdraw", f"demand:{gone.demand_id}", detail, ip=ip)
+        return gone
 
     @staticmethod
     def verdict(value: str) -> str:

@@ -236,7 +236,7 @@ API_DEMAND = {
 
 
 def api_settings(tmp_path: Path, **kw: object) -> Settings:
-    """Settings of an API test: a database in `tmp_path` and the test key."""
+    """Settings of an API test: a database in `tmp_path`, the test key (admin) and a read key."""
     return Settings(db=tmp_path / "api.db", api_keys=(API_KEY, f"read:{API_READ_KEY}"), **kw)
 
 
@@ -468,3 +468,48 @@ def corpus_words() -> set[str]:
     for name in ("domain_dict.txt", "synonyms.txt", "thesaurus.txt"):
         words.update(_LATIN_WORD.findall((DEFAULT_CORPORA / name).read_text(encoding="utf-8")))
     return words
+
+
+# -- a 科协 that has learned something from its verdicts (issue 28) -------------------------------------
+#: Two mushroom experts who write 木霉 and 杂菌 (the demo's X0068 grows shiitake too); owners say 烂筒
+#: (a trade word experts never write) for logs spoilt by moulds.
+MUSHROOM_EXPERTS = [
+    {"id": "M-001", "name": "林菇", "title": "研究员", "institution": "丽水市农林科学研究院",
+     "region": "浙江省丽水市", "research_fields": ["食用菌栽培", "菌棒杂菌污染防控"],
+     "documents": [{"kind": "paper", "title": "香菇菌棒木霉污染的发生规律与防控",
+                    "keywords": ["木霉", "杂菌", "菌棒"]},
+                   {"kind": "project", "title": "花菇栽培菌棒灭菌工艺优化", "keywords": ["灭菌", "菌棒"]}]},
+    {"id": "M-002", "name": "叶耳", "title": "副教授", "institution": "浙江农林大学",
+     "region": "浙江省杭州市", "research_fields": ["食用菌病害", "木霉鉴定"],
+     "documents": [{"kind": "paper", "title": "段木香菇杂菌与木霉的分子鉴定",
+                    "keywords": ["木霉", "杂菌", "分子鉴定"]}]},
+]
+#: Demands in an owner's words, each saying 烂筒.
+ROTTEN_LOGS = ["今年香菇烂筒特别多，一片一片的", "花菇大棚烂筒严重，损失大", "菇棚里烂筒，菇农着急",
+               "香菇烂筒以后出菇少", "冬菇烂筒，想找人看看", "我们合作社香菇烂筒，怎么防"]
+MUSHROOM_IDS = ("M-001", "M-002")
+
+
+def learned_world(engine: Engine, demo_judged: int = 48, rotten_judged: int = len(ROTTEN_LOGS)) -> None:
+    """Verdicts that teach 烂筒 -> 木霉 (and 杂菌): the six 烂筒 demands each accept a mushroom
+    expert (M-001 and M-002 in turn) and find three others unsuitable; `demo_judged` demo demands
+    accept their first expert and find the next three unsuitable (what every other demand says:
+    without them, nothing could be told from chance). Only the first `rotten_judged` 烂筒 demands are
+    judged (the others wait for a test to judge them)."""
+    from matcher.workflow import Workflow
+
+    engine.add_experts(Expert.from_dict(e) for e in MUSHROOM_EXPERTS)
+    engine.add_demands(Demand(id=f"L-{i}", title=t, enterprise=f"庆元县第{i}菇业合作社",
+                              region="浙江省丽水市") for i, t in enumerate(ROTTEN_LOGS))
+    loop = Workflow(engine)
+    others = ["X0001", "X0002", "X0003", "X0004", "X0005", "X0006"]
+    for i in range(rotten_judged):
+        loop.record_feedback("staff:test", f"L-{i}", MUSHROOM_IDS[i % 2], "accepted")
+        for e in others[i % 2 * 3: i % 2 * 3 + 3]:
+            loop.record_feedback("staff:test", f"L-{i}", e, "unsuitable")
+    for d in sorted(engine.store.iter_demands(), key=lambda d: d.id)[:demo_judged]:
+        if d.id.startswith("L-"):
+            continue
+        ranked = [m.expert.id for m in engine.match_demand(d, top_k=4)]
+        for j, e in enumerate(ranked):
+            loop.record_feedback("staff:test", d.id, e, "accepted" if j == 0 else "unsuitable")

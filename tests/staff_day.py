@@ -305,5 +305,8 @@ def play(browser: Any, url: str, workdir: Path, *, shot: Callable[[Any, str], No
     seen("audit")
     page.goto(url + "/admin/keys")
     seen("admin_keys")
+    page.goto(url + "/admin/proposals")  # what the day's verdicts taught (one 不合适 teaches nothing yet)
+    day.facts["proposals_heading"] = page.locator("h1").first.inner_text()
+    seen("proposals")
     page.context.close()
     return day

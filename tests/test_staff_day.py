@@ -132,5 +132,5 @@ def check(day: staff_day.Day, store: Store) -> None:
     for page, text in day.texts.items():
         assert english_words(text, allowed) == [], (page, english_words(text, allowed))
     pages = {"login", "admin_users", "account", "upload_demands", "demands", "upload_experts", "experts",
-             "demand_new", "match", "demand", "expert", "stats", "batch", "audit", "admin_keys"}
+             "demand_new", "match", "demand", "expert", "stats", "batch", "audit", "admin_keys", "proposals"}
     assert pages <= set(day.texts)

@@ -248,6 +248,7 @@ _FLASH: dict[str, Callable[[str], str]] = {
     "succeeded": lambda name: f"已记录：与 {name} 对接成功。",
     "outcome": lambda kind: f"已记录成果：{kind}。",
     "outcome-deleted": lambda _: "已删除该成果记录。",
+    "withdrawn": lambda name: f"已撤回对 {name} 的反馈：它不再排除该专家，系统也不再从中学习。",
     "created": lambda _: "需求已保存到收件箱（新需求）：下一次批处理会为它推荐专家，下面是现在的实时排序。",
     "saved": lambda _: "需求已连同实时匹配的推荐名单保存到收件箱，可以开始联系专家、记录反馈。",
     "saved-updated": lambda _: "需求已保存到收件箱。专家库在您匹配之后有更新，推荐名单按保存时的最新排序保存，"

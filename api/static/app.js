@@ -249,10 +249,14 @@ function renderUnderstanding(u, editable = true) {
   low.hidden = lowTerms.length === 0;
   const added = document.getElementById("added-terms");
   added.replaceChildren(el("span", { class: "label", text: "补充的专业概念：" }));
-  const sources = { thesaurus: "词表", corpus: "专家语料", dense: "语义模型", synonym: "同义词表" };
+  const sources = { thesaurus: "词表", corpus: "专家语料", learned: "本会对接记录", dense: "语义模型", synonym: "同义词表" };
   for (const e of [...u.expanded, ...(u.synonyms || [])].slice(0, 24)) {
     const support = e.support && e.support.length ? `；佐证：需求里的「${e.support.join("」「")}」` : (e.source === "thesaurus" ? "；词表直接对应" : "");
-    added.append(chip(e.term, "added " + e.source, `由「${e.from}」补充（${sources[e.source] || e.source}，权重 ${e.weight.toFixed(2)}${support}）`, `${e.term} ← ${e.from}`));
+    // A learned concept says what taught it: the demands and the experts staff judged.
+    const ev = e.evidence;
+    const why = ev ? `；${ev.judged} 个写有「${e.from}」的需求中 ${ev.demands} 个，被采纳的专家有 ${ev.accepted} 位用此词，不合适或婉拒的 ${ev.declined} 位` : "";
+    const label = ev ? `${e.term} ← ${e.from} · ${ev.demands}次对接` : `${e.term} ← ${e.from}`;
+    added.append(chip(e.term, "added " + e.source, `由「${e.from}」补充（${sources[e.source] || e.source}，权重 ${e.weight.toFixed(2)}${why}${support}）`, label));
   }
   if (!u.expanded.length && !(u.synonyms || []).length) added.append(el("span", { class: "note", text: "（无）" }));
   document.getElementById("reset-terms").hidden = !editable || !(edits.exclude.length || edits.extra.length);

@@ -41,6 +41,7 @@ from matcher.engine import matching, rules
 from matcher.engine.bank import DemandBank
 from matcher.engine.embeddings import Embeddings
 from matcher.engine.imports import Imports
+from matcher.engine.learned import Learning
 from matcher.engine.live import IndexInfo, LiveIndex, Loaded, fingerprint, new_index
 from matcher.engine.matching import Analysis, Candidates, RelevanceMatrix
 from matcher.engine.rules import Rules
@@ -73,7 +74,7 @@ class Engine:
             self.tokenizer, self.thesaurus, generic=self.generic_terms, generic_weight=s.generic_term_weight,
             keyword_boost=s.query_keyword_boost, synonyms=self.synonyms, thesaurus_weight=s.thesaurus_weight,
             corpus_weight=s.corpus_expansion_weight, corpus_terms=s.corpus_expansion_terms,
-            lexicon=Lexicon.load(corpora),
+            learned_weight=s.learned_weight, learned_terms=s.learned_terms, lexicon=Lexicon.load(corpora),
         )
         weights = self.new_index().weights
         self.embeddings = Embeddings(s, self.store, weights, self.tokenizer)
@@ -91,6 +92,8 @@ class Engine:
         self.live = LiveIndex(s, self.store, self.tokens, self, partial(new_index, s))
         self.embeddings.live = self.live
         self.imports = Imports(self.store, s.dedupe_threshold, mio.Limits.from_settings(s))
+        # What staff verdicts taught (`matcher.learning`), and the 科协's own thesaurus entries.
+        self.learning = Learning.following(self.live, self.store, self.understander, self.thesaurus, s)
         self._services: dict[object, Any] = {}
         self._services_lock = threading.Lock()
 
@@ -328,6 +331,7 @@ class Engine:
         the products and symptoms recognised and the concepts they point to; `exclude_terms` and
         `extra_terms` are the staff's corrections. The library whose texts judge an expansion is
         this engine's index, or `index` (a benchmark's, in `matcher eval`)."""
+        self.learning.refresh()  # the 科协's own thesaurus and what verdicts taught, as they stand
         index = index if index is not None else self.ensure_index().index
         related = index.related_terms if self.settings.corpus_expansion_weight > 0 else None
         # each term's postings read once for all the demand's concepts

@@ -65,6 +65,28 @@ class IndexInfo:
     data_version: int
 
 
+class OwnedLock:
+    """A lock that knows which thread holds it: what the index's owner calls back while this thread
+    builds or swaps the index (the demand bank's words, what verdicts taught) can tell that the
+    live index is not to be asked for now, instead of waiting on itself for ever."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def __enter__(self) -> OwnedLock:
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._owner = None
+        self._lock.release()
+
+    def held_here(self) -> bool:
+        return self._owner == threading.get_ident()
+
+
 def new_index(settings: Settings, **overrides: object) -> ExpertIndex:
     """An unfitted index with `settings` (`ExpertIndex` reads them by name)."""
     if settings.topk_pruning:
@@ -144,7 +166,7 @@ class LiveIndex:
         self._attach = weakref.proxy(attach)  # the owner holds this object (module docstring)
         self.new_index = new_index
         self.loaded: Loaded | None = None
-        self.lock = threading.Lock()  # one build, update or swap at a time
+        self.lock = OwnedLock()  # one build, update or swap at a time
         self._follow_checked = 0.0
         self._following: threading.Thread | None = None
         self.fingerprint = fingerprint(settings)

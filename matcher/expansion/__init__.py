@@ -1,9 +1,11 @@
 """Where the concepts added to a demand come from: one file a source (`matcher.understand` runs them
 in order, each seeing what the ones before it added).
 
-  thesaurus.py  `corpora/thesaurus.txt`: products, symptoms and trade names, and what they point to,
-                each kept only with support beyond its trigger (`matcher.understand`'s docstring)
+  thesaurus.py  `corpora/thesaurus.txt` (and the 科协's own entries): products, symptoms and trade
+                names, and what they point to, each kept only with support beyond its trigger
+                (`matcher.understand`'s docstring)
   corpus.py     terms that keep company with the demand's words in the experts' own texts
+  learned.py    concepts the 科协's own verdicts associate with the demand's words (`matcher.learning`)
 
 A source is a class with a `name` and `expand(found)`, which adds `Expansion`s to
 `found.expanded` by its own rule (the thesaurus keeps the strongest of several hits; the corpus
@@ -24,17 +26,33 @@ Support = Callable[[Sequence[str], Sequence[str]], Mapping[str, int] | None]
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why a learned concept was added: over `demands` judged demands that said the phrase (of
+    `judged`), `accepted` accepted experts held the concept and `declined` declined ones did."""
+
+    demands: int
+    judged: int
+    accepted: int
+    declined: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"demands": self.demands, "judged": self.judged, "accepted": self.accepted,
+                "declined": self.declined}
+
+
+@dataclass(frozen=True, slots=True)
 class Expansion:
     """A concept added to the demand: `origin` is the demand's phrase it came from; `support`
     what else in the demand made it fit (its terms, or the thesaurus condition met)."""
 
     term: str
     origin: str
-    source: str  # the source's name: "thesaurus" | "corpus" | "synonym"
+    source: str  # the source's name: "thesaurus" | "corpus" | "synonym" | "learned"
     weight: float
     kind: str = ""  # the thesaurus entry's kind (产品, 症状, 俗称)
     support: tuple[str, ...] = ()
     shown: str = ""
+    evidence: Evidence | None = None  # a learned concept's verdicts
 
     @property
     def label(self) -> str:
@@ -43,7 +61,8 @@ class Expansion:
     def to_dict(self) -> dict[str, object]:
         return {"term": self.label, "from": self.origin, "source": self.source,
                 "weight": round(self.weight, 4),
-                "support": list(self.support), **({"kind": self.kind} if self.kind else {})}
+                "support": list(self.support), **({"kind": self.kind} if self.kind else {}),
+                **({"evidence": self.evidence.to_dict()} if self.evidence else {})}
 
 
 @dataclass

@@ -10,6 +10,7 @@
   replays.py     Replays (idempotent writes)
   caches.py      Caches (tokens, vectors, popularity)  batch.py     BatchRuns
   backup.py      Backups (SQLite's online backup API), check_database
+  learning.py    LearnedData (evidence for learning, decisions on proposals, the own thesaurus)
 
 Each resource is a small class deriving from `Database`, so all of them write through the same
 connection and transaction rules; `Store` is their union, what the engine and the services hold.
@@ -35,6 +36,7 @@ from matcher.records import (
     BatchRun,
     CandidateTable,
     DatabaseInfo,
+    Decision,
     DemandFact,
     DemandPage,
     Engagement,
@@ -46,6 +48,7 @@ from matcher.records import (
     Replay,
     SessionRow,
     StoredRecommendations,
+    ThesaurusVersion,
     User,
     WriteSummary,
 )
@@ -57,6 +60,7 @@ from matcher.store.database import Database
 from matcher.store.demands import Demands, Recommendations
 from matcher.store.experts import Experts
 from matcher.store.feedback import Feedback
+from matcher.store.learning import DECISIONS, LearnedData
 from matcher.store.merges import Merges
 from matcher.store.migrations import MIGRATIONS
 from matcher.store.outcomes import Outcomes
@@ -64,15 +68,16 @@ from matcher.store.replays import Replays
 
 
 class Store(Experts, Merges, Demands, Recommendations, Feedback, Outcomes, Users, ApiKeys, AuditLog,
-            Replays, Caches, BatchRuns, Backups):
+            Replays, Caches, BatchRuns, Backups, LearnedData):
     """One SQLite database (a path, or ":memory:"), every resource of it: the union of the
     resource classes, which share one set of connections and transaction rules (`Database`).
     `busy_timeout`: seconds a write waits for another connection's write lock before it fails."""
 
 
 __all__ = ["ApiKey", "ApiKeys", "AuditEntry", "AuditLog", "Backups", "BatchCandidate", "BatchExclusion",
-           "BatchMatch", "BatchOutcome", "BatchRun", "BatchRuns", "Caches", "CandidateTable", "Database",
-           "DatabaseInfo", "DemandFact", "DemandPage", "Demands", "Engagement", "Experts", "Failures",
-           "Feedback", "FeedbackEntry", "MIGRATIONS", "MergeEntry", "Merges", "Outcome", "Outcomes",
-           "Pause", "RUN_STATUSES", "Recommendations", "Replay", "Replays", "SessionRow", "Store",
-           "StoredRecommendations", "User", "Users", "WriteSummary", "check_database"]
+           "BatchMatch", "BatchOutcome", "BatchRun", "BatchRuns", "Caches", "CandidateTable", "DECISIONS",
+           "Database", "DatabaseInfo", "Decision", "DemandFact", "DemandPage", "Demands", "Engagement",
+           "Experts", "Failures", "Feedback", "FeedbackEntry", "LearnedData", "MIGRATIONS", "MergeEntry",
+           "Merges", "Outcome", "Outcomes", "Pause", "RUN_STATUSES", "Recommendations", "Replay", "Replays",
+           "SessionRow", "Store", "StoredRecommendations", "ThesaurusVersion", "User", "Users",
+           "WriteSummary", "check_database"]

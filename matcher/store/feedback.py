@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from matcher.errors import NotFoundError
 from matcher.models import VERDICTS, now_iso
 from matcher.records import (
     FeedbackEntry,
@@ -52,6 +53,20 @@ class Feedback(Database):
         rows = self.db.execute(f"SELECT {self._FEEDBACK_COLUMNS} FROM feedback WHERE {where} ORDER BY id",
                                list(params))
         return [FeedbackEntry(int(r[0]), *r[1:]) for r in rows.fetchall()]
+
+    def get_feedback(self, feedback_id: int) -> FeedbackEntry:
+        found = self.feedback_entries(where="id = ?", params=[feedback_id])
+        if not found:
+            raise NotFoundError(f"no verdict with id {feedback_id}")
+        return found[0]
+
+    def delete_feedback(self, feedback_id: int) -> FeedbackEntry:
+        """Withdraw a verdict (recorded by mistake): it is gone, and with it what it ruled out and
+        what learning drew from it; the verdict as it was is returned (for the audit log)."""
+        with self.transaction():
+            entry = self.get_feedback(feedback_id)
+            self.db.execute("DELETE FROM feedback WHERE id = ?", [feedback_id])
+        return entry
 
     def latest_verdicts(self, demand_id: str) -> dict[str, FeedbackEntry]:
         """Each expert's latest verdict for a demand."""

@@ -270,3 +270,32 @@ def _m12_demands_from_the_page(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS.append(_m12_demands_from_the_page)
+
+
+def _m13_learning(db: sqlite_utils.Database) -> None:
+    """What the matcher learns from verdicts (issue 28): the admins' decisions on proposed thesaurus
+    entries, the 科协's own thesaurus (every version kept), and `learning_version` in the meta
+    table, moved on by triggers at every change to what learning reads (verdicts, outcomes and
+    their experts, decisions, the own thesaurus, a demand's words), whoever writes it."""
+    db["proposal_decisions"].create(
+        {"phrase": str, "concept": str, "decision": str, "actor": str, "at": str, "note": str,
+         "evidence": str},
+        pk=("phrase", "concept"), not_null={"decision", "at"}, if_not_exists=True,
+    )
+    db["own_thesaurus"].create(
+        {"version": int, "text": str, "actor": str, "at": str, "note": str},
+        pk="version", not_null={"text", "at"}, if_not_exists=True,
+    )
+    bump = ("INSERT INTO meta(key, value) VALUES('learning_version', '1') "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+    for table in ("feedback", "outcomes", "outcome_experts", "proposal_decisions", "own_thesaurus"):
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            db.execute(f"CREATE TRIGGER IF NOT EXISTS learning_{table}_{event.lower()} AFTER {event} "
+                       f"ON {table} BEGIN {bump}; END")
+    db.execute("CREATE TRIGGER IF NOT EXISTS learning_demands_words AFTER UPDATE OF title, description, "
+               f"keywords ON demands BEGIN {bump}; END")
+    db.execute("CREATE TRIGGER IF NOT EXISTS learning_demands_delete AFTER DELETE ON demands "
+               f"BEGIN {bump}; END")
+
+
+MIGRATIONS.append(_m13_learning)
