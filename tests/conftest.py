@@ -382,23 +382,31 @@ def browser() -> Iterator[object]:
             b.close()
 
 
-@pytest.fixture()
-def page(browser, live: Live):  # noqa: ANN001, ANN201 - Playwright types
-    context = browser.new_context(
-        viewport={"width": 1366, "height": 900}, locale="zh-CN", accept_downloads=True
-    )
+@contextmanager
+def browser_tab(browser: Any, *, timeout_ms: int = 30_000, **context_options: Any) -> Iterator[Any]:
+    """A tab of `browser` as staff see it (1366×900, zh-CN) whose script errors and console errors
+    collect in `tab.problems`; closed with its context."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", **context_options)
     pg = context.new_page()
-    pg.set_default_timeout(30_000)
+    pg.set_default_timeout(timeout_ms)
     problems: list[str] = []
     pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
     pg.on(
         "console",
         lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None,
     )
-    pg.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
     pg.problems = problems
-    yield pg
-    context.close()
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+@pytest.fixture()
+def page(browser, live: Live):  # noqa: ANN001, ANN201 - Playwright types
+    with browser_tab(browser, accept_downloads=True) as pg:
+        pg.on("dialog", lambda d: (pg.problems.append(f"dialog: {d.message}"), d.dismiss()))
+        yield pg
 
 
 # -- staff pages -------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from matcher.cli import app
 from matcher.config import Settings
 from matcher.engine import Engine
 
-from .conftest import ARTIFACTS, MUSHROOM_IDS, learned_world, serve_in_thread
+from .conftest import ARTIFACTS, MUSHROOM_IDS, browser_tab, learned_world, serve_in_thread
 
 pytestmark = pytest.mark.slow
 PASSWORD = "庆元县科协-learned-7"
@@ -43,15 +43,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Iterator[tupl
 
 @pytest.fixture()
 def tab(browser):  # noqa: ANN001, ANN201 - Playwright types; `browser` is conftest's
-    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")
-    pg = context.new_page()
-    pg.set_default_timeout(60_000)
-    problems: list[str] = []
-    pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    pg.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
-    pg.problems = problems
-    yield pg
-    context.close()
+    with browser_tab(browser, timeout_ms=60_000) as pg:
+        yield pg
 
 
 def chip(tab, url: str, term: str):  # noqa: ANN001, ANN201

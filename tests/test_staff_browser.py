@@ -21,7 +21,7 @@ from matcher.config import DEFAULT_CORPORA, Settings
 from matcher.engine import Engine
 from matcher.models import Demand
 
-from .conftest import ARTIFACTS, serve_in_thread
+from .conftest import ARTIFACTS, browser_tab, serve_in_thread
 
 pytestmark = pytest.mark.slow
 PASSWORD = "永康市科协-browser-9"
@@ -42,15 +42,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Iterator[tupl
 
 @pytest.fixture()
 def tab(browser):  # noqa: ANN001, ANN201 - Playwright types; `browser` is conftest's
-    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    problems: list[str] = []
-    pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    pg.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
-    pg.problems = problems
-    yield pg
-    context.close()
+    with browser_tab(browser) as pg:
+        yield pg
 
 
 def sign_in(tab, url: str) -> None:  # noqa: ANN001

@@ -20,7 +20,6 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "A wrong API key."},
     429: {"model": ErrorOut, "description": "Too many wrong keys from this client: it waits."},
-    413: {"model": ErrorOut, "description": "The body is over MATCHER_MAX_BODY_BYTES."},
     422: {"model": ErrorOut, "description": "Empty or oversized text, top_k out of 1..100, unknown fields."},
 }
 
