@@ -184,13 +184,16 @@ class Intake:
         """The ranking's list for the pasted demand, in the order the page showed it when the ranking
         (looked at as far as `SHOWN_DEPTH`) still gives every expert shown; else the ranking's own."""
         def rank(k: int | None) -> list[Match]:
-            return list(self.engine.analyse(text, k, filters, exclude_terms=excluded, extra_terms=added).matches)
+            analysis = self.engine.analyse(text, k, filters, exclude_terms=excluded, extra_terms=added)
+            return list(analysis.matches)
 
         matches = rank(top_k)
         if not shown or [m.expert.id for m in matches] == shown:
             return matches, True
+        if len(set(shown)) != len(shown) or len(shown) > len(matches):
+            return matches, False
         deeper = {m.expert.id: m for m in rank(max(SHOWN_DEPTH, len(shown)))}
-        if len(set(shown)) != len(shown) or any(i not in deeper for i in shown) or len(shown) > len(matches):
+        if any(i not in deeper for i in shown):
             return matches, False
         return [deeper[i] for i in shown], True
 

@@ -15,8 +15,8 @@ import logging
 import re
 import threading
 import weakref
-from typing import Any
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
