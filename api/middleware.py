@@ -77,7 +77,8 @@ def document_body_limit(app: Any) -> None:
                 if isinstance(operation, dict) and "requestBody" in operation:
                     operation.setdefault("responses", {}).setdefault("413", {
                         "description": "The body is over MATCHER_MAX_BODY_BYTES; nothing was read or stored.",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+                        "content": {"application/json": {"schema": {
+                            "$ref": "#/components/schemas/ErrorOut"}}},
                     })
         return schema
 

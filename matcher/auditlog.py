@@ -34,8 +34,9 @@ ACTIONS: dict[str, str] = {
     "import.demands": "导入需求文件", "import.experts": "导入专家文件",
     "batch.start": "启动批处理", "export.download": "下载表格", "report.download": "下载年度报告",
     "backup.restore": "从备份恢复",
-    "feedback.withdraw": "撤回对接反馈", "proposal.accept": "采纳学到的关联", "proposal.reject": "否决学到的关联",
-    "proposal.reopen": "重新审议学到的关联", "thesaurus.import": "导入本地词表", "thesaurus.revert": "恢复本地词表版本",
+    "feedback.withdraw": "撤回对接反馈", "proposal.accept": "采纳学到的关联",
+    "proposal.reject": "否决学到的关联", "proposal.reopen": "重新审议学到的关联",
+    "thesaurus.import": "导入本地词表", "thesaurus.revert": "恢复本地词表版本",
     "learning.import": "导入学习数据",
 }
 _ROLES = {"staff": "工作人员", "admin": "管理员", "read": "只读", "write": "读写"}
@@ -129,15 +130,21 @@ def _save(e: AuditEntry, d: Mapping[str, Any]) -> str:
     return text
 
 
+def _pair(d: Mapping[str, Any]) -> str:
+    return f"「{d.get('phrase', '')}」→「{d.get('concept', '')}」"
+
+
 #: What the proposals page and `matcher learning` write (issue 28), as sentences.
 _LEARNING: dict[str, Callable[[AuditEntry, Mapping[str, Any]], str]] = {
-    "proposal.accept": lambda e, d: (
-        f"采纳学到的关联「{d.get('phrase', '')}」→「{d.get('concept', '')}」，写入本地词表第 {d.get('version', '')} 版"
+    "proposal.accept": lambda e, d: f"采纳学到的关联{_pair(d)}，写入本地词表第 {d.get('version', '')} 版",
+    "proposal.reject": lambda e, d: f"否决学到的关联{_pair(d)}",
+    "proposal.reopen": lambda e, d: f"重新审议学到的关联{_pair(d)}",
+    "thesaurus.import": lambda e, d: (
+        f"导入本地词表，生成第 {d.get('version', '')} 版（{d.get('entries', 0)} 条）"
     ),
-    "proposal.reject": lambda e, d: f"否决学到的关联「{d.get('phrase', '')}」→「{d.get('concept', '')}」",
-    "proposal.reopen": lambda e, d: f"重新审议学到的关联「{d.get('phrase', '')}」→「{d.get('concept', '')}」",
-    "thesaurus.import": lambda e, d: f"导入本地词表，生成第 {d.get('version', '')} 版（{d.get('entries', 0)} 条）",
-    "thesaurus.revert": lambda e, d: f"把本地词表恢复到第 {d.get('from', '')} 版（生成第 {d.get('version', '')} 版）",
+    "thesaurus.revert": lambda e, d: (
+        f"把本地词表恢复到第 {d.get('from', '')} 版（生成第 {d.get('version', '')} 版）"
+    ),
     "learning.import": lambda e, d: (
         f"导入学习数据：反馈 {d.get('verdicts', 0)} 条、成果 {d.get('outcomes', 0)} 条、"
         f"审议 {d.get('decisions', 0)} 条、词表版本 {d.get('versions', 0)} 个"

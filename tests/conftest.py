@@ -16,9 +16,9 @@ from typing import Any
 
 import jieba
 import pytest
-from hypothesis import settings as hypothesis_settings
 import uvicorn
 from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
 
 from api import create_app
 from matcher.config import DEFAULT_CORPORA, Settings
